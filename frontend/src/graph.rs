@@ -1,0 +1,314 @@
+//! The build graph: what the builder executes.
+//!
+//! Nodes are [`Step`]s (a source, a file copy, a command, a directory creation or
+//! a config-only change); edges point from an input to the step that uses it.
+//! Every step of a stage has exactly one [`Edge::Parent`] (the filesystem it
+//! starts from) except a stage's source; a COPY --from step also has an
+//! [`Edge::CopyFrom`] edge from the step whose filesystem it reads. Stages the
+//! target does not need are never added, so everything in the graph is built.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+
+use crate::instructions::Location;
+
+pub use petgraph::graph::NodeIndex as StepId;
+
+/// The platform an image is built for, in OCI terms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform of the machine rbuild runs on.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        let variant = (architecture == "arm64").then(|| "v8".to_string());
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant,
+        }
+    }
+
+    /// Parses `os/arch[/variant]`.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(Platform {
+                    os: os.to_string(),
+                    architecture: arch.to_string(),
+                    variant: Some(variant.to_string()),
+                })
+            }
+            _ => Err(format!("invalid platform {text:?}: expected os/arch[/variant]")),
+        }
+    }
+
+    /// Whether `other` names this platform (a missing variant matches any).
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (other.variant.is_none() || self.variant == other.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A container health check, as the image config stores it (durations in ns).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval: Option<i64>,
+    pub timeout: Option<i64>,
+    pub start_period: Option<i64>,
+    pub start_interval: Option<i64>,
+    pub retries: Option<i64>,
+}
+
+/// The parts of an image config a Dockerfile can change; lowering tracks it
+/// through every instruction of a stage.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageMeta {
+    /// `KEY=value` pairs in order; a key appears once.
+    pub env: Vec<(String, String)>,
+    pub user: String,
+    pub working_dir: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub labels: BTreeMap<String, String>,
+    /// `80/tcp`, `53/udp`.
+    pub exposed_ports: BTreeSet<String>,
+    pub volumes: BTreeSet<String>,
+    pub stop_signal: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub on_build: Vec<String>,
+    /// Empty means the default `/bin/sh -c`.
+    pub shell: Vec<String>,
+    pub author: Option<String>,
+}
+
+impl ImageMeta {
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => self.env.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    /// The shell used for shell-form commands.
+    pub fn shell_or_default(&self) -> Vec<String> {
+        if self.shell.is_empty() {
+            vec!["/bin/sh".into(), "-c".into()]
+        } else {
+            self.shell.clone()
+        }
+    }
+}
+
+/// Where a stage starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    Scratch,
+    /// An image reference, as written after expansion.
+    Image(String),
+    /// An earlier stage, by index.
+    Stage(usize),
+}
+
+/// A step's input filesystem that is not another step.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The empty filesystem.
+    Scratch,
+    /// A base image (the builder finds it in its store).
+    Image(String),
+    /// The build context (only ever a CopyFrom input).
+    Context,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InlineFile {
+    pub name: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOp {
+    pub is_add: bool,
+    /// Expanded source paths or patterns, relative to the input's root.
+    pub sources: Vec<String>,
+    /// Heredoc sources, already expanded where the heredoc asks for it.
+    pub inline_files: Vec<InlineFile>,
+    pub dest: String,
+    /// The stage's WORKDIR, against which a relative `dest` resolves.
+    pub workdir: String,
+    pub chown: Option<String>,
+    pub chmod: Option<String>,
+    pub link: bool,
+    pub parents: bool,
+    pub exclude: Vec<String>,
+    pub unpack: Option<bool>,
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOp {
+    pub argv: Vec<String>,
+    /// ENV of the image plus the stage's ARGs (ENV wins), in order.
+    pub env: Vec<(String, String)>,
+    pub user: String,
+    pub workdir: String,
+    /// Heredoc bodies the command reads (fd 0 or `N<<`), already expanded.
+    pub heredocs: Vec<RunHeredoc>,
+    pub network: Option<String>,
+    pub security: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunHeredoc {
+    pub name: String,
+    pub content: String,
+    pub file_descriptor: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Source(Source),
+    Copy(CopyOp),
+    Run(RunOp),
+    /// WORKDIR: create the directory (owned by `user`) if it is missing.
+    Workdir { path: String, user: String },
+    /// A change to the image config only.
+    Config,
+}
+
+/// The history entry a step adds to the image (`docker history`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub created_by: String,
+    /// `true` for config-only steps; steps with a filesystem effect get a layer.
+    pub empty_layer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The Dockerfile stage this step belongs to; `None` for shared sources.
+    pub stage: Option<usize>,
+    pub op: Op,
+    /// Where in the Dockerfile the step comes from (`None` for sources with no line).
+    pub location: Option<Location>,
+    /// How progress output names the step, e.g. `COPY a /b`.
+    pub display: String,
+    pub history: Option<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// The filesystem the step starts from.
+    Parent,
+    /// The filesystem a COPY/ADD reads from.
+    CopyFrom,
+}
+
+/// A stage that is part of the build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    /// Index of the stage in the Dockerfile.
+    pub index: usize,
+    pub name: Option<String>,
+    pub base: Base,
+    pub location: Location,
+    /// The step that starts the stage's chain (a source, or the base stage's last step).
+    pub root: NodeIndex,
+    /// The step whose filesystem and history make the stage's result.
+    pub last: NodeIndex,
+    /// The image config at the end of the stage.
+    pub image: ImageMeta,
+    /// Instructions in the stage, for `[stage i/n]` progress.
+    pub steps: Vec<NodeIndex>,
+}
+
+/// A warning found while lowering, with its Dockerfile line when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildGraph {
+    pub graph: DiGraph<Step, Edge>,
+    /// Stages that are built, in Dockerfile order.
+    pub stages: Vec<StagePlan>,
+    /// Position of the target stage in `stages`.
+    pub target: usize,
+    pub platform: Platform,
+    pub warnings: Vec<Warning>,
+}
+
+impl BuildGraph {
+    pub fn target_stage(&self) -> &StagePlan {
+        &self.stages[self.target]
+    }
+
+    pub fn step(&self, id: NodeIndex) -> &Step {
+        &self.graph[id]
+    }
+
+    /// The step a step builds on, if any.
+    pub fn parent(&self, id: NodeIndex) -> Option<NodeIndex> {
+        self.input(id, Edge::Parent)
+    }
+
+    /// The step a COPY --from reads, if any.
+    pub fn copy_from(&self, id: NodeIndex) -> Option<NodeIndex> {
+        self.input(id, Edge::CopyFrom)
+    }
+
+    fn input(&self, id: NodeIndex, kind: Edge) -> Option<NodeIndex> {
+        self.graph
+            .edges_directed(id, Direction::Incoming)
+            .find(|e| *e.weight() == kind)
+            .map(|e| e.source())
+    }
+
+    /// Steps in an order where every input comes before its users.
+    pub fn execution_order(&self) -> Vec<NodeIndex> {
+        petgraph::algo::toposort(&self.graph, None)
+            .expect("lowering only ever adds edges from earlier steps, so the graph has no cycle")
+    }
+}

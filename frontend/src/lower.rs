@@ -1,0 +1,717 @@
+//! Lowering: typed stages + build arguments + target → [`BuildGraph`].
+//!
+//! This is where Dockerfile semantics live: ARG scoping (global ARGs before the
+//! first FROM, redeclared per stage), ENV/ARG expansion in the instructions that
+//! expand, the image config each instruction produces, stage references by
+//! name or index, and the pruning of stages the target does not need.
+
+mod config;
+mod scope;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use crate::graph::*;
+use crate::instructions::{
+    self, ArgDecl, Command, CommandLine, CopyInstruction, Dockerfile, DockerfileError,
+    Instruction, Location, RunInstruction, Stage,
+};
+use crate::shell::Lexer;
+use scope::{platform_args, Scope};
+
+/// What the caller decides about a build.
+#[derive(Debug, Clone)]
+pub struct LowerOptions {
+    pub build_args: BTreeMap<String, String>,
+    /// Stage name to build; the last stage when `None`.
+    pub target: Option<String>,
+    pub platform: Platform,
+}
+
+/// Looks up base images (FROM, COPY --from) by reference.
+pub trait ImageResolver {
+    /// The config of the image, or a message saying why it cannot be had.
+    fn resolve(&self, reference: &str) -> Result<ImageMeta, String>;
+}
+
+/// Build arguments that are always accepted without an ARG, as in BuildKit.
+const PREDEFINED_ARGS: &[&str] = &[
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+    "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "SOURCE_DATE_EPOCH",
+];
+
+pub fn lower(
+    dockerfile: &Dockerfile,
+    options: &LowerOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<BuildGraph, DockerfileError> {
+    let mut lowering = Lowering {
+        dockerfile,
+        options,
+        resolver,
+        lexer: Lexer::new(dockerfile.escape),
+        graph: DiGraph::new(),
+        global: Scope::default(),
+        consumed: BTreeSet::new(),
+        warnings: Vec::new(),
+        shared_sources: HashMap::new(),
+        stage_results: HashMap::new(),
+    };
+    lowering.global_args()?;
+    let stage_deps = lowering.stage_dependencies()?;
+    let target = lowering.target_stage()?;
+    let needed = needed_stages(target, &stage_deps);
+
+    let mut stages = Vec::new();
+    for stage in dockerfile.stages.iter().filter(|s| needed.contains(&s.index)) {
+        stages.push(lowering.lower_stage(stage)?);
+    }
+    lowering.warn_unused_build_args();
+    let target = stages
+        .iter()
+        .position(|s| s.index == target)
+        .expect("the target stage is always needed");
+    Ok(BuildGraph {
+        graph: lowering.graph,
+        stages,
+        target,
+        platform: options.platform.clone(),
+        warnings: lowering.warnings,
+    })
+}
+
+/// The target and every stage it depends on, transitively.
+fn needed_stages(target: usize, deps: &[BTreeSet<usize>]) -> BTreeSet<usize> {
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(stage) = todo.pop() {
+        if needed.insert(stage) {
+            todo.extend(deps[stage].iter().copied());
+        }
+    }
+    needed
+}
+
+struct Lowering<'a> {
+    dockerfile: &'a Dockerfile,
+    options: &'a LowerOptions,
+    resolver: &'a dyn ImageResolver,
+    lexer: Lexer,
+    graph: DiGraph<Step, Edge>,
+    /// ARGs declared before the first FROM, plus the platform ARGs.
+    global: Scope,
+    /// Build arguments some ARG declared.
+    consumed: BTreeSet<String>,
+    warnings: Vec<Warning>,
+    /// Scratch, the context and base images are shared by every stage.
+    shared_sources: HashMap<Source, NodeIndex>,
+    /// Last step and config of each lowered stage, by Dockerfile index.
+    stage_results: HashMap<usize, (NodeIndex, ImageMeta)>,
+}
+
+/// How a stage is referred to by FROM or COPY --from.
+enum StageRef {
+    Stage(usize),
+    Image(String),
+}
+
+impl<'a> Lowering<'a> {
+    fn expand(&self, word: &str, scope: &Scope, location: Location) -> Result<String, DockerfileError> {
+        self.lexer
+            .process_word(word, scope)
+            .map(|e| e.value)
+            .map_err(|e| DockerfileError::at(location, format!("failed to expand {word:?}: {e}")))
+    }
+
+    fn expand_words(
+        &self,
+        word: &str,
+        scope: &Scope,
+        location: Location,
+    ) -> Result<Vec<String>, DockerfileError> {
+        self.lexer
+            .process_words(word, scope)
+            .map(|e| e.value)
+            .map_err(|e| DockerfileError::at(location, format!("failed to expand {word:?}: {e}")))
+    }
+
+    /// Evaluates the ARGs before the first FROM, in order.
+    fn global_args(&mut self) -> Result<(), DockerfileError> {
+        for (name, value) in platform_args(&self.options.platform, &Platform::host()) {
+            self.global.declare(&name, Some(value));
+        }
+        for (decl, location) in &self.dockerfile.meta_args {
+            let value = self.arg_value(decl, &self.global.clone(), None, *location)?;
+            self.global.declare(&decl.name, value);
+        }
+        Ok(())
+    }
+
+    /// The value an ARG takes: the build argument, else its expanded default,
+    /// else (in a stage) the global ARG of the same name.
+    fn arg_value(
+        &mut self,
+        decl: &ArgDecl,
+        scope: &Scope,
+        inherited: Option<&Scope>,
+        location: Location,
+    ) -> Result<Option<String>, DockerfileError> {
+        if let Some(value) = self.options.build_args.get(&decl.name) {
+            self.consumed.insert(decl.name.clone());
+            return Ok(Some(value.clone()));
+        }
+        if let Some(default) = &decl.default {
+            return self.expand(default, scope, location).map(Some);
+        }
+        Ok(inherited.and_then(|g| g.arg(&decl.name)))
+    }
+
+    /// Which earlier stages each stage needs (FROM and COPY --from), found
+    /// before anything is resolved so unneeded stages never touch a base image.
+    fn stage_dependencies(&self) -> Result<Vec<BTreeSet<usize>>, DockerfileError> {
+        let mut deps = Vec::new();
+        for stage in &self.dockerfile.stages {
+            let mut needs = BTreeSet::new();
+            if let StageRef::Stage(i) = self.base_ref(stage)? {
+                needs.insert(i);
+            }
+            // --from may use the stage's ARGs; their defaults and build args are
+            // known now, ENV from a base image is not (BuildKit does the same).
+            let mut scope = self.global.clone();
+            for command in &stage.commands {
+                match &command.instruction {
+                    Instruction::Arg(decls) => {
+                        for decl in decls {
+                            let value = self
+                                .options
+                                .build_args
+                                .get(&decl.name)
+                                .cloned()
+                                .or_else(|| decl.default.clone())
+                                .or_else(|| self.global.arg(&decl.name));
+                            scope.declare(&decl.name, value);
+                        }
+                    }
+                    Instruction::Copy(CopyInstruction { from: Some(from), .. }) => {
+                        // A bad --from fails when its stage is lowered, and only
+                        // if that stage is needed.
+                        let from = self.expand(from, &scope, command.location)?;
+                        if let Ok(StageRef::Stage(i)) = self.stage_ref(&from, stage.index, command.location) {
+                            needs.insert(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            deps.push(needs);
+        }
+        Ok(deps)
+    }
+
+    fn base_ref(&self, stage: &Stage) -> Result<StageRef, DockerfileError> {
+        let base = self.expand(&stage.base, &self.global, stage.location)?;
+        if base.is_empty() {
+            return Err(DockerfileError::at(
+                stage.location,
+                format!("base name ({}) should not be blank", stage.base),
+            ));
+        }
+        let lower = base.to_ascii_lowercase();
+        match self.dockerfile.stages[..stage.index]
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            Some(s) => Ok(StageRef::Stage(s.index)),
+            None => Ok(StageRef::Image(base)),
+        }
+    }
+
+    /// Resolves a `--from` value: a stage index, a stage name, or an image.
+    fn stage_ref(&self, from: &str, current: usize, location: Location) -> Result<StageRef, DockerfileError> {
+        if let Ok(index) = from.parse::<usize>() {
+            if index >= current {
+                return Err(DockerfileError::at(
+                    location,
+                    format!("invalid --from={from}: a stage can only copy from an earlier stage (this is stage {current})"),
+                ));
+            }
+            return Ok(StageRef::Stage(index));
+        }
+        let lower = from.to_ascii_lowercase();
+        let stages = &self.dockerfile.stages;
+        if let Some(s) = stages[..current].iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+            return Ok(StageRef::Stage(s.index));
+        }
+        if stages[current..].iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
+            return Err(DockerfileError::at(
+                location,
+                format!("invalid --from={from}: stage {lower:?} is defined later in the Dockerfile; a stage can only copy from earlier stages"),
+            ));
+        }
+        Ok(StageRef::Image(from.to_string()))
+    }
+
+    fn target_stage(&self) -> Result<usize, DockerfileError> {
+        let stages = &self.dockerfile.stages;
+        match &self.options.target {
+            None => Ok(stages.len() - 1),
+            Some(target) => {
+                let lower = target.to_ascii_lowercase();
+                stages
+                    .iter()
+                    .find(|s| s.name.as_deref() == Some(lower.as_str()))
+                    .map(|s| s.index)
+                    .ok_or_else(|| DockerfileError {
+                        line: stages[0].location.start_line,
+                        column: 1,
+                        message: format!("target stage {target:?} could not be found"),
+                    })
+            }
+        }
+    }
+
+    fn shared_source(&mut self, source: Source) -> NodeIndex {
+        if let Some(id) = self.shared_sources.get(&source) {
+            return *id;
+        }
+        let display = match &source {
+            Source::Scratch => "FROM scratch".to_string(),
+            Source::Image(r) => format!("FROM {r}"),
+            Source::Context => "load build context".to_string(),
+        };
+        let id = self.graph.add_node(Step {
+            stage: None,
+            op: Op::Source(source.clone()),
+            location: None,
+            display,
+            history: None,
+        });
+        self.shared_sources.insert(source, id);
+        id
+    }
+
+    fn resolve_image(&self, reference: &str, location: Location) -> Result<ImageMeta, DockerfileError> {
+        self.resolver
+            .resolve(reference)
+            .map_err(|message| DockerfileError::at(location, message))
+    }
+
+    fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {
+        self.check_stage_platform(stage)?;
+        let (base, root, mut image, triggers) = match self.base_ref(stage)? {
+            StageRef::Stage(i) => {
+                let (last, image) = self.stage_results[&i].clone();
+                (Base::Stage(i), last, image, Vec::new())
+            }
+            StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
+                (Base::Scratch, self.shared_source(Source::Scratch), ImageMeta::default(), Vec::new())
+            }
+            StageRef::Image(name) => {
+                let mut image = self.resolve_image(&name, stage.location)?;
+                let triggers = std::mem::take(&mut image.on_build);
+                let root = self.shared_source(Source::Image(name.clone()));
+                (Base::Image(name), root, image, triggers)
+            }
+        };
+        let mut state = StageState {
+            index: stage.index,
+            current: root,
+            scope: Scope::with_env(image.env.clone()),
+            cmd_set: false,
+            steps: Vec::new(),
+        };
+        // A base image's ONBUILD triggers run right after FROM.
+        for trigger in &triggers {
+            for command in onbuild_commands(trigger, stage.location)? {
+                self.lower_command(&command, &mut state, &mut image)?;
+            }
+        }
+        for command in &stage.commands {
+            self.lower_command(command, &mut state, &mut image)?;
+        }
+        self.stage_results.insert(stage.index, (state.current, image.clone()));
+        Ok(StagePlan {
+            index: stage.index,
+            name: stage.name.clone(),
+            base,
+            location: stage.location,
+            root,
+            last: state.current,
+            image,
+            steps: state.steps,
+        })
+    }
+
+    fn check_stage_platform(&self, stage: &Stage) -> Result<(), DockerfileError> {
+        let Some(platform) = &stage.platform else { return Ok(()) };
+        let text = self.expand(platform, &self.global, stage.location)?;
+        let wanted = Platform::parse(&text).map_err(|m| DockerfileError::at(stage.location, m))?;
+        if !Platform::host().matches(&wanted) {
+            return Err(DockerfileError::at(
+                stage.location,
+                format!(
+                    "FROM --platform={text}: only the host platform ({}) can be built",
+                    Platform::host()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn add_step(&mut self, state: &mut StageState, command: &Command, op: Op, history: HistoryEntry) {
+        let id = self.graph.add_node(Step {
+            stage: Some(state.index),
+            op,
+            location: Some(command.location),
+            display: command.original.clone(),
+            history: Some(history),
+        });
+        self.graph.add_edge(state.current, id, Edge::Parent);
+        state.current = id;
+        state.steps.push(id);
+    }
+
+    fn config_step(&mut self, state: &mut StageState, command: &Command, created_by: String) {
+        let history = HistoryEntry { created_by, empty_layer: true };
+        self.add_step(state, command, Op::Config, history);
+    }
+
+    fn lower_command(
+        &mut self,
+        command: &Command,
+        state: &mut StageState,
+        image: &mut ImageMeta,
+    ) -> Result<(), DockerfileError> {
+        let at = command.location;
+        match &command.instruction {
+            Instruction::Arg(decls) => {
+                let mut shown = Vec::new();
+                for decl in decls {
+                    let value = self.arg_value(decl, &state.scope.clone(), Some(&self.global.clone()), at)?;
+                    shown.push(match &value {
+                        Some(v) => format!("{}={v}", decl.name),
+                        None => decl.name.clone(),
+                    });
+                    state.scope.declare(&decl.name, value);
+                }
+                self.config_step(state, command, format!("ARG {}", shown.join(" ")));
+            }
+            Instruction::Env(pairs) => {
+                // Every value sees the environment as it was before this line.
+                let mut expanded = Vec::new();
+                for kv in pairs {
+                    let key = self.expand(&kv.key, &state.scope, at)?;
+                    let value = self.expand(&kv.value, &state.scope, at)?;
+                    expanded.push((key, value));
+                }
+                for (key, value) in &expanded {
+                    image.set_env(key, value);
+                    state.scope.set_env(key, value);
+                }
+                let shown: Vec<String> = expanded.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                self.config_step(state, command, format!("ENV {}", shown.join(" ")));
+            }
+            Instruction::Label(pairs) => {
+                let mut shown = Vec::new();
+                for kv in pairs {
+                    let key = self.expand(&kv.key, &state.scope, at)?;
+                    let value = self.expand(&kv.value, &state.scope, at)?;
+                    if key.is_empty() {
+                        return Err(DockerfileError::at(at, "LABEL names can not be blank"));
+                    }
+                    shown.push(format!("{key}={value}"));
+                    image.labels.insert(key, value);
+                }
+                self.config_step(state, command, format!("LABEL {}", shown.join(" ")));
+            }
+            Instruction::Run(run) => self.lower_run(run, command, state, image)?,
+            Instruction::Cmd(cmd) => {
+                let argv = command_argv(cmd, image);
+                self.config_step(state, command, format!("CMD {}", go_quoted_list(&argv)));
+                image.cmd = Some(argv);
+                state.cmd_set = true;
+            }
+            Instruction::Entrypoint(entrypoint) => {
+                let argv = command_argv(entrypoint, image);
+                self.config_step(state, command, format!("ENTRYPOINT {}", go_quoted_list(&argv)));
+                image.entrypoint = Some(argv);
+                // An ENTRYPOINT resets a CMD inherited from the base, as Docker does.
+                if !state.cmd_set {
+                    image.cmd = None;
+                }
+            }
+            Instruction::Copy(copy) => self.lower_copy(copy, command, state, image)?,
+            Instruction::Workdir(path) => {
+                let path = self.expand(path, &state.scope, at)?;
+                if path.is_empty() {
+                    return Err(DockerfileError::at(at, "WORKDIR requires a non-empty path"));
+                }
+                let path = config::join_workdir(&image.working_dir, &path);
+                image.working_dir = path.clone();
+                let history = HistoryEntry { created_by: format!("WORKDIR {path}"), empty_layer: true };
+                let op = Op::Workdir { path, user: image.user.clone() };
+                self.add_step(state, command, op, history);
+            }
+            Instruction::User(user) => {
+                let user = self.expand(user, &state.scope, at)?;
+                self.config_step(state, command, format!("USER {user}"));
+                image.user = user;
+            }
+            Instruction::Expose(ports) => {
+                let mut specs = Vec::new();
+                for port in ports {
+                    specs.extend(self.expand_words(port, &state.scope, at)?);
+                }
+                let parsed = config::parse_ports(&specs).map_err(|m| DockerfileError::at(at, m))?;
+                let shown: Vec<String> = parsed.iter().map(|p| format!("{p}:{{}}")).collect();
+                image.exposed_ports.extend(parsed);
+                self.config_step(state, command, format!("EXPOSE map[{}]", shown.join(" ")));
+            }
+            Instruction::Volume(volumes) => {
+                let mut expanded = Vec::new();
+                for v in volumes {
+                    let v = self.expand(v, &state.scope, at)?;
+                    if v.trim().is_empty() {
+                        return Err(DockerfileError::at(at, "VOLUME specified can not be an empty string"));
+                    }
+                    expanded.push(v);
+                }
+                self.config_step(state, command, format!("VOLUME [{}]", expanded.join(" ")));
+                image.volumes.extend(expanded);
+            }
+            Instruction::StopSignal(signal) => {
+                let signal = self.expand(signal, &state.scope, at)?;
+                config::validate_signal(&signal).map_err(|m| DockerfileError::at(at, m))?;
+                self.config_step(state, command, format!("STOPSIGNAL {signal}"));
+                image.stop_signal = Some(signal);
+            }
+            Instruction::Shell(shell) => {
+                self.config_step(state, command, format!("SHELL [{}]", shell.join(" ")));
+                image.shell = shell.clone();
+            }
+            Instruction::Healthcheck(health) => {
+                let check = config::healthcheck(health).map_err(|m| DockerfileError::at(at, m))?;
+                self.config_step(state, command, format!("HEALTHCHECK {}", config::describe_healthcheck(&check)));
+                image.healthcheck = Some(check);
+            }
+            Instruction::Onbuild(trigger) => {
+                self.config_step(state, command, format!("ONBUILD {trigger}"));
+                image.on_build.push(trigger.clone());
+            }
+            Instruction::Maintainer(author) => {
+                self.config_step(state, command, format!("MAINTAINER {author}"));
+                image.author = Some(author.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn lower_run(
+        &mut self,
+        run: &RunInstruction,
+        command: &Command,
+        state: &mut StageState,
+        image: &ImageMeta,
+    ) -> Result<(), DockerfileError> {
+        if !run.mounts.is_empty() {
+            return Err(DockerfileError::at(
+                command.location,
+                format!("RUN --mount={} is not supported yet", run.mounts[0]),
+            ));
+        }
+        let argv = command_argv(&run.command, image);
+        let mut heredocs = Vec::new();
+        for doc in &run.heredocs {
+            let content = if doc.expand {
+                self.expand_heredoc(&doc.content, &state.scope, command.location)?
+            } else {
+                doc.content.clone()
+            };
+            heredocs.push(RunHeredoc {
+                name: doc.name.clone(),
+                content,
+                file_descriptor: doc.file_descriptor.unwrap_or(0),
+            });
+        }
+        let args = state.scope.args_with_values();
+        let env = state.scope.run_env();
+        let mut created_by = String::from("RUN ");
+        if !args.is_empty() {
+            let shown: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            created_by.push_str(&format!("|{} {} ", shown.len(), shown.join(" ")));
+        }
+        created_by.push_str(&argv.join(" "));
+        created_by.push_str(" # buildkit");
+        let op = Op::Run(RunOp {
+            argv,
+            env,
+            user: image.user.clone(),
+            workdir: if image.working_dir.is_empty() { "/".into() } else { image.working_dir.clone() },
+            heredocs,
+            network: run.network.clone(),
+            security: run.security.clone(),
+        });
+        self.add_step(state, command, op, HistoryEntry { created_by, empty_layer: false });
+        Ok(())
+    }
+
+    fn expand_heredoc(&self, content: &str, scope: &Scope, location: Location) -> Result<String, DockerfileError> {
+        // Quotes in a heredoc body are plain text, as in BuildKit.
+        Lexer::new(self.dockerfile.escape)
+            .skip_quotes(true)
+            .process_word(content, scope)
+            .map(|e| e.value)
+            .map_err(|e| DockerfileError::at(location, format!("failed to expand heredoc: {e}")))
+    }
+
+    fn lower_copy(
+        &mut self,
+        copy: &CopyInstruction,
+        command: &Command,
+        state: &mut StageState,
+        image: &ImageMeta,
+    ) -> Result<(), DockerfileError> {
+        let at = command.location;
+        let keyword = if copy.is_add { "ADD" } else { "COPY" };
+        let input = match &copy.from {
+            None => self.shared_source(Source::Context),
+            Some(from) => {
+                let from = self.expand(from, &state.scope, at)?;
+                match self.stage_ref(&from, state.index, at)? {
+                    StageRef::Stage(i) => self.stage_results[&i].0,
+                    StageRef::Image(reference) => {
+                        self.resolve_image(&reference, at)?;
+                        self.shared_source(Source::Image(reference))
+                    }
+                }
+            }
+        };
+        let mut sources = Vec::new();
+        for source in &copy.sources {
+            sources.push(self.expand(source, &state.scope, at)?);
+        }
+        let mut inline_files = Vec::new();
+        for doc in &copy.heredocs {
+            let content = if doc.expand {
+                self.expand_heredoc(&doc.content, &state.scope, at)?
+            } else {
+                doc.content.clone()
+            };
+            inline_files.push(InlineFile { name: doc.name.clone(), content });
+        }
+        let dest = self.expand(&copy.dest, &state.scope, at)?;
+        let chown = copy.chown.as_ref().map(|c| self.expand(c, &state.scope, at)).transpose()?;
+        let chmod = copy.chmod.as_ref().map(|c| self.expand(c, &state.scope, at)).transpose()?;
+        let exclude = copy
+            .exclude
+            .iter()
+            .map(|e| self.expand(e, &state.scope, at))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut shown = vec![keyword.to_string()];
+        if let Some(from) = &copy.from {
+            shown.push(format!("--from={from}"));
+        }
+        if let Some(chown) = &chown {
+            shown.push(format!("--chown={chown}"));
+        }
+        if let Some(chmod) = &chmod {
+            shown.push(format!("--chmod={chmod}"));
+        }
+        shown.extend(sources.iter().cloned());
+        shown.extend(inline_files.iter().map(|f| f.name.clone()));
+        shown.push(dest.clone());
+        let created_by = format!("{} # buildkit", shown.join(" "));
+
+        let op = Op::Copy(CopyOp {
+            is_add: copy.is_add,
+            sources,
+            inline_files,
+            dest,
+            workdir: if image.working_dir.is_empty() { "/".into() } else { image.working_dir.clone() },
+            chown,
+            chmod,
+            link: copy.link,
+            parents: copy.parents,
+            exclude,
+            unpack: copy.unpack,
+            checksum: copy.checksum.clone(),
+        });
+        self.add_step(state, command, op, HistoryEntry { created_by, empty_layer: false });
+        self.graph.add_edge(input, state.current, Edge::CopyFrom);
+        Ok(())
+    }
+
+    fn warn_unused_build_args(&mut self) {
+        let unused: Vec<&String> = self
+            .options
+            .build_args
+            .keys()
+            .filter(|k| !self.consumed.contains(*k))
+            .filter(|k| !PREDEFINED_ARGS.contains(&k.as_str()) && !k.starts_with("BUILDKIT_"))
+            .filter(|k| self.global.arg(k).is_none() || !self.is_platform_arg(k))
+            .collect();
+        if !unused.is_empty() {
+            let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+            self.warnings.push(Warning {
+                line: None,
+                message: format!("one or more build args were not consumed: [{}]", names.join(" ")),
+            });
+        }
+    }
+
+    fn is_platform_arg(&self, name: &str) -> bool {
+        name.starts_with("TARGET") || name.starts_with("BUILD")
+    }
+}
+
+/// Per-stage state while its instructions are lowered.
+struct StageState {
+    index: usize,
+    current: NodeIndex,
+    scope: Scope,
+    /// Whether this stage set CMD itself (an ENTRYPOINT keeps such a CMD).
+    cmd_set: bool,
+    steps: Vec<NodeIndex>,
+}
+
+/// A shell-form command runs through the stage's SHELL.
+fn command_argv(command: &CommandLine, image: &ImageMeta) -> Vec<String> {
+    match command {
+        CommandLine::Exec(argv) => argv.clone(),
+        CommandLine::Shell(text) => {
+            let mut argv = image.shell_or_default();
+            argv.push(text.clone());
+            argv
+        }
+    }
+}
+
+/// `["a" "b"]`: how BuildKit's history shows a command list.
+fn go_quoted_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| serde_json::to_string(s).unwrap_or_default())
+        .collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Parses an ONBUILD trigger stored in a base image into commands located at
+/// the FROM line that runs them.
+fn onbuild_commands(trigger: &str, location: Location) -> Result<Vec<Command>, DockerfileError> {
+    let parsed = instructions::parse_dockerfile(&format!("FROM scratch\n{trigger}\n"))
+        .map_err(|e| DockerfileError::at(location, format!("invalid ONBUILD trigger {trigger:?}: {}", e.message)))?;
+    Ok(parsed
+        .stages
+        .into_iter()
+        .flat_map(|s| s.commands)
+        .map(|mut c| {
+            c.location = location;
+            c
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! `rbuild build`: from command-line arguments to a stored, exported image.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _, Result};
+use rbuild_frontend::graph::Platform;
+use rbuild_frontend::instructions::parse_dockerfile;
+use rbuild_frontend::lower::{lower, LowerOptions};
+use rbuild_store::{write_archive, ArchiveFormat, Reference, Store};
+
+use crate::cli::{key_values, BuildArgs, ProgressMode};
+use crate::error::BuildError;
+use crate::execute::{Executor, FsState};
+use crate::output::{parse_output, Destination, OutputSpec};
+use crate::progress::{PlainProgress, Progress, QuietProgress};
+use crate::resolver::StoreResolver;
+
+/// Why a command failed: the caller picks the exit code from it.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line was wrong (exit 2).
+    Usage(String),
+    /// The build ran and failed (exit 1).
+    Build(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Build(e)
+    }
+}
+
+impl From<BuildError> for Failure {
+    fn from(e: BuildError) -> Self {
+        Failure::Build(e.into())
+    }
+}
+
+/// Everything about the request that can be checked before building.
+struct Request {
+    context: PathBuf,
+    dockerfile_path: Option<PathBuf>,
+    dockerfile_name: String,
+    dockerfile_text: String,
+    tags: Vec<Reference>,
+    build_args: BTreeMap<String, String>,
+    labels: BTreeMap<String, String>,
+    outputs: Vec<OutputSpec>,
+    platform: Platform,
+    source_date_epoch: Option<i64>,
+}
+
+pub fn run(args: BuildArgs) -> Result<(), Failure> {
+    let request = check_request(&args)?;
+    let quiet = args.quiet || args.progress == ProgressMode::Quiet;
+    let mut stderr = io::stderr().lock();
+    let mut progress: Box<dyn Progress + '_> = match (quiet, args.progress) {
+        (true, _) => Box::new(QuietProgress::new(&mut stderr)),
+        (false, ProgressMode::Rawjson) => Box::new(crate::progress::RawJsonProgress::new(&mut stderr)),
+        _ => Box::new(PlainProgress::new(&mut stderr)),
+    };
+
+    let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
+    let dockerfile = parse_dockerfile(&request.dockerfile_text).map_err(|error| BuildError::Dockerfile {
+        file: request.dockerfile_name.clone(),
+        error,
+    })?;
+    if let Some(syntax) = &dockerfile.syntax {
+        if !is_builtin_syntax(syntax) {
+            progress.warning(&format!(
+                "the syntax directive {syntax:?} is ignored: rbuild always uses its own Dockerfile frontend"
+            ));
+        }
+    }
+    for (line, message) in &dockerfile.warnings {
+        progress.warning(&format!("{}:{line}: {message}", request.dockerfile_name));
+    }
+    let options = LowerOptions {
+        build_args: request.build_args.clone(),
+        target: args.target.clone(),
+        platform: request.platform.clone(),
+    };
+    let graph = lower(&dockerfile, &options, &StoreResolver { store: &store }).map_err(|error| {
+        BuildError::Dockerfile { file: request.dockerfile_name.clone(), error }
+    })?;
+    for warning in &graph.warnings {
+        match warning.line {
+            Some(line) => progress.warning(&format!("{}:{line}: {}", request.dockerfile_name, warning.message)),
+            None => progress.warning(&warning.message),
+        }
+    }
+
+    let executor = Executor {
+        store: &store,
+        graph: &graph,
+        context_dir: request.context.clone(),
+        dockerfile_path: request.dockerfile_path.clone(),
+        dockerfile_name: request.dockerfile_name.clone(),
+        source_date_epoch: request.source_date_epoch,
+        progress: progress.as_mut(),
+    };
+    let built = executor.run(&request.labels)?;
+    let image_id = built.image.config_digest.to_string();
+    progress.info(&format!("writing image {image_id} done"));
+    for tag in &request.tags {
+        store
+            .tag(tag, &built.image.manifest_digest)
+            .with_context(|| format!("tagging the image as {}", tag.familiar()))?;
+        progress.info(&format!("naming to {} done", tag.full()));
+    }
+    for output in &request.outputs {
+        export(&store, &built.image, &built.state, &request, output)?;
+    }
+    drop(progress);
+    if let Some(path) = &args.iidfile {
+        fs::write(path, &image_id).with_context(|| format!("writing --iidfile {}", path.display()))?;
+    }
+    if quiet && !request.outputs.iter().any(OutputSpec::writes_stdout) {
+        println!("{image_id}");
+    }
+    Ok(())
+}
+
+fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
+    let usage = |m: String| Failure::Usage(m);
+    let context = args.context.clone();
+    if args.context.as_os_str() == "-" {
+        return Err(usage("a build context on stdin is not supported: give a directory".into()));
+    }
+    if !context.is_dir() {
+        return Err(Failure::Build(anyhow!(
+            "unable to prepare context: {:?} is not a directory",
+            context.display().to_string()
+        )));
+    }
+    let (dockerfile_path, dockerfile_name, dockerfile_text) = read_dockerfile(args.file.as_deref(), &context)?;
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).map_err(|e| usage(format!("invalid tag {t:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let build_args = key_values(&args.build_args, true, "--build-arg").map_err(usage)?;
+    let labels = key_values(&args.labels, false, "--label").map_err(usage)?;
+    let outputs = args
+        .outputs
+        .iter()
+        .map(|o| parse_output(o).map_err(|e| usage(format!("invalid --output {o:?}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
+        return Err(usage("only one --output can write to stdout".into()));
+    }
+    let platform = match &args.platform {
+        None => Platform::host(),
+        Some(text) => {
+            let wanted = Platform::parse(text).map_err(usage)?;
+            if !Platform::host().matches(&wanted) {
+                return Err(Failure::Build(anyhow!(
+                    "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
+                    Platform::host()
+                )));
+            }
+            Platform::host()
+        }
+    };
+    let source_date_epoch = source_date_epoch(&build_args).map_err(usage)?;
+    Ok(Request {
+        context,
+        dockerfile_path,
+        dockerfile_name,
+        dockerfile_text,
+        tags,
+        build_args,
+        labels,
+        outputs,
+        platform,
+        source_date_epoch,
+    })
+}
+
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it) or the environment.
+fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64>, String> {
+    let value = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|v| !v.is_empty());
+    value
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
+        })
+        .transpose()
+}
+
+/// Reads the Dockerfile: `-f -` from stdin, `-f PATH`, or `CONTEXT/Dockerfile`.
+fn read_dockerfile(file: Option<&str>, context: &Path) -> Result<(Option<PathBuf>, String, String), Failure> {
+    match file {
+        Some("-") => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            Ok((None, "Dockerfile".into(), text))
+        }
+        _ => {
+            let path = file.map(PathBuf::from).unwrap_or_else(|| context.join("Dockerfile"));
+            let text = fs::read_to_string(&path)
+                .with_context(|| format!("reading the Dockerfile {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Dockerfile".into());
+            Ok((Some(path), name, text))
+        }
+    }
+}
+
+/// `docker/dockerfile:1`, `docker/dockerfile:1.7-labs`, with or without a
+/// registry prefix or digest: the syntax rbuild's own frontend implements.
+fn is_builtin_syntax(syntax: &str) -> bool {
+    let name = syntax.split('@').next().unwrap_or(syntax);
+    let name = name.strip_prefix("docker.io/").unwrap_or(name);
+    let Some(version) = name.strip_prefix("docker/dockerfile") else {
+        return false;
+    };
+    match version.strip_prefix(':') {
+        None => version.is_empty(),
+        Some(tag) => tag == "latest" || tag == "labs" || tag == "1" || tag.starts_with("1.") || tag.starts_with("1-"),
+    }
+}
+
+fn export(store: &Store, image: &rbuild_store::StoredImage, state: &FsState, request: &Request, output: &OutputSpec) -> Result<()> {
+    match output {
+        OutputSpec::Docker { dest, gzip } => write_to(dest, *gzip, |w| {
+            write_archive(store, &[(image.clone(), request.tags.clone())], &ArchiveFormat::Docker, w)
+                .map_err(Into::into)
+        }),
+        OutputSpec::Oci { dest, compression } => write_to(dest, false, |w| {
+            let format = ArchiveFormat::Oci { compression: *compression };
+            write_archive(store, &[(image.clone(), request.tags.clone())], &format, w).map_err(Into::into)
+        }),
+        OutputSpec::RootfsTar { dest } => {
+            let staging = store.tempdir()?;
+            state
+                .rootfs()
+                .materialize(staging.path())
+                .context("assembling the image's filesystem")?;
+            write_to(dest, false, |w| {
+                rbuild_store::write_layer_tar(staging.path(), request.source_date_epoch, w)
+                    .map(|_| ())
+                    .map_err(Into::into)
+            })
+        }
+        OutputSpec::Local { dir } => {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            state
+                .rootfs()
+                .materialize(dir)
+                .with_context(|| format!("writing the image's filesystem to {}", dir.display()))
+        }
+    }
+}
+
+/// Writes an output to stdout or atomically to a file (a temp file renamed
+/// into place, so a failed build never leaves half an archive).
+fn write_to(dest: &Destination, gzip: bool, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let wrap = |out: &mut dyn Write| -> Result<()> {
+        if gzip {
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            write(&mut encoder)?;
+            encoder.finish()?;
+            Ok(())
+        } else {
+            write(out)
+        }
+    };
+    match dest {
+        Destination::Stdout => {
+            let stdout = io::stdout();
+            let mut out = BufWriter::new(stdout.lock());
+            wrap(&mut out)?;
+            out.flush().context("writing to stdout")?;
+            Ok(())
+        }
+        Destination::File(path) => {
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut file = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+            {
+                let mut out = BufWriter::new(file.as_file_mut());
+                wrap(&mut out)?;
+                out.flush()?;
+            }
+            file.as_file().sync_all()?;
+            file.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_syntax_forms() {
+        for s in ["docker/dockerfile:1", "docker/dockerfile:1.7", "docker/dockerfile:1.7-labs", "docker.io/docker/dockerfile:1@sha256:abc", "docker/dockerfile"] {
+            assert!(is_builtin_syntax(s), "{s}");
+        }
+        for s in ["example.com/other:1", "docker/dockerfile:2", "tonistiigi/dockerfile:x"] {
+            assert!(!is_builtin_syntax(s), "{s}");
+        }
+    }
+}

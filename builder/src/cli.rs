@@ -1,0 +1,149 @@
+//! The `rbuild` command line, shaped like `docker build`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+pub const AFTER_HELP: &str = "\
+Examples:
+  rbuild -t app:1.0 .                      build ./Dockerfile, keep the image in rbuild's store
+  rbuild -t app:1.0 -o app.tar .           also write a `docker load` archive
+  rbuild -t app:1.0 -o - . | docker load   stream the archive into Docker
+  rbuild -f build/Dockerfile --target test --build-arg VERSION=2 .
+  rbuild -o type=oci,dest=app.oci.tar,compression=zstd .
+  rbuild -o type=local,dest=rootfs/ .      write the final filesystem to a directory
+
+Environment:
+  RBUILD_ROOT          the store (default $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild)
+  SOURCE_DATE_EPOCH    image and history times; newer file times are clamped to it
+
+Exit status: 0 built, 1 the build failed, 2 the command line was wrong.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    Tty,
+    Rawjson,
+    Quiet,
+}
+
+/// Build a container image from a Dockerfile, without a daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Build container images from Dockerfiles, daemonless and rootless",
+    after_help = AFTER_HELP,
+    override_usage = "rbuild [build] [OPTIONS] PATH"
+)]
+pub struct BuildArgs {
+    /// Build context directory
+    #[arg(value_name = "PATH")]
+    pub context: PathBuf,
+
+    /// Name and optionally a tag (name:tag); repeatable
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+
+    /// The Dockerfile (default: PATH/Dockerfile; `-` reads it from stdin)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+
+    /// Set a build-time variable (K=V, or K to take it from the environment)
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+
+    /// Build this stage and what it needs, instead of the last stage
+    #[arg(long)]
+    pub target: Option<String>,
+
+    /// Add a label to the image
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+
+    /// Write the image id to this file
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+
+    /// Print only the image id
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Target platform (only the host platform is supported)
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// Do not use the build cache
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Progress output
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+
+    /// Output: FILE.tar, FILE.tar.gz, - (stdout), or type=docker|oci|tar|local,dest=PATH[,compression=gzip|zstd]
+    #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
+    pub outputs: Vec<String>,
+}
+
+/// Splits `--build-arg`/`--label` values; `K` alone reads the environment for build args.
+pub fn key_values(items: &[String], from_env: bool, flag: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                map.insert(k.to_string(), v.to_string());
+            }
+            None if from_env && !item.is_empty() => {
+                // As in docker: a variable missing from the environment is left unset.
+                if let Ok(v) = std::env::var(item) {
+                    map.insert(item.clone(), v);
+                }
+            }
+            _ => return Err(format!("invalid {flag} {item:?}: expected KEY=VALUE")),
+        }
+    }
+    Ok(map)
+}
+
+/// `rbuild build …` and `rbuild …` are the same command.
+pub fn normalise_args(mut args: Vec<String>) -> Vec<String> {
+    if args.get(1).map(String::as_str) == Some("build") {
+        args.remove(1);
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_subcommand_is_optional() {
+        let a = normalise_args(vec!["rbuild".into(), "build".into(), "-t".into(), "x".into(), ".".into()]);
+        let b = normalise_args(vec!["rbuild".into(), "-t".into(), "x".into(), ".".into()]);
+        assert_eq!(a, b);
+        let parsed = BuildArgs::try_parse_from(a).unwrap();
+        assert_eq!(parsed.tags, vec!["x"]);
+        assert_eq!(parsed.context, PathBuf::from("."));
+    }
+
+    #[test]
+    fn build_args_from_flags_and_environment() {
+        std::env::set_var("RBUILD_TEST_FROM_ENV", "env-value");
+        let map = key_values(
+            &["A=1".into(), "B=".into(), "RBUILD_TEST_FROM_ENV".into(), "RBUILD_TEST_UNSET_X".into()],
+            true,
+            "--build-arg",
+        )
+        .unwrap();
+        assert_eq!(map["A"], "1");
+        assert_eq!(map["B"], "");
+        assert_eq!(map["RBUILD_TEST_FROM_ENV"], "env-value");
+        assert!(!map.contains_key("RBUILD_TEST_UNSET_X"));
+        assert!(key_values(&["nolabel".into()], false, "--label").is_err());
+        assert!(key_values(&["=v".into()], true, "--build-arg").is_err());
+    }
+}

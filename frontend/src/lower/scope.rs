@@ -1,0 +1,98 @@
+//! The variables an instruction sees: the image's ENV and the stage's ARGs.
+
+use crate::graph::Platform;
+use crate::shell::VarSource;
+
+/// ENV and ARG values visible at one point of a stage. ENV wins over an ARG of
+/// the same name, as in Docker.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    env: Vec<(String, String)>,
+    /// Declared ARGs in order; `None` for an ARG declared without a value.
+    args: Vec<(String, Option<String>)>,
+}
+
+impl Scope {
+    pub fn with_env(env: Vec<(String, String)>) -> Scope {
+        Scope { env, args: Vec::new() }
+    }
+
+    pub fn declare(&mut self, name: &str, value: Option<String>) {
+        match self.args.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.args.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        match self.env.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => self.env.push((key.to_string(), value.to_string())),
+        }
+    }
+
+    /// The value of a declared ARG.
+    pub fn arg(&self, name: &str) -> Option<String> {
+        self.args
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    /// ARGs with values that no ENV hides: what a RUN sees besides the image ENV.
+    pub fn args_with_values(&self) -> Vec<(String, String)> {
+        self.args
+            .iter()
+            .filter(|(n, _)| !self.env.iter().any(|(k, _)| k == n))
+            .filter_map(|(n, v)| v.clone().map(|v| (n.clone(), v)))
+            .collect()
+    }
+
+    /// The environment of a RUN: the image ENV, then the visible ARGs.
+    pub fn run_env(&self) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.extend(self.args_with_values());
+        env
+    }
+}
+
+impl VarSource for Scope {
+    fn get_var(&self, name: &str) -> Option<String> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| self.arg(name))
+    }
+}
+
+/// The automatic platform ARGs (TARGETPLATFORM, BUILDARCH, …).
+pub fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
+    let mut args = Vec::new();
+    for (prefix, p) in [("TARGET", target), ("BUILD", build)] {
+        args.push((format!("{prefix}PLATFORM"), p.to_string()));
+        args.push((format!("{prefix}OS"), p.os.clone()));
+        args.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        args.push((format!("{prefix}VARIANT"), p.variant.clone().unwrap_or_default()));
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_hides_arg_of_same_name() {
+        let mut scope = Scope::with_env(vec![("A".into(), "env".into())]);
+        scope.declare("A", Some("arg".into()));
+        scope.declare("B", Some("b".into()));
+        scope.declare("C", None);
+        assert_eq!(scope.get_var("A").as_deref(), Some("env"));
+        assert_eq!(scope.get_var("B").as_deref(), Some("b"));
+        assert_eq!(scope.get_var("C"), None);
+        assert_eq!(scope.args_with_values(), vec![("B".to_string(), "b".to_string())]);
+        assert_eq!(scope.run_env().len(), 2);
+    }
+}

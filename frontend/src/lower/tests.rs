@@ -1,0 +1,279 @@
+use std::cell::RefCell;
+
+use super::*;
+use crate::instructions::parse_dockerfile;
+
+/// A resolver with a fixed set of images that records what it was asked for.
+#[derive(Default)]
+struct FakeImages {
+    images: BTreeMap<String, ImageMeta>,
+    asked: RefCell<Vec<String>>,
+}
+
+impl ImageResolver for FakeImages {
+    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+        self.asked.borrow_mut().push(reference.to_string());
+        self.images
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| format!("image {reference:?} not found"))
+    }
+}
+
+fn options(args: &[(&str, &str)], target: Option<&str>) -> LowerOptions {
+    LowerOptions {
+        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        target: target.map(str::to_string),
+        platform: Platform::host(),
+    }
+}
+
+fn lower_src(src: &str, opts: &LowerOptions, images: &FakeImages) -> Result<BuildGraph, DockerfileError> {
+    lower(&parse_dockerfile(src).unwrap(), opts, images)
+}
+
+fn target_image(src: &str, args: &[(&str, &str)]) -> ImageMeta {
+    lower_src(src, &options(args, None), &FakeImages::default())
+        .unwrap()
+        .target_stage()
+        .image
+        .clone()
+}
+
+fn copy_ops(graph: &BuildGraph) -> Vec<(CopyOp, Option<NodeIndex>)> {
+    graph
+        .graph
+        .node_indices()
+        .filter_map(|id| match &graph.step(id).op {
+            Op::Copy(c) => Some((c.clone(), graph.copy_from(id))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn global_arg_in_from_and_stage_redeclaration() {
+    let mut images = FakeImages::default();
+    images.images.insert("base:2".into(), ImageMeta::default());
+    let src = "ARG TAG=1\nFROM base:${TAG}\nARG TAG\nENV SEEN=$TAG\n";
+    let graph = lower_src(src, &options(&[("TAG", "2")], None), &images).unwrap();
+    assert_eq!(graph.target_stage().base, Base::Image("base:2".into()));
+    assert_eq!(graph.target_stage().image.env_value("SEEN"), Some("2"));
+    assert!(graph.warnings.is_empty(), "{:?}", graph.warnings);
+}
+
+#[test]
+fn global_arg_is_invisible_in_stage_until_redeclared() {
+    let image = target_image("ARG V=global\nFROM scratch\nENV A=${V:-unset}\nARG V\nENV B=$V\n", &[]);
+    assert_eq!(image.env_value("A"), Some("unset"));
+    assert_eq!(image.env_value("B"), Some("global"));
+}
+
+#[test]
+fn stage_arg_default_and_override() {
+    let src = "FROM scratch\nARG X=def\nLABEL x=$X\n";
+    assert_eq!(target_image(src, &[]).labels["x"], "def");
+    assert_eq!(target_image(src, &[("X", "cli")]).labels["x"], "cli");
+}
+
+#[test]
+fn args_stay_out_of_the_image_env_but_reach_run() {
+    let g = lower_src(
+        "FROM scratch\nARG A=1\nENV B=2\nRUN echo hi\n",
+        &options(&[], None),
+        &FakeImages::default(),
+    )
+    .unwrap();
+    let stage = g.target_stage();
+    assert_eq!(stage.image.env, vec![("B".to_string(), "2".to_string())]);
+    let run = stage
+        .steps
+        .iter()
+        .find_map(|id| match &g.step(*id).op {
+            Op::Run(r) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(run.argv, vec!["/bin/sh", "-c", "echo hi"]);
+    assert!(run.env.contains(&("A".to_string(), "1".to_string())));
+    assert!(run.env.contains(&("B".to_string(), "2".to_string())));
+    let history = g.step(*stage.steps.last().unwrap()).history.clone().unwrap();
+    assert_eq!(history.created_by, "RUN |1 A=1 /bin/sh -c echo hi # buildkit");
+}
+
+#[test]
+fn platform_args_are_global_and_declarable() {
+    let host = Platform::host();
+    let image = target_image("FROM scratch\nARG TARGETARCH\nENV ARCH=$TARGETARCH OS=$TARGETOS\n", &[]);
+    assert_eq!(image.env_value("ARCH"), Some(host.architecture.as_str()));
+    assert_eq!(image.env_value("OS"), Some(""));
+}
+
+#[test]
+fn env_values_see_the_environment_before_the_line() {
+    let image = target_image("FROM scratch\nENV abc=hello\nENV abc=bye def=$abc\n", &[]);
+    assert_eq!(image.env_value("abc"), Some("bye"));
+    assert_eq!(image.env_value("def"), Some("hello"));
+}
+
+#[test]
+fn unused_build_arg_warns() {
+    let g = lower_src("FROM scratch\n", &options(&[("NOPE", "1"), ("HTTP_PROXY", "x")], None), &FakeImages::default())
+        .unwrap();
+    assert_eq!(g.warnings.len(), 1);
+    assert!(g.warnings[0].message.contains("NOPE"));
+    assert!(!g.warnings[0].message.contains("HTTP_PROXY"));
+}
+
+#[test]
+fn unneeded_stages_are_pruned_and_never_resolved() {
+    let images = FakeImages::default();
+    let src = "FROM missing:image AS unused\nCOPY nothing /\nFROM scratch AS a\nCOPY x /x\nFROM a\nCOPY --from=a /x /y\n";
+    let g = lower_src(src, &options(&[], None), &images).unwrap();
+    assert!(images.asked.borrow().is_empty());
+    let built: Vec<usize> = g.stages.iter().map(|s| s.index).collect();
+    assert_eq!(built, vec![1, 2]);
+    assert!(g.graph.node_weights().all(|s| s.stage != Some(0)));
+}
+
+#[test]
+fn target_selects_stage_and_unknown_target_fails() {
+    let src = "FROM scratch AS one\nLABEL a=1\nFROM scratch AS Two\nLABEL b=2\n";
+    let g = lower_src(src, &options(&[], Some("ONE")), &FakeImages::default()).unwrap();
+    assert_eq!(g.target_stage().name.as_deref(), Some("one"));
+    assert_eq!(g.stages.len(), 1);
+    let err = lower_src(src, &options(&[], Some("three")), &FakeImages::default()).unwrap_err();
+    assert!(err.message.contains("three"));
+}
+
+#[test]
+fn copy_from_stage_name_index_and_context() {
+    let src = "FROM scratch AS build\nCOPY a /a\nFROM scratch\nCOPY --from=BUILD /a /b\nCOPY --from=0 /a /c\nCOPY local /d\n";
+    let g = lower_src(src, &options(&[], None), &FakeImages::default()).unwrap();
+    let build_last = g.stages[0].last;
+    let copies = copy_ops(&g);
+    assert_eq!(copies.len(), 4);
+    let from_build: Vec<_> = copies.iter().filter(|(_, from)| *from == Some(build_last)).collect();
+    assert_eq!(from_build.len(), 2);
+    let context_copies = copies
+        .iter()
+        .filter(|(_, from)| matches!(g.step(from.unwrap()).op, Op::Source(Source::Context)))
+        .count();
+    assert_eq!(context_copies, 2);
+}
+
+#[test]
+fn copy_from_later_stage_or_same_index_fails() {
+    let err = lower_src(
+        "FROM scratch\nCOPY --from=later /a /b\nFROM scratch AS later\n",
+        &options(&[], Some("later")),
+        &FakeImages::default(),
+    );
+    assert!(err.is_ok(), "the first stage is not needed by `later`");
+    let err = lower_src(
+        "FROM scratch AS first\nCOPY --from=later /a /b\nFROM scratch AS later\nFROM first\n",
+        &options(&[], None),
+        &FakeImages::default(),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("defined later"), "{}", err.message);
+    assert_eq!(err.line, 2);
+    let err = lower_src("FROM scratch\nCOPY --from=0 /a /b\n", &options(&[], None), &FakeImages::default()).unwrap_err();
+    assert!(err.message.contains("earlier stage"));
+}
+
+#[test]
+fn unknown_base_image_names_the_from_line() {
+    let err = lower_src("FROM scratch AS a\nFROM nothere:1\n", &options(&[], None), &FakeImages::default()).unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(err.message.contains("nothere:1"));
+}
+
+#[test]
+fn config_instructions() {
+    let image = target_image(
+        concat!(
+            "FROM scratch\n",
+            "ENV P=/srv\n",
+            "WORKDIR $P\nWORKDIR app\n",
+            "USER nobody:nogroup\n",
+            "EXPOSE 80 53/udp\n",
+            "VOLUME [\"/data\", \"$P/v\"]\n",
+            "STOPSIGNAL SIGINT\n",
+            "SHELL [\"/bin/ash\", \"-eo\"]\n",
+            "CMD serve\n",
+            "HEALTHCHECK --timeout=3s CMD [\"check\"]\n",
+            "ONBUILD COPY $P /x\n",
+            "MAINTAINER someone\n",
+            "LABEL \"key one\"=\"v 1\"\n",
+        ),
+        &[],
+    );
+    assert_eq!(image.working_dir, "/srv/app");
+    assert_eq!(image.user, "nobody:nogroup");
+    assert_eq!(image.exposed_ports.iter().cloned().collect::<Vec<_>>(), vec!["53/udp", "80/tcp"]);
+    assert!(image.volumes.contains("/data") && image.volumes.contains("/srv/v"));
+    assert_eq!(image.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(image.cmd, Some(vec!["/bin/ash".into(), "-eo".into(), "serve".into()]));
+    let hc = image.healthcheck.unwrap();
+    assert_eq!(hc.test, vec!["CMD", "check"]);
+    assert_eq!(hc.timeout, Some(3_000_000_000));
+    assert_eq!(image.on_build, vec!["COPY $P /x"]);
+    assert_eq!(image.author.as_deref(), Some("someone"));
+    assert_eq!(image.labels["key one"], "v 1");
+}
+
+#[test]
+fn entrypoint_resets_inherited_cmd_only() {
+    let image = target_image("FROM scratch AS a\nCMD [\"x\"]\nFROM a\nENTRYPOINT [\"e\"]\n", &[]);
+    assert_eq!(image.cmd, None);
+    let image = target_image("FROM scratch\nCMD [\"x\"]\nENTRYPOINT [\"e\"]\n", &[]);
+    assert_eq!(image.cmd, Some(vec!["x".to_string()]));
+}
+
+#[test]
+fn base_image_config_and_onbuild_triggers() {
+    let mut images = FakeImages::default();
+    images.images.insert(
+        "base".into(),
+        ImageMeta {
+            env: vec![("PATH".into(), "/bin".into())],
+            on_build: vec!["LABEL from=onbuild".into()],
+            ..Default::default()
+        },
+    );
+    let g = lower_src("FROM base\nENV PATH=$PATH:/x\n", &options(&[], None), &images).unwrap();
+    let image = &g.target_stage().image;
+    assert_eq!(image.env_value("PATH"), Some("/bin:/x"));
+    assert_eq!(image.labels["from"], "onbuild");
+    assert!(image.on_build.is_empty(), "triggers are not inherited");
+}
+
+#[test]
+fn run_mount_is_rejected_with_its_line() {
+    let err = lower_src("FROM scratch\n\nRUN --mount=type=cache,target=/c true\n", &options(&[], None), &FakeImages::default())
+        .unwrap_err();
+    assert_eq!(err.line, 3);
+    assert!(err.message.contains("not supported yet"));
+}
+
+#[test]
+fn foreign_platform_in_from_fails() {
+    let other = if Platform::host().architecture == "amd64" { "linux/arm64" } else { "linux/amd64" };
+    let err = lower_src(&format!("FROM --platform={other} scratch\n"), &options(&[], None), &FakeImages::default())
+        .unwrap_err();
+    assert!(err.message.contains(other));
+    lower_src("FROM --platform=$BUILDPLATFORM scratch\n", &options(&[], None), &FakeImages::default()).unwrap();
+}
+
+#[test]
+fn copy_heredoc_is_expanded_unless_quoted() {
+    let g = lower_src(
+        "FROM scratch\nENV N=world\nCOPY <<EOF /a\nhello $N\nEOF\nCOPY <<'EOF' /b\nhello $N\nEOF\n",
+        &options(&[], None),
+        &FakeImages::default(),
+    )
+    .unwrap();
+    let contents: Vec<String> = copy_ops(&g).into_iter().map(|(c, _)| c.inline_files[0].content.clone()).collect();
+    assert_eq!(contents, vec!["hello world\n", "hello $N\n"]);
+}
