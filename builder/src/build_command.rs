@@ -17,6 +17,7 @@ use crate::execute::{Executor, FsState};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
 use crate::resolver::StoreResolver;
+use crate::snippet::snippet;
 
 /// Why a command failed: the caller picks the exit code from it.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub enum Failure {
     Usage(String),
     /// The build ran and failed (exit 1).
     Build(anyhow::Error),
+    /// The build failed at a Dockerfile line (exit 1); `snippet` shows it.
+    Located { error: BuildError, snippet: String },
 }
 
 impl From<anyhow::Error> for Failure {
@@ -55,6 +58,29 @@ struct Request {
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let request = check_request(&args)?;
+    build(&args, &request).map_err(|failure| match failure {
+        Failure::Build(error) => match error.downcast::<BuildError>() {
+            Ok(error) => locate(error, &request.dockerfile_text),
+            Err(error) => Failure::Build(error),
+        },
+        other => other,
+    })
+}
+
+/// Attaches the Dockerfile lines an error points at.
+fn locate(error: BuildError, dockerfile: &str) -> Failure {
+    let lines = match &error {
+        BuildError::Dockerfile { error, .. } => Some((error.line, error.line)),
+        BuildError::Step { location, .. } => Some((location.start_line, location.end_line)),
+        _ => None,
+    };
+    match lines {
+        Some((start, end)) => Failure::Located { snippet: snippet(dockerfile, start, end), error },
+        None => Failure::Build(error.into()),
+    }
+}
+
+fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     let quiet = args.quiet || args.progress == ProgressMode::Quiet;
     let mut stderr = io::stderr().lock();
     let mut progress: Box<dyn Progress + '_> = match (quiet, args.progress) {
@@ -294,6 +320,9 @@ fn write_to(dest: &Destination, gzip: bool, write: impl FnOnce(&mut dyn Write) -
                 wrap(&mut out)?;
                 out.flush()?;
             }
+            // A temp file is created 0600; an output is an ordinary file.
+            use std::os::unix::fs::PermissionsExt;
+            file.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
             file.as_file().sync_all()?;
             file.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
             Ok(())

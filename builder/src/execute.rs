@@ -63,7 +63,7 @@ pub struct Built {
 }
 
 impl<'a> Executor<'a> {
-    pub fn run(mut self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
+    pub fn run(self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
         let created = self.source_date_epoch.unwrap_or_else(timefmt::now_unix);
         let created = timefmt::rfc3339(created);
         let mut context: Option<BuildContext> = None;

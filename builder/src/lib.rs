@@ -1,5 +1,15 @@
 //! The rbuild builder: reads the build context, executes the build graph that the
 //! frontend lowered, and hands layers and images to the store.
 
+pub mod build_command;
+pub mod cli;
 pub mod context;
+pub mod error;
+pub mod execute;
 pub mod fileops;
+pub mod image_meta;
+pub mod output;
+pub mod progress;
+pub mod resolver;
+pub mod snippet;
+pub mod timefmt;

@@ -25,5 +25,10 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Located { error, snippet }) => {
+            eprintln!("error: {error:#}");
+            eprint!("{snippet}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -35,6 +35,9 @@ pub trait ImageResolver {
     fn resolve(&self, reference: &str) -> Result<ImageMeta, String>;
 }
 
+/// The PATH an image gets when its base sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Build arguments that are always accepted without an ARG, as in BuildKit.
 const PREDEFINED_ARGS: &[&str] = &[
     "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -305,7 +308,10 @@ impl<'a> Lowering<'a> {
                 (Base::Stage(i), last, image, Vec::new())
             }
             StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
-                (Base::Scratch, self.shared_source(Source::Scratch), ImageMeta::default(), Vec::new())
+                // BuildKit gives every image a PATH, scratch-based ones included.
+                let mut image = ImageMeta::default();
+                image.set_env("PATH", DEFAULT_PATH);
+                (Base::Scratch, self.shared_source(Source::Scratch), image, Vec::new())
             }
             StageRef::Image(name) => {
                 let mut image = self.resolve_image(&name, stage.location)?;
@@ -464,7 +470,9 @@ impl<'a> Lowering<'a> {
                     specs.extend(self.expand_words(port, &state.scope, at)?);
                 }
                 let parsed = config::parse_ports(&specs).map_err(|m| DockerfileError::at(at, m))?;
-                let shown: Vec<String> = parsed.iter().map(|p| format!("{p}:{{}}")).collect();
+                // Shown like BuildKit's Go map: keys sorted.
+                let sorted: BTreeSet<&String> = parsed.iter().collect();
+                let shown: Vec<String> = sorted.iter().map(|p| format!("{p}:{{}}")).collect();
                 image.exposed_ports.extend(parsed);
                 self.config_step(state, command, format!("EXPOSE map[{}]", shown.join(" ")));
             }

@@ -1,3 +1,126 @@
 //! rbuild's image store: content-addressed blobs, layer snapshots, deterministic
 //! layer tars, image configs and manifests, and the archive formats images are
 //! exported in. It knows nothing of Dockerfiles.
+//!
+//! On disk, under the store root:
+//!
+//! ```text
+//! blobs/sha256/<hex>     content-addressed blobs (layers, configs, manifests)
+//! snapshots/<hex>/       unpacked layer diffs, by diff_id
+//! images/<hex>           image id (config digest) → manifest digest
+//! tags.json, tags.lock   tags → manifest digests, and the lock guarding updates
+//! tmp/                   temp files and dirs, renamed into place when complete
+//! ```
+//!
+//! Everything becomes visible by an atomic rename from `tmp/`, which is on the
+//! same filesystem, so a killed process leaves at worst garbage in `tmp/`.
+
+pub mod archive;
+mod blobs;
+pub mod compress;
+pub mod config;
+mod convert;
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod layer;
+mod pgzip;
+pub mod reference;
+mod snapshot;
+mod tags;
+mod xattr;
+
+#[cfg(test)]
+mod test_util;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use archive::{write_archive, write_oci_dir, ArchiveFormat};
+pub use blobs::BlobWriter;
+pub use compress::Compression;
+pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
+pub use digest::{Digest, DigestError};
+pub use error::StoreError;
+pub use image::StoredImage;
+pub use layer::{write_layer_tar, Layer, LayerOptions};
+pub use reference::{Reference, ReferenceError};
+
+use error::IoContext;
+
+/// An image store rooted at one directory. Cheap to clone; any number of
+/// processes may use one root at the same time.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating its layout if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let store = Store { root: root.into() };
+        for dir in [
+            store.blobs_dir(),
+            store.snapshots_dir(),
+            store.root.join("images"),
+            store.tmp_dir(),
+        ] {
+            fs::create_dir_all(&dir).at("create store directory", &dir)?;
+        }
+        Ok(store)
+    }
+
+    /// Where the store lives unless told otherwise: `$RBUILD_ROOT`, else
+    /// `$XDG_DATA_HOME/rbuild`, else `$HOME/.local/share/rbuild`.
+    pub fn default_root() -> PathBuf {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        if let Some(root) = var("RBUILD_ROOT") {
+            return root;
+        }
+        if let Some(data) = var("XDG_DATA_HOME") {
+            return data.join("rbuild");
+        }
+        let home = var("HOME").unwrap_or_else(|| PathBuf::from("/"));
+        home.join(".local").join("share").join("rbuild")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A fresh temp directory under the store root, so that what is prepared in
+    /// it can be renamed into the store (same filesystem). Removed on drop.
+    pub fn tempdir(&self) -> Result<tempfile::TempDir, StoreError> {
+        let tmp = self.tmp_dir();
+        tempfile::Builder::new()
+            .prefix("dir-")
+            .tempdir_in(&tmp)
+            .at("create a temp directory in", &tmp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_creates_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        for sub in ["blobs/sha256", "snapshots", "images", "tmp"] {
+            assert!(store.root().join(sub).is_dir(), "{sub}");
+        }
+        // Opening again is fine.
+        Store::open(store.root()).unwrap();
+        let tmp = store.tempdir().unwrap();
+        assert!(tmp.path().starts_with(store.root().join("tmp")));
+    }
+}

@@ -1,0 +1,338 @@
+//! A merged, read-only view of a stack of layer directories.
+//!
+//! Every layer directory holds one layer's diff. An entry in a higher layer hides
+//! the same path below it, except that directories merge with the directories
+//! under them; a whiteout (character device 0:0) hides the path in all lower
+//! layers and an opaque directory hides everything below it in lower layers. The
+//! build context is the degenerate case: one directory, no whiteouts, and a
+//! [`PathFilter`] (the `.dockerignore` rules) that makes some paths invisible.
+//!
+//! Lookups walk one component at a time and `lstat` every step, so a symlink in a
+//! layer directory is reported as a symlink and never followed on the host.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::error::{FileOpError, Result};
+use super::fsio::{self, Attrs};
+use super::imagepath::ImagePath;
+
+/// Whether a filtered path can be seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Visibility {
+    Visible,
+    Hidden,
+    /// A hidden directory that still shows the entries inside it that are visible
+    /// on their own (a `.dockerignore` exception below an excluded directory); it
+    /// is visible exactly when one of them is.
+    HiddenUnlessChildVisible,
+}
+
+/// Decides which paths of a tree can be seen.
+pub(crate) trait PathFilter {
+    /// `rel` is '/'-separated, relative to the tree's root.
+    fn visibility(&self, rel: &str, is_dir: bool) -> Visibility;
+}
+
+/// One visible entry of a [`LayeredTree`].
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub path: ImagePath,
+    pub attrs: Attrs,
+    /// The layer whose entry is visible; `None` for the root of an empty stack.
+    layer: Option<usize>,
+    /// For directories: the layers, top first, whose directories at this path
+    /// merge into the one seen.
+    merged: Vec<usize>,
+}
+
+impl Node {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.attrs.is_dir()
+    }
+
+    /// The index of the layer that holds the visible entry.
+    pub(crate) fn layer(&self) -> Option<usize> {
+        self.layer
+    }
+}
+
+/// The merged view of layer directories (bottom first).
+pub(crate) struct LayeredTree<'a> {
+    layers: Vec<PathBuf>,
+    whiteouts: bool,
+    filter: Option<&'a dyn PathFilter>,
+}
+
+impl<'a> LayeredTree<'a> {
+    /// A view of image layers: whiteouts and opaque directories are honoured.
+    pub(crate) fn image(layers: Vec<PathBuf>) -> Self {
+        LayeredTree {
+            layers,
+            whiteouts: true,
+            filter: None,
+        }
+    }
+
+    /// A view of one plain directory, filtered: device nodes are ordinary entries.
+    pub(crate) fn filtered_dir(root: PathBuf, filter: &'a dyn PathFilter) -> Self {
+        LayeredTree {
+            layers: vec![root],
+            whiteouts: false,
+            filter: Some(filter),
+        }
+    }
+
+    /// Where the visible entry lives on the host (`None` for an empty stack's root).
+    pub(crate) fn host_path(&self, node: &Node) -> Option<PathBuf> {
+        node.layer
+            .map(|l| self.layers[l].join(node.path.to_relative()))
+    }
+
+    pub(crate) fn root(&self) -> Result<Node> {
+        let Some(top) = self.layers.len().checked_sub(1) else {
+            return Ok(Node {
+                path: ImagePath::root(),
+                attrs: Attrs::synthetic_dir(),
+                layer: None,
+                merged: Vec::new(),
+            });
+        };
+        let top_dir = &self.layers[top];
+        let attrs = fsio::lstat(top_dir)
+            .map_err(|e| FileOpError::io("stat", top_dir, e))?
+            .filter(Attrs::is_dir)
+            .ok_or_else(|| {
+                FileOpError::io(
+                    "open layer",
+                    top_dir,
+                    std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                )
+            })?;
+        let mut merged = Vec::new();
+        for l in (0..=top).rev() {
+            merged.push(l);
+            if self.whiteouts && fsio::is_opaque(&self.layers[l]) {
+                break;
+            }
+        }
+        Ok(Node {
+            path: ImagePath::root(),
+            attrs,
+            layer: Some(top),
+            merged,
+        })
+    }
+
+    /// The visible entry `name` inside the directory `dir`, if any.
+    pub(crate) fn child(&self, dir: &Node, name: &OsStr) -> Result<Option<Node>> {
+        let path = dir.path.join(name);
+        let rel = path.to_relative();
+        let mut found: Option<Node> = None;
+        for &l in &dir.merged {
+            let host = self.layers[l].join(&rel);
+            let Some(attrs) = fsio::lstat(&host).map_err(|e| FileOpError::io("stat", &host, e))?
+            else {
+                continue;
+            };
+            if self.whiteouts && attrs.is_whiteout() {
+                break;
+            }
+            if !attrs.is_dir() {
+                // A non-directory hides everything below it; under a directory
+                // found higher up it is itself hidden.
+                if found.is_none() {
+                    found = Some(Node {
+                        path: path.clone(),
+                        attrs,
+                        layer: Some(l),
+                        merged: Vec::new(),
+                    });
+                }
+                break;
+            }
+            match &mut found {
+                Some(node) => node.merged.push(l),
+                None => {
+                    found = Some(Node {
+                        path: path.clone(),
+                        attrs,
+                        layer: Some(l),
+                        merged: vec![l],
+                    })
+                }
+            }
+            if self.whiteouts && fsio::is_opaque(&host) {
+                break;
+            }
+        }
+        let Some(node) = found else {
+            return Ok(None);
+        };
+        let Some(filter) = self.filter else {
+            return Ok(Some(node));
+        };
+        match filter.visibility(&node.path.to_slash_relative(), node.is_dir()) {
+            Visibility::Visible => Ok(Some(node)),
+            Visibility::Hidden => Ok(None),
+            Visibility::HiddenUnlessChildVisible => {
+                if node.is_dir() && !self.children(&node)?.is_empty() {
+                    Ok(Some(node))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    /// The entry at `path`, taking every component literally (no symlink is
+    /// followed; a symlink on the way means the path does not exist).
+    pub(crate) fn lookup(&self, path: &ImagePath) -> Result<Option<Node>> {
+        let mut node = self.root()?;
+        for name in path.components() {
+            if !node.is_dir() {
+                return Ok(None);
+            }
+            match self.child(&node, name)? {
+                Some(next) => node = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(node))
+    }
+
+    /// The visible entries of a directory, sorted by name.
+    pub(crate) fn children(&self, dir: &Node) -> Result<Vec<Node>> {
+        let mut names = BTreeSet::<OsString>::new();
+        for &l in &dir.merged {
+            let host = self.layers[l].join(dir.path.to_relative());
+            let entries = std::fs::read_dir(&host)
+                .map_err(|e| FileOpError::io("read directory", &host, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| FileOpError::io("read directory", &host, e))?;
+                names.insert(entry.file_name());
+            }
+        }
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(node) = self.child(dir, &name)? {
+                out.push(node);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The target of a symlink entry, as raw bytes.
+    pub(crate) fn read_link(&self, node: &Node) -> Result<Vec<u8>> {
+        let host = self.existing_host_path(node)?;
+        fsio::read_link(&host).map_err(|e| FileOpError::io("read link", &host, e))
+    }
+
+    /// Opens a regular file entry for reading.
+    pub(crate) fn open_file(&self, node: &Node) -> Result<File> {
+        let host = self.existing_host_path(node)?;
+        fsio::open_nofollow(&host).map_err(|e| FileOpError::io("open", &host, e))
+    }
+
+    /// The extended attributes of an entry (overlayfs' own excluded).
+    pub(crate) fn xattrs(&self, node: &Node) -> Result<Vec<(OsString, Vec<u8>)>> {
+        match self.host_path(node) {
+            Some(host) => {
+                fsio::read_xattrs(&host).map_err(|e| FileOpError::io("read xattrs", &host, e))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn existing_host_path(&self, node: &Node) -> Result<PathBuf> {
+        self.host_path(node).ok_or_else(|| FileOpError::NotAFile {
+            path: node.path.display(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fileops::testutil::Layers;
+
+    fn kinds(tree: &LayeredTree<'_>, path: &str) -> Option<(bool, Option<usize>)> {
+        tree.lookup(&ImagePath::lexical(path))
+            .unwrap()
+            .map(|n| (n.is_dir(), n.layer()))
+    }
+
+    fn names(tree: &LayeredTree<'_>, path: &str) -> Vec<String> {
+        let dir = tree.lookup(&ImagePath::lexical(path)).unwrap().unwrap();
+        tree.children(&dir)
+            .unwrap()
+            .iter()
+            .map(|n| n.path.display())
+            .collect()
+    }
+
+    #[test]
+    fn upper_entries_hide_lower_ones_and_directories_merge() {
+        let l = Layers::new(3);
+        l.file(0, "d/a", "");
+        l.file(1, "d/b", "");
+        l.dir(0, "was_dir/x");
+        l.file(1, "was_dir", "");
+        l.file(0, "was_file", "");
+        l.dir(2, "was_file");
+        let tree = l.tree();
+        assert_eq!(names(&tree, "/d"), vec!["/d/a", "/d/b"]);
+        assert_eq!(kinds(&tree, "/was_dir"), Some((false, Some(1))));
+        assert_eq!(kinds(&tree, "/was_dir/x"), None);
+        assert_eq!(kinds(&tree, "/was_file"), Some((true, Some(2))));
+        assert!(names(&tree, "/was_file").is_empty());
+    }
+
+    #[test]
+    fn whiteouts_and_both_opaque_markers_hide_lower_content() {
+        let l = Layers::new(2);
+        l.file(0, "t/old", "");
+        l.file(0, "u/old", "");
+        l.dir(0, "gone/sub");
+        l.opaque(1, "t");
+        l.dir(1, "u");
+        rustix::fs::lsetxattr(
+            l.path(1, "u"),
+            "user.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        l.whiteout(1, "gone");
+        let tree = l.tree();
+        assert!(names(&tree, "/t").is_empty());
+        assert!(names(&tree, "/u").is_empty());
+        assert_eq!(kinds(&tree, "/gone"), None);
+        assert_eq!(kinds(&tree, "/gone/sub"), None);
+        assert_eq!(names(&tree, "/"), vec!["/t", "/u"]);
+    }
+
+    #[test]
+    fn a_plain_directory_view_keeps_device_nodes() {
+        let l = Layers::new(1);
+        l.whiteout(0, "dev0");
+        struct All;
+        impl PathFilter for All {
+            fn visibility(&self, _: &str, _: bool) -> Visibility {
+                Visibility::Visible
+            }
+        }
+        let tree = LayeredTree::filtered_dir(l.dirs[0].clone(), &All);
+        assert_eq!(kinds(&tree, "/dev0"), Some((false, Some(0))));
+        assert_eq!(kinds(&l.tree(), "/dev0"), None);
+    }
+
+    #[test]
+    fn an_empty_stack_has_only_a_root() {
+        let tree = LayeredTree::image(Vec::new());
+        assert_eq!(kinds(&tree, "/"), Some((true, None)));
+        assert_eq!(kinds(&tree, "/etc"), None);
+    }
+}

@@ -1,0 +1,380 @@
+//! The image configuration: Docker's image config JSON, the document whose
+//! digest is the image id.
+//!
+//! These are rbuild's own serde types rather than oci-spec's `ImageConfiguration`:
+//! that type has no `Healthcheck`, `OnBuild`, `Shell` or `ArgsEscaped`, which
+//! Dockerfiles set and Docker reads. Serialisation is deterministic: fields in a
+//! fixed order, maps sorted, and empty values left out the way Docker's
+//! `omitempty` leaves them out. Fields rbuild does not know (from a base image
+//! written by another tool) are kept in `extra` and written back, so a base
+//! image's config survives being extended.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::digest::Digest;
+
+/// Unknown fields, kept verbatim.
+pub type ExtraFields = BTreeMap<String, serde_json::Value>;
+
+/// The `{}` value of Docker's port and volume sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub os: String,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        rename = "os.features",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub os_features: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub config: ContainerConfig,
+    #[serde(default, deserialize_with = "nullable")]
+    pub rootfs: RootFs,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub history: Vec<History>,
+    #[serde(flatten)]
+    pub extra: ExtraFields,
+}
+
+/// The runtime defaults of a container started from the image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(
+        rename = "User",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub user: String,
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub exposed_ports: BTreeMap<String, Empty>,
+    #[serde(
+        rename = "Env",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub env: Vec<String>,
+    #[serde(
+        rename = "Entrypoint",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub entrypoint: Vec<String>,
+    #[serde(
+        rename = "Cmd",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cmd: Vec<String>,
+    #[serde(
+        rename = "Volumes",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub volumes: BTreeMap<String, Empty>,
+    #[serde(
+        rename = "WorkingDir",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub working_dir: String,
+    #[serde(
+        rename = "Labels",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, String>,
+    #[serde(
+        rename = "StopSignal",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub stop_signal: String,
+    /// Windows-only in Docker's reading, but Dockerfiles set it and Docker
+    /// writes it; kept for fidelity.
+    #[serde(
+        rename = "ArgsEscaped",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
+    pub args_escaped: bool,
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(
+        rename = "OnBuild",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub on_build: Vec<String>,
+    #[serde(
+        rename = "Shell",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub shell: Vec<String>,
+    #[serde(flatten)]
+    pub extra: ExtraFields,
+}
+
+/// Docker's HEALTHCHECK settings. Durations are in nanoseconds, as Docker
+/// stores them; zero means "use the default".
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
+    #[serde(
+        rename = "Test",
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub test: Vec<String>,
+    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero_i32")]
+    pub retries: i32,
+}
+
+/// The layers of the image, by diff_id, bottom first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootFs {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "nullable")]
+    pub diff_ids: Vec<Digest>,
+}
+
+impl Default for RootFs {
+    fn default() -> RootFs {
+        RootFs {
+            kind: "layers".to_string(),
+            diff_ids: Vec::new(),
+        }
+    }
+}
+
+/// One step of the image's history. `empty_layer` steps made no layer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "is_false"
+    )]
+    pub empty_layer: bool,
+}
+
+impl ImageConfig {
+    /// An empty config for this platform, as `FROM scratch` starts.
+    pub fn new(os: &str, architecture: &str) -> ImageConfig {
+        ImageConfig {
+            os: os.to_string(),
+            architecture: architecture.to_string(),
+            ..ImageConfig::default()
+        }
+    }
+
+    /// An empty config for the platform rbuild runs on.
+    pub fn for_host() -> ImageConfig {
+        let (architecture, variant) = host_architecture();
+        let mut config = ImageConfig::new("linux", architecture);
+        config.variant = variant.map(str::to_string);
+        config
+    }
+
+    /// Parses a config blob.
+    pub fn from_json(bytes: &[u8]) -> Result<ImageConfig, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The canonical bytes of this config: what is stored and hashed.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an image config always serialises")
+    }
+
+    /// The image id this config would have.
+    pub fn digest(&self) -> Digest {
+        Digest::of_bytes(&self.to_json())
+    }
+}
+
+/// The host's architecture (and variant) in Go's naming, which images use.
+pub fn host_architecture() -> (&'static str, Option<&'static str>) {
+    match std::env::consts::ARCH {
+        "x86_64" => ("amd64", None),
+        "x86" => ("386", None),
+        "aarch64" => ("arm64", Some("v8")),
+        "arm" => ("arm", Some("v7")),
+        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+        "riscv64" => ("riscv64", None),
+        "s390x" => ("s390x", None),
+        "loongarch64" => ("loong64", None),
+        other => (other, None),
+    }
+}
+
+/// Reads `null` as the type's default: Docker writes `"Cmd": null` and the like.
+fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config as Docker's classic builder writes it, with fields rbuild does
+    /// not model and `null`s where Go had nil slices.
+    const DOCKER_CONFIG: &str = r#"{"architecture":"amd64","config":{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"ExposedPorts":{"80/tcp":{}},"Tty":false,"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"],"Healthcheck":{"Test":["CMD-SHELL","true"],"Interval":30000000000,"Retries":3},"Image":"sha256:abc","Volumes":null,"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":null,"Shell":["/bin/sh","-c"]},"container":"4b2f","container_config":{"Hostname":"4b2f"},"created":"2024-01-01T00:00:00Z","docker_version":"20.10.24","history":[{"created":"2024-01-01T00:00:00Z","created_by":"/bin/sh -c #(nop) ADD file:abc in / "},{"created":"2024-01-01T00:00:00Z","created_by":"/bin/sh -c #(nop)  CMD [\"sh\"]","empty_layer":true}],"os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]}}"#;
+
+    #[test]
+    fn parses_a_docker_config_and_keeps_unknown_fields() {
+        let config = ImageConfig::from_json(DOCKER_CONFIG.as_bytes()).unwrap();
+        assert_eq!(config.architecture, "amd64");
+        assert_eq!(config.config.cmd, vec!["sh"]);
+        assert!(config.config.entrypoint.is_empty());
+        assert_eq!(
+            config.config.healthcheck.as_ref().unwrap().interval,
+            30_000_000_000
+        );
+        assert_eq!(config.config.healthcheck.as_ref().unwrap().retries, 3);
+        assert_eq!(config.history.len(), 2);
+        assert!(config.history[1].empty_layer);
+        assert_eq!(config.rootfs.diff_ids.len(), 1);
+        assert_eq!(config.extra["docker_version"], "20.10.24");
+        assert_eq!(config.config.extra["Hostname"], "");
+
+        // Round trip: what rbuild writes back still has them, and reading that
+        // gives the same config.
+        let written = config.to_json();
+        let value: serde_json::Value = serde_json::from_slice(&written).unwrap();
+        assert_eq!(value["container"], "4b2f");
+        assert_eq!(value["container_config"]["Hostname"], "4b2f");
+        assert_eq!(value["config"]["Image"], "sha256:abc");
+        assert_eq!(value["config"]["AttachStdin"], false);
+        assert_eq!(ImageConfig::from_json(&written).unwrap(), config);
+    }
+
+    #[test]
+    fn serialisation_is_fixed_and_omits_empty_fields() {
+        let mut config = ImageConfig::new("linux", "amd64");
+        config.created = Some("2024-01-01T00:00:00Z".to_string());
+        config.config.env = vec!["A=1".to_string()];
+        config
+            .config
+            .labels
+            .insert("z".to_string(), "last".to_string());
+        config
+            .config
+            .labels
+            .insert("a".to_string(), "first".to_string());
+        config
+            .config
+            .exposed_ports
+            .insert("8080/tcp".to_string(), Empty {});
+        config.config.healthcheck = Some(Healthcheck {
+            test: vec!["NONE".to_string()],
+            ..Healthcheck::default()
+        });
+        config.rootfs.diff_ids.push(Digest::of_bytes(b""));
+        config.history.push(History {
+            created_by: Some("RUN x".to_string()),
+            ..History::default()
+        });
+        let json = String::from_utf8(config.to_json()).unwrap();
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"created":"2024-01-01T00:00:00Z","architecture":"amd64","os":"linux","#,
+                r#""config":{"ExposedPorts":{"8080/tcp":{}},"Env":["A=1"],"Labels":{"a":"first","z":"last"},"Healthcheck":{"Test":["NONE"]}},"#,
+                r#""rootfs":{"type":"layers","diff_ids":["sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"]},"#,
+                r#""history":[{"created_by":"RUN x"}]}"#
+            )
+        );
+        assert_eq!(config.digest(), Digest::of_bytes(json.as_bytes()));
+    }
+
+    #[test]
+    fn scratch_config_has_the_required_fields() {
+        let json = String::from_utf8(ImageConfig::new("linux", "arm64").to_json()).unwrap();
+        assert_eq!(
+            json,
+            r#"{"architecture":"arm64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#
+        );
+        let host = ImageConfig::for_host();
+        assert_eq!(host.os, "linux");
+        assert!(!host.architecture.is_empty());
+    }
+}

@@ -1,0 +1,205 @@
+//! Images in the store: a config blob (whose digest is the image id) and an
+//! OCI image manifest blob that lists the config and the layer blobs.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION};
+use serde::Serialize;
+
+use crate::config::ImageConfig;
+use crate::digest::Digest;
+use crate::error::{IoContext, Result, StoreError};
+use crate::layer::Layer;
+use crate::Store;
+
+pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_TYPE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+
+/// An image whose blobs are all in the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredImage {
+    pub manifest_digest: Digest,
+    /// The config blob's digest: the image id.
+    pub config_digest: Digest,
+    pub config: ImageConfig,
+    pub layers: Vec<Layer>,
+}
+
+impl StoredImage {
+    /// The image id, as Docker reports it (the config digest).
+    pub fn id(&self) -> &Digest {
+        &self.config_digest
+    }
+}
+
+impl Store {
+    fn images_dir(&self) -> PathBuf {
+        self.root().join("images")
+    }
+
+    /// Stores `config` and an OCI manifest for it and `layers` (whose blobs
+    /// must already be in the store). The config's `rootfs` is set from the
+    /// layers, so it always matches them.
+    pub fn put_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
+        let image = self.put_manifest(config, layers)?;
+        self.record_image(&image)?;
+        Ok(image)
+    }
+
+    /// Writes the config and manifest blobs without recording the image as
+    /// one that can be looked up by id.
+    fn put_manifest(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
+        let mut config = config.clone();
+        config.rootfs.kind = "layers".to_string();
+        config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let config_digest = self.write_blob(&config.to_json())?;
+        let manifest_digest = self.write_manifest(&config_digest, layers)?;
+        Ok(StoredImage {
+            manifest_digest,
+            config_digest,
+            config,
+            layers: layers.to_vec(),
+        })
+    }
+
+    /// Writes the manifest of the stored config `config_digest` (kept byte for
+    /// byte, so the image id cannot change) and `layers`.
+    pub(crate) fn write_manifest(
+        &self,
+        config_digest: &Digest,
+        layers: &[Layer],
+    ) -> Result<Digest> {
+        for layer in layers {
+            if !self.has_blob(&layer.digest) {
+                return Err(StoreError::BlobNotFound {
+                    digest: layer.digest.clone(),
+                });
+            }
+        }
+        let (_, config_size) = self.open_blob(config_digest)?;
+        let manifest = build_manifest(config_digest, config_size, layers);
+        self.write_blob(&to_json(&manifest))
+    }
+
+    /// Loads the image whose manifest has digest `manifest`.
+    pub fn image(&self, manifest: &Digest) -> Result<StoredImage> {
+        let invalid = |reason: String| StoreError::InvalidImage {
+            manifest: manifest.clone(),
+            reason,
+        };
+        let bytes = self.read_blob(manifest)?;
+        let parsed: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+                what: format!("manifest {manifest}"),
+                source,
+            })?;
+        let config_digest =
+            Digest::try_from(parsed.config().digest()).map_err(|e| invalid(e.to_string()))?;
+        let config_bytes = self.read_blob(&config_digest)?;
+        let config = ImageConfig::from_json(&config_bytes).map_err(|source| StoreError::Json {
+            what: format!("image config {config_digest}"),
+            source,
+        })?;
+        if parsed.layers().len() != config.rootfs.diff_ids.len() {
+            return Err(invalid(format!(
+                "manifest lists {} layers but the config has {} diff_ids",
+                parsed.layers().len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        let layers = parsed
+            .layers()
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(descriptor, diff_id)| {
+                Ok(Layer {
+                    digest: Digest::try_from(descriptor.digest())
+                        .map_err(|e| invalid(e.to_string()))?,
+                    diff_id: diff_id.clone(),
+                    size: descriptor.size(),
+                    media_type: descriptor.media_type().to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StoredImage {
+            manifest_digest: manifest.clone(),
+            config_digest,
+            config,
+            layers,
+        })
+    }
+
+    /// Remembers the image under its id, for [`Store::lookup`] by id.
+    fn record_image(&self, image: &StoredImage) -> Result<()> {
+        let path = self.images_dir().join(image.config_digest.hex());
+        crate::tags::write_atomically(self, &path, image.manifest_digest.to_string().as_bytes())
+    }
+
+    /// The manifest recorded for the image id `config`, if any.
+    pub(crate) fn manifest_for_id(&self, config: &Digest) -> Result<Option<Digest>> {
+        let path = self.images_dir().join(config.hex());
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().parse()?)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io("read", &path, e)),
+        }
+    }
+
+    /// Ids (config digests) of recorded images whose hex starts with `prefix`.
+    pub(crate) fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
+        let dir = self.images_dir();
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&dir).at("list", &dir)? {
+            let entry = entry.at("list", &dir)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(prefix) {
+                if let Ok(d) = Digest::from_hex(name) {
+                    ids.push(d);
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+/// The OCI manifest of an image with this config and these layers.
+pub fn build_manifest(config_digest: &Digest, config_size: u64, layers: &[Layer]) -> ImageManifest {
+    let config = Descriptor::new(MediaType::ImageConfig, config_size, config_digest);
+    let layers: Vec<Descriptor> = layers
+        .iter()
+        .map(|l| Descriptor::new(MediaType::from(l.media_type.as_str()), l.size, &l.digest))
+        .collect();
+    ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(layers)
+        .build()
+        .expect("schema version, config and layers are all set")
+}
+
+/// Deterministic JSON for OCI documents. oci-spec keeps annotations in a
+/// `HashMap`, whose order changes from run to run, so the document goes
+/// through `serde_json::Value` with every object's keys sorted.
+pub fn to_json<T: Serialize>(document: &T) -> Vec<u8> {
+    let value = serde_json::to_value(document).expect("OCI documents always serialise");
+    serde_json::to_vec(&sorted(value)).expect("a JSON value always serialises")
+}
+
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
