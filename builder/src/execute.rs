@@ -185,13 +185,9 @@ impl<'a> Executor<'a> {
                     .ok_or_else(|| self.step_error(step, format!("image {reference:?} is not in the store")))?;
                 let mut layers = Vec::new();
                 for layer in &image.layers {
-                    let snapshot = self.store.snapshot_path(&layer.diff_id);
-                    if !self.store.has_snapshot(&layer.diff_id) {
-                        return Err(self.step_error(
-                            step,
-                            format!("the files of layer {} of {reference} are missing from the store", layer.diff_id),
-                        ));
-                    }
+                    // A snapshot may be missing (pruned, or an image that was
+                    // only ever stored as blobs): unpack it from its layer.
+                    let snapshot = self.store.ensure_snapshot(layer)?;
                     layers.push(LayerRef { layer: layer.clone(), snapshot });
                 }
                 Ok(FsState {

@@ -28,6 +28,7 @@ mod pgzip;
 pub mod reference;
 mod snapshot;
 mod tags;
+mod unpack;
 mod xattr;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ pub use error::StoreError;
 pub use image::StoredImage;
 pub use layer::{write_layer_tar, Layer, LayerOptions};
 pub use reference::{Reference, ReferenceError};
+pub use unpack::unpack_layer_tar;
 
 use error::IoContext;
 

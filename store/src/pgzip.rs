@@ -42,6 +42,7 @@ struct Done {
 /// stream into `out` from one more thread. [`ParallelGzEncoder::finish`] ends
 /// the stream and returns `out`.
 pub struct ParallelGzEncoder<W: Write + Send + 'static> {
+    block: usize,
     buffer: Vec<u8>,
     dictionary: Vec<u8>,
     seq: u64,
@@ -52,6 +53,17 @@ pub struct ParallelGzEncoder<W: Write + Send + 'static> {
 
 impl<W: Write + Send + 'static> ParallelGzEncoder<W> {
     pub fn new(out: W, level: u32, threads: usize) -> io::Result<ParallelGzEncoder<W>> {
+        ParallelGzEncoder::with_block_size(out, level, threads, BLOCK)
+    }
+
+    /// Like [`ParallelGzEncoder::new`] with another block size (the output
+    /// depends on it).
+    pub(crate) fn with_block_size(
+        out: W,
+        level: u32,
+        threads: usize,
+        block: usize,
+    ) -> io::Result<ParallelGzEncoder<W>> {
         let threads = threads.max(1);
         // Bounded queues keep memory at a few blocks per worker.
         let (jobs, job_queue) = sync_channel::<Job>(threads);
@@ -72,7 +84,8 @@ impl<W: Write + Send + 'static> ParallelGzEncoder<W> {
             .name("rbuild-gzip-out".to_string())
             .spawn(move || write_in_order(out, done_queue))?;
         Ok(ParallelGzEncoder {
-            buffer: Vec::with_capacity(BLOCK),
+            block,
+            buffer: Vec::with_capacity(block),
             dictionary: Vec::new(),
             seq: 0,
             jobs: Some(jobs),
@@ -82,7 +95,7 @@ impl<W: Write + Send + 'static> ParallelGzEncoder<W> {
     }
 
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(BLOCK));
+        let data = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.block));
         let next_dictionary = data[data.len().saturating_sub(WINDOW)..].to_vec();
         let job = Job {
             seq: self.seq,
@@ -129,9 +142,9 @@ impl<W: Write + Send + 'static> ParallelGzEncoder<W> {
 
 impl<W: Write + Send + 'static> Write for ParallelGzEncoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(BLOCK - self.buffer.len());
+        let n = buf.len().min(self.block - self.buffer.len());
         self.buffer.extend_from_slice(&buf[..n]);
-        if self.buffer.len() == BLOCK {
+        if self.buffer.len() == self.block {
             self.submit(false)?;
         }
         Ok(n)
@@ -249,8 +262,12 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    /// Small blocks keep the tests fast; the dictionary still spans blocks.
+    const TEST_BLOCK: usize = 48 * 1024;
+
     fn compress(data: &[u8], threads: usize, piece: usize) -> Vec<u8> {
-        let mut enc = ParallelGzEncoder::new(Vec::new(), 1, threads).unwrap();
+        let mut enc =
+            ParallelGzEncoder::with_block_size(Vec::new(), 1, threads, TEST_BLOCK).unwrap();
         for chunk in data.chunks(piece.max(1)) {
             enc.write_all(chunk).unwrap();
         }
@@ -292,7 +309,14 @@ mod tests {
 
     #[test]
     fn round_trips_at_block_edges() {
-        for len in [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK] {
+        for len in [
+            0,
+            1,
+            TEST_BLOCK - 1,
+            TEST_BLOCK,
+            TEST_BLOCK + 1,
+            3 * TEST_BLOCK,
+        ] {
             let data = text(len);
             assert_eq!(gunzip(&compress(&data, 2, 10_000)), data, "length {len}");
         }
@@ -300,8 +324,8 @@ mod tests {
 
     #[test]
     fn output_does_not_depend_on_threads_or_write_sizes() {
-        let data = text(3 * BLOCK + 12_345);
-        let reference = compress(&data, 1, BLOCK);
+        let data = text(3 * TEST_BLOCK + 12_345);
+        let reference = compress(&data, 1, TEST_BLOCK);
         assert_eq!(compress(&data, 4, 777), reference);
         assert_eq!(compress(&data, 2, 1), compress(&data[..], 3, 65_536));
         // The dictionary keeps the ratio: repetitive text compresses well.
@@ -315,7 +339,7 @@ mod tests {
 
     #[test]
     fn incompressible_data_is_stored_not_expanded() {
-        let data = noise(2 * BLOCK + 99);
+        let data = noise(2 * TEST_BLOCK + 99);
         let gz = compress(&data, 2, 65_536);
         assert_eq!(gunzip(&gz), data);
         assert!(
@@ -344,8 +368,8 @@ mod tests {
 
     #[test]
     fn a_failing_sink_stops_the_pipeline_with_its_error() {
-        let mut enc = ParallelGzEncoder::new(FullDisk, 1, 2).unwrap();
-        let data = text(8 * BLOCK);
+        let mut enc = ParallelGzEncoder::with_block_size(FullDisk, 1, 2, TEST_BLOCK).unwrap();
+        let data = text(8 * TEST_BLOCK);
         let err = enc
             .write_all(&data)
             .and_then(|_| enc.finish().map(|_| ()))

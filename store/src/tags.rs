@@ -6,8 +6,9 @@
 //! lock) always see a whole file, and no update is lost.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -163,15 +164,14 @@ pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Resu
         .tempfile_in(&tmp_dir)
         .at("create a temp file in", &tmp_dir)?;
     temp.write_all(bytes).at("write", temp.path())?;
+    // Readable like the rest of the store (temp files start out 0600).
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
+        .at("chmod", temp.path())?;
     temp.as_file().sync_all().at("fsync", temp.path())?;
     temp.persist(path)
         .map_err(|e| StoreError::io("replace", path, e.error))?;
     sync_dir(path.parent().unwrap_or(path))?;
-    // Make the file readable like the rest of the store (temp files are 0600).
-    let _ = File::open(path).and_then(|f| {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o644))
-    });
     Ok(())
 }
 
