@@ -1,1 +1,59 @@
-//! End-to-end tests live in tests/tests/.
+//! The harness shared by rbuild's end-to-end tests (`tests/tests/*.rs`).
+//!
+//! Every test builds a small real context with the `rbuild` binary, in a store of its own
+//! (`RBUILD_ROOT`), and checks the result with independent clients: `docker load`/`run`/
+//! `inspect` (Debian's Docker 20.10 client, or `$RBUILD_TEST_DOCKER`), `skopeo inspect`, and
+//! `umoci unpack`. Nothing here skips: a missing daemon, tool or busybox is a test failure that
+//! says how to get it (`scripts/test.sh` sets everything up).
+//!
+//! Run them with `scripts/test.sh -p rbuild-e2e` (add `-- NAME` to pick tests), or, with a
+//! daemon running and the tools installed, `cargo build && cargo test -p rbuild-e2e`.
+//! `RBUILD_BIN` points the tests at another rbuild binary; `RBUILD_TEST_DOCKER` at another
+//! Docker client.
+//!
+//! - [`env`]: finding the binary, a [`TestEnv`] per test, the [`Rbuild`] command builder.
+//! - [`context`]: writing build contexts ([`Context`]).
+//! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
+//! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
+//! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
+
+#[path = "harness/archive.rs"]
+pub mod archive;
+#[path = "harness/context.rs"]
+pub mod context;
+#[path = "harness/docker.rs"]
+pub mod docker;
+#[path = "harness/env.rs"]
+pub mod env;
+#[path = "harness/process.rs"]
+pub mod process;
+
+pub use archive::{Archive, EntryKind, LayerEntry};
+pub use context::{Context, SCRATCH_BUSYBOX};
+pub use docker::{Docker, LoadedImage};
+pub use env::{rbuild_bin, Built, Rbuild, TestEnv};
+pub use process::RunOutput;
+
+/// The strings of a JSON array (panics on anything else), for comparing config lists.
+pub fn strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a JSON array of strings, got {value}"))
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .unwrap_or_else(|| panic!("expected a string in {value}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// The keys of a JSON object (panics on anything else), e.g. `ExposedPorts` or `Volumes`.
+pub fn keys(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("expected a JSON object, got {value}"))
+        .keys()
+        .cloned()
+        .collect()
+}

@@ -12,3 +12,4 @@ pub mod instructions;
 pub mod lower;
 pub mod parser;
 pub mod shell;
+pub mod suggest;

@@ -109,8 +109,8 @@ struct Lowering<'a> {
     warnings: Vec<Warning>,
     /// Scratch, the context and base images are shared by every stage.
     shared_sources: HashMap<Source, NodeIndex>,
-    /// Last step and config of each lowered stage, by Dockerfile index.
-    stage_results: HashMap<usize, (NodeIndex, ImageMeta)>,
+    /// Last step, config and variables of each lowered stage, by Dockerfile index.
+    stage_results: HashMap<usize, StageResult>,
 }
 
 /// How a stage is referred to by FROM or COPY --from.
@@ -265,10 +265,16 @@ impl<'a> Lowering<'a> {
                     .iter()
                     .find(|s| s.name.as_deref() == Some(lower.as_str()))
                     .map(|s| s.index)
-                    .ok_or_else(|| DockerfileError {
-                        line: stages[0].location.start_line,
-                        column: 1,
-                        message: format!("target stage {target:?} could not be found"),
+                    .ok_or_else(|| {
+                        let names = stages.iter().filter_map(|s| s.name.as_deref());
+                        let hint = crate::suggest::closest(&lower, names)
+                            .map(|n| format!(" (did you mean {n}?)"))
+                            .unwrap_or_default();
+                        DockerfileError {
+                            line: stages[0].location.start_line,
+                            column: 1,
+                            message: format!("target stage {target:?} could not be found{hint}"),
+                        }
                     })
             }
         }
@@ -302,10 +308,13 @@ impl<'a> Lowering<'a> {
 
     fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {
         self.check_stage_platform(stage)?;
+        // A stage built on another inherits its ARGs as well as its config.
+        let mut inherited_scope = None;
         let (base, root, mut image, triggers) = match self.base_ref(stage)? {
             StageRef::Stage(i) => {
-                let (last, image) = self.stage_results[&i].clone();
-                (Base::Stage(i), last, image, Vec::new())
+                let parent = self.stage_results[&i].clone();
+                inherited_scope = Some(parent.scope);
+                (Base::Stage(i), parent.last, parent.image, Vec::new())
             }
             StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
                 // BuildKit gives every image a PATH, scratch-based ones included.
@@ -323,7 +332,7 @@ impl<'a> Lowering<'a> {
         let mut state = StageState {
             index: stage.index,
             current: root,
-            scope: Scope::with_env(image.env.clone()),
+            scope: inherited_scope.unwrap_or_else(|| Scope::with_env(image.env.clone())),
             cmd_set: false,
             steps: Vec::new(),
         };
@@ -336,7 +345,10 @@ impl<'a> Lowering<'a> {
         for command in &stage.commands {
             self.lower_command(command, &mut state, &mut image)?;
         }
-        self.stage_results.insert(stage.index, (state.current, image.clone()));
+        self.stage_results.insert(
+            stage.index,
+            StageResult { last: state.current, image: image.clone(), scope: state.scope.clone() },
+        );
         Ok(StagePlan {
             index: stage.index,
             name: stage.name.clone(),
@@ -587,7 +599,7 @@ impl<'a> Lowering<'a> {
             Some(from) => {
                 let from = self.expand(from, &state.scope, at)?;
                 match self.stage_ref(&from, state.index, at)? {
-                    StageRef::Stage(i) => self.stage_results[&i].0,
+                    StageRef::Stage(i) => self.stage_results[&i].last,
                     StageRef::Image(reference) => {
                         self.resolve_image(&reference, at)?;
                         self.shared_source(Source::Image(reference))
@@ -672,6 +684,14 @@ impl<'a> Lowering<'a> {
     fn is_platform_arg(&self, name: &str) -> bool {
         name.starts_with("TARGET") || name.starts_with("BUILD")
     }
+}
+
+/// What later stages need of a lowered stage.
+#[derive(Clone)]
+struct StageResult {
+    last: NodeIndex,
+    image: ImageMeta,
+    scope: Scope,
 }
 
 /// Per-stage state while its instructions are lowered.

@@ -196,38 +196,7 @@ fn unknown_instruction(keyword: &str) -> String {
 
 /// The known keyword closest to `word`, when it is close enough to be a typo.
 pub fn suggest_instruction(word: &str) -> Option<&'static str> {
-    let word = word.to_ascii_uppercase();
-    KEYWORDS
-        .iter()
-        .map(|k| (edit_distance(&word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-/// Levenshtein distance counting a swap of two neighbours as one edit, so
-/// `WROKDIR` is one edit from `WORKDIR`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
+    crate::suggest::closest(&word.to_ascii_uppercase(), KEYWORDS.iter().copied())
 }
 
 fn at_least_one(node: &Node, keyword: &str) -> Result<(), String> {

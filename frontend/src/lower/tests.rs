@@ -279,3 +279,19 @@ fn copy_heredoc_is_expanded_unless_quoted() {
     let contents: Vec<String> = copy_ops(&g).into_iter().map(|(c, _)| c.inline_files[0].content.clone()).collect();
     assert_eq!(contents, vec!["hello world\n", "hello $N\n"]);
 }
+
+#[test]
+fn child_stage_inherits_parent_args() {
+    let image = target_image(
+        "FROM scratch AS parent\nARG FOO=123\nFROM parent AS child\nLABEL foo=x${FOO}\nFROM scratch\nCOPY --from=child /a /a\nLABEL other=x${FOO}\n",
+        &[],
+    );
+    assert_eq!(image.labels["other"], "x");
+    let g = lower_src(
+        "FROM scratch AS parent\nARG FOO=123\nFROM parent AS child\nLABEL foo=x${FOO}\n",
+        &options(&[], None),
+        &FakeImages::default(),
+    )
+    .unwrap();
+    assert_eq!(g.target_stage().image.labels["foo"], "x123");
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's one test command, for a fresh Debian 12 machine: `sudo scripts/test.sh`.
+# Installs what the end-to-end tests use (as root), starts a private Docker daemon when none
+# answers (and stops it again on exit), then builds and tests the whole workspace.
+# Extra arguments go to `cargo test`: `scripts/test.sh -- copy_` filters tests, and
+# `scripts/test.sh -p rbuild-e2e` tests one package instead of the whole workspace.
+set -euo pipefail
+SCRIPT_NAME=test.sh
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+# docker.io: load and run the built images; busybox-static: the binary test images are made of;
+# skopeo, umoci: second opinions on the archives; jq: reading them by hand; bzip2, xz-utils, zstd:
+# the archives of the ADD extraction tests.
+ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd
+command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup first)"
+start_dockerd_if_needed
+
+# Packages chosen with -p/--package replace --workspace (cargo would test everything otherwise).
+scope=(--workspace)
+for arg in "$@"; do
+  case "$arg" in
+    --) break ;;
+    -p | --package | -p?* | --package=*) scope=() ;;
+  esac
+done
+
+export RBUILD_TEST_DOCKER=$DOCKER
+# The end-to-end tests run the rbuild binary, which `cargo test` alone does not build.
+cargo build --workspace --locked
+status=0
+# --no-fail-fast: one run reports the failures of every test binary, not just the first.
+cargo test "${scope[@]}" --locked --no-fail-fast "$@" || status=$?
+exit "$status"

@@ -1,0 +1,170 @@
+//! Failing builds and warnings: every error exits 1, says `error`, and names the Dockerfile
+//! line it comes from; warnings leave the build working.
+
+use rbuild_e2e::{Context, RunOutput, TestEnv, SCRATCH_BUSYBOX};
+
+/// Builds `ctx` with `args`, without any output.
+fn build(env: &TestEnv, ctx: &Context, args: &[&str]) -> RunOutput {
+    env.rbuild().arg("build").args(args).arg(ctx.path()).run()
+}
+
+/// A context holding busybox and a Dockerfile of `lines`.
+fn context(lines: &[&str]) -> Context {
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(lines);
+    ctx
+}
+
+/// Checks a build failed (exit 1) with an error that mentions each of `needles`.
+#[track_caller]
+fn assert_build_error(out: &RunOutput, needles: &[&str]) {
+    out.assert_code(1).assert_stderr_contains("error");
+    for needle in needles {
+        out.assert_stderr_contains(needle);
+    }
+}
+
+#[test]
+fn unknown_instruction_names_its_line_and_suggests_a_fix() {
+    let env = TestEnv::new("err-unknown-instruction");
+    let ctx = context(&[SCRATCH_BUSYBOX[0], SCRATCH_BUSYBOX[1], "WROKDIR /x"]);
+    assert_build_error(
+        &build(&env, &ctx, &[]),
+        &["Dockerfile:3", "WROKDIR", "did you mean WORKDIR"],
+    );
+}
+
+#[test]
+fn instruction_without_arguments_names_its_line() {
+    let env = TestEnv::new("err-env-empty");
+    let ctx = context(&["FROM scratch", "ENV"]);
+    assert_build_error(&build(&env, &ctx, &[]), &["Dockerfile:2", "ENV"]);
+}
+
+#[test]
+fn line_numbers_count_comments_and_continuations() {
+    let env = TestEnv::new("err-line-count");
+    let ctx = context(&[
+        "# a comment",
+        "FROM scratch",
+        "",
+        "LABEL a=1 \\",
+        "      b=2",
+        "COPY missing-after-continuation.txt /",
+    ]);
+    assert_build_error(
+        &build(&env, &ctx, &[]),
+        &["Dockerfile:6", "missing-after-continuation.txt"],
+    );
+}
+
+#[test]
+fn missing_copy_source_names_the_pattern_and_line() {
+    let env = TestEnv::new("err-missing-source");
+    let ctx = context(&[
+        SCRATCH_BUSYBOX[0],
+        SCRATCH_BUSYBOX[1],
+        "COPY nothere.txt /dest/",
+    ]);
+    assert_build_error(&build(&env, &ctx, &[]), &["Dockerfile:3", "nothere.txt"]);
+}
+
+#[test]
+fn copy_from_an_unknown_stage_is_an_error() {
+    let env = TestEnv::new("err-from-stage");
+    let ctx = context(&["FROM scratch", "COPY --from=nosuchstage /a /b"]);
+    assert_build_error(&build(&env, &ctx, &[]), &["nosuchstage"]);
+}
+
+#[test]
+fn unknown_target_is_an_error_with_a_suggestion() {
+    let env = TestEnv::new("err-target");
+    let ctx = context(&["FROM scratch AS build", "COPY busybox /bin/busybox"]);
+    assert_build_error(
+        &build(&env, &ctx, &["--target", "bulid"]),
+        &["bulid", "did you mean build"],
+    );
+}
+
+#[test]
+fn from_an_image_not_in_the_store_is_an_error() {
+    let env = TestEnv::new("err-from-image");
+    let ctx = context(&[
+        "FROM example.com/nosuch/image:1.0",
+        "COPY busybox /bin/busybox",
+    ]);
+    assert_build_error(
+        &build(&env, &ctx, &[]),
+        &["example.com/nosuch/image:1.0", "Dockerfile:1"],
+    );
+}
+
+#[test]
+fn dockerfile_with_only_args_has_no_stage() {
+    let env = TestEnv::new("err-no-stage");
+    let ctx = context(&["ARG ONLY=1"]);
+    let out = build(&env, &ctx, &[]);
+    assert_build_error(&out, &["Dockerfile"]);
+    // Either wording says what is wrong: "no stages to build" or "no FROM instruction".
+    let stderr = out.stderr_text().to_lowercase();
+    assert!(
+        stderr.contains("no stage") || stderr.contains("no from"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn missing_dockerfile_is_an_error() {
+    let env = TestEnv::new("err-no-dockerfile");
+    let ctx = Context::with_busybox();
+    let out = build(&env, &ctx, &[]);
+    assert_build_error(&out, &["Dockerfile"]);
+}
+
+#[test]
+fn failed_build_writes_nothing_to_stdout() {
+    // Error text belongs on stderr, so `rbuild -q … | xargs docker run` never runs garbage.
+    let env = TestEnv::new("err-stdout");
+    let ctx = context(&[SCRATCH_BUSYBOX[0], "COPY missing.txt /"]);
+    let out = build(&env, &ctx, &["-q"]);
+    assert_build_error(&out, &["missing.txt"]);
+    assert!(out.stdout.is_empty(), "{}", out.describe());
+}
+
+#[test]
+fn foreign_syntax_directive_warns_but_builds() {
+    let env = TestEnv::new("warn-syntax");
+    let ctx = context(&[
+        "# syntax=example.com/other-frontend:1",
+        SCRATCH_BUSYBOX[0],
+        SCRATCH_BUSYBOX[1],
+    ]);
+    let out = build(&env, &ctx, &[]);
+    out.assert_success()
+        .assert_stderr_contains("warn")
+        .assert_stderr_contains("example.com/other-frontend:1");
+}
+
+#[test]
+fn unused_build_arg_warns_but_builds() {
+    let env = TestEnv::new("warn-build-arg");
+    let ctx = context(&[SCRATCH_BUSYBOX[0], "ARG USED", SCRATCH_BUSYBOX[1]]);
+    let out = build(
+        &env,
+        &ctx,
+        &["--build-arg", "USED=1", "--build-arg", "NEVER_DECLARED=1"],
+    );
+    out.assert_success()
+        .assert_stderr_contains("warn")
+        .assert_stderr_contains("NEVER_DECLARED");
+    // The warning names only the build-arg nothing declared.
+    let stderr = out.stderr_text();
+    for line in stderr.lines().filter(|l| l.contains("NEVER_DECLARED")) {
+        let mut words = line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        assert!(
+            !words.any(|w| w == "USED"),
+            "USED is reported as unused: {line}"
+        );
+    }
+}
