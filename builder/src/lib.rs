@@ -11,5 +11,6 @@ pub mod image_meta;
 pub mod output;
 pub mod progress;
 pub mod resolver;
+pub mod sandbox;
 pub mod snippet;
 pub mod timefmt;

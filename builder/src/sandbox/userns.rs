@@ -1,0 +1,383 @@
+//! Rootless rbuild: moving the whole process into a user namespace where it
+//! is root, before it does anything else.
+//!
+//! The process unshares its own user namespace instead of re-executing itself
+//! into one: at the top of `main` it has a single thread, which is all
+//! `unshare(CLONE_NEWUSER)` asks for, and staying the same process keeps the
+//! pid, the exit status and signal handling as the caller expects. A helper
+//! forked beforehand stays in the original namespace, where it must be for
+//! newuidmap/newgidmap to install the maps on rbuild's behalf.
+//!
+//! Inside, rbuild is uid 0 with every capability over its namespace, and its
+//! files on disk carry the mapped ids: stat() shows the image's ids, and
+//! `chown 1000:1000` works when a subordinate range is mapped.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::error::SandboxError;
+use super::idmap::{map_args, plan_id_maps, IdMapLine, IdMapPlan};
+use super::process::{self, Forked};
+
+/// Whether this process runs in a user namespace other than the initial one,
+/// i.e. rootless. Overlay mounts then need `userxattr`, and overlayfs marks
+/// opaque directories with `user.overlay.opaque` instead of
+/// `trusted.overlay.opaque`.
+pub fn in_user_namespace() -> bool {
+    match fs::read_to_string("/proc/self/uid_map") {
+        // The initial namespace maps all 2^32 - 1 ids onto themselves.
+        Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
+        Err(_) => false,
+    }
+}
+
+/// Call first thing in `main()`. As root this does nothing. Otherwise it
+/// moves the process into a new user namespace where it is root: with the
+/// user's `/etc/subuid` and `/etc/subgid` ranges mapped from id 1 when they
+/// exist and newuidmap/newgidmap are installed, or else with root alone and
+/// a warning on stderr that says what to add. When the system blocks user
+/// namespaces, the error names the cause and the fix.
+pub fn enter_user_namespace_if_needed() -> Result<(), SandboxError> {
+    // SAFETY: these calls cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        return Ok(());
+    }
+    ensure_single_threaded()?;
+
+    let name = user_name(uid);
+    let plan = plan_id_maps(
+        uid,
+        gid,
+        name.as_deref(),
+        fs::read_to_string("/etc/subuid").ok().as_deref(),
+        fs::read_to_string("/etc/subgid").ok().as_deref(),
+        find_tool("newuidmap").is_some(),
+        find_tool("newgidmap").is_some(),
+    );
+    match &plan {
+        IdMapPlan::Ranges { uid_map, gid_map } => enter_with_helpers(uid_map, gid_map)?,
+        IdMapPlan::Single {
+            uid_map,
+            gid_map,
+            warning,
+        } => {
+            enter_single(*uid_map, *gid_map)?;
+            let _ = writeln!(io::stderr(), "rbuild: warning: {warning}");
+        }
+    }
+    become_root(matches!(plan, IdMapPlan::Ranges { .. }))?;
+    check_capabilities()
+}
+
+/// `unshare(CLONE_NEWUSER)` refuses a process with more than one thread.
+fn ensure_single_threaded() -> Result<(), SandboxError> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| SandboxError::io("read", "/proc/self/status", e))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(SandboxError::sys(
+            "enter a user namespace",
+            io::Error::other(format!(
+                "the process already runs {threads} threads; call enter_user_namespace_if_needed() before any thread starts"
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2].parse() == Ok(uid)).then(|| fields[0].to_string())
+    })
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn unshare_user() -> Result<(), SandboxError> {
+    // SAFETY: unshare affects only this (single-threaded) process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
+        return Ok(());
+    }
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    let (cause, fix) = diagnose(errno, &Knobs::read());
+    Err(SandboxError::UserNamespaceBlocked { cause, fix })
+}
+
+/// Root-only mapping, which the process may write itself once `setgroups`
+/// is denied (the kernel's condition for an unprivileged gid map).
+fn enter_single(uid_map: IdMapLine, gid_map: IdMapLine) -> Result<(), SandboxError> {
+    unshare_user()?;
+    let write = |path: &str, text: String| {
+        fs::write(path, text).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EPERM) {
+                blocked_after_unshare()
+            } else {
+                SandboxError::io("write", path, e)
+            }
+        })
+    };
+    write("/proc/self/setgroups", "deny".to_string())?;
+    write(
+        "/proc/self/uid_map",
+        format!("{} {} {}\n", uid_map.inside, uid_map.outside, uid_map.count),
+    )?;
+    write(
+        "/proc/self/gid_map",
+        format!("{} {} {}\n", gid_map.inside, gid_map.outside, gid_map.count),
+    )
+}
+
+/// Ranged mapping through the setuid helpers, run from a child that stayed
+/// in the original namespace while this process unshares.
+fn enter_with_helpers(uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<(), SandboxError> {
+    let newuidmap = find_tool("newuidmap")
+        .ok_or_else(|| SandboxError::sys("find newuidmap", io::ErrorKind::NotFound))?;
+    let newgidmap = find_tool("newgidmap")
+        .ok_or_else(|| SandboxError::sys("find newgidmap", io::ErrorKind::NotFound))?;
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    let go = process::pipe()?;
+    let result = process::pipe()?;
+    let jobs = [
+        (newuidmap, map_args(uid_map)),
+        (newgidmap, map_args(gid_map)),
+    ];
+
+    match process::fork().map_err(|e| SandboxError::sys("fork the id-mapping helper", e))? {
+        Forked::Child => {
+            drop(go.write);
+            drop(result.read);
+            process::die_with_parent(Some(me), None);
+            let mut byte = [0u8; 1];
+            let mut go_read = fs::File::from(go.read);
+            if go_read.read(&mut byte).unwrap_or(0) == 0 {
+                // The parent could not unshare and has already said why.
+                process::exit_child(1);
+            }
+            let mut failure = String::new();
+            for (tool, args) in &jobs {
+                let outcome = Command::new(tool)
+                    .arg(me.to_string())
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .output();
+                let (status, stderr) = match outcome {
+                    Ok(out) if out.status.success() => continue,
+                    Ok(out) => (
+                        out.status.to_string(),
+                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    ),
+                    Err(e) => ("not started".to_string(), e.to_string()),
+                };
+                failure = [
+                    tool.display().to_string(),
+                    format!("{me} {}", args.join(" ")),
+                    status,
+                    stderr,
+                ]
+                .join("\0");
+                break;
+            }
+            let mut out = fs::File::from(result.write);
+            let _ = out.write_all(failure.as_bytes());
+            process::exit_child(0)
+        }
+        Forked::Parent(helper) => {
+            drop(go.read);
+            drop(result.write);
+            let unshared = unshare_user();
+            if unshared.is_ok() {
+                let mut go_write = fs::File::from(go.write);
+                let _ = go_write.write_all(b"g");
+            } else {
+                // End-of-file tells the helper there is nothing to map.
+                drop(go.write);
+            }
+            let mut failure = String::new();
+            let _ = fs::File::from(result.read).read_to_string(&mut failure);
+            let _ = process::wait_for(helper);
+            unshared?;
+            if !failure.is_empty() {
+                let mut parts = failure.splitn(4, '\0').map(str::to_string);
+                let mut next = || parts.next().unwrap_or_default();
+                return Err(SandboxError::IdMapTool {
+                    tool: next(),
+                    args: next(),
+                    status: next(),
+                    stderr: next(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+fn become_root(may_setgroups: bool) -> Result<(), SandboxError> {
+    // SAFETY: plain credential calls on this single-threaded process.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(SandboxError::sys(
+                "become gid 0 in the user namespace",
+                io::Error::last_os_error(),
+            ));
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(SandboxError::sys(
+                "become uid 0 in the user namespace",
+                io::Error::last_os_error(),
+            ));
+        }
+        // The caller's supplementary groups are not mapped; drop them. With
+        // ranges the kernel allows it; with root alone setgroups is denied.
+        if may_setgroups && libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(SandboxError::sys(
+                "clear supplementary groups",
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The capability every mount needs.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Ubuntu's AppArmor restriction lets `unshare` succeed but leaves the new
+/// namespace without capabilities; catch that here rather than at the first
+/// mount.
+fn check_capabilities() -> Result<(), SandboxError> {
+    let status = fs::read_to_string("/proc/self/status")
+        .map_err(|e| SandboxError::io("read", "/proc/self/status", e))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if effective & (1 << CAP_SYS_ADMIN) == 0 {
+        return Err(blocked_after_unshare());
+    }
+    Ok(())
+}
+
+fn blocked_after_unshare() -> SandboxError {
+    let knobs = Knobs::read();
+    let (cause, fix) = if knobs.apparmor_restrict == Some(1) {
+        diagnose(libc::EPERM, &knobs)
+    } else {
+        (
+            "the new user namespace has no capabilities (a security module restricts it)".to_string(),
+            "allow unprivileged user namespaces for rbuild in the system's security policy (AppArmor, SELinux)".to_string(),
+        )
+    };
+    SandboxError::UserNamespaceBlocked { cause, fix }
+}
+
+/// The system settings that decide whether unprivileged user namespaces work.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Knobs {
+    /// `user.max_user_namespaces`.
+    pub max_user_namespaces: Option<u64>,
+    /// Debian's `kernel.unprivileged_userns_clone`.
+    pub unprivileged_userns_clone: Option<u64>,
+    /// Ubuntu's `kernel.apparmor_restrict_unprivileged_userns`.
+    pub apparmor_restrict: Option<u64>,
+    /// The `Seccomp:` mode of this process (2 = filtered).
+    pub seccomp_mode: Option<u64>,
+}
+
+impl Knobs {
+    fn read() -> Self {
+        let number = |path: &str| {
+            fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        };
+        let seccomp_mode = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Seccomp:"))
+                .and_then(|v| v.trim().parse().ok())
+        });
+        Knobs {
+            max_user_namespaces: number("/proc/sys/user/max_user_namespaces"),
+            unprivileged_userns_clone: number("/proc/sys/kernel/unprivileged_userns_clone"),
+            apparmor_restrict: number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+            seccomp_mode,
+        }
+    }
+}
+
+/// Why `unshare(CLONE_NEWUSER)` failed with `errno`, and the fix.
+pub(crate) fn diagnose(errno: i32, knobs: &Knobs) -> (String, String) {
+    let pair = |c: &str, f: &str| (c.to_string(), f.to_string());
+    if knobs.max_user_namespaces == Some(0) {
+        return pair(
+            "the sysctl user.max_user_namespaces is 0, which disables user namespaces",
+            "`sudo sysctl -w user.max_user_namespaces=15000`, and put `user.max_user_namespaces=15000` in /etc/sysctl.d/99-rbuild.conf to keep it",
+        );
+    }
+    if knobs.unprivileged_userns_clone == Some(0) {
+        return pair(
+            "the sysctl kernel.unprivileged_userns_clone is 0, which forbids unprivileged user namespaces",
+            "`sudo sysctl -w kernel.unprivileged_userns_clone=1`, and put `kernel.unprivileged_userns_clone=1` in /etc/sysctl.d/99-rbuild.conf to keep it",
+        );
+    }
+    if knobs.apparmor_restrict == Some(1) {
+        return pair(
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
+            "give rbuild an AppArmor profile that allows them: write /etc/apparmor.d/rbuild containing \
+             `abi <abi/4.0>, include <tunables/global> profile rbuild /usr/local/bin/rbuild flags=(unconfined) { userns, }` \
+             (with the path of your rbuild) and run `sudo apparmor_parser -r /etc/apparmor.d/rbuild`; \
+             or `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`",
+        );
+    }
+    if errno == libc::EPERM && knobs.seccomp_mode == Some(2) {
+        return pair(
+            "a seccomp filter refuses unshare(CLONE_NEWUSER) (a container runtime's default profile does)",
+            "run rbuild's container with a seccomp profile that allows unshare and clone with namespace flags \
+             (e.g. `--security-opt seccomp=unconfined`), or run rbuild as root there with chroot isolation",
+        );
+    }
+    match errno {
+        libc::ENOSPC | libc::EUSERS => pair(
+            "the limit on user namespaces (user.max_user_namespaces, or the nesting depth of 32) is reached",
+            "raise `user.max_user_namespaces` with sysctl, or run rbuild less deeply nested",
+        ),
+        libc::EINVAL => pair(
+            "the kernel refuses a new user namespace to a chrooted process",
+            "run rbuild outside the chroot",
+        ),
+        _ => (
+            format!(
+                "unshare(CLONE_NEWUSER) failed: {}",
+                io::Error::from_raw_os_error(errno)
+            ),
+            "check that the kernel has user namespaces (CONFIG_USER_NS) and that no security policy forbids them to unprivileged users"
+                .to_string(),
+        ),
+    }
+}
