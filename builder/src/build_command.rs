@@ -11,7 +11,8 @@ use rbuild_frontend::instructions::parse_dockerfile;
 use rbuild_frontend::lower::{lower, LowerOptions};
 use rbuild_store::{write_archive, ArchiveFormat, Reference, Store};
 
-use crate::cli::{key_values, BuildArgs, ProgressMode};
+use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
+use crate::sandbox::{Isolation, NetworkMode};
 use crate::error::BuildError;
 use crate::execute::{Executor, FsState};
 use crate::output::{parse_output, Destination, OutputSpec};
@@ -126,6 +127,14 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
         dockerfile_path: request.dockerfile_path.clone(),
         dockerfile_name: request.dockerfile_name.clone(),
         source_date_epoch: request.source_date_epoch,
+        default_network: match args.network {
+            NetworkArg::None => NetworkMode::None,
+            NetworkArg::Default | NetworkArg::Host => NetworkMode::Host,
+        },
+        isolation: match args.isolation {
+            IsolationArg::Namespaces => Isolation::Namespaces,
+            IsolationArg::Chroot => Isolation::Chroot,
+        },
         progress: progress.as_mut(),
     };
     let built = executor.run(&request.labels)?;

@@ -20,6 +20,26 @@ Environment:
 
 Exit status: 0 built, 1 the build failed, 2 the command line was wrong.";
 
+/// The network RUN steps get unless they say otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// The host's network (a private network with outside access cannot be made rootless)
+    Default,
+    /// A private network namespace with only loopback
+    None,
+    /// The host's network
+    Host,
+}
+
+/// How RUN steps are isolated from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IsolationArg {
+    /// User, mount, pid, ipc and uts namespaces over overlayfs
+    Namespaces,
+    /// chroot over a copied filesystem, for root inside an unprivileged container
+    Chroot,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
     Auto,
@@ -78,6 +98,14 @@ pub struct BuildArgs {
     /// Do not use the build cache
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Network for RUN steps that do not set --network themselves
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
+    pub network: NetworkArg,
+
+    /// Isolation of RUN steps
+    #[arg(long, value_enum, default_value_t = IsolationArg::Namespaces)]
+    pub isolation: IsolationArg,
 
     /// Progress output
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]

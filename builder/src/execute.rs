@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, Source, Step, StepId};
+use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId};
 use rbuild_frontend::instructions::Location;
 use rbuild_store::config::{History, ImageConfig};
 use rbuild_store::{Layer, LayerOptions, Store, StoredImage};
@@ -16,6 +16,7 @@ use crate::error::BuildError;
 use crate::fileops::{self, CopyFrom, CopyRequest, Rootfs};
 use crate::image_meta::apply_meta;
 use crate::progress::Progress;
+use crate::sandbox::{self, Isolation, NetworkMode, RunSpec};
 use crate::timefmt;
 
 /// A layer of a filesystem state with the snapshot that holds its files.
@@ -53,6 +54,9 @@ pub struct Executor<'a> {
     pub dockerfile_name: String,
     /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
     pub source_date_epoch: Option<i64>,
+    /// The network of a RUN that does not say (`--network`).
+    pub default_network: NetworkMode,
+    pub isolation: Isolation,
     pub progress: &'a mut dyn Progress,
 }
 
@@ -63,7 +67,7 @@ pub struct Built {
 }
 
 impl<'a> Executor<'a> {
-    pub fn run(self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
+    pub fn run(mut self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
         let created = self.source_date_epoch.unwrap_or_else(timefmt::now_unix);
         let created = timefmt::rfc3339(created);
         let mut context: Option<BuildContext> = None;
@@ -109,12 +113,10 @@ impl<'a> Executor<'a> {
                     };
                     self.push_layer(parent, step, &created, layer)
                 }
-                Op::Run(_) => {
-                    return Err(self.step_error(
-                        step,
-                        "RUN is not supported yet: rbuild builds images from COPY, ADD and metadata instructions"
-                            .to_string(),
-                    ))
+                Op::Run(run) => {
+                    let parent = parent.unwrap_or_default();
+                    let layer = self.run_layer(step, run, &parent, number)?;
+                    self.push_layer(parent, step, &created, layer)
                 }
             };
             if let Some(n) = number {
@@ -253,6 +255,90 @@ impl<'a> Executor<'a> {
         };
         let layer = self.store.write_layer(&dir, &options)?;
         let snapshot = self.store.commit_snapshot(&dir, &layer.diff_id)?;
+        Ok(Some(LayerRef { layer, snapshot }))
+    }
+
+    /// Runs a RUN step in the sandbox over the parent's snapshots; its
+    /// changes become the step's layer (none when it changed nothing).
+    fn run_layer(
+        &mut self,
+        step: &Step,
+        run: &RunOp,
+        parent: &FsState,
+        number: Option<usize>,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        let network = match run.network.as_deref() {
+            None | Some("default") => self.default_network,
+            Some("none") => NetworkMode::None,
+            Some("host") => NetworkMode::Host,
+            Some(other) => return Err(self.step_error(step, format!("unknown network mode {other:?}"))),
+        };
+        if run.security.as_deref() == Some("insecure") {
+            return Err(self.step_error(step, "RUN --security=insecure is not supported".into()));
+        }
+        let work = self.store.tempdir()?;
+        let upper = work.path().join("diff");
+        let scratch = work.path().join("scratch");
+        for dir in [&upper, &scratch] {
+            std::fs::create_dir(dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        let mut stdin = None;
+        let mut extra_files = Vec::new();
+        for doc in &run.heredocs {
+            match doc.file_descriptor {
+                0 => stdin = Some(doc.content.clone().into_bytes()),
+                fd => extra_files.push((fd, doc.content.clone().into_bytes())),
+            }
+        }
+        let spec = RunSpec {
+            lower: parent.layers.iter().map(|l| l.snapshot.clone()).collect(),
+            upper: upper.clone(),
+            scratch,
+            argv: run.argv.clone(),
+            env: run.env.clone(),
+            user: run.user.clone(),
+            workdir: run.workdir.clone(),
+            network,
+            hostname: sandbox::DEFAULT_HOSTNAME.to_string(),
+            stdin,
+            extra_files,
+            isolation: self.isolation,
+        };
+        let progress = &mut *self.progress;
+        let outcome = sandbox::run(&spec, &mut |bytes| {
+            if let Some(n) = number {
+                progress.output(n, bytes);
+            }
+        })
+        .map_err(|e| self.step_error(step, format!("{e}")))?;
+        for warning in &outcome.warnings {
+            self.progress.warning(warning);
+        }
+        if !outcome.exit.success() {
+            let command = run.argv.join(" ");
+            let mut message = format!("process {command:?} did not complete successfully: {}", outcome.exit);
+            if !outcome.output_tail.is_empty() {
+                message.push_str("\nlast lines of its output:");
+                for line in &outcome.output_tail {
+                    message.push_str("\n  ");
+                    message.push_str(line);
+                }
+            }
+            return Err(self.step_error(step, message));
+        }
+        let changed = std::fs::read_dir(&upper)
+            .map_err(|e| BuildError::Io(format!("{}: {e}", upper.display())))?
+            .next()
+            .is_some();
+        if !changed {
+            return Ok(None);
+        }
+        let options = LayerOptions {
+            source_date_epoch: self.source_date_epoch,
+            ..LayerOptions::default()
+        };
+        let layer = self.store.write_layer(&upper, &options)?;
+        let snapshot = self.store.commit_snapshot(&upper, &layer.diff_id)?;
         Ok(Some(LayerRef { layer, snapshot }))
     }
 

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use rbuild_builder::build_command::{self, Failure};
 use rbuild_builder::cli::{normalise_args, BuildArgs};
+use rbuild_builder::sandbox;
 
 fn main() -> ExitCode {
     let args = normalise_args(std::env::args().collect());
@@ -15,6 +16,12 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Before anything else (and while the process has one thread): a
+    // non-root user builds inside a user namespace where it is root.
+    if let Err(error) = sandbox::enter_user_namespace_if_needed() {
+        eprintln!("error: {error}");
+        return ExitCode::from(1);
+    }
     match build_command::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(message)) => {

@@ -10,16 +10,20 @@ pub trait Progress {
     fn step_done(&mut self, number: usize, elapsed: Duration);
     fn warning(&mut self, message: &str);
     fn info(&mut self, message: &str);
+    /// Output of a running step (a RUN's stdout and stderr).
+    fn output(&mut self, number: usize, bytes: &[u8]);
 }
 
 /// `#3 [stage-0 2/3] COPY a /b` … `#3 DONE 0.1s`, on stderr.
 pub struct PlainProgress<W: Write> {
     out: W,
+    /// A step's output after its last newline, printed with the next chunk.
+    pending: Vec<u8>,
 }
 
 impl<W: Write> PlainProgress<W> {
     pub fn new(out: W) -> Self {
-        PlainProgress { out }
+        PlainProgress { out, pending: Vec::new() }
     }
 }
 
@@ -29,7 +33,20 @@ impl<W: Write> Progress for PlainProgress<W> {
     }
 
     fn step_done(&mut self, number: usize, elapsed: Duration) {
+        if !self.pending.is_empty() {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
+            let _ = writeln!(self.out, "#{number} {rest}");
+        }
         let _ = writeln!(self.out, "#{number} DONE {:.1}s", elapsed.as_secs_f64());
+    }
+
+    fn output(&mut self, number: usize, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            let _ = writeln!(self.out, "#{number} {text}");
+        }
     }
 
     fn warning(&mut self, message: &str) {
@@ -59,6 +76,7 @@ impl<W: Write> Progress for QuietProgress<W> {
         let _ = writeln!(self.out, "WARNING: {message}");
     }
     fn info(&mut self, _: &str) {}
+    fn output(&mut self, _: usize, _: &[u8]) {}
 }
 
 /// One JSON object per line, for tools: `{"event":"step_started",...}`.
@@ -89,6 +107,10 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     fn info(&mut self, message: &str) {
         self.emit(serde_json::json!({"event": "info", "message": message}));
     }
+    fn output(&mut self, number: usize, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        self.emit(serde_json::json!({"event": "log", "step": number, "data": text}));
+    }
 }
 
 #[cfg(test)]
@@ -101,12 +123,14 @@ mod tests {
         {
             let mut p = PlainProgress::new(&mut out);
             p.step_started(1, "[stage-0 2/2] COPY a /b");
+            p.output(1, b"one\ntw");
+            p.output(1, b"o\nthree");
             p.step_done(1, Duration::from_millis(1234));
             p.warning("careful");
         }
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "#1 [stage-0 2/2] COPY a /b\n#1 DONE 1.2s\nWARNING: careful\n"
+            "#1 [stage-0 2/2] COPY a /b\n#1 one\n#1 two\n#1 three\n#1 DONE 1.2s\nWARNING: careful\n"
         );
     }
 

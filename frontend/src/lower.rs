@@ -540,20 +540,7 @@ impl<'a> Lowering<'a> {
                 format!("RUN --mount={} is not supported yet", run.mounts[0]),
             ));
         }
-        let argv = command_argv(&run.command, image);
-        let mut heredocs = Vec::new();
-        for doc in &run.heredocs {
-            let content = if doc.expand {
-                self.expand_heredoc(&doc.content, &state.scope, command.location)?
-            } else {
-                doc.content.clone()
-            };
-            heredocs.push(RunHeredoc {
-                name: doc.name.clone(),
-                content,
-                file_descriptor: doc.file_descriptor.unwrap_or(0),
-            });
-        }
+        let (argv, heredocs) = run_argv(run, image);
         let args = state.scope.args_with_values();
         let env = state.scope.run_env();
         let mut created_by = String::from("RUN ");
@@ -714,6 +701,57 @@ fn command_argv(command: &CommandLine, image: &ImageMeta) -> Vec<String> {
             argv
         }
     }
+}
+
+/// The command a RUN executes. Heredocs follow BuildKit: a RUN that is only
+/// one heredoc runs its body with the shell, or, when the body starts with
+/// `#!`, as a script (here handed to its interpreter as `/dev/fd/3`); any
+/// other heredoc use goes to the shell with the bodies appended, so the shell
+/// itself does the redirection and expansion.
+fn run_argv(run: &RunInstruction, image: &ImageMeta) -> (Vec<String>, Vec<RunHeredoc>) {
+    let CommandLine::Shell(text) = &run.command else {
+        return (command_argv(&run.command, image), Vec::new());
+    };
+    if run.heredocs.is_empty() {
+        return (command_argv(&run.command, image), Vec::new());
+    }
+    let only_heredoc = matches!(crate::parser::parse_heredoc_word(text.trim()), Ok(Some(_)));
+    if only_heredoc && run.heredocs.len() == 1 {
+        let doc = &run.heredocs[0];
+        if let Some(interpreter) = shebang(&doc.content) {
+            let mut argv = interpreter;
+            argv.push(format!("/dev/fd/{SCRIPT_FD}"));
+            let script = RunHeredoc { name: doc.name.clone(), content: doc.content.clone(), file_descriptor: SCRIPT_FD };
+            return (argv, vec![script]);
+        }
+        return (command_argv(&CommandLine::Shell(doc.content.clone()), image), Vec::new());
+    }
+    let mut full = text.clone();
+    for doc in &run.heredocs {
+        full.push('\n');
+        full.push_str(&doc.content);
+        full.push_str(&doc.name);
+    }
+    (command_argv(&CommandLine::Shell(full), image), Vec::new())
+}
+
+/// The descriptor a heredoc script is read from.
+const SCRIPT_FD: u32 = 3;
+
+/// `#!/usr/bin/env python3` → `["/usr/bin/env", "python3"]`: the interpreter
+/// and, as the kernel does, everything after it as one optional argument.
+fn shebang(content: &str) -> Option<Vec<String>> {
+    let line = content.strip_prefix("#!")?.lines().next()?.trim();
+    let (interpreter, argument) = match line.split_once(char::is_whitespace) {
+        Some((i, a)) => (i, Some(a.trim())),
+        None => (line, None),
+    };
+    if interpreter.is_empty() {
+        return None;
+    }
+    let mut argv = vec![interpreter.to_string()];
+    argv.extend(argument.filter(|a| !a.is_empty()).map(str::to_string));
+    Some(argv)
 }
 
 /// `["a" "b"]`: how BuildKit's history shows a command list.

@@ -295,3 +295,43 @@ fn child_stage_inherits_parent_args() {
     .unwrap();
     assert_eq!(g.target_stage().image.labels["foo"], "x123");
 }
+
+fn run_ops(src: &str) -> Vec<RunOp> {
+    let g = lower_src(src, &options(&[], None), &FakeImages::default()).unwrap();
+    g.graph
+        .node_weights()
+        .filter_map(|s| match &s.op {
+            Op::Run(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn run_heredoc_forms() {
+    let runs = run_ops(concat!(
+        "FROM scratch\n",
+        "RUN <<EOF\necho one\necho two\nEOF\n",
+        "RUN <<EOF\n#!/usr/bin/env python3\nprint(1)\nEOF\n",
+        "RUN cat <<A > /a && cat <<B > /b\nfirst\nA\nsecond\nB\n",
+        "SHELL [\"/bin/ash\", \"-c\"]\nRUN <<-EOF\n\techo tab\n\tEOF\n",
+    ));
+    assert_eq!(runs[0].argv, vec!["/bin/sh", "-c", "echo one\necho two\n"]);
+    assert!(runs[0].heredocs.is_empty());
+    assert_eq!(runs[1].argv, vec!["/usr/bin/env", "python3", "/dev/fd/3"]);
+    assert_eq!(runs[1].heredocs[0].file_descriptor, 3);
+    assert_eq!(runs[1].heredocs[0].content, "#!/usr/bin/env python3\nprint(1)\n");
+    assert_eq!(
+        runs[2].argv,
+        vec!["/bin/sh", "-c", "cat <<A > /a && cat <<B > /b\nfirst\nA\nsecond\nB"]
+    );
+    assert_eq!(runs[3].argv, vec!["/bin/ash", "-c", "echo tab\n"]);
+}
+
+#[test]
+fn shebang_lines() {
+    assert_eq!(shebang("#!/bin/sh\necho"), Some(vec!["/bin/sh".to_string()]));
+    assert_eq!(shebang("#! /usr/bin/env  python3 -u\n"), Some(vec!["/usr/bin/env".to_string(), "python3 -u".to_string()]));
+    assert_eq!(shebang("echo"), None);
+    assert_eq!(shebang("#!\n"), None);
+}
