@@ -83,14 +83,41 @@ fn locate(error: BuildError, dockerfile: &str) -> Failure {
 
 fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     let quiet = args.quiet || args.progress == ProgressMode::Quiet;
-    let mut stderr = io::stderr().lock();
-    let mut progress: Box<dyn Progress + '_> = match (quiet, args.progress) {
-        (true, _) => Box::new(QuietProgress::new(&mut stderr)),
-        (false, ProgressMode::Rawjson) => Box::new(crate::progress::RawJsonProgress::new(&mut stderr)),
-        _ => Box::new(PlainProgress::new(&mut stderr)),
+    // stderr is not held locked: the signal handler thread writes to it too.
+    let mut progress: Box<dyn Progress> = match (quiet, args.progress) {
+        (true, _) => Box::new(QuietProgress::new(io::stderr())),
+        (false, ProgressMode::Rawjson) => Box::new(crate::progress::RawJsonProgress::new(io::stderr())),
+        _ => Box::new(PlainProgress::new(io::stderr())),
     };
 
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
+    clean_up_on_signals(&store)?;
+    let result = build_in_store(args, request, &store, progress.as_mut());
+    // Temp files of this build are dropped by now; the empty area goes too.
+    let _ = store.remove_own_temp();
+    result
+}
+
+/// On SIGINT or SIGTERM: end the running RUN step, remove this process's
+/// temp files, and exit as a process killed by that signal would (128 + n).
+fn clean_up_on_signals(store: &Store) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT/SIGTERM handler")?;
+    let store = store.clone();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("rbuild: interrupted, cleaning up");
+            crate::sandbox::kill_running_sandbox();
+            let _ = store.remove_own_temp();
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
+}
+
+fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, progress: &mut dyn Progress) -> Result<(), Failure> {
+    let store = store.clone();
     let dockerfile = parse_dockerfile(&request.dockerfile_text).map_err(|error| BuildError::Dockerfile {
         file: request.dockerfile_name.clone(),
         error,
@@ -135,7 +162,7 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
             IsolationArg::Namespaces => Isolation::Namespaces,
             IsolationArg::Chroot => Isolation::Chroot,
         },
-        progress: progress.as_mut(),
+        progress,
     };
     let built = executor.run(&request.labels)?;
     let image_id = built.image.config_digest.to_string();
@@ -149,10 +176,10 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     for output in &request.outputs {
         export(&store, &built.image, &built.state, &request, output)?;
     }
-    drop(progress);
     if let Some(path) = &args.iidfile {
         fs::write(path, &image_id).with_context(|| format!("writing --iidfile {}", path.display()))?;
     }
+    let quiet = args.quiet || args.progress == ProgressMode::Quiet;
     if quiet && !request.outputs.iter().any(OutputSpec::writes_stdout) {
         println!("{image_id}");
     }

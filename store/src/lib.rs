@@ -65,10 +65,13 @@ impl Store {
             store.blobs_dir(),
             store.snapshots_dir(),
             store.root.join("images"),
-            store.tmp_dir(),
+            store.root.join("tmp"),
         ] {
             fs::create_dir_all(&dir).at("create store directory", &dir)?;
         }
+        store.remove_stale_temp();
+        let tmp = store.tmp_dir();
+        fs::create_dir_all(&tmp).at("create store directory", &tmp)?;
         Ok(store)
     }
 
@@ -94,8 +97,33 @@ impl Store {
         &self.root
     }
 
+    /// This process's own temp area, `tmp/<pid>/`: whatever is left there by a
+    /// process that died is recognisable and removed by the next one.
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.root.join("tmp").join(std::process::id().to_string())
+    }
+
+    /// Removes this process's temp area, e.g. when a build is interrupted
+    /// before its temp files could be dropped.
+    pub fn remove_own_temp(&self) -> Result<(), StoreError> {
+        let dir = self.tmp_dir();
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io("remove", &dir, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the temp areas of processes that no longer run (killed builds).
+    fn remove_stale_temp(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+                // Another process may be removing it at the same time; either wins.
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// A fresh temp directory under the store root, so that what is prepared in

@@ -10,6 +10,7 @@
 //! locks in the child.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -291,8 +292,33 @@ pub(crate) struct Collected {
     pub tail: Vec<String>,
 }
 
+/// The direct child of the sandbox that is running now (0: none), so that
+/// rbuild's signal handler can end it before cleaning up.
+static RUNNING_SANDBOX: AtomicI32 = AtomicI32::new(0);
+
+/// Kills the running sandbox, if any, and waits (at most a few seconds) until
+/// the thread that runs it has reaped it: by then its processes are dead and
+/// its mounts gone. For a handler of SIGINT/SIGTERM on another thread.
+pub fn kill_running_sandbox() {
+    let pid = RUNNING_SANDBOX.load(Ordering::SeqCst);
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: the pid is an unreaped child of this process while it is registered.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while RUNNING_SANDBOX.load(Ordering::SeqCst) == pid && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn unregister(pid: libc::pid_t) {
+    let _ = RUNNING_SANDBOX.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 impl Supervisor {
     pub fn new(pid: libc::pid_t, output: OwnedFd, report: OwnedFd) -> Self {
+        RUNNING_SANDBOX.store(pid, Ordering::SeqCst);
         Supervisor {
             pid,
             output: Some(output),
@@ -318,7 +344,9 @@ impl Supervisor {
             },
         )?;
         let child_status =
-            wait_for(self.pid).map_err(|e| SandboxError::sys("wait for the sandbox", e))?;
+            wait_for(self.pid).map_err(|e| SandboxError::sys("wait for the sandbox", e));
+        unregister(self.pid);
+        let child_status = child_status?;
         self.reaped = true;
         Ok(Collected {
             report,
@@ -343,6 +371,7 @@ impl Drop for Supervisor {
             &mut |_, _| {},
         );
         let _ = wait_for(self.pid);
+        unregister(self.pid);
     }
 }
 
