@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(size, data.len() as u64);
         assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), data);
         assert_eq!(
-            std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+            std::fs::read_dir(store.tmp_dir()).unwrap().count(),
             0
         );
     }
@@ -253,7 +253,7 @@ mod tests {
         drop(w);
         assert!(!store.has_blob(&Digest::of_bytes(b"half a blob")));
         assert_eq!(
-            std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
+            std::fs::read_dir(store.tmp_dir()).unwrap().count(),
             0
         );
     }

@@ -485,7 +485,7 @@ fn a_missing_directory_is_an_error_naming_it() {
         "{err}"
     );
     assert_eq!(
-        fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        fs::read_dir(store.tmp_dir()).unwrap().count(),
         0,
         "no temp file left"
     );

@@ -154,3 +154,31 @@ mod tests {
         assert!(tmp.path().starts_with(store.root().join("tmp")));
     }
 }
+
+#[cfg(test)]
+mod temp_area_tests {
+    use super::*;
+
+    #[test]
+    fn own_temp_area_is_removed_and_dead_processes_areas_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let own = store.tmp_dir();
+        assert!(own.ends_with(std::process::id().to_string()));
+        std::fs::write(own.join("leftover"), b"x").unwrap();
+        // A pid that cannot be running: above the kernel's pid_max limit.
+        let dead = dir.path().join("tmp").join("4194305");
+        std::fs::create_dir_all(dead.join("sub")).unwrap();
+        let not_a_pid = dir.path().join("tmp").join("keep-me");
+        std::fs::create_dir(&not_a_pid).unwrap();
+
+        Store::open(dir.path()).unwrap();
+        assert!(!dead.exists(), "a dead process's area is removed");
+        assert!(own.join("leftover").exists(), "a live process's area is kept");
+        assert!(not_a_pid.exists(), "only pid-named areas are touched");
+
+        store.remove_own_temp().unwrap();
+        assert!(!own.exists());
+        store.remove_own_temp().unwrap();
+    }
+}
