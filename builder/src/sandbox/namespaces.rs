@@ -141,8 +141,9 @@ fn intermediate(
     if unsafe { libc::unshare(flags) } != 0 {
         let err = io::Error::last_os_error();
         let hint = if err.raw_os_error() == Some(libc::EPERM) {
-            " (rbuild needs root, or a user namespace: call enter_user_namespace_if_needed() at startup; \
-             where namespaces are forbidden, use chroot isolation)"
+            " (the kernel refused new namespaces: this happens inside a container whose seccomp \
+             profile or capabilities forbid namespaces and mounts; rerun with --isolation=chroot, \
+             which runs RUN steps with chroot over a copied filesystem)"
         } else {
             ""
         };

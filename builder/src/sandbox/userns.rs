@@ -359,7 +359,7 @@ pub(crate) fn diagnose(errno: i32, knobs: &Knobs) -> (String, String) {
         return pair(
             "a seccomp filter refuses unshare(CLONE_NEWUSER) (a container runtime's default profile does)",
             "run rbuild's container with a seccomp profile that allows unshare and clone with namespace flags \
-             (e.g. `--security-opt seccomp=unconfined`), or run rbuild as root there with chroot isolation",
+             (e.g. `--security-opt seccomp=unconfined`), or run rbuild as root there with `--isolation=chroot`",
         );
     }
     match errno {
