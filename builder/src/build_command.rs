@@ -14,34 +14,12 @@ use rbuild_store::{write_archive, ArchiveFormat, Reference, Store};
 use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::sandbox::{Isolation, NetworkMode};
 use crate::error::BuildError;
+pub use crate::failure::Failure;
 use crate::execute::{Executor, FsState};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
 use crate::resolver::StoreResolver;
 use crate::snippet::snippet;
-
-/// Why a command failed: the caller picks the exit code from it.
-#[derive(Debug)]
-pub enum Failure {
-    /// The command line was wrong (exit 2).
-    Usage(String),
-    /// The build ran and failed (exit 1).
-    Build(anyhow::Error),
-    /// The build failed at a Dockerfile line (exit 1); `snippet` shows it.
-    Located { error: BuildError, snippet: String },
-}
-
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        Failure::Build(e)
-    }
-}
-
-impl From<BuildError> for Failure {
-    fn from(e: BuildError) -> Self {
-        Failure::Build(e.into())
-    }
-}
 
 /// Everything about the request that can be checked before building.
 struct Request {

@@ -55,7 +55,6 @@ pub enum ProgressMode {
     name = "rbuild",
     version,
     about = "Build container images from Dockerfiles, daemonless and rootless",
-    after_help = AFTER_HELP,
     override_usage = "rbuild [build] [OPTIONS] PATH"
 )]
 pub struct BuildArgs {

@@ -3,9 +3,11 @@
 
 pub mod build_command;
 pub mod cli;
+pub mod commands;
 pub mod context;
 pub mod error;
 pub mod execute;
+pub mod failure;
 pub mod fileops;
 pub mod image_meta;
 pub mod output;

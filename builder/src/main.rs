@@ -1,41 +1,47 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use rbuild_builder::build_command::{self, Failure};
-use rbuild_builder::cli::{normalise_args, BuildArgs};
-use rbuild_builder::sandbox;
+use clap::{CommandFactory, FromArgMatches};
+use rbuild_builder::cli::{normalise_args, BuildArgs, AFTER_HELP};
+use rbuild_builder::failure::Failure;
+use rbuild_builder::{build_command, commands, sandbox};
 
 fn main() -> ExitCode {
     let args = normalise_args(std::env::args().collect());
-    let args = match BuildArgs::try_parse_from(args) {
-        Ok(args) => args,
-        Err(e) => {
-            // --help and --version are not errors.
-            let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+    let outcome = match args.get(1).and_then(|name| commands::find(name)) {
+        Some(command) => {
+            let mut sub_args = args[1..].to_vec();
+            sub_args[0] = format!("rbuild {}", command.name);
+            enter_namespace(command.needs_namespace).and_then(|()| (command.run)(sub_args))
         }
+        None => parse_build_args(args).and_then(|parsed| match parsed {
+            None => Ok(()),
+            Some(build) => enter_namespace(true).and_then(|()| build_command::run(build)),
+        }),
     };
-    // Before anything else (and while the process has one thread): a
-    // non-root user builds inside a user namespace where it is root.
-    if let Err(error) = sandbox::enter_user_namespace_if_needed() {
-        eprintln!("error: {error}");
-        return ExitCode::from(1);
-    }
-    match build_command::run(args) {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
-            ExitCode::from(2)
-        }
-        Err(Failure::Build(error)) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Located { error, snippet }) => {
-            eprintln!("error: {error:#}");
-            eprint!("{snippet}");
-            ExitCode::from(1)
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// Parses `rbuild [build] …`; `None` when only help or the version was asked for.
+fn parse_build_args(args: Vec<String>) -> Result<Option<BuildArgs>, Failure> {
+    let help = format!("{}\n{AFTER_HELP}", commands::help_section());
+    let matches = BuildArgs::command().after_help(help).try_get_matches_from(args);
+    match matches.and_then(|m| BuildArgs::from_arg_matches(&m)) {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(error) => Failure::from_clap(error).map_or(Ok(None), Err),
+    }
+}
+
+/// A non-root user works inside a user namespace where it is root. This must
+/// happen before anything else, while the process has one thread.
+fn enter_namespace(needed: bool) -> Result<(), Failure> {
+    if !needed {
+        return Ok(());
+    }
+    sandbox::enter_user_namespace_if_needed().map_err(|e| Failure::Build(e.into()))
 }
