@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context as _, Result};
 use rbuild_frontend::graph::Platform;
@@ -15,7 +16,7 @@ use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::sandbox::{Isolation, NetworkMode};
 use crate::error::BuildError;
 pub use crate::failure::Failure;
-use crate::execute::{Executor, FsState};
+use crate::execute::{Executor, FsState, SharedProgress};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
 use crate::resolver::StoreResolver;
@@ -62,7 +63,7 @@ fn locate(error: BuildError, dockerfile: &str) -> Failure {
 fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     let quiet = args.quiet || args.progress == ProgressMode::Quiet;
     // stderr is not held locked: the signal handler thread writes to it too.
-    let mut progress: Box<dyn Progress> = match (quiet, args.progress) {
+    let progress: Box<dyn Progress + Send> = match (quiet, args.progress) {
         (true, _) => Box::new(QuietProgress::new(io::stderr())),
         (false, ProgressMode::Rawjson) => Box::new(crate::progress::RawJsonProgress::new(io::stderr())),
         _ => Box::new(PlainProgress::new(io::stderr())),
@@ -70,7 +71,8 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
 
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
     clean_up_on_signals(&store)?;
-    let result = build_in_store(args, request, &store, progress.as_mut());
+    let progress: SharedProgress = Arc::new(Mutex::new(progress));
+    let result = build_in_store(args, request, &store, &progress);
     // Temp files of this build are dropped by now; the empty area goes too.
     let _ = store.remove_own_temp();
     result
@@ -86,7 +88,7 @@ fn clean_up_on_signals(store: &Store) -> Result<()> {
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             eprintln!("rbuild: interrupted, cleaning up");
-            crate::sandbox::kill_running_sandbox();
+            crate::sandbox::kill_running_sandboxes();
             let _ = store.remove_own_temp();
             std::process::exit(128 + signal);
         }
@@ -94,21 +96,22 @@ fn clean_up_on_signals(store: &Store) -> Result<()> {
     Ok(())
 }
 
-fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, progress: &mut dyn Progress) -> Result<(), Failure> {
+fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &SharedProgress) -> Result<(), Failure> {
     let store = store.clone();
+    let progress = || shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dockerfile = parse_dockerfile(&request.dockerfile_text).map_err(|error| BuildError::Dockerfile {
         file: request.dockerfile_name.clone(),
         error,
     })?;
     if let Some(syntax) = &dockerfile.syntax {
         if !is_builtin_syntax(syntax) {
-            progress.warning(&format!(
+            progress().warning(&format!(
                 "the syntax directive {syntax:?} is ignored: rbuild always uses its own Dockerfile frontend"
             ));
         }
     }
     for (line, message) in &dockerfile.warnings {
-        progress.warning(&format!("{}:{line}: {message}", request.dockerfile_name));
+        progress().warning(&format!("{}:{line}: {message}", request.dockerfile_name));
     }
     let options = LowerOptions {
         build_args: request.build_args.clone(),
@@ -120,14 +123,14 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, progress: 
     })?;
     for warning in &graph.warnings {
         match warning.line {
-            Some(line) => progress.warning(&format!("{}:{line}: {}", request.dockerfile_name, warning.message)),
-            None => progress.warning(&warning.message),
+            Some(line) => progress().warning(&format!("{}:{line}: {}", request.dockerfile_name, warning.message)),
+            None => progress().warning(&warning.message),
         }
     }
 
     let executor = Executor {
-        store: &store,
-        graph: &graph,
+        store: store.clone(),
+        graph: Arc::new(graph),
         context_dir: request.context.clone(),
         dockerfile_path: request.dockerfile_path.clone(),
         dockerfile_name: request.dockerfile_name.clone(),
@@ -140,16 +143,17 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, progress: 
             IsolationArg::Namespaces => Isolation::Namespaces,
             IsolationArg::Chroot => Isolation::Chroot,
         },
-        progress,
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        progress: shared.clone(),
     };
     let built = executor.run(&request.labels)?;
     let image_id = built.image.config_digest.to_string();
-    progress.info(&format!("writing image {image_id} done"));
+    progress().info(&format!("writing image {image_id} done"));
     for tag in &request.tags {
         store
             .tag(tag, &built.image.manifest_digest)
             .with_context(|| format!("tagging the image as {}", tag.familiar()))?;
-        progress.info(&format!("naming to {} done", tag.full()));
+        progress().info(&format!("naming to {} done", tag.full()));
     }
     for output in &request.outputs {
         export(&store, &built.image, &built.state, &request, output)?;
@@ -218,6 +222,11 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
         platform,
         source_date_epoch,
     })
+}
+
+/// One step per CPU, as BuildKit runs as many steps as it can.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it) or the environment.

@@ -102,6 +102,10 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,
 
+    /// How many steps may run at once (default: the number of CPUs)
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub jobs: Option<usize>,
+
     /// Isolation of RUN steps
     #[arg(long, value_enum, default_value_t = IsolationArg::Namespaces)]
     pub isolation: IsolationArg,

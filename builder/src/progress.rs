@@ -1,6 +1,7 @@
 //! Progress output. Plain mode prints BuildKit-style `#N` lines to stderr;
 //! quiet mode prints nothing.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
@@ -17,13 +18,14 @@ pub trait Progress {
 /// `#3 [stage-0 2/3] COPY a /b` … `#3 DONE 0.1s`, on stderr.
 pub struct PlainProgress<W: Write> {
     out: W,
-    /// A step's output after its last newline, printed with the next chunk.
-    pending: Vec<u8>,
+    /// Each running step's output after its last newline, printed with the
+    /// step's next chunk (steps run in parallel, so this is per step).
+    pending: HashMap<usize, Vec<u8>>,
 }
 
 impl<W: Write> PlainProgress<W> {
     pub fn new(out: W) -> Self {
-        PlainProgress { out, pending: Vec::new() }
+        PlainProgress { out, pending: HashMap::new() }
     }
 }
 
@@ -33,17 +35,17 @@ impl<W: Write> Progress for PlainProgress<W> {
     }
 
     fn step_done(&mut self, number: usize, elapsed: Duration) {
-        if !self.pending.is_empty() {
-            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned();
-            let _ = writeln!(self.out, "#{number} {rest}");
+        if let Some(rest) = self.pending.remove(&number).filter(|r| !r.is_empty()) {
+            let _ = writeln!(self.out, "#{number} {}", String::from_utf8_lossy(&rest));
         }
         let _ = writeln!(self.out, "#{number} DONE {:.1}s", elapsed.as_secs_f64());
     }
 
     fn output(&mut self, number: usize, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
+        let pending = self.pending.entry(number).or_default();
+        pending.extend_from_slice(bytes);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             let _ = writeln!(self.out, "#{number} {text}");
         }

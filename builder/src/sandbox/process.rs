@@ -10,7 +10,7 @@
 //! locks in the child.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -292,33 +292,40 @@ pub(crate) struct Collected {
     pub tail: Vec<String>,
 }
 
-/// The direct child of the sandbox that is running now (0: none), so that
-/// rbuild's signal handler can end it before cleaning up.
-static RUNNING_SANDBOX: AtomicI32 = AtomicI32::new(0);
+/// The direct children of the sandboxes running now (steps may run in
+/// parallel), so that a failing build or rbuild's signal handler can end them.
+static RUNNING_SANDBOXES: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
-/// Kills the running sandbox, if any, and waits (at most a few seconds) until
-/// the thread that runs it has reaped it: by then its processes are dead and
-/// its mounts gone. For a handler of SIGINT/SIGTERM on another thread.
-pub fn kill_running_sandbox() {
-    let pid = RUNNING_SANDBOX.load(Ordering::SeqCst);
-    if pid <= 0 {
-        return;
+fn running() -> std::sync::MutexGuard<'static, Vec<libc::pid_t>> {
+    RUNNING_SANDBOXES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Kills every running sandbox and waits (at most a few seconds) until the
+/// threads that run them have reaped them: by then their processes are dead
+/// and their mounts gone. For cancelling a build from another thread.
+pub fn kill_running_sandboxes() {
+    let pids = running().clone();
+    for pid in &pids {
+        // SAFETY: a registered pid is an unreaped child of this process.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
     }
-    // SAFETY: the pid is an unreaped child of this process while it is registered.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while RUNNING_SANDBOX.load(Ordering::SeqCst) == pid && Instant::now() < deadline {
+    while running().iter().any(|p| pids.contains(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
+fn register(pid: libc::pid_t) {
+    running().push(pid);
+}
+
 fn unregister(pid: libc::pid_t) {
-    let _ = RUNNING_SANDBOX.compare_exchange(pid, 0, Ordering::SeqCst, Ordering::SeqCst);
+    running().retain(|p| *p != pid);
 }
 
 impl Supervisor {
     pub fn new(pid: libc::pid_t, output: OwnedFd, report: OwnedFd) -> Self {
-        RUNNING_SANDBOX.store(pid, Ordering::SeqCst);
+        register(pid);
         Supervisor {
             pid,
             output: Some(output),

@@ -1,0 +1,149 @@
+//! The parallel scheduler: every step whose inputs are ready starts, up to
+//! `jobs` at a time, on tokio's blocking pool (steps copy files and wait for
+//! sandboxes, so they block). The first failure cancels the rest: no new step
+//! starts, running sandboxes are killed, and that first error is the one
+//! reported.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use rbuild_frontend::graph::{Edge, StepId};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::step::{StepInputs, StepRunner};
+use super::FsState;
+use crate::error::BuildError;
+use crate::sandbox;
+
+/// How one step went, for progress and `rbuild graph --timings`.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    pub step: StepId,
+    pub seconds: f64,
+    pub cached: bool,
+}
+
+/// The state after every step, and the timings of the steps that ran.
+pub struct Outcome {
+    pub states: HashMap<StepId, FsState>,
+    pub timings: Vec<StepTiming>,
+}
+
+/// Runs the graph of `runner` with at most `jobs` steps at once.
+pub async fn schedule(
+    runner: Arc<StepRunner>,
+    visible: Arc<HashSet<StepId>>,
+    jobs: usize,
+) -> Result<Outcome, BuildError> {
+    let graph = runner.graph.clone();
+    // Inputs still missing per step; a step is ready at zero.
+    let mut waiting: HashMap<StepId, usize> = graph
+        .graph
+        .node_indices()
+        .map(|id| (id, graph.graph.edges_directed(id, Direction::Incoming).count()))
+        .collect();
+    let mut ready: Vec<StepId> = waiting.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
+    // Start in graph order, so progress numbers mostly appear in order.
+    ready.sort_by_key(|id| std::cmp::Reverse(id.index()));
+
+    let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let mut running: JoinSet<(StepId, Result<FsState, BuildError>, Duration)> = JoinSet::new();
+    let mut states: HashMap<StepId, FsState> = HashMap::new();
+    let mut timings = Vec::new();
+    let mut first_error: Option<BuildError> = None;
+
+    loop {
+        while first_error.is_none() {
+            let Some(id) = ready.pop() else { break };
+            let inputs = inputs_of(&runner, id, &states);
+            let runner = runner.clone();
+            let visible = visible.clone();
+            let counter = counter.clone();
+            let permits = permits.clone();
+            running.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let started = Instant::now();
+                let result = tokio::task::spawn_blocking(move || {
+                    // Numbered as they start, like BuildKit's `#N` lines.
+                    let number = visible.contains(&id).then(|| counter.fetch_add(1, Ordering::SeqCst) + 1);
+                    if let Some(n) = number {
+                        let label = step_label(&runner, id);
+                        runner.progress().step_started(n, &label);
+                    }
+                    let result = runner.execute(id, inputs, number);
+                    if let (Some(n), Ok(_)) = (number, &result) {
+                        runner.progress().step_done(n, started.elapsed());
+                    }
+                    result
+                })
+                .await
+                .unwrap_or_else(|panic| Err(BuildError::Io(format!("a build step panicked: {panic}"))));
+                (id, result, started.elapsed())
+            });
+        }
+        let Some(joined) = running.join_next().await else { break };
+        let (id, result, elapsed) = joined.map_err(|e| BuildError::Io(format!("a build task failed: {e}")))?;
+        match result {
+            Ok(state) => {
+                timings.push(StepTiming { step: id, seconds: elapsed.as_secs_f64(), cached: false });
+                states.insert(id, state);
+                for edge in graph.graph.edges_directed(id, Direction::Outgoing) {
+                    let user = edge.target();
+                    let count = waiting.get_mut(&user).expect("every step is counted");
+                    *count -= 1;
+                    if *count == 0 {
+                        ready.push(user);
+                    }
+                }
+            }
+            Err(error) => {
+                if first_error.is_none() {
+                    first_error = Some(error);
+                    // The other running steps are cancelled: their sandboxes
+                    // die, their steps fail, and those errors are dropped.
+                    let kill = tokio::task::spawn_blocking(sandbox::kill_running_sandboxes);
+                    let _ = kill.await;
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(Outcome { states, timings }),
+    }
+}
+
+fn inputs_of(runner: &StepRunner, id: StepId, states: &HashMap<StepId, FsState>) -> StepInputs {
+    let graph = &runner.graph;
+    let mut inputs = StepInputs::default();
+    for edge in graph.graph.edges_directed(id, Direction::Incoming) {
+        let state = states.get(&edge.source()).cloned();
+        match edge.weight() {
+            Edge::Parent => inputs.parent = state,
+            Edge::CopyFrom => inputs.copy_from = state,
+        }
+    }
+    inputs
+}
+
+/// `[stage-name 2/4] COPY a /b`, as BuildKit shows a step.
+pub fn step_label(runner: &StepRunner, id: StepId) -> String {
+    let graph = &runner.graph;
+    let step = graph.step(id);
+    let Some(stage_index) = step.stage else {
+        return step.display.clone();
+    };
+    let Some(plan) = graph.stages.iter().find(|s| s.index == stage_index) else {
+        return step.display.clone();
+    };
+    let total = plan.steps.len() + 1;
+    let position = plan.steps.iter().position(|s| *s == id).map(|p| p + 2).unwrap_or(1);
+    let name = plan.name.clone().unwrap_or_else(|| format!("stage-{}", plan.index));
+    format!("[{name} {position}/{total}] {}", step.display)
+}
