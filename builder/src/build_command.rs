@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +19,7 @@ pub use crate::failure::Failure;
 use crate::execute::{Executor, FsState, SharedProgress};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
+use crate::progress_tty::TtyProgress;
 use crate::resolver::StoreResolver;
 use crate::snippet::snippet;
 
@@ -66,13 +67,19 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     let progress: Box<dyn Progress + Send> = match (quiet, args.progress) {
         (true, _) => Box::new(QuietProgress::new(io::stderr())),
         (false, ProgressMode::Rawjson) => Box::new(crate::progress::RawJsonProgress::new(io::stderr())),
+        (false, ProgressMode::Tty) => Box::new(TtyProgress::new()),
+        (false, ProgressMode::Auto) if io::stderr().is_terminal() => Box::new(TtyProgress::new()),
         _ => Box::new(PlainProgress::new(io::stderr())),
     };
+    let started = std::time::Instant::now();
 
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
     clean_up_on_signals(&store)?;
     let progress: SharedProgress = Arc::new(Mutex::new(progress));
     let result = build_in_store(args, request, &store, &progress);
+    if result.is_ok() {
+        progress.lock().unwrap_or_else(|p| p.into_inner()).finished(started.elapsed());
+    }
     // Temp files of this build are dropped by now; the empty area goes too.
     let _ = store.remove_own_temp();
     result

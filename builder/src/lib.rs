@@ -12,6 +12,7 @@ pub mod fileops;
 pub mod image_meta;
 pub mod output;
 pub mod progress;
+pub mod progress_tty;
 pub mod resolver;
 pub mod sandbox;
 pub mod snippet;

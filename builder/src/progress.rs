@@ -13,6 +13,10 @@ pub trait Progress {
     fn info(&mut self, message: &str);
     /// Output of a running step (a RUN's stdout and stderr).
     fn output(&mut self, number: usize, bytes: &[u8]);
+    /// The build is over, after `total`.
+    fn finished(&mut self, total: Duration) {
+        let _ = total;
+    }
 }
 
 /// `#3 [stage-0 2/3] COPY a /b` … `#3 DONE 0.1s`, on stderr.
