@@ -24,6 +24,8 @@ package_present() {
         [ -x /bin/busybox ]
       fi ;;
     xz-utils) command -v xz >/dev/null ;;
+    graphviz) command -v dot >/dev/null ;;
+    uidmap) command -v newuidmap >/dev/null && command -v newgidmap >/dev/null ;;
     *) command -v "$1" >/dev/null ;;
   esac
 }

@@ -16,6 +16,9 @@
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
+//! - [`sandbox`]: for RUN tests: a busybox base with a shell, layer lookups, leftover checks,
+//!   builds run in the background to be interrupted.
+//! - [`users`]: the non-root users of the rootless tests, and running rbuild as one of them.
 
 #[path = "harness/archive.rs"]
 pub mod archive;
@@ -27,6 +30,10 @@ pub mod docker;
 pub mod env;
 #[path = "harness/process.rs"]
 pub mod process;
+#[path = "harness/sandbox.rs"]
+pub mod sandbox;
+#[path = "harness/users.rs"]
+pub mod users;
 
 pub use archive::{Archive, EntryKind, LayerEntry};
 pub use context::{Context, SCRATCH_BUSYBOX};

@@ -191,4 +191,10 @@ impl Rbuild {
     pub fn run(self) -> RunOutput {
         process::run(self.cmd, self.stdin)
     }
+
+    /// The command itself, for tests that start rbuild in the background (to signal it);
+    /// bytes given with [`Rbuild::stdin`] are not part of it.
+    pub fn into_command(self) -> Command {
+        self.cmd
+    }
 }

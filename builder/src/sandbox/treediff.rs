@@ -220,7 +220,7 @@ impl Writer<'_> {
         }
         self.make_dir(rel, meta)?;
         if opaque {
-            rustix::fs::lsetxattr(&dst, self.markers.opaque_xattr, b"y", XattrFlags::empty())?;
+            set_marker(&dst, self.markers.opaque_xattr)?;
         }
         let mut names: Vec<OsString> = fs::read_dir(&src)?
             .map(|e| e.map(|e| e.file_name()))
@@ -280,15 +280,23 @@ impl Writer<'_> {
             // whiteout form: an empty file with the whiteout attribute.
             Err(rustix::io::Errno::PERM) => {
                 fs::File::create(&dst)?;
-                rustix::fs::lsetxattr(
-                    &dst,
-                    self.markers.whiteout_xattr,
-                    b"y",
-                    XattrFlags::empty(),
-                )?;
-                Ok(())
+                set_marker(&dst, self.markers.whiteout_xattr)
+
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Sets an overlayfs marker attribute. `trusted.*` needs CAP_SYS_ADMIN, which
+/// root inside an unprivileged container lacks: there the `user.*` form of
+/// the same marker is written instead (the layer writer reads both).
+fn set_marker(path: &Path, name: &str) -> io::Result<()> {
+    match rustix::fs::lsetxattr(path, name, b"y", XattrFlags::empty()) {
+        Err(rustix::io::Errno::PERM) if name.starts_with("trusted.") => {
+            let user_name = format!("user.{}", &name["trusted.".len()..]);
+            rustix::fs::lsetxattr(path, user_name.as_str(), b"y", XattrFlags::empty()).map_err(Into::into)
+        }
+        other => other.map_err(Into::into),
     }
 }
