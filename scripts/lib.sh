@@ -25,6 +25,7 @@ package_present() {
       fi ;;
     xz-utils) command -v xz >/dev/null ;;
     graphviz) command -v dot >/dev/null ;;
+    apache2-utils) command -v htpasswd >/dev/null ;;
     uidmap) command -v newuidmap >/dev/null && command -v newgidmap >/dev/null ;;
     *) command -v "$1" >/dev/null ;;
   esac

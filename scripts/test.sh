@@ -13,8 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # docker.io: load and run the built images; busybox-static: the binary test images are made of;
 # skopeo, umoci: second opinions on the archives; jq: reading them by hand; bzip2, xz-utils, zstd:
 # the archives of the ADD extraction tests; uidmap: newuidmap/newgidmap for the rootless tests;
-# graphviz: `dot`, which reads what `rbuild graph` prints.
-ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd uidmap graphviz
+# graphviz: `dot`, which reads what `rbuild graph` prints; docker-registry, apache2-utils
+# (htpasswd): the local registries, anonymous and with basic auth, that the pull tests start.
+ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd uidmap graphviz \
+  docker-registry apache2-utils
 command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup first)"
 start_dockerd_if_needed
 

@@ -16,8 +16,12 @@
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
+//! - [`registry`]: a local `docker-registry` on 127.0.0.1 (anonymous or with basic auth) for
+//!   the pull tests, images pushed to it with skopeo, `DOCKER_CONFIG` credentials for it.
 //! - [`sandbox`]: for RUN tests: a busybox base with a shell, layer lookups, leftover checks,
 //!   builds run in the background to be interrupted.
+//! - [`store`]: for the store commands' tests: image ids of builds, parsing their tables,
+//!   `rbuild save | docker load`, checking a store is sound.
 //! - [`users`]: the non-root users of the rootless tests, and running rbuild as one of them.
 
 #[path = "harness/archive.rs"]
@@ -30,8 +34,12 @@ pub mod docker;
 pub mod env;
 #[path = "harness/process.rs"]
 pub mod process;
+#[path = "harness/registry.rs"]
+pub mod registry;
 #[path = "harness/sandbox.rs"]
 pub mod sandbox;
+#[path = "harness/store.rs"]
+pub mod store;
 #[path = "harness/users.rs"]
 pub mod users;
 

@@ -2,25 +2,25 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context as _, Result};
 use rbuild_frontend::graph::Platform;
-use rbuild_frontend::instructions::parse_dockerfile;
-use rbuild_frontend::lower::{lower, LowerOptions};
+use rbuild_frontend::lower::LowerOptions;
 use rbuild_store::{write_archive, ArchiveFormat, Reference, Store};
 
 use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::sandbox::{Isolation, NetworkMode};
 use crate::error::BuildError;
 pub use crate::failure::Failure;
-use crate::execute::{Executor, FsState, SharedProgress};
+use crate::execute::{CachePolicy, Executor, FsState, SharedProgress};
 use crate::output::{parse_output, Destination, OutputSpec};
+use crate::plan::{plan_build, read_dockerfile};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
 use crate::progress_tty::TtyProgress;
-use crate::resolver::StoreResolver;
+use crate::resolver::{BaseImageOptions, BaseImageResolver};
 use crate::snippet::snippet;
 
 /// Everything about the request that can be checked before building.
@@ -77,6 +77,12 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     clean_up_on_signals(&store)?;
     let progress: SharedProgress = Arc::new(Mutex::new(progress));
     let result = build_in_store(args, request, &store, &progress);
+    if result.is_err() && INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal thread is cleaning up and will exit the process.
+        loop {
+            std::thread::park();
+        }
+    }
     if result.is_ok() {
         progress.lock().unwrap_or_else(|p| p.into_inner()).finished(started.elapsed());
     }
@@ -84,6 +90,10 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
     let _ = store.remove_own_temp();
     result
 }
+
+/// Set once SIGINT or SIGTERM arrived: the build's own error is then only a
+/// consequence of the interruption and is not reported.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// On SIGINT or SIGTERM: end the running RUN step, remove this process's
 /// temp files, and exit as a process killed by that signal would (128 + n).
@@ -94,6 +104,7 @@ fn clean_up_on_signals(store: &Store) -> Result<()> {
     let store = store.clone();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("rbuild: interrupted, cleaning up");
             crate::sandbox::kill_running_sandboxes();
             let _ = store.remove_own_temp();
@@ -106,38 +117,33 @@ fn clean_up_on_signals(store: &Store) -> Result<()> {
 fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &SharedProgress) -> Result<(), Failure> {
     let store = store.clone();
     let progress = || shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dockerfile = parse_dockerfile(&request.dockerfile_text).map_err(|error| BuildError::Dockerfile {
-        file: request.dockerfile_name.clone(),
-        error,
-    })?;
-    if let Some(syntax) = &dockerfile.syntax {
-        if !is_builtin_syntax(syntax) {
-            progress().warning(&format!(
-                "the syntax directive {syntax:?} is ignored: rbuild always uses its own Dockerfile frontend"
-            ));
-        }
-    }
-    for (line, message) in &dockerfile.warnings {
-        progress().warning(&format!("{}:{line}: {message}", request.dockerfile_name));
-    }
     let options = LowerOptions {
         build_args: request.build_args.clone(),
         target: args.target.clone(),
         platform: request.platform.clone(),
     };
-    let graph = lower(&dockerfile, &options, &StoreResolver { store: &store }).map_err(|error| {
-        BuildError::Dockerfile { file: request.dockerfile_name.clone(), error }
+    let log = |line: &str| progress().info(line);
+    let resolver = BaseImageResolver::new(&store, base_image_options(args, request)?, &log);
+    let graph = plan_build(&request.dockerfile_name, &request.dockerfile_text, &options, &resolver, &mut |warning| {
+        progress().warning(warning)
     })?;
-    for warning in &graph.warnings {
-        match warning.line {
-            Some(line) => progress().warning(&format!("{}:{line}: {}", request.dockerfile_name, warning.message)),
-            None => progress().warning(&warning.message),
-        }
-    }
+    let named_contexts = resolver.named_directories();
+    drop(resolver);
 
+    let cache_policy = if args.no_cache {
+        CachePolicy::Ignore
+    } else if !args.no_cache_filter.is_empty() {
+        CachePolicy::IgnoreStages(args.no_cache_filter.iter().map(|s| s.to_ascii_lowercase()).collect())
+    } else {
+        CachePolicy::Use
+    };
+    let graph = Arc::new(graph);
     let executor = Executor {
+        cache_policy,
+        explain_cache: args.explain_cache,
+        dockerfile_identity: dockerfile_identity(request),
         store: store.clone(),
-        graph: Arc::new(graph),
+        graph: graph.clone(),
         context_dir: request.context.clone(),
         dockerfile_path: request.dockerfile_path.clone(),
         dockerfile_name: request.dockerfile_name.clone(),
@@ -152,8 +158,10 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
         },
         jobs: args.jobs.unwrap_or_else(default_jobs),
         progress: shared.clone(),
+        named_contexts,
     };
     let built = executor.run(&request.labels)?;
+    record_timings(&store, &graph, request, &built.timings, &mut |w| progress().warning(w));
     let image_id = built.image.config_digest.to_string();
     progress().info(&format!("writing image {image_id} done"));
     for tag in &request.tags {
@@ -175,6 +183,17 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
     Ok(())
 }
 
+/// Where base images come from: `--pull`, `--build-context`, `--insecure-registry`.
+fn base_image_options(args: &BuildArgs, request: &Request) -> Result<BaseImageOptions, Failure> {
+    let p = &request.platform;
+    Ok(BaseImageOptions {
+        platform: rbuild_store::Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
+        always_pull: args.pull,
+        insecure_registries: crate::pulling::insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?,
+        contexts: crate::named_contexts::NamedContexts::parse(&args.build_contexts).map_err(Failure::Usage)?,
+    })
+}
+
 fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
     let usage = |m: String| Failure::Usage(m);
     let context = args.context.clone();
@@ -187,7 +206,8 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
             context.display().to_string()
         )));
     }
-    let (dockerfile_path, dockerfile_name, dockerfile_text) = read_dockerfile(args.file.as_deref(), &context)?;
+    let dockerfile = read_dockerfile(args.file.as_deref(), &context)?;
+    let (dockerfile_path, dockerfile_name, dockerfile_text) = (dockerfile.path, dockerfile.name, dockerfile.text);
     let tags = args
         .tags
         .iter()
@@ -231,6 +251,35 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
     })
 }
 
+/// Records how long each step took, for `rbuild graph --timings`. A failure
+/// to record is only a warning: the image is built.
+fn record_timings(
+    store: &Store,
+    graph: &rbuild_frontend::graph::BuildGraph,
+    request: &Request,
+    timings: &[crate::execute::StepTiming],
+    warn: &mut dyn FnMut(&str),
+) {
+    let Some(path) = &request.dockerfile_path else { return };
+    let steps = timings
+        .iter()
+        .map(|t| crate::timings::StepTiming::new(graph.step(t.step), t.cached, t.seconds))
+        .collect();
+    if let Err(e) = crate::timings::write_timings(store.root(), path, steps) {
+        warn(&format!("could not record the build's timings: {e}"));
+    }
+}
+
+/// How the step cache names the Dockerfile when it compares builds: its path
+/// inside the context when it is there, so clones in other directories share
+/// explanations; else its full path.
+fn dockerfile_identity(request: &Request) -> String {
+    let Some(path) = &request.dockerfile_path else { return "-".to_string() };
+    let context = request.context.canonicalize().unwrap_or_else(|_| request.context.clone());
+    let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+    path.strip_prefix(&context).unwrap_or(&path).display().to_string()
+}
+
 /// One step per CPU, as BuildKit runs as many steps as it can.
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -249,43 +298,6 @@ fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64
                 .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))
         })
         .transpose()
-}
-
-/// Reads the Dockerfile: `-f -` from stdin, `-f PATH`, or `CONTEXT/Dockerfile`.
-fn read_dockerfile(file: Option<&str>, context: &Path) -> Result<(Option<PathBuf>, String, String), Failure> {
-    match file {
-        Some("-") => {
-            let mut text = String::new();
-            io::stdin()
-                .read_to_string(&mut text)
-                .context("reading the Dockerfile from stdin")?;
-            Ok((None, "Dockerfile".into(), text))
-        }
-        _ => {
-            let path = file.map(PathBuf::from).unwrap_or_else(|| context.join("Dockerfile"));
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("reading the Dockerfile {}", path.display()))?;
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "Dockerfile".into());
-            Ok((Some(path), name, text))
-        }
-    }
-}
-
-/// `docker/dockerfile:1`, `docker/dockerfile:1.7-labs`, with or without a
-/// registry prefix or digest: the syntax rbuild's own frontend implements.
-fn is_builtin_syntax(syntax: &str) -> bool {
-    let name = syntax.split('@').next().unwrap_or(syntax);
-    let name = name.strip_prefix("docker.io/").unwrap_or(name);
-    let Some(version) = name.strip_prefix("docker/dockerfile") else {
-        return false;
-    };
-    match version.strip_prefix(':') {
-        None => version.is_empty(),
-        Some(tag) => tag == "latest" || tag == "labs" || tag == "1" || tag.starts_with("1.") || tag.starts_with("1-"),
-    }
 }
 
 fn export(store: &Store, image: &rbuild_store::StoredImage, state: &FsState, request: &Request, output: &OutputSpec) -> Result<()> {
@@ -356,21 +368,6 @@ fn write_to(dest: &Destination, gzip: bool, write: impl FnOnce(&mut dyn Write) -
             file.as_file().sync_all()?;
             file.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
             Ok(())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtin_syntax_forms() {
-        for s in ["docker/dockerfile:1", "docker/dockerfile:1.7", "docker/dockerfile:1.7-labs", "docker.io/docker/dockerfile:1@sha256:abc", "docker/dockerfile"] {
-            assert!(is_builtin_syntax(s), "{s}");
-        }
-        for s in ["example.com/other:1", "docker/dockerfile:2", "tonistiigi/dockerfile:x"] {
-            assert!(!is_builtin_syntax(s), "{s}");
         }
     }
 }

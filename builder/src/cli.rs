@@ -17,6 +17,8 @@ Examples:
 Environment:
   RBUILD_ROOT          the store (default $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild)
   SOURCE_DATE_EPOCH    image and history times; newer file times are clamped to it
+  DOCKER_CONFIG        where registry credentials are read (config.json; default ~/.docker)
+  RBUILD_INSECURE_REGISTRIES  more plain-HTTP registries, comma-separated
 
 Exit status: 0 built, 1 the build failed, 2 the command line was wrong.";
 
@@ -97,6 +99,26 @@ pub struct BuildArgs {
     /// Do not use the build cache
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Do not use the build cache for these stages (names or indexes; repeatable)
+    #[arg(long, value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+
+    /// Say, for every step that missed the cache, what differs from its closest earlier build
+    #[arg(long)]
+    pub explain_cache: bool,
+
+    /// Resolve base image tags at their registries again, even when the store has them
+    #[arg(long)]
+    pub pull: bool,
+
+    /// An extra context for FROM/COPY --from=NAME: DIR, docker-image://REF, docker-archive:PATH or oci-layout:PATH[:TAG|@DIGEST]
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+
+    /// Reach this registry over plain HTTP (loopback registries always are); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 
     /// Network for RUN steps that do not set --network themselves
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]

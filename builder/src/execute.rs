@@ -2,6 +2,8 @@
 //! ready (independent stages in parallel), each filesystem change becomes a
 //! layer in the store, and the target stage becomes an image.
 
+mod cached;
+mod named_context;
 mod scheduler;
 mod step;
 
@@ -13,6 +15,7 @@ use rbuild_frontend::graph::{BuildGraph, Op, Source, StepId};
 use rbuild_store::config::{History, ImageConfig};
 use rbuild_store::{Layer, Store, StoredImage};
 
+pub use cached::CachePolicy;
 pub use scheduler::StepTiming;
 pub use step::SharedProgress;
 
@@ -37,6 +40,8 @@ pub struct FsState {
     pub history: Vec<History>,
     /// The config of the base image the chain started from, if any.
     pub base_config: Option<ImageConfig>,
+    /// The step cache key of this state (`None` when the cache is off).
+    pub key: Option<crate::cache::CacheKey>,
 }
 
 impl FsState {
@@ -64,6 +69,14 @@ pub struct Executor {
     /// How many steps may run at once.
     pub jobs: usize,
     pub progress: SharedProgress,
+    /// Directories named with `--build-context NAME=DIR`.
+    pub named_contexts: BTreeMap<String, PathBuf>,
+    /// Which steps may reuse cached results.
+    pub cache_policy: CachePolicy,
+    /// Say why each step missed the cache (`--explain-cache`).
+    pub explain_cache: bool,
+    /// How the cache names this Dockerfile when it compares builds.
+    pub dockerfile_identity: String,
 }
 
 /// The result of a build: the image, the target's filesystem, and how long
@@ -89,14 +102,20 @@ impl Executor {
             self.isolation,
             self.progress.clone(),
             created.clone(),
-        ));
+        )
+        .with_named_contexts(named_context::NamedContexts::new(&self.named_contexts))
+        .with_cache(Some(self.step_cache()?)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(self.jobs.max(1) + 1)
             .enable_all()
             .build()
             .map_err(|e| BuildError::Io(format!("starting the scheduler: {e}")))?;
-        let mut outcome = runtime.block_on(scheduler::schedule(runner, visible, self.jobs))?;
+        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.jobs));
+        if let Some(cache) = &runner.cache {
+            cache.save();
+        }
+        let mut outcome = outcome?;
 
         let target = self.graph.target_stage();
         let state = outcome.states.remove(&target.last).expect("the target stage was built");
@@ -107,12 +126,26 @@ impl Executor {
         let mut meta = target.image.clone();
         meta.labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         apply_meta(&mut config, &meta);
-        config.created = Some(created);
+        // The newest history time: a fully cached rebuild reuses every
+        // step's original time, so it gives the same image id.
+        let newest = state.history.iter().filter_map(|h| h.created.clone()).max();
+        config.created = Some(newest.unwrap_or(created));
         config.history = state.history.clone();
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
         let layers: Vec<Layer> = state.layers.iter().map(|l| l.layer.clone()).collect();
         let image = self.store.put_image(&config, &layers)?;
         Ok(Built { image, state, timings: outcome.timings })
+    }
+}
+
+impl Executor {
+    fn step_cache(&self) -> Result<cached::StepCache, BuildError> {
+        let params = crate::cache::KeyParams {
+            platform: self.graph.platform.clone(),
+            source_date_epoch: self.source_date_epoch,
+            default_network: self.default_network,
+        };
+        cached::StepCache::new(&self.store, params, self.cache_policy.clone(), self.explain_cache, self.dockerfile_identity.clone())
     }
 }
 

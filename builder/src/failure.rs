@@ -36,13 +36,17 @@ impl Failure {
 
     /// Prints the failure to stderr the way every rbuild command does.
     pub fn report(&self) {
-        match self {
-            Failure::Usage(message) => eprintln!("error: {message}"),
-            Failure::Build(error) => eprintln!("error: {error:#}"),
-            Failure::Located { error, snippet } => {
-                eprintln!("error: {error:#}");
-                eprint!("{snippet}");
-            }
+        let message = match self {
+            Failure::Usage(message) => message.clone(),
+            Failure::Build(error) => format!("{error:#}"),
+            Failure::Located { error, .. } => format!("{error:#}"),
+        };
+        eprintln!("error: {message}");
+        if let Failure::Located { snippet, .. } = self {
+            eprint!("{snippet}");
+        }
+        if let Some(hint) = crate::disk_full::hint(&message, &rbuild_store::Store::default_root()) {
+            eprintln!("{hint}");
         }
     }
 

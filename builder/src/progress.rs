@@ -13,6 +13,10 @@ pub trait Progress {
     fn info(&mut self, message: &str);
     /// Output of a running step (a RUN's stdout and stderr).
     fn output(&mut self, number: usize, bytes: &[u8]);
+    /// The step was not run: its result came from the cache.
+    fn step_cached(&mut self, number: usize);
+    /// Why the step missed the cache (`--explain-cache`).
+    fn explain(&mut self, number: usize, explanation: &str);
     /// The build is over, after `total`.
     fn finished(&mut self, total: Duration) {
         let _ = total;
@@ -43,6 +47,14 @@ impl<W: Write> Progress for PlainProgress<W> {
             let _ = writeln!(self.out, "#{number} {}", String::from_utf8_lossy(&rest));
         }
         let _ = writeln!(self.out, "#{number} DONE {:.1}s", elapsed.as_secs_f64());
+    }
+
+    fn step_cached(&mut self, number: usize) {
+        let _ = writeln!(self.out, "#{number} CACHED");
+    }
+
+    fn explain(&mut self, number: usize, explanation: &str) {
+        let _ = writeln!(self.out, "#{number} cache miss: {explanation}");
     }
 
     fn output(&mut self, number: usize, bytes: &[u8]) {
@@ -83,6 +95,8 @@ impl<W: Write> Progress for QuietProgress<W> {
     }
     fn info(&mut self, _: &str) {}
     fn output(&mut self, _: usize, _: &[u8]) {}
+    fn step_cached(&mut self, _: usize) {}
+    fn explain(&mut self, _: usize, _: &str) {}
 }
 
 /// One JSON object per line, for tools: `{"event":"step_started",...}`.
@@ -112,6 +126,12 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     }
     fn info(&mut self, message: &str) {
         self.emit(serde_json::json!({"event": "info", "message": message}));
+    }
+    fn step_cached(&mut self, number: usize) {
+        self.emit(serde_json::json!({"event": "step_cached", "step": number}));
+    }
+    fn explain(&mut self, number: usize, explanation: &str) {
+        self.emit(serde_json::json!({"event": "cache_miss", "step": number, "explanation": explanation}));
     }
     fn output(&mut self, number: usize, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);

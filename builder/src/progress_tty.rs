@@ -78,6 +78,23 @@ impl Progress for TtyProgress {
         self.done += 1;
     }
 
+    fn step_cached(&mut self, number: usize) {
+        if let Some(step) = self.steps.remove(&number) {
+            step.output.finish_and_clear();
+            self.multi.remove(&step.output);
+            step.bar.set_style(
+                ProgressStyle::with_template("{prefix:.bold.blue} {wide_msg}").expect("a valid template"),
+            );
+            let label = step.bar.message();
+            step.bar.finish_with_message(format!("{label}  CACHED"));
+        }
+        self.done += 1;
+    }
+
+    fn explain(&mut self, number: usize, explanation: &str) {
+        let _ = self.multi.println(format!("#{number} cache miss: {explanation}"));
+    }
+
     fn warning(&mut self, message: &str) {
         let _ = self.multi.println(format!("WARNING: {message}"));
     }

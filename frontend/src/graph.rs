@@ -158,6 +158,9 @@ pub enum Source {
     Image(String),
     /// The build context (only ever a CopyFrom input).
     Context,
+    /// A directory named with `--build-context NAME=DIR` (only ever a
+    /// CopyFrom input); the builder knows where it is.
+    NamedContext(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

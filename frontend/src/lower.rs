@@ -33,6 +33,19 @@ pub struct LowerOptions {
 pub trait ImageResolver {
     /// The config of the image, or a message saying why it cannot be had.
     fn resolve(&self, reference: &str) -> Result<ImageMeta, String>;
+
+    /// The reference the builder will find the image `resolve` found by,
+    /// pinned to its digest, so that a tag moving during the build cannot
+    /// change its input. Called after a successful `resolve`.
+    fn pinned(&self, reference: &str) -> String {
+        reference.to_string()
+    }
+
+    /// Whether `name` is a directory given with `--build-context NAME=DIR`,
+    /// which `COPY --from=NAME` reads (it is not an image: FROM refuses it).
+    fn is_named_directory(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// The PATH an image gets when its base sets none.
@@ -288,6 +301,7 @@ impl<'a> Lowering<'a> {
             Source::Scratch => "FROM scratch".to_string(),
             Source::Image(r) => format!("FROM {r}"),
             Source::Context => "load build context".to_string(),
+            Source::NamedContext(name) => format!("load build context {name}"),
         };
         let id = self.graph.add_node(Step {
             stage: None,
@@ -300,10 +314,14 @@ impl<'a> Lowering<'a> {
         id
     }
 
-    fn resolve_image(&self, reference: &str, location: Location) -> Result<ImageMeta, DockerfileError> {
-        self.resolver
+    /// The config of an image and its pinned source step.
+    fn resolve_image(&mut self, reference: &str, location: Location) -> Result<(ImageMeta, NodeIndex), DockerfileError> {
+        let meta = self
+            .resolver
             .resolve(reference)
-            .map_err(|message| DockerfileError::at(location, message))
+            .map_err(|message| DockerfileError::at(location, message))?;
+        let pinned = self.resolver.pinned(reference);
+        Ok((meta, self.shared_source(Source::Image(pinned))))
     }
 
     fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {
@@ -322,10 +340,15 @@ impl<'a> Lowering<'a> {
                 image.set_env("PATH", DEFAULT_PATH);
                 (Base::Scratch, self.shared_source(Source::Scratch), image, Vec::new())
             }
+            StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
+                return Err(DockerfileError::at(
+                    stage.location,
+                    format!("build context {name:?} is a directory, not an image: FROM needs an image (copy from the directory with COPY --from={name})"),
+                ));
+            }
             StageRef::Image(name) => {
-                let mut image = self.resolve_image(&name, stage.location)?;
+                let (mut image, root) = self.resolve_image(&name, stage.location)?;
                 let triggers = std::mem::take(&mut image.on_build);
-                let root = self.shared_source(Source::Image(name.clone()));
                 (Base::Image(name), root, image, triggers)
             }
         };
@@ -587,10 +610,10 @@ impl<'a> Lowering<'a> {
                 let from = self.expand(from, &state.scope, at)?;
                 match self.stage_ref(&from, state.index, at)? {
                     StageRef::Stage(i) => self.stage_results[&i].last,
-                    StageRef::Image(reference) => {
-                        self.resolve_image(&reference, at)?;
-                        self.shared_source(Source::Image(reference))
+                    StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
+                        self.shared_source(Source::NamedContext(name))
                     }
+                    StageRef::Image(reference) => self.resolve_image(&reference, at)?.1,
                 }
             }
         };

@@ -15,6 +15,7 @@ use tempfile::NamedTempFile;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, Result, StoreError};
+use crate::lease::ContentRef;
 use crate::Store;
 
 /// Buffer between the producer (tar writer, compressor) and the temp file:
@@ -32,6 +33,11 @@ impl Store {
     }
 
     pub fn has_blob(&self, d: &Digest) -> bool {
+        // Registered before the check, so a blob found here is not collected
+        // under the caller. Registering fails only if `gc.lock` cannot be
+        // locked at all, which a yes/no answer has no way to report; the
+        // store's next write or read would meet the same trouble and say so.
+        let _ = self.record_use(&ContentRef::Blob(d.clone()));
         self.blob_path(d).is_file()
     }
 
@@ -60,12 +66,14 @@ impl Store {
         Ok(BlobWriter {
             inner: HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
             blobs_dir: self.blobs_dir(),
+            store: self.clone(),
         })
     }
 
     /// Reads a whole blob and checks it against its digest. Meant for small
     /// blobs (configs, manifests); stream layers with [`Store::open_blob`].
     pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        self.record_use(&ContentRef::Blob(d.clone()))?;
         let path = self.blob_path(d);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -88,6 +96,7 @@ impl Store {
     /// Opens a blob for streaming, with its size. The caller that needs the
     /// content verified hashes it while reading (see `digest::HashingReader`).
     pub fn open_blob(&self, d: &Digest) -> Result<(File, u64)> {
+        self.record_use(&ContentRef::Blob(d.clone()))?;
         let path = self.blob_path(d);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -124,6 +133,8 @@ impl Store {
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<NamedTempFile>>,
     blobs_dir: PathBuf,
+    /// The store whose lease registers the blob before it becomes visible.
+    store: Store,
 }
 
 impl BlobWriter {
@@ -144,6 +155,7 @@ impl BlobWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at("flush temp blob into", &blobs_dir)?;
+        self.store.record_use(&ContentRef::Blob(digest.clone()))?;
         publish(temp, &blobs_dir.join(digest.hex()))?;
         Ok((digest, size))
     }
@@ -164,6 +176,7 @@ impl BlobWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .at("flush temp blob into", &blobs_dir)?;
+        self.store.record_use(&ContentRef::Blob(actual.clone()))?;
         publish(temp, &blobs_dir.join(actual.hex()))?;
         Ok(size)
     }

@@ -60,6 +60,16 @@ pub enum StoreError {
     },
     #[error("snapshot {diff_id}: {reason}")]
     Snapshot { diff_id: Digest, reason: String },
+    /// A layer member that cannot be unpacked (unsafe, or unreadable).
+    #[error("cannot unpack layer {layer}: member {member:?}: {reason}")]
+    Unpack { layer: String, member: String, reason: String },
+    /// An archive or OCI layout that cannot be imported (see `import`).
+    #[error("cannot import {}: {reason}", origin.display())]
+    Import { origin: PathBuf, reason: String },
+    #[error("No such image: {name}")]
+    NoSuchImage { name: String },
+    #[error("conflict: unable to delete {id} (must be forced) - {reason}")]
+    ImageConflict { id: String, reason: String },
 }
 
 impl StoreError {

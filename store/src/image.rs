@@ -49,6 +49,42 @@ impl Store {
         Ok(image)
     }
 
+    /// Records an image whose config blob came from elsewhere (a registry, an
+    /// archive) and is kept byte for byte, so the image id stays the one its
+    /// source gave it. The config's diff_ids must match `layers` one to one;
+    /// the layers keep their media types.
+    pub fn put_image_with_config_blob(&self, config_digest: &Digest, layers: &[Layer]) -> Result<StoredImage> {
+        let bytes = self.read_blob(config_digest)?;
+        let config = ImageConfig::from_json(&bytes).map_err(|source| StoreError::Json {
+            what: format!("image config {config_digest}"),
+            source,
+        })?;
+        if config.rootfs.diff_ids.len() != layers.len() {
+            return Err(StoreError::InvalidImage {
+                manifest: config_digest.clone(),
+                reason: format!(
+                    "the config lists {} diff_ids but the manifest has {} layers",
+                    config.rootfs.diff_ids.len(),
+                    layers.len()
+                ),
+            });
+        }
+        let layers: Vec<Layer> = layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .map(|(l, diff_id)| Layer { diff_id: diff_id.clone(), ..l.clone() })
+            .collect();
+        let manifest_digest = self.write_manifest(config_digest, &layers)?;
+        let image = StoredImage {
+            manifest_digest,
+            config_digest: config_digest.clone(),
+            config,
+            layers,
+        };
+        self.record_image(&image)?;
+        Ok(image)
+    }
+
     /// Writes the config and manifest blobs without recording the image as
     /// one that can be looked up by id.
     fn put_manifest(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {

@@ -9,7 +9,9 @@
 //! snapshots/<hex>/       unpacked layer diffs, by diff_id
 //! images/<hex>           image id (config digest) → manifest digest
 //! tags.json, tags.lock   tags → manifest digests, and the lock guarding updates
+//! cache/                 step cache records, recent step inputs, stat caches
 //! tmp/                   temp files and dirs, renamed into place when complete
+//! leases/, gc.lock       what running processes use; garbage collection's lock
 //! ```
 //!
 //! Everything becomes visible by an atomic rename from `tmp/`, which is on the
@@ -17,18 +19,31 @@
 
 pub mod archive;
 mod blobs;
+pub mod cache_index;
 pub mod compress;
 pub mod config;
+mod confined;
 mod convert;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod image;
+pub mod import;
 pub mod layer;
+mod lease;
+pub mod listing;
+pub mod manifest;
 mod pgzip;
+mod pins;
+pub mod platform;
+pub mod records;
 pub mod reference;
+pub mod registry;
 mod snapshot;
+pub mod stat_cache;
 mod tags;
 mod unpack;
+pub mod usage;
 mod xattr;
 
 #[cfg(test)]
@@ -36,17 +51,23 @@ mod test_util;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use archive::{write_archive, write_oci_dir, ArchiveFormat};
 pub use blobs::BlobWriter;
+pub use cache_index::{CacheIndex, CacheRecord};
 pub use compress::Compression;
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::{Digest, DigestError};
 pub use error::StoreError;
 pub use image::StoredImage;
+pub use import::{ImportedImage, LayoutSelector};
 pub use layer::{write_layer_tar, Layer, LayerOptions};
+pub use platform::Platform;
+pub use lease::ContentRef;
 pub use reference::{Reference, ReferenceError};
-pub use unpack::unpack_layer_tar;
+pub use stat_cache::{StatCache, StatKey};
+pub use unpack::{unpack_layer_tar, UnpackReport};
 
 use error::IoContext;
 
@@ -55,12 +76,18 @@ use error::IoContext;
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// What this process uses, kept from garbage collection (see `lease`);
+    /// shared by the handle's clones, dropped with the last of them.
+    lease: Option<Arc<lease::Lease>>,
 }
 
 impl Store {
     /// Opens the store at `root`, creating its layout if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
-        let store = Store { root: root.into() };
+        let mut store = Store {
+            root: root.into(),
+            lease: None,
+        };
         for dir in [
             store.blobs_dir(),
             store.snapshots_dir(),
@@ -72,7 +99,18 @@ impl Store {
         store.remove_stale_temp();
         let tmp = store.tmp_dir();
         fs::create_dir_all(&tmp).at("create store directory", &tmp)?;
+        lease::remove_stale_leases(&store.root);
+        store.lease = Some(Arc::new(lease::Lease::take(&store.root, &tmp)?));
         Ok(store)
+    }
+
+    /// The same store without a lease: the collector's view, whose reads must
+    /// neither protect what it is deleting nor wait on its own lock.
+    pub(crate) fn without_lease(&self) -> Store {
+        Store {
+            root: self.root.clone(),
+            lease: None,
+        }
     }
 
     /// Where the store lives unless told otherwise: `$RBUILD_ROOT`, else

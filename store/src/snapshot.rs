@@ -17,6 +17,7 @@ use rustix::io::Errno;
 use crate::blobs::sync_dir;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
+use crate::lease::ContentRef;
 use crate::Store;
 
 impl Store {
@@ -30,6 +31,9 @@ impl Store {
     }
 
     pub fn has_snapshot(&self, diff_id: &Digest) -> bool {
+        // Registered before the check, as `has_blob` does (and for the same
+        // reason a failed registration is not an error here).
+        let _ = self.record_use(&ContentRef::Snapshot(diff_id.clone()));
         self.snapshot_path(diff_id).is_dir()
     }
 
@@ -38,6 +42,7 @@ impl Store {
     /// of `diff_id`. If that snapshot already exists, the existing one is kept
     /// and `dir` is removed. Returns the snapshot's path.
     pub fn commit_snapshot(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
+        self.record_use(&ContentRef::Snapshot(diff_id.clone()))?;
         let dest = self.snapshot_path(diff_id);
         match rustix::fs::renameat_with(CWD, dir, CWD, &dest, RenameFlags::NOREPLACE) {
             Ok(()) => {}

@@ -79,6 +79,11 @@ impl Store {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
         if let Ok(reference) = Reference::parse(name_or_id) {
             if let Some(manifest) = reference.digest() {
+                // A digest a registry served (pulled images are stored under
+                // a manifest of rbuild's own; see `pins`).
+                if let Some(image) = self.pinned_image(manifest, &crate::Platform::host())? {
+                    return Ok(Some(image));
+                }
                 return if self.has_blob(manifest) {
                     self.image(manifest).map(Some)
                 } else {
@@ -126,7 +131,7 @@ impl Store {
         }
     }
 
-    fn update_tags(&self, change: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<()> {
+    pub(crate) fn update_tags(&self, change: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<()> {
         let lock_path = self.root().join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .create(true)

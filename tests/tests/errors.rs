@@ -89,13 +89,15 @@ fn unknown_target_is_an_error_with_a_suggestion() {
 #[test]
 fn from_an_image_not_in_the_store_is_an_error() {
     let env = TestEnv::new("err-from-image");
+    // A missing image is pulled; a loopback registry where nothing listens makes that fail at
+    // once, without any public registry being contacted.
     let ctx = context(&[
-        "FROM example.com/nosuch/image:1.0",
+        "FROM 127.0.0.1:9/nosuch/image:1.0",
         "COPY busybox /bin/busybox",
     ]);
     assert_build_error(
         &build(&env, &ctx, &[]),
-        &["example.com/nosuch/image:1.0", "Dockerfile:1"],
+        &["127.0.0.1:9/nosuch/image:1.0", "cannot reach registry 127.0.0.1:9", "Dockerfile:1"],
     );
 }
 

@@ -15,6 +15,7 @@ use rbuild_frontend::graph::{Edge, StepId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::cached::StepResult;
 use super::step::{StepInputs, StepRunner};
 use super::FsState;
 use crate::error::BuildError;
@@ -53,7 +54,7 @@ pub async fn schedule(
 
     let permits = Arc::new(Semaphore::new(jobs.max(1)));
     let counter = Arc::new(AtomicUsize::new(0));
-    let mut running: JoinSet<(StepId, Result<FsState, BuildError>, Duration)> = JoinSet::new();
+    let mut running: JoinSet<(StepId, Result<StepResult, BuildError>, Duration)> = JoinSet::new();
     let mut states: HashMap<StepId, FsState> = HashMap::new();
     let mut timings = Vec::new();
     let mut first_error: Option<BuildError> = None;
@@ -76,9 +77,13 @@ pub async fn schedule(
                         let label = step_label(&runner, id);
                         runner.progress().step_started(n, &label);
                     }
-                    let result = runner.execute(id, inputs, number);
-                    if let (Some(n), Ok(_)) = (number, &result) {
-                        runner.progress().step_done(n, started.elapsed());
+                    let result = runner.execute_cached(id, inputs, number);
+                    if let (Some(n), Ok(done)) = (number, &result) {
+                        if done.cached {
+                            runner.progress().step_cached(n);
+                        } else {
+                            runner.progress().step_done(n, started.elapsed());
+                        }
                     }
                     result
                 })
@@ -90,9 +95,9 @@ pub async fn schedule(
         let Some(joined) = running.join_next().await else { break };
         let (id, result, elapsed) = joined.map_err(|e| BuildError::Io(format!("a build task failed: {e}")))?;
         match result {
-            Ok(state) => {
-                timings.push(StepTiming { step: id, seconds: elapsed.as_secs_f64(), cached: false });
-                states.insert(id, state);
+            Ok(done) => {
+                timings.push(StepTiming { step: id, seconds: elapsed.as_secs_f64(), cached: done.cached });
+                states.insert(id, done.state);
                 for edge in graph.graph.edges_directed(id, Direction::Outgoing) {
                     let user = edge.target();
                     let count = waiting.get_mut(&user).expect("every step is counted");

@@ -34,6 +34,10 @@ pub struct StepRunner {
     pub created: String,
     /// Opened by the first step that reads the context.
     context: OnceLock<Result<BuildContext, String>>,
+    /// Directories named with `--build-context`.
+    pub(super) named_contexts: super::named_context::NamedContexts,
+    /// The step cache; `None` runs every step.
+    pub(super) cache: Option<super::cached::StepCache>,
 }
 
 /// The filesystems a step reads: the one it builds on and, for COPY --from,
@@ -70,7 +74,19 @@ impl StepRunner {
             progress,
             created,
             context: OnceLock::new(),
+            named_contexts: Default::default(),
+            cache: None,
         }
+    }
+
+    pub fn with_cache(mut self, cache: Option<super::cached::StepCache>) -> StepRunner {
+        self.cache = cache;
+        self
+    }
+
+    pub fn with_named_contexts(mut self, named: super::named_context::NamedContexts) -> StepRunner {
+        self.named_contexts = named;
+        self
     }
 
     pub fn progress(&self) -> std::sync::MutexGuard<'_, Box<dyn Progress + Send>> {
@@ -99,6 +115,9 @@ impl StepRunner {
                 let layer = if matches!(self.graph.step(from).op, Op::Source(Source::Context)) {
                     let context = self.context()?;
                     self.copy_layer(step, copy, CopyFrom::Context(context), &parent)?
+                } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
+                    let context = self.named_context(name)?;
+                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent)?
                 } else {
                     let source = inputs.copy_from.unwrap_or_default().rootfs();
                     self.copy_layer(step, copy, CopyFrom::Image(&source), &parent)?
@@ -113,7 +132,7 @@ impl StepRunner {
         }
     }
 
-    fn context(&self) -> Result<&BuildContext, BuildError> {
+    pub(super) fn context(&self) -> Result<&BuildContext, BuildError> {
         let opened = self.context.get_or_init(|| {
             BuildContext::open(&self.context_dir, self.dockerfile_path.as_deref())
                 .map_err(|e| format!("{}: {e}", self.context_dir.display()))
@@ -123,7 +142,8 @@ impl StepRunner {
 
     fn source_state(&self, source: &Source, step: &Step) -> Result<FsState, BuildError> {
         match source {
-            Source::Scratch | Source::Context => Ok(FsState::default()),
+            // Directories are read by the COPY that uses them, not here.
+            Source::Scratch | Source::Context | Source::NamedContext(_) => Ok(FsState::default()),
             Source::Image(reference) => {
                 let image = self
                     .store
@@ -140,6 +160,7 @@ impl StepRunner {
                     layers,
                     history: image.config.history.clone(),
                     base_config: Some(image.config.clone()),
+                    key: None,
                 })
             }
         }

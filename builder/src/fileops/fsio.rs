@@ -48,6 +48,9 @@ pub(crate) struct Attrs {
     pub nlink: u64,
     pub atime: Timespec,
     pub mtime: Timespec,
+    /// Status change time: with `mtime`, `size` and the inode it tells the step
+    /// cache whether a file can have changed since it was last hashed.
+    pub ctime: Timespec,
 }
 
 impl Attrs {
@@ -81,6 +84,10 @@ impl Attrs {
                 tv_sec: st.st_mtime,
                 tv_nsec: st.st_mtime_nsec as _,
             },
+            ctime: Timespec {
+                tv_sec: st.st_ctime,
+                tv_nsec: st.st_ctime_nsec as _,
+            },
         }
     }
 
@@ -103,6 +110,7 @@ impl Attrs {
             nlink: 1,
             atime: zero,
             mtime: zero,
+            ctime: zero,
         }
     }
 

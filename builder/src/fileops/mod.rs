@@ -14,19 +14,19 @@
 //! - `treecopy`, `sources`, `glob`, `patterns`, `chmod`, `owner`: the COPY rules;
 //! - `copy`, `extract`, `workdir`: the instructions themselves.
 
-mod chmod;
+pub(crate) mod chmod;
 mod copy;
 mod error;
 mod extract;
-mod fsio;
+pub(crate) mod fsio;
 mod glob;
 pub(crate) mod imagepath;
 mod output;
 mod owner;
-mod patterns;
+pub(crate) mod patterns;
 mod resolve;
 mod rootfs;
-mod sources;
+pub(crate) mod sources;
 pub(crate) mod tree;
 mod treecopy;
 mod workdir;

@@ -335,3 +335,51 @@ fn shebang_lines() {
     assert_eq!(shebang("echo"), None);
     assert_eq!(shebang("#!\n"), None);
 }
+
+/// Images pinned to a digest, and one named directory context.
+struct PinningImages;
+
+impl ImageResolver for PinningImages {
+    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+        let mut meta = ImageMeta::default();
+        meta.set_env("FROM_IMAGE", reference);
+        Ok(meta)
+    }
+
+    fn pinned(&self, reference: &str) -> String {
+        format!("{reference}@sha256:pinned")
+    }
+
+    fn is_named_directory(&self, name: &str) -> bool {
+        name == "assets"
+    }
+}
+
+#[test]
+fn images_are_pinned_and_named_directories_are_copy_sources() {
+    let src = "FROM base:1\nCOPY --from=assets /a /a\nCOPY --from=tools:2 /t /t\nCOPY --from=assets /b /b\n";
+    let graph = lower_src_with(src, &PinningImages).unwrap();
+    assert_eq!(graph.target_stage().base, Base::Image("base:1".into()), "the stage keeps the written name");
+    assert_eq!(graph.target_stage().image.env_value("FROM_IMAGE"), Some("base:1"));
+    let root = graph.step(graph.target_stage().root);
+    assert_eq!(root.op, Op::Source(Source::Image("base:1@sha256:pinned".into())));
+    let inputs: Vec<Op> = copy_ops(&graph).iter().map(|(_, from)| graph.step(from.unwrap()).op.clone()).collect();
+    assert_eq!(
+        inputs,
+        vec![
+            Op::Source(Source::NamedContext("assets".into())),
+            Op::Source(Source::Image("tools:2@sha256:pinned".into())),
+            Op::Source(Source::NamedContext("assets".into())),
+        ]
+    );
+    let sources = graph.graph.node_indices().filter(|id| matches!(graph.step(*id).op, Op::Source(Source::NamedContext(_))));
+    assert_eq!(sources.count(), 1, "one source step per named context");
+
+    let err = lower_src_with("FROM assets\n", &PinningImages).unwrap_err();
+    assert!(err.message.contains("is a directory"), "{}", err.message);
+    assert_eq!(err.line, 1);
+}
+
+fn lower_src_with(src: &str, resolver: &dyn ImageResolver) -> Result<BuildGraph, DockerfileError> {
+    lower(&parse_dockerfile(src).unwrap(), &options(&[], None), resolver)
+}

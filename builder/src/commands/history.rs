@@ -1,0 +1,134 @@
+//! `rbuild history IMAGE`: the image's history, newest first, as `docker
+//! history` shows it: each history entry with the size of the layer it made
+//! (0B for entries that made none); only the newest row carries the image id,
+//! the others `<missing>`, as for any image Docker did not build step by step.
+
+use anyhow::anyhow;
+use clap::{ArgAction, Parser};
+use rbuild_store::{Store, StoredImage};
+
+use super::common::{open_store, parse_args};
+use super::human;
+use super::table::{ellipsis, Table};
+use crate::failure::Failure;
+use crate::timefmt::{now_unix, rfc3339};
+
+/// Show the history of an image.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild history",
+    override_usage = "rbuild history [OPTIONS] IMAGE"
+)]
+pub struct HistoryArgs {
+    /// The image: a tag or an image id (prefix)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub human: bool,
+
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// One row of the history.
+struct Row {
+    id: String,
+    created: Option<String>,
+    created_by: String,
+    size: u64,
+    comment: String,
+}
+
+pub fn run(args: Vec<String>) -> Result<(), Failure> {
+    let Some(args) = parse_args::<HistoryArgs>(args)? else {
+        return Ok(());
+    };
+    let store = open_store()?;
+    let image = store
+        .lookup(&args.image)
+        .map_err(|e| Failure::Build(e.into()))?
+        .ok_or_else(|| Failure::Build(anyhow!("No such image: {}", args.image)))?;
+    let rows = rows(&store, &image, args.no_trunc)?;
+    if args.quiet {
+        for row in &rows {
+            println!("{}", row.id);
+        }
+        return Ok(());
+    }
+    let created_header = if args.human { "CREATED" } else { "CREATED AT" };
+    let mut table = Table::new(&["IMAGE", created_header, "CREATED BY", "SIZE", "COMMENT"]);
+    let now = now_unix();
+    for row in rows {
+        let created = match args.human {
+            true => human::since(row.created.as_deref(), now),
+            false => row
+                .created
+                .as_deref()
+                .and_then(human::parse_rfc3339)
+                .map_or_else(|| "N/A".to_string(), rfc3339),
+        };
+        let created_by = row.created_by.replace('\t', " ");
+        table.row(vec![
+            row.id,
+            created,
+            if args.no_trunc {
+                created_by
+            } else {
+                ellipsis(&created_by, 45)
+            },
+            if args.human {
+                human::size(row.size, 3)
+            } else {
+                row.size.to_string()
+            },
+            row.comment,
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}
+
+/// The history entries, newest first, each non-empty one with its layer.
+fn rows(store: &Store, image: &StoredImage, no_trunc: bool) -> Result<Vec<Row>, Failure> {
+    let mut layers = image.layers.iter();
+    let mut rows = Vec::new();
+    for entry in &image.config.history {
+        let size = match entry.empty_layer {
+            true => 0,
+            false => {
+                let layer = layers.next().ok_or_else(|| {
+                    Failure::Build(anyhow!(
+                        "image {}: its history names more layers than it has ({})",
+                        image.id(),
+                        image.layers.len()
+                    ))
+                })?;
+                store
+                    .layer_size(layer)
+                    .map_err(|e| Failure::Build(e.into()))?
+            }
+        };
+        rows.push(Row {
+            id: "<missing>".to_string(),
+            created: entry.created.clone(),
+            created_by: entry.created_by.clone().unwrap_or_default(),
+            size,
+            comment: entry.comment.clone().unwrap_or_default(),
+        });
+    }
+    rows.reverse();
+    if let Some(newest) = rows.first_mut() {
+        newest.id = match no_trunc {
+            true => image.id().to_string(),
+            false => image.id().short().to_string(),
+        };
+    }
+    Ok(rows)
+}

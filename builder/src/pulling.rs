@@ -1,0 +1,106 @@
+//! Pulling from registries for `rbuild build` and `rbuild pull`: which
+//! registries are spoken to over plain HTTP, and progress lines for a pull.
+
+use rbuild_store::registry::{CredentialSource, PullEvent, PullOptions, Pulled, Registry, RegistryError};
+use rbuild_store::{Platform, Reference, Store};
+
+/// The environment variable naming more plain-HTTP registries, separated by
+/// commas or white space.
+pub const INSECURE_REGISTRIES_VAR: &str = "RBUILD_INSECURE_REGISTRIES";
+
+/// The registries named by `--insecure-registry` and the environment, each
+/// checked to be `host[:port]`.
+pub fn insecure_registries(flags: &[String]) -> Result<Vec<String>, String> {
+    named_registries(flags, &std::env::var(INSECURE_REGISTRIES_VAR).unwrap_or_default())
+}
+
+fn named_registries(flags: &[String], from_env: &str) -> Result<Vec<String>, String> {
+    let mut all = Vec::new();
+    for name in flags.iter().map(String::as_str).chain(from_env.split([',', ' ', '\n', '\t'])) {
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        // Docker accepts `http://host` in daemon.json; take the host from it.
+        let host = name.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/');
+        let probe = format!("{host}/probe");
+        match Reference::parse(&probe) {
+            Ok(r) if r.domain() == host => all.push(host.to_string()),
+            _ => return Err(format!("invalid insecure registry {name:?}: expected HOST or HOST:PORT")),
+        }
+    }
+    Ok(all)
+}
+
+/// A registry client for pulls for `platform`, with Docker's credentials.
+pub fn open_registry(platform: Platform, insecure: Vec<String>) -> Result<Registry, RegistryError> {
+    Registry::new(PullOptions {
+        platform,
+        insecure_registries: insecure,
+        credentials: CredentialSource::from_env(),
+    })
+}
+
+/// Pulls `reference`, telling `log` what happens, one line at a time.
+pub fn pull_logged(
+    registry: &Registry,
+    store: &Store,
+    reference: &Reference,
+    log: &mut dyn FnMut(String),
+) -> Result<Pulled, RegistryError> {
+    log(format!("pulling {} ({})", reference.familiar(), registry.options().platform));
+    let pulled = registry.pull(store, reference, &mut |event| match event {
+        PullEvent::Resolved { reference, digest } => log(format!("resolved {reference} to {digest}")),
+        PullEvent::Downloading { digest, size } => {
+            log(format!("downloading {} ({})", digest, human_size(size)))
+        }
+        PullEvent::Downloaded { digest, .. } => log(format!("downloaded {digest}")),
+        PullEvent::Warning(message) => log(format!("warning: {message}")),
+    })?;
+    let what = match pulled.downloaded_layers {
+        0 => "all layers were already in the store".to_string(),
+        1 => "1 layer downloaded".to_string(),
+        n => format!("{n} layers downloaded"),
+    };
+    log(format!("pulled {} as image {} ({what})", reference.familiar(), pulled.image.config_digest));
+    Ok(pulled)
+}
+
+/// `1.5 MB`, as Docker shows sizes (powers of 1000).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_registry_names_are_checked() {
+        let from_env = "a.example:5000, b.example\nhttp://c.example:80/";
+        let names = named_registries(&["127.0.0.1:5001".to_string()], from_env).unwrap();
+        assert_eq!(names, ["127.0.0.1:5001", "a.example:5000", "b.example", "c.example:80"]);
+        for bad in ["host:port", "a/b", "-x.example"] {
+            assert!(named_registries(&[bad.to_string()], "").is_err(), "{bad}");
+            assert!(named_registries(&[], bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_like_dockers() {
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_500_000), "1.5 MB");
+        assert_eq!(human_size(2_000_000_000), "2.0 GB");
+    }
+}

@@ -1,0 +1,236 @@
+//! Garbage collection: `prune` and the clean-up after `rmi`.
+//!
+//! Content (blobs, snapshots) lives as long as a record or a live lease names
+//! it (see `records` and `lease`). A collection holds `gc.lock` exclusively
+//! from reading the leases to its last deletion, so it never deletes what a
+//! running process registered, and it reads and deletes through a handle
+//! without a lease of its own. What it deletes goes in this order:
+//!
+//! 1. garbage: content no record and no lease names (what killed or
+//!    interrupted builds wrote, converted manifests of past exports, the
+//!    content of removed images);
+//! 2. prunable records, least valuable first: build cache before images,
+//!    each least recently used first; tagged images only with `--all`;
+//!    records in use by a running process never. Each record's content goes
+//!    with it as soon as nothing else names it, and with `keep_storage` the
+//!    collection stops as soon as the store is no larger than that.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::io;
+
+use crate::digest::Digest;
+use crate::error::{Result, StoreError};
+use crate::lease::{self, ContentRef};
+use crate::records::{list_dir, GcRecord, RecordKind, SOURCES};
+use crate::usage::{content_size, store_size};
+use crate::Store;
+
+/// What `prune` may remove.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Also remove tagged images (everything not in use by a running build).
+    pub all: bool,
+    /// Stop once the store holds no more than this many bytes.
+    pub keep_storage: Option<u64>,
+}
+
+/// What a collection removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Removed records in the order they went, with the names (tags) that
+    /// went with them.
+    pub records: Vec<RemovedRecord>,
+    pub blobs: usize,
+    pub snapshots: usize,
+    /// Bytes of content deleted.
+    pub reclaimed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedRecord {
+    pub kind: RecordKind,
+    pub id: String,
+    pub names: Vec<String>,
+}
+
+/// Everything a collection or a usage report needs to know about the store.
+pub(crate) struct GcView {
+    /// A handle without a lease.
+    pub store: Store,
+    /// What live processes other than this one registered.
+    pub leased: HashSet<ContentRef>,
+    pub lease_holders: usize,
+    /// Records with the index of their source in [`SOURCES`].
+    pub records: Vec<(usize, GcRecord)>,
+    /// How many records name each piece of content.
+    pub refcount: HashMap<ContentRef, usize>,
+}
+
+impl GcView {
+    /// Reads leases and records. `remove_stale` deletes the leases of dead
+    /// processes (for a collector holding the lock).
+    pub fn load(store: &Store, remove_stale: bool) -> Result<GcView> {
+        let live = lease::live_leases(store.root(), store.lease_path(), remove_stale)?;
+        let store = store.without_lease();
+        let mut records = Vec::new();
+        for (index, source) in SOURCES.iter().enumerate() {
+            records.extend(source.records(&store)?.into_iter().map(|r| (index, r)));
+        }
+        let mut refcount = HashMap::new();
+        for (_, record) in &records {
+            for item in &record.refs {
+                *refcount.entry(item.clone()).or_insert(0) += 1;
+            }
+        }
+        Ok(GcView {
+            store,
+            leased: live.items,
+            lease_holders: live.holders,
+            records,
+            refcount,
+        })
+    }
+
+    /// Whether a running process uses the record.
+    pub fn in_use(&self, record: &GcRecord) -> bool {
+        record.anchors.iter().any(|a| self.leased.contains(a))
+    }
+
+    /// Whether a prune with `all` keeps the record.
+    pub fn keeps(&self, record: &GcRecord, all: bool) -> bool {
+        self.in_use(record) || (record.root && !all)
+    }
+
+    /// The content a prune with `all` keeps: what kept records name, and
+    /// what leases name.
+    pub fn kept_content(&self, all: bool) -> HashSet<ContentRef> {
+        let mut kept = self.leased.clone();
+        for (_, record) in &self.records {
+            if self.keeps(record, all) {
+                kept.extend(record.refs.iter().cloned());
+            }
+        }
+        kept
+    }
+
+    /// Every blob and snapshot in the store.
+    pub fn all_content(&self) -> Result<Vec<ContentRef>> {
+        let mut content = Vec::new();
+        for path in list_dir(&self.store.blobs_dir())? {
+            if let Some(d) = digest_named(&path) {
+                content.push(ContentRef::Blob(d));
+            }
+        }
+        for path in list_dir(&self.store.snapshots_dir())? {
+            if let Some(d) = digest_named(&path) {
+                content.push(ContentRef::Snapshot(d));
+            }
+        }
+        Ok(content)
+    }
+
+    fn unused(&self, item: &ContentRef) -> bool {
+        !self.leased.contains(item) && self.refcount.get(item).copied().unwrap_or(0) == 0
+    }
+
+    /// Deletes `item` if nothing names it; returns the bytes freed.
+    fn delete_if_unused(&self, item: &ContentRef, report: &mut PruneReport) -> Result<u64> {
+        if !self.unused(item) {
+            return Ok(0);
+        }
+        let size = content_size(&self.store, item)?;
+        let existed = match item {
+            ContentRef::Blob(d) => {
+                let path = self.store.blob_path(d);
+                match fs::remove_file(&path) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                    Err(e) => return Err(StoreError::io("remove blob", &path, e)),
+                }
+            }
+            ContentRef::Snapshot(d) => {
+                let existed = self.store.snapshot_path(d).is_dir();
+                self.store.remove_snapshot(d)?;
+                existed
+            }
+        };
+        if existed {
+            match item {
+                ContentRef::Blob(_) => report.blobs += 1,
+                ContentRef::Snapshot(_) => report.snapshots += 1,
+            }
+            report.reclaimed += size;
+            Ok(size)
+        } else {
+            Ok(0)
+        }
+    }
+}
+
+fn digest_named(path: &std::path::Path) -> Option<Digest> {
+    Digest::from_hex(path.file_name()?.to_str()?).ok()
+}
+
+impl Store {
+    /// Removes garbage and prunable records as [`PruneOptions`] says (see
+    /// the module comment for the order). Never removes a record or content
+    /// that another running rbuild process registered in its lease.
+    pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
+        let _guard = lease::lock_for_collection(self)?;
+        let mut view = GcView::load(self, true)?;
+        let mut report = PruneReport::default();
+        for item in view.all_content()? {
+            view.delete_if_unused(&item, &mut report)?;
+        }
+        let mut size = match options.keep_storage {
+            Some(_) => store_size(self.root())?,
+            None => 0,
+        };
+        let mut candidates: Vec<(usize, GcRecord)> = view
+            .records
+            .iter()
+            .filter(|(_, r)| !view.keeps(r, options.all))
+            .cloned()
+            .collect();
+        // Cache before untagged images before tagged ones; oldest use first.
+        candidates.sort_by(|(_, a), (_, b)| {
+            (a.root, a.kind, a.last_used, &a.id).cmp(&(b.root, b.kind, b.last_used, &b.id))
+        });
+        for (source, record) in candidates {
+            if options.keep_storage.is_some_and(|limit| size <= limit) {
+                break;
+            }
+            SOURCES[source].remove(&view.store, &record)?;
+            report.records.push(RemovedRecord {
+                kind: record.kind,
+                id: record.id.clone(),
+                names: record.names.clone(),
+            });
+            for item in &record.refs {
+                if let Some(count) = view.refcount.get_mut(item) {
+                    *count -= 1;
+                }
+                let freed = view.delete_if_unused(item, &mut report)?;
+                size = size.saturating_sub(freed);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Deletes those of `candidates` that nothing names any more (after an
+    /// image was removed). Returns what was deleted.
+    pub(crate) fn collect(&self, candidates: &BTreeSet<ContentRef>) -> Result<PruneReport> {
+        let _guard = lease::lock_for_collection(self)?;
+        let view = GcView::load(self, true)?;
+        let mut report = PruneReport::default();
+        for item in candidates {
+            view.delete_if_unused(item, &mut report)?;
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+#[path = "gc_tests.rs"]
+pub(crate) mod tests;

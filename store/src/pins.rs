@@ -1,0 +1,97 @@
+//! Which stored image a foreign digest stands for.
+//!
+//! A pulled image is stored with a manifest rbuild writes over the original
+//! config, so its manifest digest in the store differs from the one the
+//! registry serves. `pins/` remembers the registry's digest: `pins/<hex>` for
+//! a manifest digest, `pins/<hex>@<os-arch[-variant]>` for an index (or
+//! manifest list) digest, whose meaning depends on the platform chosen from
+//! it. Each file holds the stored manifest's digest. With them, `name@sha256:…`
+//! finds a pulled image without asking the registry, and a `--pull` that finds
+//! the tag unchanged downloads nothing.
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result, StoreError};
+use crate::image::StoredImage;
+use crate::platform::Platform;
+use crate::Store;
+
+impl Store {
+    fn pin_path(&self, source: &Digest, platform: Option<&Platform>) -> PathBuf {
+        let name = match platform {
+            None => source.hex().to_string(),
+            Some(p) => format!("{}@{}", source.hex(), p.key()),
+        };
+        self.root().join("pins").join(name)
+    }
+
+    /// Remembers that the foreign manifest `source` (or, with `platform`, the
+    /// index `source` resolved for that platform) is stored as `manifest`.
+    pub fn pin_digest(&self, source: &Digest, platform: Option<&Platform>, manifest: &Digest) -> Result<()> {
+        let path = self.pin_path(source, platform);
+        let dir = self.root().join("pins");
+        fs::create_dir_all(&dir).at("create directory", &dir)?;
+        crate::tags::write_atomically(self, &path, manifest.to_string().as_bytes())
+    }
+
+    /// The stored image the foreign digest `source` was pinned to, for
+    /// `platform` if it is an index; `None` when nothing was pinned or the
+    /// image is no longer complete in the store.
+    pub fn pinned_image(&self, source: &Digest, platform: &Platform) -> Result<Option<StoredImage>> {
+        for path in [self.pin_path(source, None), self.pin_path(source, Some(platform))] {
+            let text = match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("read", &path, e)),
+            };
+            let manifest: Digest = text.trim().parse()?;
+            if let Some(image) = self.complete_image(&manifest)? {
+                return Ok(Some(image));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The image with manifest `manifest` if it and all its blobs are here.
+    pub(crate) fn complete_image(&self, manifest: &Digest) -> Result<Option<StoredImage>> {
+        if !self.has_blob(manifest) {
+            return Ok(None);
+        }
+        let image = match self.image(manifest) {
+            Ok(image) => image,
+            Err(StoreError::BlobNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(image.layers.iter().all(|l| self.has_blob(&l.digest)).then_some(image))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::{one_layer_image, temp_store};
+    use crate::{Digest, Platform};
+
+    #[test]
+    fn pins_find_images_by_foreign_digest() {
+        let (_dir, store) = temp_store();
+        let image = one_layer_image(&store, "pinned");
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let manifest = Digest::of_bytes(b"registry manifest");
+        let index = Digest::of_bytes(b"registry index");
+        assert!(store.pinned_image(&manifest, &amd64).unwrap().is_none());
+
+        store.pin_digest(&manifest, None, &image.manifest_digest).unwrap();
+        store.pin_digest(&index, Some(&arm64), &image.manifest_digest).unwrap();
+        assert_eq!(store.pinned_image(&manifest, &amd64).unwrap().unwrap(), image);
+        assert_eq!(store.pinned_image(&index, &arm64).unwrap().unwrap(), image);
+        assert!(store.pinned_image(&index, &amd64).unwrap().is_none(), "an index pin is per platform");
+
+        // A pin to an image whose layer is gone does not count.
+        std::fs::remove_file(store.blob_path(&image.layers[0].digest)).unwrap();
+        assert!(store.pinned_image(&manifest, &amd64).unwrap().is_none());
+    }
+}

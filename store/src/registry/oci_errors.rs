@@ -1,0 +1,177 @@
+//! Turning oci-client's errors into [`RegistryError`]s that say what went
+//! wrong for the user: the registry could not be reached, the image or tag
+//! does not exist, credentials are missing or refused, content was corrupt.
+
+use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
+
+use super::RegistryError;
+use crate::digest::Digest;
+
+/// What an error message needs besides the error itself.
+pub(super) struct ErrorContext {
+    pub registry: String,
+    pub reference: String,
+    pub scheme: &'static str,
+    /// The user whose credentials were sent, if any.
+    pub user: Option<String>,
+    /// Where credentials were looked for.
+    pub looked: String,
+}
+
+impl ErrorContext {
+    fn auth_failure(&self, detail: String) -> RegistryError {
+        match &self.user {
+            None => RegistryError::AuthRequired {
+                registry: self.registry.clone(),
+                reference: self.reference.clone(),
+                looked: self.looked.clone(),
+            },
+            Some(user) => RegistryError::AuthRefused {
+                registry: self.registry.clone(),
+                reference: self.reference.clone(),
+                user: user.clone(),
+                looked: self.looked.clone(),
+                detail: if detail.is_empty() { String::new() } else { format!(": {detail}") },
+            },
+        }
+    }
+
+    fn not_found(&self, reason: String) -> RegistryError {
+        RegistryError::NotFound { reference: self.reference.clone(), reason }
+    }
+
+    fn protocol(&self, reason: String) -> RegistryError {
+        RegistryError::Protocol {
+            registry: self.registry.clone(),
+            reference: self.reference.clone(),
+            reason,
+        }
+    }
+}
+
+pub(super) fn describe_oci_error(error: OciDistributionError, context: &ErrorContext) -> RegistryError {
+    match error {
+        OciDistributionError::RequestError(e) => describe_request_error(&e, context),
+        OciDistributionError::UnauthorizedError { .. } => context.auth_failure(String::new()),
+        OciDistributionError::AuthenticationFailure(reason) => context.auth_failure(first_line(&reason)),
+        OciDistributionError::RegistryError { envelope, .. } => describe_envelope(&envelope, context),
+        OciDistributionError::ImageManifestNotFoundError(reason) => context.not_found(reason),
+        OciDistributionError::ServerError { code, message, .. } => match code {
+            401 => context.auth_failure(first_line(&message)),
+            403 => context.auth_failure(first_line(&message)),
+            404 => context.not_found(format!("the registry answered 404 {}", first_line(&message))),
+            _ => context.protocol(format!("the registry answered HTTP {code}: {}", first_line(&message))),
+        },
+        OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
+            mismatch(context, "content the registry served", &expected, &actual)
+        }
+        OciDistributionError::IoError(e) => describe_stream_error(e, context),
+        other => context.protocol(other.to_string()),
+    }
+}
+
+/// An error from a blob stream: a digest mismatch oci-client found, or the
+/// connection failing half-way.
+pub(super) fn describe_stream_error(error: std::io::Error, context: &ErrorContext) -> RegistryError {
+    if let Some(DigestError::VerificationError { expected, actual }) =
+        error.get_ref().and_then(|inner| inner.downcast_ref::<DigestError>())
+    {
+        return mismatch(context, "a blob the registry served", expected, actual);
+    }
+    if let Some(request) = error.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()) {
+        return describe_request_error(request, context);
+    }
+    context.protocol(format!("the download broke off: {}", chain(&error)))
+}
+
+fn describe_request_error(error: &reqwest::Error, context: &ErrorContext) -> RegistryError {
+    // reqwest's own message repeats the URL the error already names; its
+    // causes say what happened (connection refused, a TLS failure).
+    let reason = match std::error::Error::source(error) {
+        Some(cause) if error.url().is_some() => chain(cause),
+        _ => chain(error),
+    };
+    let lower = reason.to_ascii_lowercase();
+    let hint = if context.scheme == "https"
+        && (lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake") || lower.contains("invalid http version"))
+    {
+        format!(
+            "; if {} serves plain HTTP, name it with --insecure-registry {} (or RBUILD_INSECURE_REGISTRIES)",
+            context.registry, context.registry
+        )
+    } else {
+        String::new()
+    };
+    let url = error
+        .url()
+        .map(|u| u.to_string())
+        .unwrap_or_else(|| format!("{}://{}/v2/", context.scheme, context.registry));
+    if error.is_connect() || error.is_timeout() || error.is_request() {
+        RegistryError::Unreachable { registry: context.registry.clone(), url, reason, hint }
+    } else {
+        context.protocol(format!("{reason}{hint}"))
+    }
+}
+
+fn describe_envelope(envelope: &OciEnvelope, context: &ErrorContext) -> RegistryError {
+    let message = envelope
+        .errors
+        .iter()
+        .map(|e| if e.message.is_empty() { format!("{:?}", e.code) } else { e.message.clone() })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+    if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
+        return context.auth_failure(message);
+    }
+    if codes.iter().any(|c| {
+        matches!(
+            c,
+            OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound | OciErrorCode::BlobUnknown
+        )
+    }) {
+        let reason = if codes.iter().any(|c| matches!(c, OciErrorCode::NameUnknown)) {
+            format!("the repository does not exist in {} ({message})", context.registry)
+        } else {
+            format!("{message} (no such tag or digest in {})", context.registry)
+        };
+        return context.not_found(reason);
+    }
+    if codes.iter().any(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+        return context.protocol(format!("the registry limits pulls: {message}"));
+    }
+    context.protocol(message)
+}
+
+fn mismatch(context: &ErrorContext, what: &str, expected: &str, actual: &str) -> RegistryError {
+    match (expected.parse::<Digest>(), actual.parse::<Digest>()) {
+        (Ok(expected), Ok(actual)) => RegistryError::DigestMismatch {
+            reference: context.reference.clone(),
+            what: what.to_string(),
+            expected,
+            actual,
+        },
+        _ => context.protocol(format!("{what} has digest {actual}, expected {expected}")),
+    }
+}
+
+/// An error with its sources: reqwest's own message rarely says more than
+/// "error sending request"; the cause (connection refused) is further down.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(300).collect()
+}

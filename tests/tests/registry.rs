@@ -1,0 +1,248 @@
+//! Pulling base images from a registry: Debian's docker-registry on 127.0.0.1, started by the
+//! tests (anonymous and with htpasswd basic auth), a base pushed to it with skopeo, built on by
+//! rbuild and the result run by Docker. No public registry is ever contacted.
+
+use rbuild_e2e::archive::sha256_hex;
+use rbuild_e2e::process::run_tool;
+use rbuild_e2e::registry::{build_base, Registry};
+use rbuild_e2e::{Archive, Context, TestEnv};
+use serde_json::{json, Value};
+
+/// The registry with `base:1` (marker `from-base`) pushed as `e2e/base:1`.
+fn registry_with_base(env: &TestEnv) -> (Registry, String) {
+    let base = build_base(env, "from-base");
+    let registry = Registry::start();
+    let reference = registry.push_archive(&base.archive, "e2e/base:1");
+    (registry, reference)
+}
+
+#[test]
+fn builds_on_a_pulled_base_and_uses_it_again_without_the_registry() {
+    let producer = TestEnv::new("registry-producer");
+    let (mut registry, base) = registry_with_base(&producer);
+
+    let env = TestEnv::new("registry-consumer");
+    let ctx = Context::new();
+    let from = format!("FROM {base}");
+    let copy = format!("COPY --from={base} /marker /copied");
+    ctx.dockerfile(&[&from, "RUN cat /marker > /seen && echo $BASE_VAR > /env && pwd > /pwd", &copy]);
+    let built = env.build(&ctx, &[]);
+    built.output.assert_stderr_contains(&format!("pulling {base}"));
+    let image = built.load();
+    assert_eq!(image.read("/seen"), "from-base\n");
+    assert_eq!(image.read("/copied"), "from-base\n");
+    assert_eq!(image.read("/env"), "from-base\n", "the base's ENV is inherited");
+    assert_eq!(image.read("/pwd"), "/work\n", "the base's WORKDIR is inherited");
+    assert_eq!(image.run(&[]), "from-base\n", "the base's CMD is inherited");
+
+    // The image is in the store now: a build on it needs no registry.
+    registry.stop();
+    let again = Context::new();
+    again.dockerfile(&[&from, "RUN echo second > /second"]);
+    let second = env.build(&again, &[]);
+    assert!(!second.output.stderr_text().contains("pulling"), "{}", second.output.describe());
+    assert_eq!(second.load().read("/second"), "second\n");
+
+    // --pull resolves the tag again, and says why it cannot.
+    let out = env.rbuild().args(["build", "--pull"]).arg(again.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("cannot reach registry {}", registry.host()));
+}
+
+#[test]
+fn unknown_images_and_tags_are_clear_errors() {
+    let producer = TestEnv::new("registry-unknown");
+    let (registry, _) = registry_with_base(&producer);
+    let env = TestEnv::new("registry-unknown-consumer");
+    let ctx = Context::new();
+    let missing_tag = format!("{}/e2e/base:nope", registry.host());
+    ctx.dockerfile(&["FROM scratch", &format!("FROM {missing_tag}")]);
+    let out = env.rbuild().arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("image {missing_tag} not found"));
+    out.assert_stderr_contains("Dockerfile:2");
+
+    let missing_repo = format!("{}/e2e/nothing:1", registry.host());
+    let out = env.rbuild().args(["pull", &missing_repo]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("image {missing_repo} not found"));
+}
+
+#[test]
+fn digests_are_pinned_and_verified() {
+    let producer = TestEnv::new("registry-digest");
+    let (registry, base) = registry_with_base(&producer);
+    let digest = registry.manifest_digest("e2e/base:1");
+    assert!(digest.starts_with("sha256:"), "{digest}");
+
+    let env = TestEnv::new("registry-digest-consumer");
+    let ctx = Context::new();
+    let pinned = format!("{}/e2e/base@{digest}", registry.host());
+    ctx.dockerfile(&[&format!("FROM {pinned}"), "RUN cat /marker > /seen"]);
+    assert_eq!(env.build(&ctx, &[]).load().read("/seen"), "from-base\n");
+    // `name@digest` finds the pulled image again without the registry, even with --pull.
+    let out = env.rbuild().args(["build", "--pull", "-q"]).arg(ctx.path()).run();
+    out.assert_success();
+
+    let absent = format!("{}/e2e/base@sha256:{}", registry.host(), "0".repeat(64));
+    let out = env.rbuild().args(["pull", &absent]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains("not found");
+
+    // A registry that serves a layer whose bytes do not match its digest: nothing is stored.
+    let manifest = registry.manifest("e2e/base:1");
+    let layer = manifest["layers"][0]["digest"].as_str().expect("a layer digest");
+    let layer = layer.strip_prefix("sha256:").expect("a sha256 digest").to_string();
+    let data = registry
+        .storage()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&layer[..2])
+        .join(&layer)
+        .join("data");
+    let mut bytes = std::fs::read(&data).unwrap_or_else(|e| panic!("{}: {e}", data.display()));
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).expect("corrupting the blob");
+    let fresh = TestEnv::new("registry-digest-corrupt");
+    let out = fresh.rbuild().args(["pull", &base]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("layer sha256:{layer}"));
+    out.assert_stderr_contains("has digest");
+    let out = fresh.rbuild().args(["pull", &base]).run();
+    out.assert_code(1);
+}
+
+#[test]
+fn rbuild_pull_picks_the_platform_from_an_index() {
+    let env = TestEnv::new("registry-platforms");
+    let native = build_base(&env, "native");
+    let foreign = build_base(&env, "foreign");
+    let registry = Registry::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    let (native_id, native_platform) = add_to_layout(work.path(), &native.archive, None);
+    let other_arch = if native_platform.contains("amd64") { "arm64" } else { "amd64" };
+    let (foreign_id, foreign_platform) = add_to_layout(work.path(), &foreign.archive, Some(other_arch));
+    write_index(work.path());
+    let source = format!("oci:{}:multi", work.path().display());
+    let reference = format!("{}/e2e/multi:1", registry.host());
+    run_tool(
+        "skopeo",
+        &["copy", "--all", "--insecure-policy", "--dest-tls-verify=false", &source, &format!("docker://{reference}")],
+    );
+
+    let store = TestEnv::new("registry-platforms-pull");
+    let out = store.rbuild().args(["pull", &reference]).run();
+    out.assert_success();
+    out.assert_stderr_contains(&format!("as image {native_id}"));
+    assert_eq!(out.stdout_text(), format!("{reference}\n"));
+    let out = store.rbuild().args(["pull", "--platform", &foreign_platform, &reference]).run();
+    out.assert_success();
+    out.assert_stderr_contains(&format!("as image {foreign_id}"));
+    let out = store.rbuild().args(["pull", "--platform", "linux/s390x", &reference]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains("no manifest for platform linux/s390x");
+    out.assert_stderr_contains(&native_platform);
+}
+
+/// Adds the image of a docker archive (written by rbuild, which has the OCI layout inside) to
+/// the blobs of the layout in `dir`, with its architecture changed to `arch` if given; returns
+/// its image id and platform. The manifests are remembered in `dir/manifests.json`.
+fn add_to_layout(dir: &std::path::Path, archive: &std::path::Path, arch: Option<&str>) -> (String, String) {
+    let archive = Archive::open(archive);
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs dir");
+    for name in archive.names() {
+        if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) {
+            std::fs::write(blobs.join(hex), archive.bytes(name)).expect("writing a blob");
+        }
+    }
+    let mut config = archive.config();
+    if let Some(arch) = arch {
+        config["architecture"] = json!(arch);
+        if arch == "arm64" {
+            config["variant"] = json!("v8");
+        }
+    }
+    let config_bytes = serde_json::to_vec(&config).expect("config JSON");
+    let config_hex = sha256_hex(&config_bytes);
+    std::fs::write(blobs.join(&config_hex), &config_bytes).expect("writing the config");
+    let mut manifest = archive.oci_manifest();
+    manifest["config"]["digest"] = json!(format!("sha256:{config_hex}"));
+    manifest["config"]["size"] = json!(config_bytes.len());
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("manifest JSON");
+    let manifest_hex = sha256_hex(&manifest_bytes);
+    std::fs::write(blobs.join(&manifest_hex), &manifest_bytes).expect("writing the manifest");
+
+    let architecture = config["architecture"].as_str().expect("architecture").to_string();
+    let mut platform = json!({"os": "linux", "architecture": architecture});
+    let mut shown = format!("linux/{architecture}");
+    if let Some(variant) = config["variant"].as_str() {
+        platform["variant"] = json!(variant);
+        shown.push('/');
+        shown.push_str(variant);
+    }
+    let list = dir.join("manifests.json");
+    let mut entries: Vec<Value> =
+        std::fs::read(&list).ok().map(|b| serde_json::from_slice(&b).expect("list")).unwrap_or_default();
+    entries.push(json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{manifest_hex}"),
+        "size": manifest_bytes.len(),
+        "platform": platform,
+    }));
+    std::fs::write(&list, serde_json::to_vec(&entries).expect("list JSON")).expect("writing the list");
+    (format!("sha256:{config_hex}"), shown)
+}
+
+/// Writes the image index of the manifests added so far, and an `index.json` naming it `multi`.
+fn write_index(dir: &std::path::Path) {
+    let entries: Value = serde_json::from_slice(&std::fs::read(dir.join("manifests.json")).expect("list")).expect("list");
+    std::fs::remove_file(dir.join("manifests.json")).expect("removing the list");
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+    let index_bytes = serde_json::to_vec(&index).expect("index JSON");
+    let index_hex = sha256_hex(&index_bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&index_hex), &index_bytes).expect("writing the index");
+    let top = json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": format!("sha256:{index_hex}"),
+        "size": index_bytes.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).expect("index.json")).expect("index.json");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+}
+
+#[test]
+fn basic_auth_credentials_come_from_the_docker_config() {
+    let producer = TestEnv::new("registry-auth");
+    let base = build_base(&producer, "private");
+    let registry = Registry::start_with_auth("alice", "s3cret-pw");
+    let reference = registry.push_archive(&base.archive, "e2e/private:1");
+    let env = TestEnv::new("registry-auth-consumer");
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM {reference}"), "RUN cat /marker > /seen"]);
+
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = env.rbuild().env("DOCKER_CONFIG", empty.path()).arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} requires authentication", registry.host()));
+    out.assert_stderr_contains(&empty.path().join("config.json").display().to_string());
+
+    let wrong = registry.docker_config("alice", "not-the-password");
+    let out = env.rbuild().env("DOCKER_CONFIG", wrong.path()).arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} refused the credentials of alice", registry.host()));
+
+    let right = registry.docker_config("alice", "s3cret-pw");
+    let archive = env.path("private.tar");
+    let tag = env.image_ref();
+    env.rbuild()
+        .env("DOCKER_CONFIG", right.path())
+        .args(["build", "-t", &tag, "-o"])
+        .arg(&archive)
+        .arg(ctx.path())
+        .run()
+        .assert_success();
+    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    assert_eq!(image.read("/seen"), "private\n");
+}
