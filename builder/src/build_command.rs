@@ -15,7 +15,7 @@ use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::sandbox::{Isolation, NetworkMode};
 use crate::error::BuildError;
 pub use crate::failure::Failure;
-use crate::execute::{CachePolicy, Executor, FsState, SharedProgress};
+use crate::execute::{CachePolicy, Executor, FsState, Limits, SharedProgress};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::plan::{plan_build, read_dockerfile};
 use crate::progress::{PlainProgress, Progress, QuietProgress};
@@ -156,7 +156,7 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
             IsolationArg::Namespaces => Isolation::Namespaces,
             IsolationArg::Chroot => Isolation::Chroot,
         },
-        jobs: args.jobs.unwrap_or_else(default_jobs),
+        limits: Limits { jobs: args.jobs, cpu: args.jobs.unwrap_or_else(default_jobs) },
         progress: shared.clone(),
         named_contexts,
     };

@@ -124,7 +124,7 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,
 
-    /// How many steps may run at once (default: the number of CPUs)
+    /// How many steps may run at once (default: one COPY/ADD per CPU, RUN steps unlimited)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(usize))]
     pub jobs: Option<usize>,
 

@@ -16,7 +16,7 @@ use rbuild_store::config::{History, ImageConfig};
 use rbuild_store::{Layer, Store, StoredImage};
 
 pub use cached::CachePolicy;
-pub use scheduler::StepTiming;
+pub use scheduler::{Limits, StepTiming};
 pub use step::SharedProgress;
 
 use crate::error::BuildError;
@@ -67,7 +67,7 @@ pub struct Executor {
     pub default_network: NetworkMode,
     pub isolation: Isolation,
     /// How many steps may run at once.
-    pub jobs: usize,
+    pub limits: Limits,
     pub progress: SharedProgress,
     /// Directories named with `--build-context NAME=DIR`.
     pub named_contexts: BTreeMap<String, PathBuf>,
@@ -107,11 +107,11 @@ impl Executor {
         .with_cache(Some(self.step_cache()?)));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .max_blocking_threads(self.jobs.max(1) + 1)
+            .max_blocking_threads(512)
             .enable_all()
             .build()
             .map_err(|e| BuildError::Io(format!("starting the scheduler: {e}")))?;
-        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.jobs));
+        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.limits));
         if let Some(cache) = &runner.cache {
             cache.save();
         }

@@ -1,5 +1,5 @@
 //! The parallel scheduler: every step whose inputs are ready starts, up to
-//! `jobs` at a time, on tokio's blocking pool (steps copy files and wait for
+//! the [`Limits`], on tokio's blocking pool (steps copy files and wait for
 //! sandboxes, so they block). The first failure cancels the rest: no new step
 //! starts, running sandboxes are killed, and that first error is the one
 //! reported.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use rbuild_frontend::graph::{Edge, StepId};
+use rbuild_frontend::graph::{Edge, Op, StepId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -35,11 +35,24 @@ pub struct Outcome {
     pub timings: Vec<StepTiming>,
 }
 
-/// Runs the graph of `runner` with at most `jobs` steps at once.
+/// How many steps may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Steps of any kind (`--jobs`); `None`: no limit beyond `cpu`.
+    pub jobs: Option<usize>,
+    /// Steps whose work is rbuild's own (COPY, ADD, WORKDIR: copying,
+    /// hashing, compressing), which a CPU each keeps busy. RUN steps are not
+    /// counted: their processes are the kernel's to schedule and often wait
+    /// (on sleeps, disks, networks), so holding them to one per CPU would
+    /// serialise independent stages for nothing.
+    pub cpu: usize,
+}
+
+/// Runs the graph of `runner` within `limits`.
 pub async fn schedule(
     runner: Arc<StepRunner>,
     visible: Arc<HashSet<StepId>>,
-    jobs: usize,
+    limits: Limits,
 ) -> Result<Outcome, BuildError> {
     let graph = runner.graph.clone();
     // Inputs still missing per step; a step is ready at zero.
@@ -52,7 +65,8 @@ pub async fn schedule(
     // Start in graph order, so progress numbers mostly appear in order.
     ready.sort_by_key(|id| std::cmp::Reverse(id.index()));
 
-    let permits = Arc::new(Semaphore::new(jobs.max(1)));
+    let jobs = Arc::new(Semaphore::new(limits.jobs.unwrap_or(Semaphore::MAX_PERMITS).max(1)));
+    let cpu = Arc::new(Semaphore::new(limits.cpu.max(1)));
     let counter = Arc::new(AtomicUsize::new(0));
     let mut running: JoinSet<(StepId, Result<StepResult, BuildError>, Duration)> = JoinSet::new();
     let mut states: HashMap<StepId, FsState> = HashMap::new();
@@ -66,9 +80,15 @@ pub async fn schedule(
             let runner = runner.clone();
             let visible = visible.clone();
             let counter = counter.clone();
-            let permits = permits.clone();
+            let jobs = jobs.clone();
+            let cpu = cpu.clone();
+            let is_run = matches!(graph.step(id).op, Op::Run(_));
             running.spawn(async move {
-                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let _job = jobs.acquire_owned().await.expect("the semaphore is never closed");
+                let _cpu = match is_run {
+                    true => None,
+                    false => Some(cpu.acquire_owned().await.expect("the semaphore is never closed")),
+                };
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
                     // Numbered as they start, like BuildKit's `#N` lines.
