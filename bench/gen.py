@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Deterministic test data for bench/: the same seed gives the same bytes on any machine.
+
+  gen.py tree DIR FILES BIG_MIB [SEED]
+      FILES small files of 1-4 KiB of random bytes in DIR/dNN/sN/fNNNNN.bin (100 per folder,
+      1,000 per top folder), plus DIR/big/blobN.bin: BIG_MIB MiB of random bytes in 5 files.
+  gen.py payload DIR MIB [SEED]
+      MIB MiB of hex text of random bytes (gzip -6 leaves 57% of it) in files of
+      64-512 KiB under DIR/: the body of the W7 pull image, compressible like a distribution.
+"""
+import os
+import random
+import sys
+
+MIB = 1 << 20
+
+
+def tree(root, files, big_mib, seed):
+    rng = random.Random(seed)
+    for i in range(files):
+        sub = os.path.join(root, f"d{i // 1000:02d}", f"s{i // 100 % 10}")
+        if i % 100 == 0:
+            os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"f{i:05d}.bin"), "wb") as f:
+            f.write(rng.randbytes(rng.randint(1024, 4096)))
+    if big_mib:
+        os.makedirs(os.path.join(root, "big"), exist_ok=True)
+        left = big_mib
+        for n in range(5):
+            share = left // (5 - n)
+            left -= share
+            with open(os.path.join(root, "big", f"blob{n}.bin"), "wb") as f:
+                for _ in range(share):
+                    f.write(rng.randbytes(MIB))
+
+
+def payload(root, mib, seed):
+    rng = random.Random(seed)
+    os.makedirs(root, exist_ok=True)
+    left, n = mib * MIB, 0
+    while left > 0:
+        size = min(left, rng.randint(64, 512) * 1024)
+        sub = os.path.join(root, f"p{n // 100:02d}")
+        os.makedirs(sub, exist_ok=True)
+        with open(os.path.join(sub, f"part{n:04d}.txt"), "w") as f:
+            f.write(rng.randbytes(size // 2).hex())
+        left -= size
+        n += 1
+
+
+def main(argv):
+    if len(argv) >= 4 and argv[1] == "tree":
+        tree(argv[2], int(argv[3]), int(argv[4]), int(argv[5]) if len(argv) > 5 else 42)
+    elif len(argv) >= 4 and argv[1] == "payload":
+        payload(argv[2], int(argv[3]), int(argv[4]) if len(argv) > 4 else 7)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
