@@ -26,6 +26,9 @@ package_present() {
     xz-utils) command -v xz >/dev/null ;;
     graphviz) command -v dot >/dev/null ;;
     apache2-utils) command -v htpasswd >/dev/null ;;
+    # debootstrap lives in /usr/sbin, which a non-root PATH may lack.
+    debootstrap) [ -x /usr/sbin/debootstrap ] ;;
+    dpkg-dev) command -v dpkg-scanpackages >/dev/null ;;
     uidmap) command -v newuidmap >/dev/null && command -v newgidmap >/dev/null ;;
     *) command -v "$1" >/dev/null ;;
   esac
