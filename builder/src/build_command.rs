@@ -83,9 +83,14 @@ fn build(args: &BuildArgs, request: &Request) -> Result<(), Failure> {
             std::thread::park();
         }
     }
-    if result.is_ok() {
-        progress.lock().unwrap_or_else(|p| p.into_inner()).finished(started.elapsed());
+    let mut shown = progress.lock().unwrap_or_else(|p| p.into_inner());
+    match &result {
+        Ok(()) => shown.finished(started.elapsed()),
+        Err(Failure::Build(error)) => shown.error(&format!("{error:#}")),
+        Err(Failure::Located { error, .. }) => shown.error(&error.to_string()),
+        Err(Failure::Usage(message)) => shown.error(message),
     }
+    drop(shown);
     // Temp files of this build are dropped by now; the empty area goes too.
     let _ = store.remove_own_temp();
     result

@@ -17,6 +17,11 @@ pub trait Progress {
     fn step_cached(&mut self, number: usize);
     /// Why the step missed the cache (`--explain-cache`).
     fn explain(&mut self, number: usize, explanation: &str);
+    /// The build failed with `message` (already printed on stderr as text;
+    /// tools reading rawjson get it as an event too).
+    fn error(&mut self, message: &str) {
+        let _ = message;
+    }
     /// The build is over, after `total`.
     fn finished(&mut self, total: Duration) {
         let _ = total;
@@ -129,6 +134,9 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     }
     fn step_cached(&mut self, number: usize) {
         self.emit(serde_json::json!({"event": "step_cached", "step": number}));
+    }
+    fn error(&mut self, message: &str) {
+        self.emit(serde_json::json!({"event": "error", "message": message}));
     }
     fn explain(&mut self, number: usize, explanation: &str) {
         self.emit(serde_json::json!({"event": "cache_miss", "step": number, "explanation": explanation}));

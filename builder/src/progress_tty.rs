@@ -40,6 +40,21 @@ impl TtyProgress {
             .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✓")
     }
 
+    /// Replaces a finished step's live bar with a printed line. A finished
+    /// bar left in place would be erased by the next printed message
+    /// (indicatif clears finished bars when it prints above them).
+    fn finish_step(&mut self, number: usize, marker: &str) {
+        if let Some(step) = self.steps.remove(&number) {
+            let label = step.bar.message();
+            for bar in [&step.output, &step.bar] {
+                bar.finish_and_clear();
+                self.multi.remove(bar);
+            }
+            let _ = self.multi.println(format!("=> #{number} {label}  {marker}"));
+        }
+        self.done += 1;
+    }
+
     fn output_style() -> ProgressStyle {
         ProgressStyle::with_template("{wide_msg:.dim}").expect("a valid template")
     }
@@ -64,31 +79,11 @@ impl Progress for TtyProgress {
     }
 
     fn step_done(&mut self, number: usize, elapsed: Duration) {
-        if let Some(step) = self.steps.remove(&number) {
-            step.output.finish_and_clear();
-            self.multi.remove(&step.output);
-            step.bar.set_style(
-                ProgressStyle::with_template("{prefix:.bold.green} {wide_msg} {suffix}")
-                    .expect("a valid template"),
-            );
-            let label = step.bar.message();
-            step.bar.set_prefix(format!("=> #{number}"));
-            step.bar.finish_with_message(format!("{label}  DONE {:.1}s", elapsed.as_secs_f64()));
-        }
-        self.done += 1;
+        self.finish_step(number, &format!("DONE {:.1}s", elapsed.as_secs_f64()));
     }
 
     fn step_cached(&mut self, number: usize) {
-        if let Some(step) = self.steps.remove(&number) {
-            step.output.finish_and_clear();
-            self.multi.remove(&step.output);
-            step.bar.set_style(
-                ProgressStyle::with_template("{prefix:.bold.blue} {wide_msg}").expect("a valid template"),
-            );
-            let label = step.bar.message();
-            step.bar.finish_with_message(format!("{label}  CACHED"));
-        }
-        self.done += 1;
+        self.finish_step(number, "CACHED");
     }
 
     fn explain(&mut self, number: usize, explanation: &str) {
