@@ -13,6 +13,8 @@
 //!
 //! - [`env`]: finding the binary, a [`TestEnv`] per test, the [`Rbuild`] command builder.
 //! - [`context`]: writing build contexts ([`Context`]).
+//! - [`debian`]: a Debian 12 minbase made once with debootstrap and cached, built into an
+//!   image by rbuild, and a tiny `.deb` (alone or in a local `file:` repository) to install.
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
@@ -28,6 +30,8 @@
 pub mod archive;
 #[path = "harness/context.rs"]
 pub mod context;
+#[path = "harness/debian.rs"]
+pub mod debian;
 #[path = "harness/docker.rs"]
 pub mod docker;
 #[path = "harness/env.rs"]
