@@ -37,6 +37,15 @@ export RBUILD_TEST_DOCKER=$DOCKER
 # The end-to-end tests run the rbuild binary, which `cargo test` alone does not build.
 cargo build --workspace --locked
 status=0
+log=$(mktemp)
 # --no-fail-fast: one run reports the failures of every test binary, not just the first.
-cargo test "${scope[@]}" --locked --no-fail-fast "$@" || status=$?
+set +e
+cargo test "${scope[@]}" --locked --no-fail-fast "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run: cargo's own last line is that of the last test binary
+# (often a doc-test run with nothing in it). Tests that re-run their own binary as a child
+# print a result line of their own too, so a few tests are counted twice.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+rm -f "$log"
 exit "$status"
