@@ -79,25 +79,17 @@ pub(crate) fn fork() -> io::Result<Forked> {
 /// does not exec would otherwise hold other sandboxes' pipes open and delay
 /// their end-of-file.
 pub(crate) fn close_fds_except(keep: &[RawFd]) {
-    let mut keep: Vec<u32> = keep
-        .iter()
-        .filter(|&&fd| fd >= 3)
-        .map(|&fd| fd as u32)
-        .collect();
-    keep.sort_unstable();
-    keep.dedup();
-    let mut from = 3u32;
-    for &fd in &keep {
-        if fd > from {
-            close_range(from, fd - 1, 0);
-        }
-        from = fd + 1;
-    }
-    close_range(from, u32::MAX, 0);
+    close_ranges_except(keep, 0);
 }
 
 /// Marks every descriptor from 3 up, except those in `keep`, close-on-exec.
 pub(crate) fn cloexec_fds_except(keep: &[RawFd]) {
+    close_ranges_except(keep, libc::CLOSE_RANGE_CLOEXEC as i32);
+}
+
+/// Applies `close_range(2)` with `flags` to every descriptor from 3 up that
+/// is not in `keep`.
+fn close_ranges_except(keep: &[RawFd], flags: i32) {
     let mut keep: Vec<u32> = keep
         .iter()
         .filter(|&&fd| fd >= 3)
@@ -108,11 +100,11 @@ pub(crate) fn cloexec_fds_except(keep: &[RawFd]) {
     let mut from = 3u32;
     for &fd in &keep {
         if fd > from {
-            close_range(from, fd - 1, libc::CLOSE_RANGE_CLOEXEC as i32);
+            close_range(from, fd - 1, flags);
         }
         from = fd + 1;
     }
-    close_range(from, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32);
+    close_range(from, u32::MAX, flags);
 }
 
 fn close_range(first: u32, last: u32, flags: i32) {
