@@ -91,12 +91,16 @@ pub async fn schedule(
                 };
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || {
-                    // Numbered as they start, like BuildKit's `#N` lines.
-                    let number = visible.contains(&id).then(|| counter.fetch_add(1, Ordering::SeqCst) + 1);
-                    if let Some(n) = number {
+                    // Numbered as they start, like BuildKit's `#N` lines: the
+                    // number is taken and announced under the progress lock, so
+                    // steps starting at once still appear in number order.
+                    let number = visible.contains(&id).then(|| {
                         let label = step_label(&runner, id);
-                        runner.progress().step_started(n, &label);
-                    }
+                        let mut progress = runner.progress();
+                        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                        progress.step_started(n, &label);
+                        n
+                    });
                     let result = runner.execute_cached(id, inputs, number);
                     if let (Some(n), Ok(done)) = (number, &result) {
                         if done.cached {
