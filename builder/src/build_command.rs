@@ -176,7 +176,7 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
         progress().info(&format!("naming to {} done", tag.full()));
     }
     for output in &request.outputs {
-        export(&store, &built.image, &built.state, &request, output)?;
+        export(&store, &built.image, &built.state, request, output)?;
     }
     if let Some(path) = &args.iidfile {
         fs::write(path, &image_id).with_context(|| format!("writing --iidfile {}", path.display()))?;

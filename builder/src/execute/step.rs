@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId};
-use rbuild_frontend::instructions::Location;
 use rbuild_store::config::History;
 use rbuild_store::{LayerOptions, Store};
 
@@ -319,7 +318,7 @@ impl StepRunner {
     pub fn step_error(&self, step: &Step, message: String) -> BuildError {
         BuildError::Step {
             file: self.dockerfile_name.clone(),
-            location: step.location.unwrap_or(Location::default()),
+            location: step.location.unwrap_or_default(),
             instruction: step.display.clone(),
             message,
         }

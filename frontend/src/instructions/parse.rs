@@ -237,7 +237,7 @@ fn key_values(node: &Node, keyword: &str) -> Result<Vec<KeyValue>, String> {
     if node.args.is_empty() {
         return Err(format!("{keyword} requires at least one argument"));
     }
-    if node.args.len() % 3 != 0 {
+    if !node.args.len().is_multiple_of(3) {
         return Err(format!("{keyword}: malformed key/value list"));
     }
     Ok(node
