@@ -15,12 +15,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # the archives of the ADD extraction tests; uidmap: newuidmap/newgidmap for the rootless tests;
 # graphviz: `dot`, which reads what `rbuild graph` prints; docker-registry, apache2-utils
 # (htpasswd): the local registries, anonymous and with basic auth, that the pull tests start;
+# openssl: the key and certificate of the token server of the bearer-auth registry tests;
 # debootstrap: the Debian minbase the debian_base tests build on (made once, cached in
 # /var/cache/rbuild-tests); dpkg-dev (dpkg-scanpackages): their local apt repository; tmux: the
 # terminal the progress tests watch the live (tty) view in; podman: a third client that must load
 # the archives.
 ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd uidmap graphviz \
-  docker-registry apache2-utils debootstrap dpkg-dev tmux podman
+  docker-registry apache2-utils openssl debootstrap dpkg-dev tmux podman
 command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup first)"
 start_dockerd_if_needed
 

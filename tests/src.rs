@@ -18,10 +18,13 @@
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
-//! - [`registry`]: a local `docker-registry` on 127.0.0.1 (anonymous or with basic auth) for
-//!   the pull tests, images pushed to it with skopeo, `DOCKER_CONFIG` credentials for it.
+//! - [`registry`]: a local `docker-registry` on 127.0.0.1 (anonymous, with basic auth, or with
+//!   bearer tokens) for the pull tests, images pushed to it with skopeo, `DOCKER_CONFIG`
+//!   credentials for it (passwords, identity tokens, a credential helper).
 //! - [`sandbox`]: for RUN tests: a busybox base with a shell, layer lookups, leftover checks,
 //!   builds run in the background to be interrupted.
+//! - [`token_server`]: the token server of a bearer-auth registry: RS256 JWTs for basic-auth
+//!   users (GET) and for identity tokens exchanged as OAuth2 refresh tokens (POST).
 //! - [`store`]: for the store commands' tests: image ids of builds, parsing their tables,
 //!   `rbuild save | docker load`, checking a store is sound.
 //! - [`users`]: the non-root users of the rootless tests, and running rbuild as one of them.
@@ -44,6 +47,8 @@ pub mod registry;
 pub mod sandbox;
 #[path = "harness/store.rs"]
 pub mod store;
+#[path = "harness/token_server.rs"]
+pub mod token_server;
 #[path = "harness/users.rs"]
 pub mod users;
 

@@ -1,7 +1,8 @@
 //! A throwaway registry for the pull tests: Debian's `docker-registry` (distribution 2.x) on
 //! 127.0.0.1 at a free port, with its config and storage in a temp dir, optionally with htpasswd
-//! basic auth, stopped (by its pid) when dropped. Images get into it with `skopeo copy`, and a
-//! `DOCKER_CONFIG` directory holds credentials for it the way `docker login` writes them.
+//! basic auth or bearer-token auth (against a [`TokenServer`]), stopped (by its pid) when
+//! dropped. Images get into it with `skopeo copy`, and a `DOCKER_CONFIG` directory holds
+//! credentials for it the way `docker login` writes them (a password, or an identity token).
 //!
 //! Only 127.0.0.1 is ever contacted: the registry, skopeo and rbuild all talk to this one.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::process::run_tool;
+use crate::token_server::{self, TokenServer};
 
 const BINARY: &str = "/usr/bin/docker-registry";
 /// How long a registry may take to answer after it was started.
@@ -23,22 +25,45 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Registry {
     child: Child,
     port: u16,
+    /// What skopeo pushes and inspects with.
     credentials: Option<(String, String)>,
     dir: TempDir,
+}
+
+/// How a registry checks who asks.
+enum Auth {
+    Anonymous,
+    /// htpasswd basic auth for this user and password.
+    Htpasswd(String, String),
+    /// Tokens from a token server (realm, its certificate); the user and password skopeo uses.
+    Token { realm: String, cert_bundle: PathBuf, user: String, password: String },
 }
 
 impl Registry {
     /// An anonymous registry.
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(Auth::Anonymous)
     }
 
     /// A registry that wants `user`/`password` (htpasswd, bcrypt) for everything.
     pub fn start_with_auth(user: &str, password: &str) -> Registry {
-        Registry::launch(Some((user.to_string(), password.to_string())))
+        Registry::launch(Auth::Htpasswd(user.to_string(), password.to_string()))
     }
 
-    fn launch(credentials: Option<(String, String)>) -> Registry {
+    /// A registry that wants a bearer token from `server` for everything (`auth: token:`, with
+    /// the server's realm, [`token_server::SERVICE`], [`token_server::ISSUER`] and its
+    /// certificate as `rootcertbundle`). `user`/`password` must be known to the server: skopeo
+    /// pushes with them.
+    pub fn start_with_token_auth(server: &TokenServer, user: &str, password: &str) -> Registry {
+        Registry::launch(Auth::Token {
+            realm: server.realm(),
+            cert_bundle: server.cert_bundle(),
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    fn launch(auth: Auth) -> Registry {
         assert!(
             Path::new(BINARY).is_file(),
             "{BINARY} is missing: install Debian's docker-registry package (scripts/test.sh does)"
@@ -49,9 +74,25 @@ impl Registry {
         for _ in 0..5 {
             let dir = tempfile::Builder::new().prefix("rbuild-e2e-registry-").tempdir().expect("temp dir");
             let port = free_port();
-            let auth = credentials.as_ref().map(|(user, password)| write_htpasswd(dir.path(), user, password));
+            let (auth_config, credentials) = match &auth {
+                Auth::Anonymous => (String::new(), None),
+                Auth::Htpasswd(user, password) => {
+                    let path = write_htpasswd(dir.path(), user, password);
+                    let config = format!("auth:\n  htpasswd:\n    realm: rbuild-e2e\n    path: {}\n", path.display());
+                    (config, Some((user.clone(), password.clone())))
+                }
+                Auth::Token { realm, cert_bundle, user, password } => {
+                    let config = format!(
+                        "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                        token_server::SERVICE,
+                        token_server::ISSUER,
+                        cert_bundle.display()
+                    );
+                    (config, Some((user.clone(), password.clone())))
+                }
+            };
             let config = dir.path().join("config.yml");
-            std::fs::write(&config, registry_config(dir.path(), port, auth.as_deref())).expect("writing config.yml");
+            std::fs::write(&config, registry_config(dir.path(), port, &auth_config)).expect("writing config.yml");
             let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry.log");
             let child = Command::new(BINARY)
                 .arg("serve")
@@ -149,6 +190,39 @@ impl Registry {
         dir
     }
 
+    /// A `DOCKER_CONFIG` directory whose `config.json` holds an identity token for this
+    /// registry, as `docker login` writes one when the token server hands out refresh tokens:
+    /// `auth` is `user:` (no password) and `identitytoken` the token.
+    pub fn docker_config_identity_token(&self, user: &str, token: &str) -> TempDir {
+        let dir = tempfile::Builder::new().prefix("rbuild-e2e-docker-config-").tempdir().expect("temp dir");
+        let auth = base64(format!("{user}:").as_bytes());
+        let config = serde_json::json!({"auths": {self.host(): {"auth": auth, "identitytoken": token}}});
+        std::fs::write(dir.path().join("config.json"), config.to_string()).expect("writing config.json");
+        dir
+    }
+
+    /// A `DOCKER_CONFIG` directory whose `config.json` sends this registry to the credential
+    /// helper `docker-credential-rbuild-e2e`, which lives in its `bin/` (put that on PATH) and
+    /// answers with Docker's convention for identity tokens: `Username` `<token>`, `Secret` the
+    /// token.
+    pub fn docker_config_token_helper(&self, token: &str) -> TempDir {
+        let dir = tempfile::Builder::new().prefix("rbuild-e2e-docker-config-").tempdir().expect("temp dir");
+        let config = serde_json::json!({"credHelpers": {self.host(): "rbuild-e2e"}});
+        std::fs::write(dir.path().join("config.json"), config.to_string()).expect("writing config.json");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("creating bin/");
+        let answer = serde_json::json!({"ServerURL": self.host(), "Username": "<token>", "Secret": token});
+        // Reads the server name from stdin like a real helper, so rbuild's write never fails.
+        let script = format!("#!/bin/sh\ncat >/dev/null\necho '{answer}'\n");
+        // Written by a short-lived `sh`, not by this process: a file this process had open for
+        // writing could be inherited by a child another test forks at that moment, and running
+        // the helper would then fail with ETXTBSY.
+        let mut writer = Command::new("sh");
+        writer.args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"]).arg(bin.join("docker-credential-rbuild-e2e"));
+        crate::process::run(writer, Some(script.into_bytes())).assert_success();
+        dir
+    }
+
     /// Stops the registry (SIGTERM to its pid, then SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
@@ -191,11 +265,8 @@ fn write_htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
     path
 }
 
-fn registry_config(dir: &Path, port: u16, htpasswd: Option<&Path>) -> String {
-    let auth = match htpasswd {
-        Some(path) => format!("auth:\n  htpasswd:\n    realm: rbuild-e2e\n    path: {}\n", path.display()),
-        None => String::new(),
-    };
+/// The registry's config.yml; `auth` is its `auth:` section, or "".
+fn registry_config(dir: &Path, port: u16, auth: &str) -> String {
     format!(
         "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
         dir.join("data").display()

@@ -1,10 +1,12 @@
 //! Pulling base images from a registry: Debian's docker-registry on 127.0.0.1, started by the
-//! tests (anonymous and with htpasswd basic auth), a base pushed to it with skopeo, built on by
-//! rbuild and the result run by Docker. No public registry is ever contacted.
+//! tests (anonymous, with htpasswd basic auth, and with bearer tokens from the harness's token
+//! server), a base pushed to it with skopeo, built on by rbuild and the result run by Docker. No
+//! public registry is ever contacted.
 
 use rbuild_e2e::archive::sha256_hex;
 use rbuild_e2e::process::run_tool;
 use rbuild_e2e::registry::{build_base, Registry};
+use rbuild_e2e::token_server::{self, TokenServer};
 use rbuild_e2e::{Archive, Context, TestEnv};
 use serde_json::{json, Value};
 
@@ -245,4 +247,119 @@ fn basic_auth_credentials_come_from_the_docker_config() {
         .assert_success();
     let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
     assert_eq!(image.read("/seen"), "private\n");
+}
+
+/// A registry with distribution's bearer-token auth: every request needs a JWT from the token
+/// server the `WWW-Authenticate: Bearer realm=…,service=…` challenge names, which rbuild gets
+/// there with the docker config's user and password (basic auth on the realm request).
+#[test]
+fn bearer_tokens_are_fetched_from_the_challenge_realm() {
+    let producer = TestEnv::new("registry-bearer");
+    let base = build_base(&producer, "behind-tokens");
+    let tokens = TokenServer::start(&[("alice", "t0ken-pw")], &[]);
+    let registry = Registry::start_with_token_auth(&tokens, "alice", "t0ken-pw");
+    let reference = registry.push_archive(&base.archive, "e2e/tokened:1");
+    let env = TestEnv::new("registry-bearer-consumer");
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM {reference}"), "RUN cat /marker > /seen"]);
+
+    let wrong = registry.docker_config("alice", "not-the-password");
+    let out = env.rbuild().env("DOCKER_CONFIG", wrong.path()).arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} refused the credentials of alice", registry.host()));
+    out.assert_stderr_contains(&format!("looked in {}", wrong.path().join("config.json").display()));
+    out.assert_stderr_contains("incorrect username or password");
+
+    let empty = tempfile::tempdir().expect("temp dir");
+    let out = env.rbuild().env("DOCKER_CONFIG", empty.path()).arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} requires authentication", registry.host()));
+
+    let before = tokens.requests().len();
+    let right = registry.docker_config("alice", "t0ken-pw");
+    let archive = env.path("tokened.tar");
+    let tag = env.image_ref();
+    env.rbuild()
+        .env("DOCKER_CONFIG", right.path())
+        .args(["build", "-t", &tag, "-o"])
+        .arg(&archive)
+        .arg(ctx.path())
+        .run()
+        .assert_success();
+    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    assert_eq!(image.read("/seen"), "behind-tokens\n");
+
+    // rbuild asked the realm as Docker does: basic auth, the challenge's service, a pull scope.
+    let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
+    assert!(!asked.is_empty(), "rbuild never asked the token server");
+    for request in &asked {
+        assert_eq!(request.method, "GET", "{request:?}");
+        assert_eq!(request.basic_user.as_deref(), Some("alice"), "{request:?}");
+        assert_eq!(request.param("service"), token_server::SERVICE, "{request:?}");
+        assert_eq!(request.param("scope"), "repository:e2e/tokened:pull", "{request:?}");
+        assert!(request.granted, "{request:?}");
+    }
+}
+
+/// Identity tokens, what `docker login` keeps when the token server hands out refresh tokens, are
+/// exchanged at the challenge's realm as OAuth2 refresh tokens (a POSTed form), as Docker does:
+/// from config.json's `identitytoken`, and from a credential helper that answers with the user
+/// `<token>`.
+#[test]
+fn identity_tokens_are_exchanged_for_access_tokens() {
+    let producer = TestEnv::new("registry-identity");
+    let base = build_base(&producer, "by-identity");
+    let tokens = TokenServer::start(&[("alice", "pw-for-push")], &[("refresh-ab12", "alice")]);
+    let registry = Registry::start_with_token_auth(&tokens, "alice", "pw-for-push");
+    let reference = registry.push_archive(&base.archive, "e2e/identity:1");
+    let env = TestEnv::new("registry-identity-consumer");
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM {reference}"), "RUN cat /marker > /seen"]);
+
+    let wrong = registry.docker_config_identity_token("alice", "not-a-refresh-token");
+    let out = env.rbuild().env("DOCKER_CONFIG", wrong.path()).arg("build").arg(ctx.path()).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} refused the identity token", registry.host()));
+    out.assert_stderr_contains(&format!("looked in {}", wrong.path().join("config.json").display()));
+    out.assert_stderr_contains("unknown refresh token");
+
+    let before = tokens.requests().len();
+    let right = registry.docker_config_identity_token("alice", "refresh-ab12");
+    let archive = env.path("identity.tar");
+    let tag = env.image_ref();
+    env.rbuild()
+        .env("DOCKER_CONFIG", right.path())
+        .args(["build", "-t", &tag, "-o"])
+        .arg(&archive)
+        .arg(ctx.path())
+        .run()
+        .assert_success();
+    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    assert_eq!(image.read("/seen"), "by-identity\n");
+    let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
+    assert!(!asked.is_empty(), "rbuild never asked the token server");
+    for request in &asked {
+        assert_eq!(request.method, "POST", "{request:?}");
+        assert_eq!(request.basic_user, None, "no password was sent: {request:?}");
+        assert_eq!(request.param("grant_type"), "refresh_token", "{request:?}");
+        assert_eq!(request.param("refresh_token"), "refresh-ab12", "{request:?}");
+        assert_eq!(request.param("service"), token_server::SERVICE, "{request:?}");
+        assert_eq!(request.param("scope"), "repository:e2e/identity:pull", "{request:?}");
+        assert_eq!(request.param("client_id"), "rbuild", "{request:?}");
+        assert!(request.granted, "{request:?}");
+    }
+
+    // A credential helper's identity token (`Username` `<token>`), into a fresh store.
+    let helper = registry.docker_config_token_helper("refresh-ab12");
+    let path = format!("{}:{}", helper.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let before = tokens.requests().len();
+    let fresh = TestEnv::new("registry-identity-helper");
+    let out = fresh.rbuild().env("DOCKER_CONFIG", helper.path()).env("PATH", &path).args(["pull", &reference]).run();
+    out.assert_success();
+    assert_eq!(out.stdout_text(), format!("{reference}\n"));
+    let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
+    assert!(
+        asked.iter().any(|r| r.method == "POST" && r.param("refresh_token") == "refresh-ab12" && r.granted),
+        "the helper's token was not exchanged: {asked:?}"
+    );
 }

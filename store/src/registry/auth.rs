@@ -2,7 +2,9 @@
 //! `$DOCKER_CONFIG`, else in `~/.docker`, with its `credHelpers` (per
 //! registry), `credsStore` (for all) and `auths` entries, as the
 //! `docker_credential` crate reads them (running `docker-credential-<name>`
-//! helpers as needed).
+//! helpers as needed). An entry is a user name and password, or an identity
+//! token: `identitytoken` in `auths`, or a helper's answer with the user
+//! `<token>` (Docker's convention), which `oauth` exchanges for access tokens.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -13,11 +15,34 @@ use docker_credential::{CredentialRetrievalError, DockerCredential};
 /// The key Docker uses for Docker Hub in `config.json` and with helpers.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
-/// A user name and password (or token) for one registry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credential {
-    pub user: String,
-    pub secret: String,
+/// What `config.json` holds for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A user name and password (or access token): basic auth, or basic auth
+    /// on the token server's realm when the registry wants bearer tokens.
+    Password { user: String, secret: String },
+    /// An identity token: an OAuth2 refresh token for the registry's token
+    /// server, exchanged there for access tokens.
+    IdentityToken(String),
+}
+
+impl Credential {
+    /// What was sent, for error messages (never the secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Credential::Password { user, .. } => format!("the credentials of {user}"),
+            Credential::IdentityToken(_) => "the identity token".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Password { user, .. } => f.debug_struct("Password").field("user", user).finish_non_exhaustive(),
+            Credential::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
+        }
+    }
 }
 
 /// Where credentials are read from.
@@ -79,11 +104,8 @@ impl CredentialSource {
             registry
         };
         match docker_credential::get_credential_from_reader(BufReader::new(file), server) {
-            Ok(DockerCredential::UsernamePassword(user, secret)) => Ok(Some(Credential { user, secret })),
-            Ok(DockerCredential::IdentityToken(_)) => Err(format!(
-                "{} holds an identity token for {registry}, which rbuild cannot use yet; log in with a user name and password or access token",
-                path.display()
-            )),
+            Ok(DockerCredential::UsernamePassword(user, secret)) => Ok(Some(Credential::Password { user, secret })),
+            Ok(DockerCredential::IdentityToken(token)) => Ok(Some(Credential::IdentityToken(token))),
             Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
             // A credential store that has nothing for this registry says so
             // with an error, as docker-credential-helpers do.
@@ -126,9 +148,16 @@ mod tests {
         )
         .unwrap();
         let found = source.lookup("127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!(found, Credential { user: "alice".into(), secret: "s3cret".into() });
-        assert_eq!(source.lookup("docker.io").unwrap().unwrap().user, "hub");
+        assert_eq!(found, Credential::Password { user: "alice".into(), secret: "s3cret".into() });
+        assert_eq!(found.describe(), "the credentials of alice");
+        assert_eq!(source.lookup("docker.io").unwrap().unwrap().describe(), "the credentials of hub");
         assert_eq!(source.lookup("other.example").unwrap(), None);
+
+        // `docker login` to a registry whose token server hands out refresh tokens.
+        std::fs::write(&config, r#"{"auths":{"127.0.0.1:5000":{"auth":"YWxpY2U6","identitytoken":"refresh-me"}}}"#).unwrap();
+        let found = source.lookup("127.0.0.1:5000").unwrap().unwrap();
+        assert_eq!(found, Credential::IdentityToken("refresh-me".into()));
+        assert!(!format!("{found:?}").contains("refresh-me"), "the token is never shown");
         assert!(source.describe().contains(&config.display().to_string()));
 
         std::fs::write(&config, "{not json").unwrap();
@@ -142,17 +171,24 @@ mod tests {
         const CHILD: &str = "RBUILD_CREDENTIAL_HELPER_TEST_CONFIG";
         if let Some(config) = std::env::var_os(CHILD) {
             let source = CredentialSource::file(PathBuf::from(config));
-            assert_eq!(source.lookup("helped.example").unwrap().unwrap().user, "helped-helped.example");
+            assert_eq!(source.lookup("helped.example").unwrap().unwrap().describe(), "the credentials of helped-helped.example");
             assert_eq!(source.lookup("stored.example").unwrap(), None, "the store has nothing for it");
+            // Docker's convention: the user `<token>` says the secret is an identity token.
+            assert_eq!(source.lookup("token.example").unwrap(), Some(Credential::IdentityToken("id-token.example".into())));
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
-        std::fs::write(&config, r#"{"credHelpers":{"helped.example":"rbuildtest"},"credsStore":"rbuildempty"}"#).unwrap();
+        std::fs::write(
+            &config,
+            r#"{"credHelpers":{"helped.example":"rbuildtest","token.example":"rbuildtoken"},"credsStore":"rbuildempty"}"#,
+        )
+        .unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         for (name, script) in [
             ("rbuildtest", "#!/bin/sh\nserver=$(cat)\necho \"{\\\"Username\\\":\\\"helped-$server\\\",\\\"Secret\\\":\\\"pw\\\"}\"\n"),
+            ("rbuildtoken", "#!/bin/sh\nserver=$(cat)\necho \"{\\\"Username\\\":\\\"<token>\\\",\\\"Secret\\\":\\\"id-$server\\\"}\"\n"),
             // Reads its stdin like a real helper: exiting before rbuild has
             // written the server name would make that write fail (EPIPE).
             ("rbuildempty", "#!/bin/sh\ncat >/dev/null\necho 'credentials not found in native keychain'\nexit 1\n"),

@@ -22,11 +22,12 @@ pub enum RegistryError {
         reference: String,
         looked: String,
     },
-    #[error("pulling {reference}: registry {registry} refused the credentials of {user} ({looked}){detail}")]
+    #[error("pulling {reference}: registry {registry} refused {sent} ({looked}){detail}")]
     AuthRefused {
         registry: String,
         reference: String,
-        user: String,
+        /// What was sent: "the credentials of alice", "the identity token".
+        sent: String,
         looked: String,
         detail: String,
     },

@@ -1,6 +1,8 @@
 //! Pulling images from registries (the OCI distribution protocol) into the
 //! store, with `oci-client` doing the HTTP, the `WWW-Authenticate` challenge
-//! and the bearer-token exchange.
+//! and, for user names and passwords, the bearer-token request to the realm
+//! the challenge names (basic auth on a `GET`). Identity tokens are exchanged
+//! for access tokens by `oauth`.
 //!
 //! A pull resolves the reference to a manifest (choosing the wanted platform
 //! from an index or Docker manifest list), fetches the config and every layer
@@ -16,6 +18,7 @@
 
 mod auth;
 mod error;
+mod oauth;
 mod oci_errors;
 
 use std::collections::HashMap;
@@ -42,7 +45,8 @@ use crate::manifest::{self, Document, ImageManifestDoc, ACCEPTED_MANIFESTS};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::Store;
-use oci_errors::{describe_oci_error, ErrorContext};
+use oauth::{Access, TokenExchange};
+use oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
 
 /// Layers fetched at the same time, Docker's default `max-concurrent-downloads`.
 const CONCURRENT_DOWNLOADS: usize = 3;
@@ -106,8 +110,13 @@ pub struct Registry {
 /// A client for one registry, with the credentials found for it.
 struct Connection {
     client: Client,
+    /// What oci-client answers challenges with (anonymous for identity tokens:
+    /// `exchange` gives the client its tokens).
     auth: RegistryAuth,
-    user: Option<String>,
+    /// Set for an identity token.
+    exchange: Option<TokenExchange>,
+    /// What was sent, for error messages ("the credentials of alice").
+    sent: Option<String>,
     scheme: &'static str,
 }
 
@@ -150,7 +159,7 @@ impl Registry {
             registry: reference.domain().to_string(),
             reference: reference.familiar(),
             scheme: connection.scheme,
-            user: connection.user.clone(),
+            sent: connection.sent.clone(),
             looked: self.options.credentials.describe(),
         };
         let job = PullJob {
@@ -180,6 +189,19 @@ impl Registry {
             reason,
         })?;
         let insecure = self.is_insecure(registry);
+        let scheme = if insecure { "http" } else { "https" };
+        let exchange = match &credential {
+            Some(Credential::IdentityToken(token)) => Some(
+                TokenExchange::new(token.clone(), format!("{scheme}://{registry}"), USER_AGENT).map_err(|e| {
+                    RegistryError::Protocol {
+                        registry: registry.to_string(),
+                        reference: String::new(),
+                        reason: format!("cannot set up the token exchange: {e}"),
+                    }
+                })?,
+            ),
+            _ => None,
+        };
         let config = ClientConfig {
             protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
             // rbuild chooses the platform itself, from the raw index.
@@ -192,11 +214,12 @@ impl Registry {
         let connection = Arc::new(Connection {
             client: Client::new(config),
             auth: match &credential {
-                Some(c) => RegistryAuth::Basic(c.user.clone(), c.secret.clone()),
-                None => RegistryAuth::Anonymous,
+                Some(Credential::Password { user, secret }) => RegistryAuth::Basic(user.clone(), secret.clone()),
+                Some(Credential::IdentityToken(_)) | None => RegistryAuth::Anonymous,
             },
-            user: credential.map(|c| c.user),
-            scheme: if insecure { "http" } else { "https" },
+            exchange,
+            sent: credential.as_ref().map(Credential::describe),
+            scheme,
         });
         connections.insert(registry.to_string(), connection.clone());
         Ok(connection)
@@ -245,11 +268,16 @@ struct PullJob<'a> {
 impl PullJob<'_> {
     async fn run(&self, on_event: &mut dyn FnMut(PullEvent)) -> Result<Pulled, RegistryError> {
         let top_ref = oci_reference(self.reference, None);
-        self.connection
-            .client
-            .auth(&top_ref, &self.connection.auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| describe_oci_error(e, self.context))?;
+        if self.connection.exchange.is_some() {
+            self.refresh_access().await?;
+        } else {
+            // oci-client runs the challenge (again whenever its token expires).
+            self.connection
+                .client
+                .auth(&top_ref, &self.connection.auth, RegistryOperation::Pull)
+                .await
+                .map_err(|e| describe_oci_error(e, self.context))?;
+        }
 
         let (bytes, top_digest) = self.fetch_manifest(&top_ref, self.reference.digest()).await?;
         on_event(PullEvent::Resolved { reference: self.reference.familiar(), digest: top_digest.clone() });
@@ -317,6 +345,28 @@ impl PullJob<'_> {
         Ok(Pulled { image, digest: top_digest, downloaded_layers })
     }
 
+    /// With an identity token: gives the client a fresh access token for the
+    /// repository, if the last one is about to expire. Called before every
+    /// request, so that no request goes out with an expired token; a no-op
+    /// for other credentials.
+    async fn refresh_access(&self) -> Result<(), RegistryError> {
+        let Some(exchange) = &self.connection.exchange else { return Ok(()) };
+        match exchange.access(self.reference.path()).await {
+            Ok(Access::Anonymous | Access::Token { new: false, .. }) => Ok(()),
+            Ok(Access::Token { token, new: true }) => {
+                // The client keeps the token for this repository and sends it.
+                let top_ref = oci_reference(self.reference, None);
+                self.connection
+                    .client
+                    .auth(&top_ref, &RegistryAuth::Bearer(token), RegistryOperation::Pull)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| describe_oci_error(e, self.context))
+            }
+            Err(e) => Err(describe_exchange_error(e, self.context)),
+        }
+    }
+
     /// Fetches a manifest or index and checks it against `expected` when the
     /// reference pinned one.
     async fn fetch_manifest(
@@ -324,6 +374,7 @@ impl PullJob<'_> {
         reference: &oci_client::Reference,
         expected: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest), RegistryError> {
+        self.refresh_access().await?;
         let (bytes, _) = self
             .connection
             .client
@@ -365,6 +416,7 @@ impl PullJob<'_> {
         descriptor: &manifest::Descriptor,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
+        self.refresh_access().await?;
         let mut bytes: Vec<u8> = Vec::new();
         self.connection
             .client
@@ -424,6 +476,8 @@ impl PullJob<'_> {
         loop {
             while running.len() < CONCURRENT_DOWNLOADS {
                 let Some((digest, descriptor)) = queue.next() else { break };
+                // A download sends its one request as it starts.
+                self.refresh_access().await?;
                 on_event(PullEvent::Downloading { digest: digest.clone(), size: descriptor.size.max(0) as u64 });
                 let download = BlobDownload {
                     client: self.connection.client.clone(),

@@ -4,6 +4,7 @@
 
 use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 
+use super::oauth::ExchangeError;
 use super::RegistryError;
 use crate::digest::Digest;
 
@@ -12,24 +13,24 @@ pub(super) struct ErrorContext {
     pub registry: String,
     pub reference: String,
     pub scheme: &'static str,
-    /// The user whose credentials were sent, if any.
-    pub user: Option<String>,
+    /// What credentials were sent, if any ("the credentials of alice").
+    pub sent: Option<String>,
     /// Where credentials were looked for.
     pub looked: String,
 }
 
 impl ErrorContext {
     fn auth_failure(&self, detail: String) -> RegistryError {
-        match &self.user {
+        match &self.sent {
             None => RegistryError::AuthRequired {
                 registry: self.registry.clone(),
                 reference: self.reference.clone(),
                 looked: self.looked.clone(),
             },
-            Some(user) => RegistryError::AuthRefused {
+            Some(sent) => RegistryError::AuthRefused {
                 registry: self.registry.clone(),
                 reference: self.reference.clone(),
-                user: user.clone(),
+                sent: sent.clone(),
                 looked: self.looked.clone(),
                 detail: if detail.is_empty() { String::new() } else { format!(": {detail}") },
             },
@@ -53,7 +54,8 @@ pub(super) fn describe_oci_error(error: OciDistributionError, context: &ErrorCon
     match error {
         OciDistributionError::RequestError(e) => describe_request_error(&e, context),
         OciDistributionError::UnauthorizedError { .. } => context.auth_failure(String::new()),
-        OciDistributionError::AuthenticationFailure(reason) => context.auth_failure(first_line(&reason)),
+        // The token server's answer to the realm request.
+        OciDistributionError::AuthenticationFailure(reason) => context.auth_failure(token_server_detail(&reason)),
         OciDistributionError::RegistryError { envelope, .. } => describe_envelope(&envelope, context),
         OciDistributionError::ImageManifestNotFoundError(reason) => context.not_found(reason),
         OciDistributionError::ServerError { code, message, .. } => match code {
@@ -84,7 +86,45 @@ pub(super) fn describe_stream_error(error: std::io::Error, context: &ErrorContex
     context.protocol(format!("the download broke off: {}", chain(&error)))
 }
 
-fn describe_request_error(error: &reqwest::Error, context: &ErrorContext) -> RegistryError {
+/// Why no access token could be had for an identity token.
+pub(super) fn describe_exchange_error(error: ExchangeError, context: &ErrorContext) -> RegistryError {
+    match error {
+        ExchangeError::Request(e) => describe_request_error(&e, context),
+        ExchangeError::NotBearer(challenge) => {
+            let asked = if challenge.is_empty() {
+                "it answers 401 without naming a token server".to_string()
+            } else {
+                format!("it asks for {}, not for a bearer token", first_line(&challenge))
+            };
+            context.auth_failure(format!(
+                "{asked}, and an identity token is only good at a token server; log in with a user name and password"
+            ))
+        }
+        ExchangeError::Refused { realm, status, detail } => {
+            let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+            context.auth_failure(format!("its token server {realm} answered HTTP {status}{detail}"))
+        }
+        ExchangeError::BadAnswer { realm, reason } => context.protocol(format!("its token server {realm} answered: {reason}")),
+    }
+}
+
+/// What a token server's error answer says: the message of its JSON
+/// (`error_description`, `details`, `message`, `errors[].message`, `error`),
+/// else its first line.
+pub(super) fn token_server_detail(body: &str) -> String {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return first_line(body);
+    };
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(first_line);
+    ["error_description", "details", "message"]
+        .iter()
+        .find_map(|key| value.get(key).and_then(text))
+        .or_else(|| value.get("errors").and_then(|e| e.get(0)).and_then(|e| e.get("message")).and_then(text))
+        .or_else(|| value.get("error").and_then(text))
+        .unwrap_or_else(|| first_line(body))
+}
+
+pub(super) fn describe_request_error(error: &reqwest::Error, context: &ErrorContext) -> RegistryError {
     // reqwest's own message repeats the URL the error already names; its
     // causes say what happened (connection refused, a TLS failure).
     let reason = match std::error::Error::source(error) {
@@ -174,4 +214,22 @@ fn chain(error: &dyn std::error::Error) -> String {
 fn first_line(text: &str) -> String {
     let line = text.lines().next().unwrap_or("").trim();
     line.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_server_answers_say_why() {
+        assert_eq!(token_server_detail(r#"{"details":"incorrect username or password"}"#), "incorrect username or password");
+        assert_eq!(
+            token_server_detail(r#"{"error":"invalid_grant","error_description":"unknown refresh token"}"#),
+            "unknown refresh token"
+        );
+        assert_eq!(token_server_detail(r#"{"error":"invalid_grant"}"#), "invalid_grant");
+        assert_eq!(token_server_detail(r#"{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}"#), "no");
+        assert_eq!(token_server_detail("Forbidden\nmore"), "Forbidden");
+        assert_eq!(token_server_detail(r#"{"other":1}"#), r#"{"other":1}"#);
+    }
 }
