@@ -190,6 +190,9 @@ fn work(job_queue: &Mutex<Receiver<Job>>, done: &SyncSender<Done>, level: u32) {
 fn compress_block(job: &Job, level: u32) -> io::Result<(Vec<u8>, Crc)> {
     let mut crc = Crc::new();
     crc.update(&job.data);
+    if level > 0 && looks_incompressible(&job.data)? {
+        return Ok((deflate(job, 0)?, crc));
+    }
     let mut out = deflate(job, level)?;
     // Stored blocks cost 5 bytes per 64 KiB; anything beyond that means deflate
     // expanded the block.
@@ -198,6 +201,39 @@ fn compress_block(job: &Job, level: u32) -> io::Result<(Vec<u8>, Crc)> {
         out = deflate(job, 0)?;
     }
     Ok((out, crc))
+}
+
+/// Bytes deflated from each probe of a block.
+const PROBE: usize = 4 * 1024;
+/// Probes per block, spread evenly over it.
+const PROBES: usize = 4;
+
+/// Whether deflate would gain (almost) nothing on `data`: already-compressed
+/// files, encrypted data, random bytes. Deflating such a block only to throw
+/// the result away and store it costs as much as compressing it, so a few
+/// evenly spread probes decide first, at a few percent of the cost. A block
+/// is stored only when every probe is incompressible, so a block that is
+/// half text still gets compressed. The decision depends only on the data,
+/// which keeps the output reproducible.
+fn looks_incompressible(data: &[u8]) -> io::Result<bool> {
+    if data.len() < PROBES * PROBE * 2 {
+        return Ok(false);
+    }
+    let stride = data.len() / PROBES;
+    let mut out = Vec::with_capacity(2 * PROBE);
+    for n in 0..PROBES {
+        let probe = &data[n * stride..n * stride + PROBE];
+        let mut compress = Compress::new(flate2::Compression::new(1), false);
+        out.clear();
+        compress
+            .compress_vec(probe, &mut out, FlushCompress::Finish)
+            .map_err(io::Error::other)?;
+        // Under 97%: worth compressing (hex text keeps about 85% at level 1).
+        if compress.total_in() < probe.len() as u64 || out.len() * 100 < probe.len() * 97 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// One block as raw deflate: ends with a sync flush (byte-aligned, not final)
@@ -348,6 +384,28 @@ mod tests {
             gz.len(),
             data.len()
         );
+    }
+
+    #[test]
+    fn probes_store_only_blocks_with_nothing_to_gain() {
+        let block = 4 * PROBES * PROBE;
+        assert!(looks_incompressible(&noise(block)).unwrap());
+        assert!(!looks_incompressible(&text(block)).unwrap());
+        // One compressible probe is enough to compress the whole block.
+        let mut mixed = noise(block);
+        mixed[block / 2..block / 2 + 2 * PROBE].copy_from_slice(&text(2 * PROBE));
+        assert!(!looks_incompressible(&mixed).unwrap());
+        // Too short to probe: deflate decides.
+        assert!(!looks_incompressible(&noise(PROBES * PROBE)).unwrap());
+    }
+
+    #[test]
+    fn a_block_of_text_and_noise_is_still_compressed() {
+        let mut data = text(TEST_BLOCK / 2);
+        data.extend(noise(TEST_BLOCK / 2));
+        let gz = compress(&data, 2, 4096);
+        assert_eq!(gunzip(&gz), data);
+        assert!(gz.len() < data.len() * 3 / 4, "{} of {}", gz.len(), data.len());
     }
 
     #[test]
