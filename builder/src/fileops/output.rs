@@ -11,7 +11,15 @@
 //!
 //! Directory times are applied in [`OutputLayer::finish`], because creating an
 //! entry inside a directory updates the directory's mtime.
+//!
+//! A copy writes many entries into one directory in a row, so the layer keeps
+//! the directory it last wrote into open, and the merged-view node of the
+//! directory it last looked into: a file then costs a handful of system calls
+//! instead of a walk from the root on every layer. Both are forgotten when
+//! the layer changes under them (a removal, or a directory made at or above
+//! them).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -19,6 +27,7 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 
@@ -77,6 +86,10 @@ pub(crate) struct OutputLayer {
     out_dir: PathBuf,
     root_fd: OwnedFd,
     dir_times: BTreeMap<ImagePath, (Timespec, Timespec)>,
+    /// The directory of this layer opened last, and its path.
+    open_dir: RefCell<Option<(ImagePath, Arc<OwnedFd>)>>,
+    /// The merged-view directory looked into last.
+    looked_in: RefCell<Option<Node>>,
 }
 
 impl OutputLayer {
@@ -93,11 +106,42 @@ impl OutputLayer {
             out_dir: out_dir.to_path_buf(),
             root_fd,
             dir_times: BTreeMap::new(),
+            open_dir: RefCell::new(None),
+            looked_in: RefCell::new(None),
         })
     }
 
     pub(crate) fn lookup(&self, path: &ImagePath) -> Result<Option<Node>> {
-        self.view.lookup(path)
+        let Some(name) = path.file_name() else {
+            return self.view.lookup(path);
+        };
+        let parent = path.parent();
+        let cached = self
+            .looked_in
+            .borrow()
+            .as_ref()
+            .filter(|dir| dir.path == parent)
+            .cloned();
+        let dir = match cached {
+            Some(dir) => dir,
+            None => match self.view.lookup(&parent)? {
+                Some(dir) if dir.is_dir() => {
+                    *self.looked_in.borrow_mut() = Some(dir.clone());
+                    dir
+                }
+                _ => return Ok(None),
+            },
+        };
+        self.view.child(&dir, name)
+    }
+
+    /// Forgets the cached directory node when an entry at `path` is about to
+    /// change: the node of `path` or of anything below it would be stale.
+    fn forget_lookups_under(&self, path: &ImagePath) {
+        let mut looked_in = self.looked_in.borrow_mut();
+        if looked_in.as_ref().is_some_and(|dir| dir.path.starts_with(path)) {
+            *looked_in = None;
+        }
     }
 
     /// Resolves an image path in the merged view (see [`resolve`]).
@@ -334,7 +378,7 @@ impl OutputLayer {
         // Fast path: the directories of this layer are only ever made by the
         // steps above, parents first, so a parent present here has all of its
         // ancestors too.
-        if parent.is_root() || fsio::open_dir_beneath(&self.root_fd, &parent).is_ok() {
+        if parent.is_root() || self.open_dir_cached(&parent).is_ok() {
             return Ok(());
         }
         self.mkdir_all(&parent, &NewDir::default_now())?;
@@ -364,7 +408,13 @@ impl OutputLayer {
 
     fn remove(&mut self, path: &ImagePath) -> Result<()> {
         let (parent, name) = self.open_parent(path)?;
-        fsio::remove_all_at(&parent, name).map_err(|e| self.err("remove", path, e))?;
+        // The directory kept open may be the one removed, or inside it.
+        let mut open_dir = self.open_dir.borrow_mut();
+        if open_dir.as_ref().is_some_and(|(p, _)| p.starts_with(path)) {
+            *open_dir = None;
+        }
+        drop(open_dir);
+        fsio::remove_all_at(&*parent, name).map_err(|e| self.err("remove", path, e))?;
         self.dir_times.retain(|p, _| !p.starts_with(path));
         Ok(())
     }
@@ -414,13 +464,31 @@ impl OutputLayer {
         Ok(())
     }
 
-    fn open_parent<'p>(&self, path: &'p ImagePath) -> Result<(OwnedFd, &'p OsStr)> {
+    /// The directory of this layer above `path`, opened, and the last
+    /// component of `path`. Every change to the layer goes through here.
+    fn open_parent<'p>(&self, path: &'p ImagePath) -> Result<(Arc<OwnedFd>, &'p OsStr)> {
         let name = path
             .file_name()
             .ok_or_else(|| FileOpError::NotADirectory { path: "/".into() })?;
-        let parent = fsio::open_dir_beneath(&self.root_fd, &path.parent())
-            .map_err(|e| self.err("open directory", &path.parent(), e))?;
-        Ok((parent, name))
+        self.forget_lookups_under(path);
+        let parent = path.parent();
+        let parent_fd = self
+            .open_dir_cached(&parent)
+            .map_err(|e| self.err("open directory", &parent, e))?;
+        Ok((parent_fd, name))
+    }
+
+    /// Opens a directory of this layer, or returns the one opened last when
+    /// it is the same.
+    fn open_dir_cached(&self, path: &ImagePath) -> io::Result<Arc<OwnedFd>> {
+        if let Some((open_path, fd)) = self.open_dir.borrow().as_ref() {
+            if open_path == path {
+                return Ok(Arc::clone(fd));
+            }
+        }
+        let fd = Arc::new(fsio::open_dir_beneath(&self.root_fd, path)?);
+        *self.open_dir.borrow_mut() = Some((path.clone(), Arc::clone(&fd)));
+        Ok(fd)
     }
 
     fn err(&self, op: &'static str, path: &ImagePath, e: impl Into<io::Error>) -> FileOpError {
