@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Context as _, Result};
 use rbuild_frontend::graph::Platform;
 use rbuild_frontend::lower::LowerOptions;
-use rbuild_store::{write_archive, ArchiveFormat, Reference, Store};
+use rbuild_store::{write_archive, ArchiveFormat, Compression, Reference, Store};
 
 use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::sandbox::{Isolation, NetworkMode};
@@ -153,6 +153,7 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
         dockerfile_path: request.dockerfile_path.clone(),
         dockerfile_name: request.dockerfile_name.clone(),
         source_date_epoch: request.source_date_epoch,
+        layer_compression: layer_compression(&request.outputs),
         default_network: match args.network {
             NetworkArg::None => NetworkMode::None,
             NetworkArg::Default | NetworkArg::Host => NetworkMode::Host,
@@ -291,6 +292,19 @@ fn default_jobs() -> usize {
 }
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it) or the environment.
+/// The compression of the archive this build writes, if it writes one: its
+/// layers are then stored that way, ready to be written as they are.
+fn layer_compression(outputs: &[OutputSpec]) -> Compression {
+    outputs
+        .iter()
+        .find_map(|output| match output {
+            OutputSpec::Docker { .. } => Some(Compression::Gzip),
+            OutputSpec::Oci { compression, .. } => Some(*compression),
+            OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. } => None,
+        })
+        .unwrap_or(Compression::None)
+}
+
 fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64>, String> {
     let value = build_args
         .get("SOURCE_DATE_EPOCH")

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rbuild_frontend::graph::{BuildGraph, Op, Source, StepId};
 use rbuild_store::config::{History, ImageConfig};
-use rbuild_store::{Layer, Store, StoredImage};
+use rbuild_store::{Compression, Layer, Store, StoredImage};
 
 pub use cached::CachePolicy;
 pub use scheduler::{Limits, StepTiming};
@@ -63,6 +63,12 @@ pub struct Executor {
     pub dockerfile_name: String,
     /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
     pub source_date_epoch: Option<i64>,
+    /// How the layers this build makes are stored. Uncompressed when the
+    /// build only stores its image: compressing is the slowest part of
+    /// making a layer, and an export or `rbuild save` compresses once, when
+    /// an archive is written (remembered, so the next export is free). A
+    /// build that writes an archive stores them as the archive wants them.
+    pub layer_compression: Compression,
     /// The network of a RUN that does not say (`--network`).
     pub default_network: NetworkMode,
     pub isolation: Isolation,
@@ -103,6 +109,7 @@ impl Executor {
             self.progress.clone(),
             created.clone(),
         )
+        .with_layer_compression(self.layer_compression)
         .with_named_contexts(named_context::NamedContexts::new(&self.named_contexts))
         .with_cache(Some(self.step_cache()?)));
         let runtime = tokio::runtime::Builder::new_multi_thread()

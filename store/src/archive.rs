@@ -136,12 +136,9 @@ impl ExportPlan {
 
         for (image, names) in images {
             let image = match format {
-                // Docker loads plain and gzip layer files, not zstd.
-                ArchiveFormat::Docker => {
-                    store.convert_image_where(image, Compression::Gzip, |c| {
-                        matches!(c, Some(Compression::Gzip | Compression::None))
-                    })?
-                }
+                // Docker reads plain, gzip and (from 23.0) zstd layers; the
+                // archive carries gzip, which every client reads.
+                ArchiveFormat::Docker => store.convert_image(image, Compression::Gzip)?,
                 ArchiveFormat::Oci { compression } => store.convert_image(image, *compression)?,
             };
             let manifest_size = store.read_blob(&image.manifest_digest)?.len() as u64;

@@ -55,18 +55,26 @@ impl Store {
         let path = self.blob_path(&layer.digest);
         let io_err = |e: io::Error| StoreError::io("recompress layer", &path, e);
         let (file, _) = self.open_blob(&layer.digest)?;
-        // The compressed bytes are hashed too: a conversion must not launder a
-        // blob that is corrupt on disk into a fresh, valid-looking one.
-        let mut compressed = HashingReader::new(file);
-        let mut uncompressed =
-            HashingReader::new(decoder(source, &mut compressed).map_err(io_err)?);
         let mut encoder = BackgroundEncoder::spawn(target, self.blob_writer()?).map_err(io_err)?;
-        io::copy(&mut uncompressed, &mut encoder).map_err(io_err)?;
-        let (diff_id, _) = uncompressed.finish();
-        // Drain what the decoder left unread (trailing padding), so the blob
-        // hash covers the whole file.
-        io::copy(&mut compressed, &mut io::sink()).map_err(io_err)?;
-        let (blob_digest, _) = compressed.finish();
+        // The stored bytes are hashed too: a conversion must not launder a
+        // blob that is corrupt on disk into a fresh, valid-looking one. A
+        // plain tar is its own uncompressed stream: one hash serves both.
+        let (blob_digest, diff_id) = if source == Compression::None {
+            let mut plain = HashingReader::new(file);
+            io::copy(&mut plain, &mut encoder).map_err(io_err)?;
+            let (digest, _) = plain.finish();
+            (digest.clone(), digest)
+        } else {
+            let mut compressed = HashingReader::new(file);
+            let mut uncompressed =
+                HashingReader::new(decoder(source, &mut compressed).map_err(io_err)?);
+            io::copy(&mut uncompressed, &mut encoder).map_err(io_err)?;
+            let (diff_id, _) = uncompressed.finish();
+            // Drain what the decoder left unread (trailing padding), so the
+            // blob hash covers the whole file.
+            io::copy(&mut compressed, &mut io::sink()).map_err(io_err)?;
+            (compressed.finish().0, diff_id)
+        };
         if blob_digest != layer.digest {
             return Err(StoreError::DigestMismatch {
                 what: format!("layer blob {}", path.display()),

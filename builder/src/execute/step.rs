@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId};
 use rbuild_store::config::History;
-use rbuild_store::{LayerOptions, Store};
+use rbuild_store::{Compression, LayerOptions, Store};
 
 use super::{FsState, LayerRef};
 use crate::context::BuildContext;
@@ -29,6 +29,10 @@ pub struct StepRunner {
     pub default_network: NetworkMode,
     pub isolation: Isolation,
     pub progress: SharedProgress,
+    /// How new layers are stored (see [`Executor::layer_compression`]).
+    ///
+    /// [`Executor::layer_compression`]: super::Executor::layer_compression
+    pub layer_compression: Compression,
     /// The image config's `created` and the history times.
     pub created: String,
     /// Opened by the first step that reads the context.
@@ -71,6 +75,7 @@ impl StepRunner {
             default_network,
             isolation,
             progress,
+            layer_compression: Compression::None,
             created,
             context: OnceLock::new(),
             named_contexts: Default::default(),
@@ -80,6 +85,11 @@ impl StepRunner {
 
     pub fn with_cache(mut self, cache: Option<super::cached::StepCache>) -> StepRunner {
         self.cache = cache;
+        self
+    }
+
+    pub fn with_layer_compression(mut self, compression: Compression) -> StepRunner {
+        self.layer_compression = compression;
         self
     }
 
@@ -224,7 +234,7 @@ impl StepRunner {
     fn commit_diff(&self, dir: &Path) -> Result<LayerRef, BuildError> {
         let options = LayerOptions {
             source_date_epoch: self.source_date_epoch,
-            ..LayerOptions::default()
+            compression: self.layer_compression,
         };
         let layer = self.store.write_layer(dir, &options)?;
         let snapshot = self.store.commit_snapshot(dir, &layer.diff_id)?;
