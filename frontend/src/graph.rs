@@ -147,6 +147,9 @@ pub enum Base {
     Image(String),
     /// An earlier stage, by index.
     Stage(usize),
+    /// A directory named with `--build-context NAME=DIR`: its files are the
+    /// stage's first layer, its image config that of `scratch`.
+    Context(String),
 }
 
 /// A step's input filesystem that is not another step.
@@ -159,7 +162,8 @@ pub enum Source {
     /// The build context (only ever a CopyFrom input).
     Context,
     /// A directory named with `--build-context NAME=DIR` (only ever a
-    /// CopyFrom input); the builder knows where it is.
+    /// CopyFrom input: `FROM NAME` copies all of it); the builder knows where
+    /// it is.
     NamedContext(String),
 }
 

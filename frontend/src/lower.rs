@@ -42,7 +42,7 @@ pub trait ImageResolver {
     }
 
     /// Whether `name` is a directory given with `--build-context NAME=DIR`,
-    /// which `COPY --from=NAME` reads (it is not an image: FROM refuses it).
+    /// which `COPY --from=NAME` reads and `FROM NAME` starts a stage with.
     fn is_named_directory(&self, _name: &str) -> bool {
         false
     }
@@ -341,10 +341,10 @@ impl<'a> Lowering<'a> {
                 (Base::Scratch, self.shared_source(Source::Scratch), image, Vec::new())
             }
             StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
-                return Err(DockerfileError::at(
-                    stage.location,
-                    format!("build context {name:?} is a directory, not an image: FROM needs an image (copy from the directory with COPY --from={name})"),
-                ));
+                // An empty image config, as BuildKit gives a stage on a local context.
+                let mut image = ImageMeta::default();
+                image.set_env("PATH", DEFAULT_PATH);
+                (Base::Context(name), self.shared_source(Source::Scratch), image, Vec::new())
             }
             StageRef::Image(name) => {
                 let (mut image, root) = self.resolve_image(&name, stage.location)?;
@@ -359,6 +359,9 @@ impl<'a> Lowering<'a> {
             cmd_set: false,
             steps: Vec::new(),
         };
+        if let Base::Context(name) = &base {
+            self.directory_layer(&mut state, name, stage.location);
+        }
         // A base image's ONBUILD triggers run right after FROM.
         for trigger in &triggers {
             for command in onbuild_commands(trigger, stage.location)? {
@@ -382,6 +385,42 @@ impl<'a> Lowering<'a> {
             image,
             steps: state.steps,
         })
+    }
+
+    /// `FROM NAME` of a directory context: the stage starts from scratch with
+    /// all of the directory as its first layer, as BuildKit starts it from the
+    /// local source. That layer is a copy of `.` to `/` from the directory
+    /// (its `.dockerignore` applies; files keep their modes and times and
+    /// belong to root, as BuildKit's local sources and COPY give them), a step
+    /// of the stage, so the step cache keys it by the files' contents like any
+    /// COPY.
+    fn directory_layer(&mut self, state: &mut StageState, name: &str, location: Location) {
+        let op = Op::Copy(CopyOp {
+            is_add: false,
+            sources: vec![".".into()],
+            inline_files: Vec::new(),
+            dest: "/".into(),
+            workdir: "/".into(),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            unpack: None,
+            checksum: None,
+        });
+        let id = self.graph.add_node(Step {
+            stage: Some(state.index),
+            op,
+            location: Some(location),
+            display: format!("FROM {name}"),
+            history: Some(HistoryEntry { created_by: format!("load build context {name}"), empty_layer: false }),
+        });
+        self.graph.add_edge(state.current, id, Edge::Parent);
+        let input = self.shared_source(Source::NamedContext(name.to_string()));
+        self.graph.add_edge(input, id, Edge::CopyFrom);
+        state.current = id;
+        state.steps.push(id);
     }
 
     fn check_stage_platform(&self, stage: &Stage) -> Result<(), DockerfileError> {

@@ -1,8 +1,9 @@
-//! Base images from outside a registry, as `--build-context NAME=…` gives them (a directory, a
-//! docker archive, an OCI layout, another image reference), and base layers that try to escape
-//! the snapshot they are unpacked into.
+//! Base images from outside a registry, as `--build-context NAME=…` gives them (a directory,
+//! copied from and built on, a docker archive, an OCI layout, another image reference), and base
+//! layers that try to escape the snapshot they are unpacked into.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rbuild_e2e::archive::sha256_hex;
@@ -10,7 +11,7 @@ use rbuild_e2e::registry::{build_base, Registry};
 use rbuild_e2e::{Archive, Context, TestEnv};
 
 #[test]
-fn a_directory_context_is_copied_from_but_is_no_base() {
+fn a_directory_context_is_copied_from() {
     let env = TestEnv::new("context-dir");
     let assets = tempfile::tempdir().expect("temp dir");
     fs::write(assets.path().join("a.txt"), "asset\n").expect("asset");
@@ -24,15 +25,51 @@ fn a_directory_context_is_copied_from_but_is_no_base() {
     let listing = image.busybox(&["ls", "-a", "/assets"]);
     assert!(!listing.contains("skip.txt"), "the context's .dockerignore applies: {listing}");
 
-    ctx.dockerfile(&["FROM assets"]);
-    let out = env.rbuild().args(["build", "--build-context", &flag]).arg(ctx.path()).run();
-    out.assert_code(1);
-    out.assert_stderr_contains("is a directory, not an image");
-
     let out = env.rbuild().args(["build", "--build-context", "assets=/no/such/dir"]).arg(ctx.path()).run();
     out.assert_code(2);
     out.assert_stderr_contains("/no/such/dir is not a directory");
 }
+
+/// `FROM NAME` of a directory context: the directory is the stage's root filesystem, as BuildKit
+/// builds on a local context: its files with their modes, owned by root (BuildKit's local sources
+/// reset uid and gid to 0, as COPY from the context does), its `.dockerignore` applied, and the
+/// config of `scratch` (only PATH). The image runs in Docker.
+#[test]
+fn a_directory_context_is_a_base() {
+    let env = TestEnv::new("context-dir-base");
+    let rootfs = tempfile::tempdir().expect("temp dir");
+    let root = rootfs.path();
+    fs::create_dir(root.join("bin")).expect("bin/");
+    fs::copy(rbuild_e2e::context::busybox_path(), root.join("bin/busybox")).expect("busybox");
+    fs::write(root.join("file"), "from the directory\n").expect("file");
+    fs::create_dir(root.join("etc")).expect("etc/");
+    fs::write(root.join("etc/secret.conf"), "private\n").expect("a private file");
+    fs::set_permissions(root.join("etc/secret.conf"), fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::os::unix::fs::chown(root.join("etc/secret.conf"), Some(1234), Some(2345)).expect("chown (the tests run as root)");
+    fs::write(root.join("left-out.txt"), "ignored\n").expect("an ignored file");
+    fs::write(root.join(".dockerignore"), "left-out.txt\n").expect("its .dockerignore");
+
+    let ctx = Context::new();
+    ctx.dockerfile(&[
+        "FROM base",
+        r#"RUN ["/bin/busybox", "sh", "-c", "/bin/busybox cat /file > /out && /bin/busybox stat -c '%a %u:%g %n' /bin/busybox /etc/secret.conf > /stat"]"#,
+    ]);
+    let flag = format!("base={}", root.display());
+    let built = env.build(&ctx, &["--build-context", &flag]);
+    built.output.assert_stderr_contains("[stage-0 1/2] FROM base");
+    let image = built.load();
+    assert_eq!(image.read("/out"), "from the directory\n");
+    assert_eq!(image.read("/stat"), "755 0:0 /bin/busybox\n640 0:0 /etc/secret.conf\n");
+    assert!(image.try_busybox(&["ls", "/left-out.txt"]).code() != Some(0), "the .dockerignore applies");
+    let config = image.config();
+    assert_eq!(rbuild_e2e::strings(&config["Env"]), vec![format!("PATH={DEFAULT_PATH}")], "scratch's config");
+    assert!(config["Cmd"].is_null() && config["Entrypoint"].is_null(), "{config}");
+    let layers = built.archive().config()["rootfs"]["diff_ids"].as_array().expect("diff_ids").len();
+    assert_eq!(layers, 2, "the directory and the RUN");
+    assert!(image.history().iter().any(|h| h.contains("load build context base")), "{:?}", image.history());
+}
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[test]
 fn a_docker_archive_context_is_a_base_without_any_registry() {

@@ -1477,3 +1477,50 @@ fn other_inputs_of_keys() {
         epoch.progress.log
     );
 }
+
+/// A stage on a directory context (`FROM NAME`, `--build-context NAME=DIR`) starts with the
+/// directory's layer, a step keyed by the directory's files as a COPY is: unchanged, the build
+/// hits and gives the same image; a changed file reruns it and what follows (and
+/// `--explain-cache` names the file); a file its `.dockerignore` leaves out changes nothing.
+#[test]
+fn a_directory_base_reruns_when_its_files_change() {
+    let env = TestEnv::new("cache-dir-base");
+    let rootfs = tempfile::tempdir().expect("temp dir");
+    let root = rootfs.path();
+    fs::create_dir(root.join("bin")).expect("bin/");
+    fs::copy(rbuild_e2e::context::busybox_path(), root.join("bin/busybox")).expect("busybox");
+    fs::write(root.join("file"), "one\n").expect("file");
+    fs::write(root.join("notes.txt"), "not in the image\n").expect("notes");
+    fs::write(root.join(".dockerignore"), "notes.txt\n").expect(".dockerignore");
+    let ctx = Context::new();
+    let run = r#"RUN ["/bin/busybox", "sh", "-c", "/bin/busybox cat /file > /out"]"#;
+    ctx.dockerfile(&["FROM base", run]);
+    let flag = format!("base={}", root.display());
+    let args = ["--build-context", flag.as_str()];
+
+    let (first, archive) = build_archive(&env, &ctx, &args);
+    first.progress.assert_steps(&[("FROM base", Ran), (run, Ran)]);
+    assert_eq!(layer_text(&archive, "out"), "one\n");
+    let again = build(&env, &ctx, &args);
+    again.progress.assert_all(Cached);
+    assert_eq!(again.id, first.id, "a fully cached rebuild is the same image");
+
+    fs::write(root.join("notes.txt"), "edited, still ignored\n").expect("notes");
+    set_times(root, SystemTime::now() + Duration::from_secs(60));
+    build(&env, &ctx, &args).progress.assert_all(Cached);
+
+    fs::write(root.join("file"), "two\n").expect("file");
+    let mut explained = args.to_vec();
+    explained.push("--explain-cache");
+    let (changed, archive) = build_archive(&env, &ctx, &explained);
+    changed.progress.assert_steps(&[("FROM base", Ran), (run, Ran)]);
+    let why = changed.progress.step("FROM base").misses.join(" | ");
+    assert!(why.contains("files changed: file"), "{why}\n{}", changed.progress.log);
+    assert_eq!(layer_text(&archive, "out"), "two\n");
+    assert_ne!(changed.id, first.id);
+
+    fs::write(root.join("file"), "one\n").expect("file");
+    let back = build(&env, &ctx, &args);
+    back.progress.assert_all(Cached);
+    assert_eq!(back.id, first.id, "the first contents find the first build's records");
+}

@@ -197,6 +197,7 @@ impl<'a> Picture<'a> {
             Base::Scratch => "FROM scratch".to_string(),
             Base::Image(reference) => format!("FROM {reference}"),
             Base::Stage(index) => format!("FROM {}", self.stage_name(*index)),
+            Base::Context(name) => format!("FROM {name} (build context)"),
         };
         let _ = writeln!(out, "  subgraph cluster_stage_{} {{", stage.index);
         let _ = writeln!(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use rbuild_frontend::graph::{Edge, Op, StepId};
+use rbuild_frontend::graph::{Base, Edge, Op, StepId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -171,8 +171,10 @@ pub fn step_label(runner: &StepRunner, id: StepId) -> String {
     let Some(plan) = graph.stages.iter().find(|s| s.index == stage_index) else {
         return step.display.clone();
     };
-    let total = plan.steps.len() + 1;
-    let position = plan.steps.iter().position(|s| *s == id).map(|p| p + 2).unwrap_or(1);
+    // FROM is step 1, except for a stage on a directory: loading it is its first step.
+    let from = usize::from(!matches!(plan.base, Base::Context(_)));
+    let total = plan.steps.len() + from;
+    let position = plan.steps.iter().position(|s| *s == id).map(|p| p + 1 + from).unwrap_or(1);
     let name = plan.name.clone().unwrap_or_else(|| format!("stage-{}", plan.index));
     format!("[{name} {position}/{total}] {}", step.display)
 }

@@ -375,9 +375,28 @@ fn images_are_pinned_and_named_directories_are_copy_sources() {
     let sources = graph.graph.node_indices().filter(|id| matches!(graph.step(*id).op, Op::Source(Source::NamedContext(_))));
     assert_eq!(sources.count(), 1, "one source step per named context");
 
-    let err = lower_src_with("FROM assets\n", &PinningImages).unwrap_err();
-    assert!(err.message.contains("is a directory"), "{}", err.message);
-    assert_eq!(err.line, 1);
+}
+
+#[test]
+fn a_stage_from_a_named_directory_starts_with_a_copy_of_it() {
+    let graph = lower_src_with("FROM assets\nRUN ls\nCOPY --from=assets /a /b\n", &PinningImages).unwrap();
+    let stage = graph.target_stage();
+    assert_eq!(stage.base, Base::Context("assets".into()));
+    assert_eq!(stage.image.env_value("PATH"), Some(DEFAULT_PATH), "scratch's config");
+    assert_eq!(stage.image.env.len(), 1);
+    assert_eq!(graph.step(stage.root).op, Op::Source(Source::Scratch));
+    assert_eq!(stage.steps.len(), 3, "the directory's layer is the stage's first step");
+    let first = graph.step(stage.steps[0]);
+    assert_eq!(first.display, "FROM assets");
+    assert_eq!(first.location.map(|l| l.start_line), Some(1));
+    let Op::Copy(copy) = &first.op else { panic!("{:?}", first.op) };
+    assert_eq!((copy.sources.clone(), copy.dest.as_str(), copy.chown.as_ref()), (vec![".".to_string()], "/", None));
+    assert_eq!(first.history.as_ref().map(|h| h.created_by.as_str()), Some("load build context assets"));
+    let copies = copy_ops(&graph);
+    let inputs: Vec<Op> = copies.iter().map(|(_, from)| graph.step(from.unwrap()).op.clone()).collect();
+    assert_eq!(inputs, vec![Op::Source(Source::NamedContext("assets".into())); 2], "one source for FROM and COPY --from");
+    let sources = graph.graph.node_indices().filter(|id| matches!(graph.step(*id).op, Op::Source(Source::NamedContext(_))));
+    assert_eq!(sources.count(), 1);
 }
 
 fn lower_src_with(src: &str, resolver: &dyn ImageResolver) -> Result<BuildGraph, DockerfileError> {
