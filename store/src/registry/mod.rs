@@ -192,7 +192,7 @@ impl Registry {
         let scheme = if insecure { "http" } else { "https" };
         let exchange = match &credential {
             Some(Credential::IdentityToken(token)) => Some(
-                TokenExchange::new(token.clone(), format!("{scheme}://{registry}"), USER_AGENT).map_err(|e| {
+                TokenExchange::new(token.clone(), format!("{scheme}://{}", api_host(registry)), USER_AGENT).map_err(|e| {
                     RegistryError::Protocol {
                         registry: registry.to_string(),
                         reference: String::new(),
@@ -231,6 +231,14 @@ fn is_insecure(registry: &str, named: &[String]) -> bool {
     let host = host_of(registry);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     loopback || named.iter().any(|n| n == registry || n == host)
+}
+
+/// The host that serves `registry`'s API, as oci-client resolves it
+/// (`docker.io` is served by `index.docker.io`).
+fn api_host(registry: &str) -> String {
+    oci_client::Reference::with_tag(registry.to_string(), "library/x".to_string(), "latest".to_string())
+        .resolve_registry()
+        .to_string()
 }
 
 /// The host part of `host[:port]` or `[v6]:port`.
@@ -610,6 +618,13 @@ mod tests {
         ] {
             assert_eq!(is_insecure(registry, &named), insecure, "{registry}");
         }
+    }
+
+    #[test]
+    fn docker_hub_is_served_by_its_index_host() {
+        assert_eq!(api_host("docker.io"), "index.docker.io");
+        assert_eq!(api_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(api_host("ghcr.io"), "ghcr.io");
     }
 
     #[test]
