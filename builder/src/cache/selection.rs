@@ -82,6 +82,11 @@ pub(crate) fn select(tree: &LayeredTree<'_>, copy: &CopyOp, owner_forced: bool) 
     };
     for spec in &copy.sources {
         for item in expand(tree, spec, copy.parents)? {
+            // A whole directory is walked: list it on every core first. With
+            // `--exclude` or a `--parents` pattern the walk may skip most of it.
+            if walk.exclude.is_none() && item.include.is_none() {
+                tree.prefetch(&item.node, prefetch_threads());
+            }
             walk.parts.push(Part::Item(Item {
                 spec: item.spec.clone(),
                 name: item.name.to_string_lossy().into_owned(),
@@ -91,6 +96,12 @@ pub(crate) fn select(tree: &LayeredTree<'_>, copy: &CopyOp, owner_forced: bool) 
         }
     }
     Ok(walk.parts)
+}
+
+/// Threads that list a big source tree ahead of the walk: the stats of
+/// 20,000 files are most of a cached build's time.
+fn prefetch_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
 }
 
 struct Walk<'a, 't> {

@@ -271,6 +271,15 @@ pub(crate) fn open_dir_beneath(root: impl AsFd, rel: &ImagePath) -> io::Result<O
     Ok(fd)
 }
 
+/// Opens a directory for listing, refusing a symlink in its place.
+pub(crate) fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
 /// Opens a host directory that the caller names (an output directory).
 pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     Ok(rustix::fs::open(

@@ -9,11 +9,16 @@
 //!
 //! Lookups walk one component at a time and `lstat` every step, so a symlink in a
 //! layer directory is reported as a symlink and never followed on the host.
+//! Listing a directory stats its entries relative to the open directory, and
+//! [`LayeredTree::prefetch`] lists a whole subtree on several threads ahead of a
+//! walk that needs all of it (hashing a big build context).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
 
 use super::error::{FileOpError, Result};
 use super::fsio::{self, Attrs};
@@ -30,8 +35,9 @@ pub(crate) enum Visibility {
     HiddenUnlessChildVisible,
 }
 
-/// Decides which paths of a tree can be seen.
-pub(crate) trait PathFilter {
+/// Decides which paths of a tree can be seen. Shared by the threads of
+/// [`LayeredTree::prefetch`].
+pub(crate) trait PathFilter: Sync {
     /// `rel` is '/'-separated, relative to the tree's root.
     fn visibility(&self, rel: &str, is_dir: bool) -> Visibility;
 }
@@ -64,7 +70,14 @@ pub(crate) struct LayeredTree<'a> {
     layers: Vec<PathBuf>,
     whiteouts: bool,
     filter: Option<&'a dyn PathFilter>,
+    /// Directory listings made ahead by [`LayeredTree::prefetch`], each taken
+    /// (once) by the walk that asks for it.
+    prefetched: Mutex<HashMap<ImagePath, Vec<Node>>>,
 }
+
+/// The open directories of one listing, by layer index: names are looked up
+/// relative to them instead of walking the whole host path again.
+struct OpenDirs(Vec<Option<OwnedFd>>);
 
 impl<'a> LayeredTree<'a> {
     /// A view of image layers: whiteouts and opaque directories are honoured.
@@ -73,6 +86,7 @@ impl<'a> LayeredTree<'a> {
             layers,
             whiteouts: true,
             filter: None,
+            prefetched: Mutex::default(),
         }
     }
 
@@ -82,6 +96,7 @@ impl<'a> LayeredTree<'a> {
             layers: vec![root],
             whiteouts: false,
             filter: Some(filter),
+            prefetched: Mutex::default(),
         }
     }
 
@@ -128,13 +143,21 @@ impl<'a> LayeredTree<'a> {
 
     /// The visible entry `name` inside the directory `dir`, if any.
     pub(crate) fn child(&self, dir: &Node, name: &OsStr) -> Result<Option<Node>> {
+        self.child_in(dir, name, None)
+    }
+
+    /// [`LayeredTree::child`], with `dir` already open in its layers.
+    fn child_in(&self, dir: &Node, name: &OsStr, open: Option<&OpenDirs>) -> Result<Option<Node>> {
         let path = dir.path.join(name);
         let rel = path.to_relative();
         let mut found: Option<Node> = None;
         for &l in &dir.merged {
-            let host = self.layers[l].join(&rel);
-            let Some(attrs) = fsio::lstat(&host).map_err(|e| FileOpError::io("stat", &host, e))?
-            else {
+            let host = || self.layers[l].join(&rel);
+            let attrs = match open.and_then(|o| o.0.get(l)).and_then(Option::as_ref) {
+                Some(fd) => fsio::lstat_at(fd, name),
+                None => fsio::lstat(&host()),
+            };
+            let Some(attrs) = attrs.map_err(|e| FileOpError::io("stat", host(), e))? else {
                 continue;
             };
             if self.whiteouts && attrs.is_whiteout() {
@@ -164,7 +187,7 @@ impl<'a> LayeredTree<'a> {
                     })
                 }
             }
-            if self.whiteouts && fsio::is_opaque(&host) {
+            if self.whiteouts && fsio::is_opaque(&host()) {
                 break;
             }
         }
@@ -205,23 +228,93 @@ impl<'a> LayeredTree<'a> {
 
     /// The visible entries of a directory, sorted by name.
     pub(crate) fn children(&self, dir: &Node) -> Result<Vec<Node>> {
+        let ready = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&dir.path);
+        match ready {
+            Some(children) => Ok(children),
+            None => self.list(dir),
+        }
+    }
+
+    fn list(&self, dir: &Node) -> Result<Vec<Node>> {
         let mut names = BTreeSet::<OsString>::new();
+        let mut open = OpenDirs(Vec::new());
+        open.0.resize_with(self.layers.len(), || None);
         for &l in &dir.merged {
             let host = self.layers[l].join(dir.path.to_relative());
-            let entries = std::fs::read_dir(&host)
+            let fd = fsio::open_dir_nofollow(&host)
                 .map_err(|e| FileOpError::io("read directory", &host, e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| FileOpError::io("read directory", &host, e))?;
-                names.insert(entry.file_name());
-            }
+            names.extend(
+                fsio::list_dir_fd(&fd).map_err(|e| FileOpError::io("read directory", &host, e))?,
+            );
+            open.0[l] = Some(fd);
         }
         let mut out = Vec::with_capacity(names.len());
         for name in names {
-            if let Some(node) = self.child(dir, &name)? {
+            if let Some(node) = self.child_in(dir, &name, Some(&open))? {
                 out.push(node);
             }
         }
         Ok(out)
+    }
+
+    /// Lists every directory below `dir` on `threads` threads, for the next
+    /// [`LayeredTree::children`] calls to take. Listings are made exactly as
+    /// `children` makes them, so a walk sees the same tree either way; a
+    /// directory that fails to list is left for the walk, to report.
+    pub(crate) fn prefetch(&self, dir: &Node, threads: usize) {
+        if !dir.is_dir() || threads < 2 {
+            return;
+        }
+        struct Queue {
+            dirs: Vec<Node>,
+            /// Directories taken and not yet listed: more may follow.
+            busy: usize,
+        }
+        let queue = Mutex::new(Queue { dirs: vec![dir.clone()], busy: 0 });
+        let wake = Condvar::new();
+        let worker = || {
+            let mut listed = HashMap::new();
+            loop {
+                let next = {
+                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    loop {
+                        if let Some(next) = q.dirs.pop() {
+                            q.busy += 1;
+                            break Some(next);
+                        }
+                        if q.busy == 0 {
+                            break None;
+                        }
+                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                };
+                let Some(next) = next else {
+                    wake.notify_all();
+                    return listed;
+                };
+                let children = self.list(&next).ok();
+                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(children) = children {
+                    q.dirs.extend(children.iter().filter(|c| c.is_dir()).cloned());
+                    listed.insert(next.path, children);
+                }
+                q.busy -= 1;
+                drop(q);
+                wake.notify_all();
+            }
+        };
+        let listings: Vec<HashMap<ImagePath, Vec<Node>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        for listing in listings {
+            prefetched.extend(listing);
+        }
     }
 
     /// The target of a symlink entry, as raw bytes.
@@ -327,6 +420,67 @@ mod tests {
         let tree = LayeredTree::filtered_dir(l.dirs[0].clone(), &All);
         assert_eq!(kinds(&tree, "/dev0"), Some((false, Some(0))));
         assert_eq!(kinds(&l.tree(), "/dev0"), None);
+    }
+
+    /// Every visible path below the root, walked depth first with `children`.
+    fn walk_all(tree: &LayeredTree<'_>) -> Vec<(String, bool, Option<usize>)> {
+        fn walk(tree: &LayeredTree<'_>, dir: &Node, out: &mut Vec<(String, bool, Option<usize>)>) {
+            for child in tree.children(dir).unwrap() {
+                out.push((child.path.display(), child.is_dir(), child.layer()));
+                if child.is_dir() {
+                    walk(tree, &child, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(tree, &tree.root().unwrap(), &mut out);
+        out
+    }
+
+    #[test]
+    fn a_prefetched_walk_sees_the_same_tree() {
+        let l = Layers::new(2);
+        for d in 0..6 {
+            for f in 0..5 {
+                l.file(0, &format!("d{d}/sub/f{f}"), "x");
+            }
+        }
+        l.file(1, "d1/sub/f9", "upper");
+        l.opaque(1, "d2");
+        l.file(1, "d2/only", "");
+        l.whiteout(1, "d3");
+        l.dir(1, "d4/sub/deeper/still");
+        let plain = walk_all(&l.tree());
+        let prefetched = l.tree();
+        prefetched.prefetch(&prefetched.root().unwrap(), 3);
+        assert_eq!(walk_all(&prefetched), plain);
+        assert!(prefetched.prefetched.lock().unwrap().is_empty(), "every listing taken once");
+        assert!(plain.iter().any(|(p, ..)| p == "/d4/sub/deeper/still"));
+        assert!(!plain.iter().any(|(p, ..)| p.starts_with("/d3")));
+        assert!(!plain.iter().any(|(p, ..)| p.starts_with("/d2/sub")));
+
+        // A filtered directory: hidden entries stay hidden, exceptions below a
+        // hidden directory still show.
+        struct Filter;
+        impl PathFilter for Filter {
+            fn visibility(&self, rel: &str, is_dir: bool) -> Visibility {
+                match rel {
+                    "d0" | "d5/sub/f1" => Visibility::Hidden,
+                    "d1" | "d1/sub" if is_dir => Visibility::HiddenUnlessChildVisible,
+                    r if r.starts_with("d1/") && r != "d1/sub/f2" => Visibility::Hidden,
+                    _ => Visibility::Visible,
+                }
+            }
+        }
+        let plain = walk_all(&LayeredTree::filtered_dir(l.dirs[0].clone(), &Filter));
+        let prefetched = LayeredTree::filtered_dir(l.dirs[0].clone(), &Filter);
+        prefetched.prefetch(&prefetched.root().unwrap(), 2);
+        assert_eq!(walk_all(&prefetched), plain);
+        let paths: Vec<&str> = plain.iter().map(|(p, ..)| p.as_str()).collect();
+        assert!(paths.contains(&"/d1/sub/f2"));
+        assert!(!paths.contains(&"/d1/sub/f3"));
+        assert!(!paths.iter().any(|p| p.starts_with("/d0")));
+        assert!(!paths.contains(&"/d5/sub/f1"));
     }
 
     #[test]
