@@ -18,6 +18,11 @@ use crate::context::BuildContext;
 use crate::fileops::{copy_into, CopyFrom, CopyRequest, Rootfs};
 use crate::sandbox::NetworkMode;
 
+/// A named change to an operation, for tables of cache-key variants.
+type Variant<Op> = (&'static str, Box<dyn Fn(&mut Op)>);
+/// A named change to a file of a test context.
+type FileChange = (&'static str, Box<dyn Fn(&Path)>);
+
 // ---- helpers ---------------------------------------------------------------
 
 fn write(root: &Path, rel: &str, content: &str, mode: u32) -> PathBuf {
@@ -227,7 +232,7 @@ fn every_input_of_a_step_changes_its_key() {
     let mut add = |name: &str, step: Step, parent: Option<&CacheKey>, source: Option<&SourceDigest>, params: &KeyParams| {
         keys.push((name.to_string(), key_for_step(&step, parent, source, params).0.digest().clone()));
     };
-    let copy_variants: Vec<(&str, Box<dyn Fn(&mut CopyOp)>)> = vec![
+    let copy_variants: Vec<Variant<CopyOp>> = vec![
         ("base copy", Box::new(|_| {})),
         ("sources", Box::new(|c| c.sources.push("README.md".into()))),
         ("dest", Box::new(|c| c.dest = "/other/".into())),
@@ -250,7 +255,7 @@ fn every_input_of_a_step_changes_its_key() {
     }
     let copy_step = step(Op::Copy(base_copy.clone()), 2);
     // The files the copy selects.
-    let file_changes: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    let file_changes: Vec<FileChange> = vec![
         ("content", Box::new(|r| drop(write(r, "src/m0/f0.rs", "changed", 0o644)))),
         ("mode", Box::new(|r| std::fs::set_permissions(r.join("run.sh"), std::fs::Permissions::from_mode(0o700)).unwrap())),
         ("new file", Box::new(|r| drop(write(r, "src/m0/new.rs", "", 0o644)))),
@@ -271,7 +276,7 @@ fn every_input_of_a_step_changes_its_key() {
     add("epoch", copy_step.clone(), Some(&parent), Some(&source), &KeyParams { source_date_epoch: Some(0), ..params() });
 
     let base_run = run_op(&["/bin/sh", "-c", "make"], &[("A", "1")]);
-    let run_variants: Vec<(&str, Box<dyn Fn(&mut RunOp)>)> = vec![
+    let run_variants: Vec<Variant<RunOp>> = vec![
         ("base run", Box::new(|_| {})),
         ("argv", Box::new(|r| r.argv[2] = "make all".into())),
         ("argv split", Box::new(|r| r.argv = vec!["/bin/sh".into(), "-c make".into()])),
