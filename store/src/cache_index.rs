@@ -162,6 +162,12 @@ impl CacheIndex {
         Ok(out)
     }
 
+    /// The key of the newest recorded run of the step `identity`, if any.
+    pub fn newest_key(&self, identity: &Digest) -> Result<Option<Digest>> {
+        let dir = self.inputs.join(identity.hex());
+        Ok(self.inputs_by_age(&dir)?.into_iter().next().map(|(key, _)| key))
+    }
+
     /// The input files in `dir`, newest first (name order among equal times,
     /// so the order is the same for every reader).
     fn inputs_by_age(&self, dir: &std::path::Path) -> Result<Vec<(Digest, PathBuf)>> {

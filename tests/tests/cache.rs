@@ -1524,3 +1524,59 @@ fn a_directory_base_reruns_when_its_files_change() {
     back.progress.assert_all(Cached);
     assert_eq!(back.id, first.id, "the first contents find the first build's records");
 }
+
+#[test]
+fn a_copy_rerun_after_an_edit_is_the_image_a_fresh_store_builds() {
+    // A COPY that misses links the files its earlier run wrote unchanged; the
+    // result must be exactly what copying every file gives.
+    let env = TestEnv::new("cache-relink");
+    let ctx = Context::with_busybox();
+    for n in 0..40 {
+        ctx.file(&format!("app/f{n:02}"), format!("file {n}\n"));
+    }
+    ctx.file("app/sub/deep", "deep\n");
+    ctx.dockerfile(&with_shell(&[
+        "COPY app /app",
+        "RUN cat /app/f07 /app/f03 /app/sub/deep > /seen && stat -c '%a %u %Y' /app/f07 /app/f03 >> /seen",
+    ]));
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    set_times(&ctx.join("app"), old);
+    let epoch = ["--build-arg", "SOURCE_DATE_EPOCH=0"];
+    build(&env, &ctx, &epoch).progress.assert_all(Ran);
+
+    ctx.file("app/f07", "file 7, edited\n");
+    fs::set_permissions(ctx.join("app/f03"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod");
+    let (rerun, archive) = build_archive(&env, &ctx, &epoch);
+    rerun.progress.assert_steps(&[
+        ("COPY busybox /bin/busybox", Cached),
+        (r#"RUN ["/bin/busybox","--install","-s","/bin"]"#, Cached),
+        ("COPY app /app", Ran),
+        (
+            "RUN cat /app/f07 /app/f03 /app/sub/deep > /seen && stat -c '%a %u %Y' /app/f07 /app/f03 >> /seen",
+            Ran,
+        ),
+    ]);
+    let mtime_f03 = mtime(&ctx.join("app/f03")).duration_since(UNIX_EPOCH).expect("mtime").as_secs();
+    let mtime_f07 = mtime(&ctx.join("app/f07")).duration_since(UNIX_EPOCH).expect("mtime").as_secs();
+    let want = format!("file 7, edited\nfile 3\ndeep\n644 0 {mtime_f07}\n600 0 {mtime_f03}\n");
+    assert_eq!(layer_text(&archive, "seen"), want);
+
+    let fresh_env = TestEnv::new("cache-relink-fresh");
+    let fresh = build(&fresh_env, &ctx, &epoch);
+    fresh.progress.assert_all(Ran);
+    assert_eq!(rerun.id, fresh.id, "the rerun made another image than a fresh store");
+    let reference = env.image_ref();
+    let image = Docker::get().load_as(&archive_path_of(&env, &ctx, &reference, &epoch), &reference);
+    assert_eq!(image.read("/seen"), want);
+}
+
+/// A cached build of `ctx` tagged `reference`, written to an archive for `docker load`.
+#[track_caller]
+fn archive_path_of(env: &TestEnv, ctx: &Context, reference: &str, args: &[&str]) -> std::path::PathBuf {
+    let path = env.path(&format!("tagged-{}.tar", rbuild_e2e::env::unique_suffix()));
+    let mut all = vec!["-t", reference, "-o", path.to_str().expect("utf-8 path")];
+    all.extend_from_slice(args);
+    build(env, ctx, &all).progress.assert_all(Cached);
+    path
+}

@@ -146,10 +146,23 @@ impl StepRunner {
             }
         }
         let layers_before = inputs.parent.as_ref().map_or(0, |p| p.layers.len());
+        let mut inputs = inputs;
+        if matches!(step.op, Op::Copy(_)) {
+            inputs.earlier = identity.as_ref().and_then(|identity| self.earlier_layer_dir(cache, identity));
+        }
         let mut state = self.execute(id, inputs, number)?;
         self.record(cache, &key, &key_inputs, identity.as_ref(), &state, layers_before)?;
         state.key = Some(key);
         Ok(StepResult { state, cached: false })
+    }
+
+    /// The snapshot of the newest earlier run of a step, if it is still there:
+    /// a COPY that missed the cache links the files it would write unchanged.
+    fn earlier_layer_dir(&self, cache: &StepCache, identity: &StepIdentity) -> Option<std::path::PathBuf> {
+        let key = cache.index.newest_key(&identity.digest()).ok()??;
+        let layer = cache.index.get(&key).ok()??.layer?;
+        let dir = self.store.snapshot_path(&layer.diff_id);
+        self.store.has_snapshot(&layer.diff_id).then_some(dir)
     }
 
     /// What the step reads besides its parent: the files a COPY/ADD selects,

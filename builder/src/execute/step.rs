@@ -49,6 +49,9 @@ pub struct StepRunner {
 pub struct StepInputs {
     pub parent: Option<FsState>,
     pub copy_from: Option<FsState>,
+    /// The layer directory of an earlier run of this step (a COPY that missed
+    /// the cache), whose unchanged files the copy may link.
+    pub earlier: Option<PathBuf>,
 }
 
 impl StepRunner {
@@ -121,15 +124,16 @@ impl StepRunner {
             Op::Copy(copy) => {
                 let parent = parent.unwrap_or_default();
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
+                let earlier = inputs.earlier;
                 let layer = if matches!(self.graph.step(from).op, Op::Source(Source::Context)) {
                     let context = self.context()?;
-                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent)?
+                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
                 } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
                     let context = self.named_context(name)?;
-                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent)?
+                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
                 } else {
                     let source = inputs.copy_from.unwrap_or_default().rootfs();
-                    self.copy_layer(step, copy, CopyFrom::Image(&source), &parent)?
+                    self.copy_layer(step, copy, CopyFrom::Image(&source), &parent, earlier)?
                 };
                 Ok(self.push_layer(parent, step, layer))
             }
@@ -181,6 +185,7 @@ impl StepRunner {
         copy: &CopyOp,
         from: CopyFrom<'_>,
         parent: &FsState,
+        earlier: Option<PathBuf>,
     ) -> Result<Option<LayerRef>, BuildError> {
         if copy.checksum.is_some() {
             return Err(self.step_error(
@@ -203,6 +208,7 @@ impl StepRunner {
             parents: copy.parents,
             exclude: copy.exclude.clone(),
             is_add: copy.is_add,
+            earlier,
         };
         let target = parent.rootfs();
         // COPY always makes a layer, even an empty one, as BuildKit does.

@@ -10,7 +10,7 @@
 //! `--chmod`), owned by the `--chown` owner or root.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::context::BuildContext;
 
@@ -58,6 +58,9 @@ pub struct CopyRequest {
     pub exclude: Vec<String>,
     /// ADD: local archives are extracted into the destination.
     pub is_add: bool,
+    /// The layer directory of an earlier run of this step: a file there that
+    /// is exactly what this copy would write is linked instead of copied.
+    pub earlier: Option<PathBuf>,
 }
 
 /// Runs a COPY/ADD: writes its diff against `target` into `out_dir`, an empty
@@ -103,6 +106,7 @@ pub fn copy_into(
         owner: owner.or(source_owner),
         chmod: chmod.as_ref(),
         exclude: exclude.as_ref(),
+        earlier: req.earlier.as_deref(),
     };
     let mut copier = TreeCopier::new(&tree, &mut out, options);
     let mut archives = 0;

@@ -286,6 +286,14 @@ impl OutputLayer {
         Ok(written)
     }
 
+    /// Makes `path` another name of `existing`, a regular file outside this
+    /// layer (in an earlier snapshot, which never changes).
+    pub(crate) fn link_file(&mut self, path: &ImagePath, existing: &Path) -> Result<()> {
+        let (parent, name) = self.open_parent(path)?;
+        rustix::fs::linkat(rustix::fs::CWD, existing, &*parent, name, AtFlags::empty())
+            .map_err(|e| self.err("link", path, e))
+    }
+
     /// Creates a symbolic link; its target is data, never resolved here.
     pub(crate) fn write_symlink(
         &mut self,

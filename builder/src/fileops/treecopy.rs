@@ -12,8 +12,11 @@
 //!   destination directory keeps its metadata except the times;
 //! - a directory onto a non-directory, or a file onto a directory, is an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 use rbuild_frontend::dockerignore::IgnorePatterns;
 
@@ -36,6 +39,9 @@ pub struct CopyStats {
     pub special: u64,
     /// Bytes of file content written.
     pub bytes: u64,
+    /// Files linked from an earlier run of the step instead of written
+    /// (counted in `files` too).
+    pub linked: u64,
     /// ADD archives extracted.
     pub archives: u64,
 }
@@ -48,6 +54,9 @@ pub(crate) struct CopyOptions<'a> {
     pub chmod: Option<&'a ModeSpec>,
     /// `--exclude`, matched against paths relative to each copied source.
     pub exclude: Option<&'a IgnorePatterns>,
+    /// An earlier result of the same step (its layer directory), whose
+    /// unchanged files are linked rather than copied.
+    pub earlier: Option<&'a Path>,
 }
 
 impl CopyOptions<'_> {
@@ -72,6 +81,11 @@ pub(crate) struct TreeCopier<'a> {
     /// First copy of every multiply-linked source inode, to link the others to.
     hardlinks: HashMap<(u64, u64), ImagePath>,
     pending: Vec<PendingDir>,
+    /// Inodes of the earlier result linked into this layer: each at most once,
+    /// so that two files never become one.
+    linked: HashSet<(u64, u64)>,
+    /// Buffers for comparing a file with its earlier copy.
+    compare: (Vec<u8>, Vec<u8>),
     pub stats: CopyStats,
 }
 
@@ -87,6 +101,8 @@ impl<'a> TreeCopier<'a> {
             opts,
             hardlinks: HashMap::new(),
             pending: Vec::new(),
+            linked: HashSet::new(),
+            compare: (Vec::new(), Vec::new()),
             stats: CopyStats::default(),
         }
     }
@@ -292,10 +308,58 @@ impl<'a> TreeCopier<'a> {
             self.hardlinks.insert(key, dest.clone());
         }
         let meta = self.meta_for(src);
+        if self.link_unchanged(src, dest, &meta) {
+            self.stats.linked += 1;
+            self.stats.files += 1;
+            return Ok(());
+        }
         let mut file = self.src.open_file(src)?;
         self.stats.bytes += self.out.write_file(dest, &mut file, &meta)?;
         self.stats.files += 1;
         Ok(())
+    }
+
+    /// Links the file that the earlier run of this step wrote at `dest` when it
+    /// is exactly what this copy would write: same size, content, mode, owner
+    /// and modification time, and neither has extended attributes. Snapshots
+    /// never change once written, so the two layers can share the inode; a
+    /// rebuild after a small edit then writes only what changed instead of
+    /// creating every file again. Anything unusual, or any error, makes the
+    /// caller copy the file as usual.
+    fn link_unchanged(&mut self, src: &Node, dest: &ImagePath, meta: &Meta) -> bool {
+        let Some(earlier) = self.opts.earlier else {
+            return false;
+        };
+        if src.attrs.nlink > 1 || !meta.xattrs.is_empty() {
+            return false;
+        }
+        let candidate = earlier.join(dest.to_relative());
+        let Ok(Some(old)) = fsio::lstat(&candidate) else {
+            return false;
+        };
+        let same_meta = old.kind == EntryKind::File
+            && old.size == src.attrs.size
+            && old.mode == meta.mode
+            && (old.uid, old.gid) == (meta.uid, meta.gid)
+            && (old.mtime.tv_sec, old.mtime.tv_nsec) == (meta.mtime.tv_sec, meta.mtime.tv_nsec);
+        if !same_meta || self.linked.contains(&(old.dev, old.ino)) {
+            return false;
+        }
+        if !fsio::read_xattrs(&candidate).is_ok_and(|x| x.is_empty()) {
+            return false;
+        }
+        let (Ok(mut new), Ok(mut old_file)) = (self.src.open_file(src), fsio::open_nofollow(&candidate))
+        else {
+            return false;
+        };
+        if !same_content(&mut new, &mut old_file, old.size, &mut self.compare) {
+            return false;
+        }
+        if self.out.link_file(dest, &candidate).is_err() {
+            return false;
+        }
+        self.linked.insert((old.dev, old.ino));
+        true
     }
 
     /// The metadata a copy of `src` gets.
@@ -317,4 +381,24 @@ impl<'a> TreeCopier<'a> {
             xattrs: self.src.xattrs(src).unwrap_or_default(),
         }
     }
+}
+
+/// Whether two open files of `size` bytes hold the same bytes.
+fn same_content(a: &mut File, b: &mut File, size: u64, buffers: &mut (Vec<u8>, Vec<u8>)) -> bool {
+    const CHUNK: usize = 256 * 1024;
+    let (x, y) = buffers;
+    let chunk = CHUNK.min(size as usize).max(1);
+    x.resize(chunk, 0);
+    y.resize(chunk, 0);
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk as u64) as usize;
+        if a.read_exact(&mut x[..n]).is_err() || b.read_exact(&mut y[..n]).is_err() || x[..n] != y[..n] {
+            return false;
+        }
+        left -= n as u64;
+    }
+    // Neither may have grown since it was looked at.
+    let mut probe = [0u8; 1];
+    matches!(a.read(&mut probe), Ok(0)) && matches!(b.read(&mut probe), Ok(0))
 }

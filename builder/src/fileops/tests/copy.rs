@@ -458,3 +458,63 @@ fn remote_sources_are_refused() {
     let (_, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
     assert!(matches!(r, Err(FileOpError::InvalidCopySource { .. })));
 }
+
+#[test]
+fn a_rerun_links_the_files_its_earlier_result_holds_unchanged() {
+    let ctx = Ctx::new();
+    for (name, content) in [("same", "kept"), ("edited", "before"), ("chmodded", "x"), ("touched", "t")] {
+        set_mtime(&ctx.file(&format!("src/{name}"), content), 1_000);
+    }
+    // Two identical files: the earlier layer must not make them one inode.
+    set_mtime(&ctx.file("src/twin1", "twin"), 1_000);
+    set_mtime(&ctx.file("src/twin2", "twin"), 1_000);
+    let req = request(&["src"], "/app/");
+    let (earlier, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
+    assert_eq!(r.unwrap().linked, 0);
+
+    let edited = ctx.file("src/edited", "after!");
+    set_mtime(&edited, 1_000);
+    std::fs::set_permissions(ctx.path("src/chmodded"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    set_mtime(&ctx.path("src/touched"), 2_000);
+    let rerun = CopyRequest { earlier: Some(earlier.path().to_path_buf()), ..req.clone() };
+    let (out, stats) = copy_ctx(&rerun, &ctx, &Rootfs::empty());
+    let stats = stats.unwrap();
+    let (plain, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
+    r.unwrap();
+
+    let ino = |dir: &Path, name: &str| std::fs::metadata(dir.join("app").join(name)).unwrap().ino();
+    assert_eq!(ino(out.path(), "same"), ino(earlier.path(), "same"));
+    assert_eq!(ino(out.path(), "twin1"), ino(earlier.path(), "twin1"));
+    assert_eq!(ino(out.path(), "twin2"), ino(earlier.path(), "twin2"));
+    for changed in ["edited", "chmodded", "touched"] {
+        assert_ne!(ino(out.path(), changed), ino(earlier.path(), changed), "{changed}");
+    }
+    assert_eq!((stats.files, stats.linked), (6, 3));
+    // The layer is what a copy without the earlier result writes.
+    assert_eq!(listing(out.path()), listing(plain.path()));
+    for name in ["same", "edited", "chmodded", "touched", "twin1", "twin2"] {
+        let (a, b) = (out.path().join("app").join(name), plain.path().join("app").join(name));
+        assert_eq!(read(&a), read(&b), "{name}");
+        assert_eq!((mode(&a), mtime(&a), owner(&a)), (mode(&b), mtime(&b), owner(&b)), "{name}");
+    }
+    assert_eq!(read(&out.path().join("app/edited")), "after!");
+}
+
+#[test]
+fn an_earlier_file_is_linked_at_most_once_per_layer() {
+    let ctx = Ctx::new();
+    set_mtime(&ctx.file("a", "same"), 1_000);
+    set_mtime(&ctx.file("b", "same"), 1_000);
+    let earlier = tempfile::TempDir::new().unwrap();
+    // An earlier layer where both names are one inode (a hard-link pair).
+    let first = crate::fileops::testutil::write_file(&earlier.path().join("d/a"), b"same", 0o644);
+    std::os::unix::fs::chown(&first, Some(0), Some(0)).unwrap();
+    set_mtime(&first, 1_000);
+    std::fs::hard_link(&first, earlier.path().join("d/b")).unwrap();
+    let req = CopyRequest { earlier: Some(earlier.path().to_path_buf()), ..request(&["a", "b"], "/d/") };
+    let (out, stats) = copy_ctx(&req, &ctx, &Rootfs::empty());
+    assert_eq!(stats.unwrap().linked, 1);
+    let (a, b) = (out.path().join("d/a"), out.path().join("d/b"));
+    assert_ne!(std::fs::metadata(&a).unwrap().ino(), std::fs::metadata(&b).unwrap().ino());
+    assert_eq!((read(&a), read(&b)), ("same".to_string(), "same".to_string()));
+}
