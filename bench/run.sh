@@ -266,6 +266,22 @@ for w in "${workloads[@]}"; do
   done
 done
 
+# ---- W7 reference: the same pull by skopeo into an OCI layout ---------------------------------
+# What a pull costs without a builder around it: download, digest checks, blobs written. rbuild's
+# W7 row also unpacks the layer into a snapshot, which skopeo does not.
+if has W7 "${workloads[@]}" && has rbuild "${ready[@]}"; then
+  log "W7 skopeo (reference: skopeo copy docker://… oci:…)"
+  dest=$WORK/skopeo-pull
+  if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W7-skopeo \
+       --prepare "rm -rf $(q "$dest")" --export-json "$res/W7-skopeo.json" \
+       "/usr/bin/time -a -o $(q "$res/W7-skopeo.rss") -f %M skopeo copy -q --src-tls-verify=false docker://$PULL_REF oci:$(q "$dest"):pull >>$(q "$res/W7-skopeo.log") 2>&1" >&2; then
+    printf 'W7\tskopeo\tok\n' >> "$res/cells.tsv"
+  else
+    printf 'W7\tskopeo\tfailed\n' >> "$res/cells.tsv"
+  fi
+  rm -rf "$dest"
+fi
+
 # ---- layer writing: rbuild's writer against tar | pigz on W5's data ----------------------------
 if [ $layer = 1 ]; then
   # --quick: W5's kind of data and gzip against pigz only; else also zeros and every compression.
