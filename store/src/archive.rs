@@ -16,14 +16,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, SCHEMA_VERSION};
 use serde::Serialize;
 
 use crate::compress::Compression;
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{copy_hashed, Digest};
 use crate::error::{IoContext, Result, StoreError};
 use crate::image::{to_json, StoredImage};
 #[cfg(test)]
@@ -274,9 +274,7 @@ impl<W: Write> ArchiveTar<W> {
         let out = self.builder.get_mut();
         let archive_err = |source| StoreError::ArchiveIo { source };
         out.write_all(header.as_bytes()).map_err(archive_err)?;
-        let mut reader = HashingReader::new(file.take(size));
-        io::copy(&mut reader, out).map_err(archive_err)?;
-        let (actual, copied) = reader.finish();
+        let (actual, copied) = copy_hashed(file, size, out).map_err(archive_err)?;
         if &actual != digest || copied != size {
             return Err(StoreError::DigestMismatch {
                 what: format!("blob {}", store.blob_path(digest).display()),

@@ -4,7 +4,7 @@
 //! algorithm keeps the on-disk layout (`blobs/sha256/<hex>`) flat.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -195,6 +195,44 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A reader that computes the sha256 of everything read through it.
+/// Copies `size` bytes from `from` into `to` while another thread hashes
+/// them: checking a blob as it is copied costs no extra time when a second
+/// core is free. Returns the digest and the bytes copied (fewer than `size`
+/// if `from` ends early).
+pub fn copy_hashed(from: impl io::Read, size: u64, to: &mut dyn Write) -> io::Result<(Digest, u64)> {
+    const CHUNK: usize = 1 << 20;
+    let (chunks, queue) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(4);
+    let hasher = std::thread::Builder::new()
+        .name("rbuild-hash".to_string())
+        .spawn(move || {
+            let mut sha = Sha256::new();
+            let mut total = 0u64;
+            for chunk in queue {
+                sha.update(&chunk[..]);
+                total += chunk.len() as u64;
+            }
+            (Digest::from_sha256(sha.finalize().into()), total)
+        })?;
+    let mut from = from.take(size);
+    let copied = (|| -> io::Result<()> {
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            io::Read::take(&mut from, CHUNK as u64).read_to_end(&mut chunk)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let chunk = std::sync::Arc::new(chunk);
+            if chunks.send(std::sync::Arc::clone(&chunk)).is_err() {
+                return Err(io::Error::other("hashing thread stopped"));
+            }
+            to.write_all(&chunk)?;
+        }
+    })();
+    drop(chunks);
+    let hashed = hasher.join().map_err(|_| io::Error::other("hashing thread panicked"))?;
+    copied.map(|()| hashed)
+}
+
 pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
@@ -231,6 +269,22 @@ mod tests {
     use std::io::Read;
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn copy_hashed_copies_and_hashes_what_it_copies() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+        let mut out = Vec::new();
+        let (digest, n) = copy_hashed(&data[..], data.len() as u64, &mut out).unwrap();
+        assert_eq!((digest, n), (Digest::of_bytes(&data), data.len() as u64));
+        assert_eq!(out, data);
+        // Only `size` bytes are taken; a short source says how much there was.
+        let mut out = Vec::new();
+        let (digest, n) = copy_hashed(&data[..], 1_500_001, &mut out).unwrap();
+        assert_eq!((digest, n), (Digest::of_bytes(&data[..1_500_001]), 1_500_001));
+        let (_, n) = copy_hashed(&data[..10], 100, &mut Vec::new()).unwrap();
+        assert_eq!(n, 10);
+        assert_eq!(copy_hashed(&b""[..], 0, &mut Vec::new()).unwrap().0.to_string(), EMPTY);
+    }
 
     #[test]
     fn digest_of_empty_input() {
