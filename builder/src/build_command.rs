@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Context as _, Result};
 use rbuild_frontend::graph::Platform;
 use rbuild_frontend::lower::LowerOptions;
+use rbuild_store::writeback::EarlyWriteback;
 use rbuild_store::{write_archive, ArchiveFormat, Compression, Reference, Store};
 
 use crate::cli::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
@@ -377,7 +378,7 @@ fn write_to(dest: &Destination, gzip: bool, write: impl FnOnce(&mut dyn Write) -
             let mut file = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
             {
-                let mut out = BufWriter::new(file.as_file_mut());
+                let mut out = BufWriter::new(EarlyWriteback::new(file.as_file_mut()));
                 wrap(&mut out)?;
                 out.flush()?;
             }

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
+use crate::writeback::EarlyWriteback;
+
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, Result, StoreError};
 use crate::lease::ContentRef;
@@ -64,7 +66,7 @@ impl Store {
             .tempfile_in(&tmp_dir)
             .at("create a temp file in", &tmp_dir)?;
         Ok(BlobWriter {
-            inner: HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            inner: HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, EarlyWriteback::new(file))),
             blobs_dir: self.blobs_dir(),
             store: self.clone(),
         })
@@ -131,7 +133,7 @@ impl Store {
 /// A blob being written. Dropping it without [`BlobWriter::commit`] discards
 /// the temp file.
 pub struct BlobWriter {
-    inner: HashingWriter<BufWriter<NamedTempFile>>,
+    inner: HashingWriter<BufWriter<EarlyWriteback<NamedTempFile>>>,
     blobs_dir: PathBuf,
     /// The store whose lease registers the blob before it becomes visible.
     store: Store,
@@ -144,7 +146,7 @@ impl BlobWriter {
     }
 
     fn temp_path(&mut self) -> PathBuf {
-        self.inner.get_mut().get_ref().path().to_path_buf()
+        self.inner.get_mut().get_ref().get_ref().path().to_path_buf()
     }
 
     /// Makes the blob visible under its digest and returns digest and size.
@@ -154,7 +156,8 @@ impl BlobWriter {
         let temp = buffered
             .into_inner()
             .map_err(|e| e.into_error())
-            .at("flush temp blob into", &blobs_dir)?;
+            .at("flush temp blob into", &blobs_dir)?
+            .into_inner();
         self.store.record_use(&ContentRef::Blob(digest.clone()))?;
         publish(temp, &blobs_dir.join(digest.hex()))?;
         Ok((digest, size))
@@ -175,7 +178,8 @@ impl BlobWriter {
         let temp = buffered
             .into_inner()
             .map_err(|e| e.into_error())
-            .at("flush temp blob into", &blobs_dir)?;
+            .at("flush temp blob into", &blobs_dir)?
+            .into_inner();
         self.store.record_use(&ContentRef::Blob(actual.clone()))?;
         publish(temp, &blobs_dir.join(actual.hex()))?;
         Ok(size)

@@ -44,6 +44,7 @@ pub mod stat_cache;
 mod tags;
 mod unpack;
 pub mod usage;
+pub mod writeback;
 mod xattr;
 
 #[cfg(test)]
