@@ -115,6 +115,10 @@ impl BuildContext {
 
     /// The context as a tree for the file operations.
     pub(crate) fn tree(&self) -> LayeredTree<'_> {
+        if self.ignore.is_empty() {
+            // Nothing to filter: no path needs to be spelled out and matched.
+            return LayeredTree::plain_dir(self.root.clone());
+        }
         LayeredTree::filtered_dir(self.root.clone(), self)
     }
 }

@@ -118,7 +118,7 @@ impl Walk<'_, '_> {
     /// Mirrors `TreeCopier::copy_node`: `rel` is the path below the copied
     /// source, empty at its top, where nothing is filtered.
     fn node(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
-        if !rel.is_empty() {
+        if !rel.is_empty() && (self.exclude.is_some() || include.is_some()) {
             let rel_str = rel.join("/");
             let excluded = self.exclude.is_some_and(|e| e.is_excluded(&rel_str));
             let included = include.is_none_or(|p| p.matches(&rel_str));

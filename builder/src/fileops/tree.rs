@@ -90,6 +90,16 @@ impl<'a> LayeredTree<'a> {
         }
     }
 
+    /// A view of one plain directory, unfiltered: device nodes are ordinary entries.
+    pub(crate) fn plain_dir(root: PathBuf) -> Self {
+        LayeredTree {
+            layers: vec![root],
+            whiteouts: false,
+            filter: None,
+            prefetched: Mutex::default(),
+        }
+    }
+
     /// A view of one plain directory, filtered: device nodes are ordinary entries.
     pub(crate) fn filtered_dir(root: PathBuf, filter: &'a dyn PathFilter) -> Self {
         LayeredTree {
@@ -149,10 +159,9 @@ impl<'a> LayeredTree<'a> {
     /// [`LayeredTree::child`], with `dir` already open in its layers.
     fn child_in(&self, dir: &Node, name: &OsStr, open: Option<&OpenDirs>) -> Result<Option<Node>> {
         let path = dir.path.join(name);
-        let rel = path.to_relative();
         let mut found: Option<Node> = None;
         for &l in &dir.merged {
-            let host = || self.layers[l].join(&rel);
+            let host = || self.layers[l].join(path.to_relative());
             let attrs = match open.and_then(|o| o.0.get(l)).and_then(Option::as_ref) {
                 Some(fd) => fsio::lstat_at(fd, name),
                 None => fsio::lstat(&host()),

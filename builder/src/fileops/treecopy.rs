@@ -163,7 +163,7 @@ impl<'a> TreeCopier<'a> {
         overwrite_meta: bool,
         include: Option<&IncludePattern>,
     ) -> Result<()> {
-        let (selected, excluded) = if rel.is_empty() {
+        let (selected, excluded) = if rel.is_empty() || (self.opts.exclude.is_none() && include.is_none()) {
             (true, false)
         } else {
             let rel_str = rel.join("/");
