@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use rbuild_frontend::graph::{CopyOp, InlineFile, Op, Platform, RunHeredoc, RunOp, Source, Step};
 use rbuild_store::Digest;
@@ -126,8 +127,9 @@ pub struct ParentInputs {
 pub struct SourceInputs {
     pub kind: SourceKind,
     pub digest: String,
-    /// The selected entries (empty for an image).
-    pub files: Vec<SelectedFile>,
+    /// The selected entries (empty for an image); shared with the digest,
+    /// not copied, as most keys are only looked up.
+    pub files: Arc<Vec<SelectedFile>>,
 }
 
 /// The key of `step`. `parent` is the key of the step it builds on (`None`
@@ -166,7 +168,7 @@ pub fn key_for_step(
         source: input.map(|s| SourceInputs {
             kind: s.kind,
             digest: s.digest.to_string(),
-            files: s.files.as_ref().clone(),
+            files: Arc::clone(&s.files),
         }),
     };
     let config_only = matches!(step.op, Op::Config);

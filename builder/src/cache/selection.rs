@@ -166,7 +166,13 @@ impl Walk<'_, '_> {
 
     fn children(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
         for child in self.tree.children(src)? {
-            let name = child.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            // The names are only matched against filters; without any, an
+            // empty placeholder keeps the depth and costs no allocation.
+            let name = if self.exclude.is_some() || include.is_some() {
+                child.path.file_name().unwrap_or_default().to_string_lossy().into_owned()
+            } else {
+                String::new()
+            };
             rel.push(name);
             let result = self.node(&child, rel, include);
             rel.pop();
