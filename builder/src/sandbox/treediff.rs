@@ -87,6 +87,28 @@ impl Index {
     }
 }
 
+/// The change detection of the chroot isolation on its own, for tools and
+/// benchmarks: record a tree, let something change it, write the changes as
+/// an overlayfs-style upper directory (whiteouts and opaque directories
+/// marked as the current user namespace allows).
+pub struct ChangeTracker {
+    before: Index,
+}
+
+impl ChangeTracker {
+    /// Records every entry of `tree`.
+    pub fn record(tree: &Path) -> Result<Self, SandboxError> {
+        Ok(ChangeTracker { before: Index::scan(tree)? })
+    }
+
+    /// Writes what changed in `tree` since [`ChangeTracker::record`] into the
+    /// empty directory `upper`; returns warnings about skipped entries.
+    pub fn write_changes(&self, tree: &Path, upper: &Path) -> Result<Vec<String>, SandboxError> {
+        let markers = Markers::for_namespace(super::in_user_namespace());
+        diff(tree, &self.before, &HashSet::new(), &[], upper, markers)
+    }
+}
+
 /// How deletions and opaque directories are marked in the diff.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Markers {
