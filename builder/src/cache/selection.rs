@@ -11,7 +11,6 @@
 //! together.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use rbuild_frontend::dockerignore::IgnorePatterns;
 use rbuild_frontend::graph::CopyOp;
@@ -50,8 +49,9 @@ pub(crate) struct Entry {
 
 #[derive(Debug)]
 pub(crate) enum Content {
-    /// A regular file to read, or to find in the stat cache.
-    File { host: PathBuf, stat: StatKey },
+    /// A regular file to read, or to find in the stat cache; it lives in
+    /// layer `layer` of the tree (its host path is made only if it is read).
+    File { layer: usize, stat: StatKey },
     /// A file the copy writes as a hard link to an earlier entry (its index).
     HardLink(usize),
     /// A symlink's target; a device's number; nothing for directories, FIFOs
@@ -228,12 +228,12 @@ impl Walk<'_, '_> {
     }
 
     fn file(&self, src: &Node) -> Result<Content> {
-        let host = self.tree.host_path(src).ok_or_else(|| crate::fileops::FileOpError::NotAFile {
+        let layer = src.layer().ok_or_else(|| crate::fileops::FileOpError::NotAFile {
             path: src.path.display(),
         })?;
         let a = &src.attrs;
         Ok(Content::File {
-            host,
+            layer,
             stat: StatKey {
                 dev: a.dev,
                 ino: a.ino,

@@ -180,14 +180,14 @@ pub(crate) fn digest_selection(
     let mut jobs = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         if let Part::Entry(entry) = part {
-            if let Content::File { host, stat } = &entry.content {
+            if let Content::File { layer, stat } = &entry.content {
                 stats.files += 1;
                 match stat_cache.get(stat) {
                     Some(d) => {
                         digests[i] = Some(d);
                         stats.from_cache += 1;
                     }
-                    None => jobs.push((i, host.as_path(), *stat)),
+                    None => jobs.push((i, tree.layer_dir(*layer).join(&entry.path), *stat)),
                 }
             }
         }
@@ -206,8 +206,12 @@ pub(crate) fn digest_selection(
 
     let mut h = FieldHasher::new("rbuild-source/v1");
     h.str("kind", kind.as_str());
-    let mut files = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
+    let mut files: Vec<SelectedFile> = Vec::with_capacity(parts.len());
+    // Where each entry of `parts` went in `files`: a hard link names the
+    // path of an earlier entry, whose own path has been moved there.
+    let mut file_index: Vec<usize> = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        file_index.push(files.len());
         match part {
             Part::Item(item) => {
                 h.str("item-spec", &item.spec)
@@ -229,11 +233,9 @@ pub(crate) fn digest_selection(
                         ('f', hex::encode(&digest[..8]))
                     }
                     Content::HardLink(first) => {
-                        let Part::Entry(first) = &parts[*first] else {
-                            unreachable!("hard links point at entries")
-                        };
-                        h.str("hardlink", &first.path);
-                        ('h', first.path.clone())
+                        let first = &files[file_index[*first]].path;
+                        h.str("hardlink", first);
+                        ('h', first.clone())
                     }
                     Content::Other { link, rdev, xattrs } => {
                         h.bytes("link", link).u64("rdev", *rdev);
@@ -249,7 +251,7 @@ pub(crate) fn digest_selection(
                     }
                 };
                 files.push(SelectedFile {
-                    path: entry.path.clone(),
+                    path: entry.path,
                     kind,
                     mode: entry.mode,
                     owner: entry.owner,
@@ -310,7 +312,7 @@ struct Hashed {
 
 /// Hashes files on several threads; results, by index into `jobs`, in no
 /// particular order.
-fn hash_files(jobs: &[(usize, &Path, StatKey)]) -> Result<Vec<(usize, Hashed)>, CacheError> {
+fn hash_files(jobs: &[(usize, PathBuf, StatKey)]) -> Result<Vec<(usize, Hashed)>, CacheError> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }

@@ -13,11 +13,11 @@
 //! [`LayeredTree::prefetch`] lists a whole subtree on several threads ahead of a
 //! walk that needs all of it (hashing a big build context).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
 use super::error::{FileOpError, Result};
@@ -108,6 +108,11 @@ impl<'a> LayeredTree<'a> {
             filter: Some(filter),
             prefetched: Mutex::default(),
         }
+    }
+
+    /// The host directory of layer `layer` (an index that [`Node::layer`] gave).
+    pub(crate) fn layer_dir(&self, layer: usize) -> &Path {
+        &self.layers[layer]
     }
 
     /// Where the visible entry lives on the host (`None` for an empty stack's root).
@@ -249,7 +254,7 @@ impl<'a> LayeredTree<'a> {
     }
 
     fn list(&self, dir: &Node) -> Result<Vec<Node>> {
-        let mut names = BTreeSet::<OsString>::new();
+        let mut names = Vec::<OsString>::new();
         let mut open = OpenDirs(Vec::new());
         open.0.resize_with(self.layers.len(), || None);
         for &l in &dir.merged {
@@ -261,6 +266,9 @@ impl<'a> LayeredTree<'a> {
             );
             open.0[l] = Some(fd);
         }
+        // One layer's names are unique; merged layers repeat some.
+        names.sort_unstable();
+        names.dedup();
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some(node) = self.child_in(dir, &name, Some(&open))? {
