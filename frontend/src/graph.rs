@@ -192,6 +192,28 @@ pub struct CopyOp {
     pub checksum: Option<String>,
 }
 
+impl CopyOp {
+    /// `COPY SOURCES… DEST` with no flags, from the root directory: what a
+    /// whole directory loaded as a stage's filesystem, or a plain copy in a
+    /// test, needs.
+    pub fn plain(sources: &[&str], dest: &str) -> CopyOp {
+        CopyOp {
+            is_add: false,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            inline_files: Vec::new(),
+            dest: dest.into(),
+            workdir: "/".into(),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            exclude: Vec::new(),
+            unpack: None,
+            checksum: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunOp {
     pub argv: Vec<String>,

@@ -395,20 +395,7 @@ impl<'a> Lowering<'a> {
     /// of the stage, so the step cache keys it by the files' contents like any
     /// COPY.
     fn directory_layer(&mut self, state: &mut StageState, name: &str, location: Location) {
-        let op = Op::Copy(CopyOp {
-            is_add: false,
-            sources: vec![".".into()],
-            inline_files: Vec::new(),
-            dest: "/".into(),
-            workdir: "/".into(),
-            chown: None,
-            chmod: None,
-            link: false,
-            parents: false,
-            exclude: Vec::new(),
-            unpack: None,
-            checksum: None,
-        });
+        let op = Op::Copy(CopyOp::plain(&["."], "/"));
         let id = self.graph.add_node(Step {
             stage: Some(state.index),
             op,

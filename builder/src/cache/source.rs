@@ -143,21 +143,7 @@ pub fn digest_rootfs_selection(
 /// benchmark of context hashing calls (cold with an empty in-memory cache,
 /// warm with a filled one).
 pub fn digest_whole_context(ctx: &BuildContext, stat_cache: &mut StatCache) -> Result<SourceDigest, CacheError> {
-    let copy = CopyOp {
-        is_add: false,
-        sources: vec![".".into()],
-        inline_files: Vec::new(),
-        dest: "/".into(),
-        workdir: "/".into(),
-        chown: None,
-        chmod: None,
-        link: false,
-        parents: false,
-        exclude: Vec::new(),
-        unpack: None,
-        checksum: None,
-    };
-    digest_context_selection(ctx, &copy, stat_cache)
+    digest_context_selection(ctx, &CopyOp::plain(&["."], "/"), stat_cache)
 }
 
 pub(crate) fn digest_selection(

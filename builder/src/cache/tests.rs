@@ -46,23 +46,6 @@ fn sample_context() -> TempDir {
     dir
 }
 
-fn copy_op(sources: &[&str], dest: &str) -> CopyOp {
-    CopyOp {
-        is_add: false,
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        inline_files: Vec::new(),
-        dest: dest.into(),
-        workdir: "/".into(),
-        chown: None,
-        chmod: None,
-        link: false,
-        parents: false,
-        exclude: Vec::new(),
-        unpack: None,
-        checksum: None,
-    }
-}
-
 /// The digest with a fresh in-memory stat cache; no racy margin, so files
 /// written just before are cached like any others.
 fn digest_of(root: &Path, copy: &CopyOp) -> SourceDigest {
@@ -114,7 +97,7 @@ fn scratch_key() -> CacheKey {
 
 /// FROM scratch → COPY . /app → RUN with many variables: the key of the RUN.
 fn chain_key(root: &Path) -> Digest {
-    let copy = copy_op(&["."], "/app/");
+    let copy = CopyOp::plain(&["."], "/app/");
     let source = digest_of(root, &copy);
     let copied = key_for_step(&step(Op::Copy(copy), 2), Some(&scratch_key()), Some(&source), &params()).0;
     let env: Vec<(String, String)> = (0..30).map(|i| (format!("V{i}"), format!("value {i}"))).collect();
@@ -185,7 +168,7 @@ fn keys_ignore_where_the_context_is_and_file_times() {
     assert_eq!(chain_key(a.path()), chain_key(b.path()));
 
     // Touching a file changes no key, though the stat cache hashes it again.
-    let copy = copy_op(&["src"], "/src/");
+    let copy = CopyOp::plain(&["src"], "/src/");
     let mut cache = StatCache::in_memory();
     let first = digest_with(a.path(), &copy, &mut cache, Duration::ZERO);
     set_times(&a.path().join("src/m1/f1.rs"), 42);
@@ -207,7 +190,7 @@ fn modes_count_as_the_layer_has_them_so_the_umask_of_a_checkout_does_not_under_c
         }
     }
     for chmod in ["go-w", "0644", "u=rwX,go=rX"] {
-        let mut copy = copy_op(&["."], "/app/");
+        let mut copy = CopyOp::plain(&["."], "/app/");
         copy.chmod = Some(chmod.into());
         assert_eq!(
             digest_of(strict.path(), &copy).digest,
@@ -216,7 +199,7 @@ fn modes_count_as_the_layer_has_them_so_the_umask_of_a_checkout_does_not_under_c
         );
     }
     // Without --chmod the copy keeps 0664, so the layer differs and so must the key.
-    let copy = copy_op(&["."], "/app/");
+    let copy = CopyOp::plain(&["."], "/app/");
     assert_ne!(digest_of(strict.path(), &copy).digest, digest_of(loose.path(), &copy).digest);
 }
 
@@ -225,7 +208,7 @@ fn modes_count_as_the_layer_has_them_so_the_umask_of_a_checkout_does_not_under_c
 #[test]
 fn every_input_of_a_step_changes_its_key() {
     let ctx = sample_context();
-    let base_copy = copy_op(&["src", "run.sh"], "/app/");
+    let base_copy = CopyOp::plain(&["src", "run.sh"], "/app/");
     let source = digest_of(ctx.path(), &base_copy);
     let parent = scratch_key();
     let mut keys: Vec<(String, Digest)> = Vec::new();
@@ -365,12 +348,12 @@ fn a_config_step_keys_its_record_but_not_the_steps_after_it() {
 #[test]
 fn the_digest_covers_exactly_the_files_the_copy_copies() {
     let cases: Vec<(&str, CopyOp)> = vec![
-        ("directory", copy_op(&["src/m1"], "/app/")),
-        ("wildcards", copy_op(&["src/*/f1*.rs", "*.md"], "/app/")),
-        ("symlinked source", copy_op(&["link"], "/app/")),
-        ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..copy_op(&["src"], "/app/") }),
-        ("parents", CopyOp { parents: true, ..copy_op(&["src/./m2/*.rs"], "/app/") }),
-        ("everything", copy_op(&["."], "/app/")),
+        ("directory", CopyOp::plain(&["src/m1"], "/app/")),
+        ("wildcards", CopyOp::plain(&["src/*/f1*.rs", "*.md"], "/app/")),
+        ("symlinked source", CopyOp::plain(&["link"], "/app/")),
+        ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..CopyOp::plain(&["src"], "/app/") }),
+        ("parents", CopyOp { parents: true, ..CopyOp::plain(&["src/./m2/*.rs"], "/app/") }),
+        ("everything", CopyOp::plain(&["."], "/app/")),
     ];
     for (name, copy) in cases {
         let ctx = sample_context();
@@ -415,7 +398,7 @@ fn the_digest_covers_exactly_the_files_the_copy_copies() {
 
 #[test]
 fn hard_links_symlinks_and_owners_are_part_of_the_digest() {
-    let copy = copy_op(&["."], "/app/");
+    let copy = CopyOp::plain(&["."], "/app/");
     let linked = TempDir::new().unwrap();
     write(linked.path(), "a", "same", 0o644);
     std::fs::hard_link(linked.path().join("a"), linked.path().join("b")).unwrap();
@@ -450,7 +433,7 @@ fn hard_links_symlinks_and_owners_are_part_of_the_digest() {
 fn extended_attributes_count_and_changing_them_bypasses_the_stat_cache() {
     let ctx = sample_context();
     let file = ctx.path().join("README.md");
-    let copy = copy_op(&["README.md"], "/");
+    let copy = CopyOp::plain(&["README.md"], "/");
     let mut cache = StatCache::in_memory();
     let before = digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
     if rustix::fs::setxattr(&file, "user.rbuild-test", b"1", rustix::fs::XattrFlags::empty()).is_err() {
@@ -465,7 +448,7 @@ fn extended_attributes_count_and_changing_them_bypasses_the_stat_cache() {
 fn the_stat_cache_spares_reading_unchanged_files_across_processes() {
     let ctx = sample_context();
     let (_dir, store) = temp_store();
-    let copy = copy_op(&["."], "/app/");
+    let copy = CopyOp::plain(&["."], "/app/");
     let root = ctx.path().canonicalize().unwrap();
 
     let mut cache = StatCache::open(&store, &root).unwrap();
@@ -493,7 +476,7 @@ fn the_stat_cache_spares_reading_unchanged_files_across_processes() {
 #[test]
 fn files_changed_just_before_the_scan_are_not_trusted_to_the_stat_cache() {
     let ctx = sample_context();
-    let copy = copy_op(&["."], "/app/");
+    let copy = CopyOp::plain(&["."], "/app/");
     let mut cache = StatCache::in_memory();
     // Everything was written within the hour: all of it is "racy".
     let hour = Duration::from_secs(3600);
@@ -509,11 +492,11 @@ fn the_public_context_digest_is_the_whole_context() {
     let ctx = sample_context();
     let context = BuildContext::open(ctx.path(), None).unwrap();
     let whole = digest_whole_context(&context, &mut StatCache::in_memory()).unwrap();
-    let through_copy = digest_context_selection(&context, &copy_op(&["."], "/"), &mut StatCache::in_memory()).unwrap();
+    let through_copy = digest_context_selection(&context, &CopyOp::plain(&["."], "/"), &mut StatCache::in_memory()).unwrap();
     assert_eq!(whole.digest, through_copy.digest);
-    assert_eq!(whole.digest, digest_of(ctx.path(), &copy_op(&["."], "/")).digest);
+    assert_eq!(whole.digest, digest_of(ctx.path(), &CopyOp::plain(&["."], "/")).digest);
     assert_eq!(whole.stats.files, 42);
-    let missing = digest_context_selection(&context, &copy_op(&["nope"], "/"), &mut StatCache::in_memory());
+    let missing = digest_context_selection(&context, &CopyOp::plain(&["nope"], "/"), &mut StatCache::in_memory());
     let err = missing.unwrap_err().to_string();
     assert!(err.contains("COPY nope /") && err.contains("not found"), "{err}");
 }
@@ -563,7 +546,7 @@ fn explain(now: &KeyInputs, earlier: &[&KeyInputs]) -> Explanation {
 #[test]
 fn explains_a_file_change_by_name() {
     let ctx = sample_context();
-    let copy = copy_op(&["src"], "/app/");
+    let copy = CopyOp::plain(&["src"], "/app/");
     let before = key_for_step(&step(Op::Copy(copy.clone()), 2), Some(&scratch_key()), Some(&digest_of(ctx.path(), &copy)), &params()).1;
     write(ctx.path(), "src/m1/f5.rs", "changed", 0o644);
     write(ctx.path(), "src/m1/new.rs", "", 0o644);
@@ -583,7 +566,7 @@ fn explains_a_file_change_by_name() {
     for i in 0..40 {
         write(ctx.path(), &format!("src/m{}/f{i}.rs", i % 4), "again", 0o644);
     }
-    let many = key_for_step(&step(Op::Copy(copy_op(&["src"], "/app/")), 2), Some(&scratch_key()), Some(&digest_of(ctx.path(), &copy_op(&["src"], "/app/"))), &params()).1;
+    let many = key_for_step(&step(Op::Copy(CopyOp::plain(&["src"], "/app/")), 2), Some(&scratch_key()), Some(&digest_of(ctx.path(), &CopyOp::plain(&["src"], "/app/"))), &params()).1;
     let text = explain(&many, &[&before]).to_string();
     assert!(text.ends_with("and 31 more"), "{text}");
 }
