@@ -101,29 +101,14 @@ impl Store {
     /// The image with every layer compressed as `target` says. The config (and
     /// so the image id) stays the same; the manifest is new if any layer changed.
     pub fn convert_image(&self, image: &StoredImage, target: Compression) -> Result<StoredImage> {
-        self.convert_image_where(image, target, |c| c == Some(target))
-    }
-
-    /// Converts to `target` only the layers whose compression `keep` refuses.
-    pub(crate) fn convert_image_where(
-        &self,
-        image: &StoredImage,
-        target: Compression,
-        keep: impl Fn(Option<Compression>) -> bool,
-    ) -> Result<StoredImage> {
-        if image.layers.iter().all(|l| keep(l.compression())) {
+        if image.layers.iter().all(|l| l.compression() == Some(target)) {
             return Ok(image.clone());
         }
+        // `convert_layer` returns a layer already compressed as `target` as it is.
         let layers = image
             .layers
             .iter()
-            .map(|l| {
-                if keep(l.compression()) {
-                    Ok(l.clone())
-                } else {
-                    self.convert_layer(l, target)
-                }
-            })
+            .map(|l| self.convert_layer(l, target))
             .collect::<Result<Vec<_>>>()?;
         let manifest_digest = self.write_manifest(&image.config_digest, &layers)?;
         Ok(StoredImage {
