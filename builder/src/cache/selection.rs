@@ -17,7 +17,7 @@ use rbuild_frontend::graph::CopyOp;
 use rbuild_store::StatKey;
 
 use crate::fileops::chmod::ModeSpec;
-use crate::fileops::patterns::{compile_excludes, IncludePattern};
+use crate::fileops::patterns::{compile_excludes, Filtered, IncludePattern, SourceFilter};
 use crate::fileops::sources::expand;
 use crate::fileops::tree::{LayeredTree, Node};
 use crate::fileops::{EntryKind, Result};
@@ -114,17 +114,12 @@ struct Walk<'a, 't> {
     inodes: HashMap<(u64, u64), usize>,
 }
 
-impl Walk<'_, '_> {
+impl<'a> Walk<'a, '_> {
     /// Mirrors `TreeCopier::copy_node`: `rel` is the path below the copied
     /// source, empty at its top, where nothing is filtered.
     fn node(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
-        if !rel.is_empty() && (self.exclude.is_some() || include.is_some()) {
-            let rel_str = rel.join("/");
-            let excluded = self.exclude.is_some_and(|e| e.is_excluded(&rel_str));
-            let included = include.is_none_or(|p| p.matches(&rel_str));
-            if !included || excluded {
-                return self.pass_through(src, rel, excluded, include);
-            }
+        if let Filtered::Skipped { excluded } = self.filter(include).judge(rel) {
+            return self.pass_through(src, rel, excluded, include);
         }
         self.record(src)?;
         if src.is_dir() {
@@ -146,13 +141,7 @@ impl Walk<'_, '_> {
         if !src.is_dir() {
             return Ok(());
         }
-        let rel_str = rel.join("/");
-        let exclusion_may_lift = !excluded
-            || self
-                .exclude
-                .is_some_and(|e| e.has_exceptions() && e.may_include_under(&rel_str));
-        let selection_may_match = include.is_none_or(|p| p.may_match_below(&rel_str));
-        if !(exclusion_may_lift && selection_may_match) {
+        if !self.filter(include).may_select_below(rel, excluded) {
             return Ok(());
         }
         let mark = self.parts.len();
@@ -165,20 +154,21 @@ impl Walk<'_, '_> {
     }
 
     fn children(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
+        let filter = self.filter(include);
         for child in self.tree.children(src)? {
-            // The names are only matched against filters; without any, an
-            // empty placeholder keeps the depth and costs no allocation.
-            let name = if self.exclude.is_some() || include.is_some() {
-                child.path.file_name().unwrap_or_default().to_string_lossy().into_owned()
-            } else {
-                String::new()
-            };
-            rel.push(name);
+            rel.push(filter.rel_name(child.path.file_name().unwrap_or_default()));
             let result = self.node(&child, rel, include);
             rel.pop();
             result?;
         }
         Ok(())
+    }
+
+    fn filter<'f>(&self, include: Option<&'f IncludePattern>) -> SourceFilter<'f>
+    where
+        'a: 'f,
+    {
+        SourceFilter { exclude: self.exclude, include }
     }
 
     /// Records one entry as the copier would write it (`TreeCopier::meta_for`).

@@ -44,6 +44,68 @@ impl IncludePattern {
     }
 }
 
+/// The filters of one copied source: `--exclude` and the `--parents`
+/// selection, matched against an entry's path below the source (`rel`, its
+/// names; empty at the source itself, which is never filtered). The copy and
+/// the step cache's walk decide with the same code, so a key covers exactly
+/// what the copy takes.
+#[derive(Clone, Copy)]
+pub(crate) struct SourceFilter<'a> {
+    pub exclude: Option<&'a IgnorePatterns>,
+    pub include: Option<&'a IncludePattern>,
+}
+
+/// What a [`SourceFilter`] makes of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Filtered {
+    Selected,
+    /// Not copied itself; `excluded` says whether `--exclude` (rather than
+    /// the `--parents` selection) left it out.
+    Skipped { excluded: bool },
+}
+
+impl SourceFilter<'_> {
+    fn is_none(&self) -> bool {
+        self.exclude.is_none() && self.include.is_none()
+    }
+
+    /// The name of an entry as `rel` holds it. Names are only ever matched
+    /// against filters: without any, an empty placeholder keeps the depth
+    /// and costs no allocation.
+    pub(crate) fn rel_name(&self, name: &std::ffi::OsStr) -> String {
+        if self.is_none() {
+            String::new()
+        } else {
+            name.to_string_lossy().into_owned()
+        }
+    }
+
+    pub(crate) fn judge(&self, rel: &[String]) -> Filtered {
+        if rel.is_empty() || self.is_none() {
+            return Filtered::Selected;
+        }
+        let rel = rel.join("/");
+        let excluded = self.exclude.is_some_and(|e| e.is_excluded(&rel));
+        let included = self.include.is_none_or(|p| p.matches(&rel));
+        if included && !excluded {
+            Filtered::Selected
+        } else {
+            Filtered::Skipped { excluded }
+        }
+    }
+
+    /// Whether a skipped directory at `rel` may still hold selected entries:
+    /// an exception of `--exclude` or the `--parents` pattern reaching inside.
+    pub(crate) fn may_select_below(&self, rel: &[String], excluded: bool) -> bool {
+        let rel = rel.join("/");
+        let exclusion_may_lift = !excluded
+            || self
+                .exclude
+                .is_some_and(|e| e.has_exceptions() && e.may_include_under(&rel));
+        exclusion_may_lift && self.include.is_none_or(|p| p.may_match_below(&rel))
+    }
+}
+
 fn invalid(e: PatternError) -> FileOpError {
     FileOpError::InvalidPattern {
         pattern: e.pattern.clone(),

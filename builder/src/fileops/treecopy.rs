@@ -25,7 +25,7 @@ use super::error::Result;
 use super::fsio::{self, EntryKind};
 use super::imagepath::ImagePath;
 use super::output::{Clash, Meta, OutputLayer};
-use super::patterns::IncludePattern;
+use super::patterns::{Filtered, IncludePattern, SourceFilter};
 use super::tree::{LayeredTree, Node};
 
 /// What happened during a copy.
@@ -163,15 +163,7 @@ impl<'a> TreeCopier<'a> {
         overwrite_meta: bool,
         include: Option<&IncludePattern>,
     ) -> Result<()> {
-        let (selected, excluded) = if rel.is_empty() || (self.opts.exclude.is_none() && include.is_none()) {
-            (true, false)
-        } else {
-            let rel_str = rel.join("/");
-            let excluded = self.opts.exclude.is_some_and(|e| e.is_excluded(&rel_str));
-            let included = include.is_none_or(|p| p.matches(&rel_str));
-            (included && !excluded, excluded)
-        };
-        if !selected {
+        if let Filtered::Skipped { excluded } = self.filter(include).judge(rel) {
             return self.pass_through(src, rel, dest, excluded, include);
         }
         self.create_pending_dirs()?;
@@ -213,14 +205,7 @@ impl<'a> TreeCopier<'a> {
         if !src.is_dir() {
             return Ok(());
         }
-        let rel_str = rel.join("/");
-        let exclusion_may_lift = !excluded
-            || self
-                .opts
-                .exclude
-                .is_some_and(|e| e.has_exceptions() && e.may_include_under(&rel_str));
-        let selection_may_match = include.is_none_or(|p| p.may_match_below(&rel_str));
-        if !(exclusion_may_lift && selection_may_match) {
+        if !self.filter(include).may_select_below(rel, excluded) {
             return Ok(());
         }
         self.pending.push(PendingDir {
@@ -285,14 +270,22 @@ impl<'a> TreeCopier<'a> {
         dest: &ImagePath,
         include: Option<&IncludePattern>,
     ) -> Result<()> {
+        let filter = self.filter(include);
         for child in self.src.children(src)? {
             let name: OsString = child.path.file_name().unwrap_or_default().to_owned();
-            rel.push(name.to_string_lossy().into_owned());
+            rel.push(filter.rel_name(&name));
             let result = self.copy_node(&child, rel, &dest.join(&name), true, include);
             rel.pop();
             result?;
         }
         Ok(())
+    }
+
+    fn filter<'f>(&self, include: Option<&'f IncludePattern>) -> SourceFilter<'f>
+    where
+        'a: 'f,
+    {
+        SourceFilter { exclude: self.opts.exclude, include }
     }
 
     fn copy_file(&mut self, src: &Node, dest: &ImagePath) -> Result<()> {
