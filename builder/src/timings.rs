@@ -123,8 +123,9 @@ pub fn write_timings(store_root: &Path, dockerfile: &Path, steps: Vec<StepTiming
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    serde_json::to_writer_pretty(&mut file, &record).context("encoding the build timings")?;
-    file.write_all(b"\n")?;
+    let mut text = serde_json::to_vec_pretty(&record).context("encoding the build timings")?;
+    text.push(b'\n');
+    file.write_all(&text)?;
     file.persist(&path)
         .map_err(|e| anyhow!("writing the build timings {}: {}", path.display(), e.error))?;
     Ok(path)
