@@ -162,7 +162,17 @@ fn tag_key(name: &Reference, purpose: &'static str) -> Result<String> {
 
 /// Replaces `path` with `bytes`: a temp file under the store's `tmp/`, fsynced,
 /// renamed over `path`, and the rename made durable.
+///
+/// A file that already holds `bytes` (a rebuild records the same image and
+/// tags again) only gets its mtime moved, which records keep as their last
+/// use: its data was synced before it was renamed into place, so only the
+/// rename is made durable, in case its writer died before doing that.
 pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
+    if holds_exactly(path, bytes) {
+        let file = fs::File::open(path).at("open", path)?;
+        file.set_modified(std::time::SystemTime::now()).at("set the mtime of", path)?;
+        return sync_dir(path.parent().unwrap_or(path));
+    }
     let tmp_dir = store.tmp_dir();
     let mut temp = tempfile::Builder::new()
         .prefix("meta-")
@@ -178,6 +188,13 @@ pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Resu
         .map_err(|e| StoreError::io("replace", path, e.error))?;
     sync_dir(path.parent().unwrap_or(path))?;
     Ok(())
+}
+
+/// Whether the file at `path` has exactly the content `bytes` (read only when
+/// the sizes agree).
+fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
+    let same_size = fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64);
+    same_size && fs::read(path).is_ok_and(|held| held == bytes)
 }
 
 #[cfg(test)]
@@ -302,5 +319,25 @@ mod tests {
             }
         });
         assert_eq!(store.tags().unwrap().len(), 40);
+    }
+
+    #[test]
+    fn rewriting_the_same_bytes_leaves_the_file_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, store) = temp_store();
+        let path = dir.path().join("record");
+        super::write_atomically(&store, &path, b"one").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(long_ago).unwrap();
+        super::write_atomically(&store, &path, b"one").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.ino(), inode, "an equal file is not replaced");
+        assert!(meta.modified().unwrap() > long_ago, "its mtime, the record's last use, moves");
+        super::write_atomically(&store, &path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        super::write_atomically(&store, &path, b"twO").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"twO", "same size, other bytes: replaced");
     }
 }

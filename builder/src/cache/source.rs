@@ -216,7 +216,7 @@ pub(crate) fn digest_selection(
                     Content::File { .. } => {
                         let digest = digests[i].expect("every file was looked up or hashed");
                         h.bytes("file", &digest);
-                        ('f', hex::encode(&digest[..8]))
+                        ('f', short_hex(&digest))
                     }
                     Content::HardLink(first) => {
                         let first = &files[file_index[*first]].path;
@@ -254,6 +254,14 @@ pub(crate) fn digest_selection(
     })
 }
 
+/// The first 8 bytes of `digest` in hex: how explanations show contents.
+/// (`hex::encode` builds its string a char at a time; this runs per file.)
+fn short_hex(digest: &[u8; 32]) -> String {
+    let mut out = [0u8; 16];
+    hex::encode_to_slice(&digest[..8], &mut out).expect("16 hex digits for 8 bytes");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn kind_char(kind: EntryKind) -> char {
     match kind {
         EntryKind::File => 'f',
@@ -285,7 +293,7 @@ fn hash_xattrs(h: &mut FieldHasher, xattrs: &[(std::ffi::OsString, Vec<u8>)]) ->
     }
     let digest = own.finish_bytes();
     h.bytes("xattrs", &digest);
-    (!sorted.is_empty()).then(|| hex::encode(&digest[..8]))
+    (!sorted.is_empty()).then(|| short_hex(&digest))
 }
 
 struct Hashed {

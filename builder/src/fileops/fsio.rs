@@ -263,7 +263,7 @@ pub(crate) fn open_dir_beneath(root: impl AsFd, rel: &ImagePath) -> io::Result<O
     for name in rel.components() {
         fd = rustix::fs::openat(
             &fd,
-            name.as_os_str(),
+            name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;

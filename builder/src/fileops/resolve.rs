@@ -8,7 +8,7 @@
 //! that one is not followed).
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 use super::error::{FileOpError, Result};
 use super::fsio::EntryKind;
@@ -33,7 +33,7 @@ pub(crate) fn resolve_path(
 ) -> Result<ImagePath> {
     resolve_names(
         tree,
-        path.components().iter().cloned().collect(),
+        path.components().map(OsStr::to_os_string).collect(),
         follow_last,
     )
 }
