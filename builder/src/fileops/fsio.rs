@@ -324,6 +324,47 @@ pub(crate) fn list_dir_fd(dir: impl AsFd) -> io::Result<Vec<OsString>> {
     Ok(names)
 }
 
+/// The names of one or more directory listings, kept in one buffer: a
+/// listing of a big tree would otherwise allocate a string per entry.
+#[derive(Default)]
+pub(crate) struct NameList {
+    bytes: Vec<u8>,
+    /// Where each name lies in `bytes`.
+    spans: Vec<std::ops::Range<usize>>,
+}
+
+impl NameList {
+    pub(crate) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Sorts the names bytewise (as `OsStr` orders them) and drops repeats.
+    pub(crate) fn sort_dedup(&mut self) {
+        let bytes = &self.bytes;
+        self.spans.sort_unstable_by(|a, b| bytes[a.clone()].cmp(&bytes[b.clone()]));
+        self.spans.dedup_by(|a, b| bytes[a.clone()] == bytes[b.clone()]);
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &OsStr> {
+        self.spans.iter().map(|span| OsStr::from_bytes(&self.bytes[span.clone()]))
+    }
+}
+
+/// Adds the names in the open directory `dir` (without `.` and `..`) to `names`.
+pub(crate) fn read_dir_names(dir: impl AsFd, names: &mut NameList) -> io::Result<()> {
+    let mut reader = rustix::fs::Dir::read_from(dir)?;
+    while let Some(entry) = reader.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            let start = names.bytes.len();
+            names.bytes.extend_from_slice(name);
+            names.spans.push(start..names.bytes.len());
+        }
+    }
+    Ok(())
+}
+
 /// The current time, for directories a file operation creates.
 pub(crate) fn now() -> Timespec {
     let d = std::time::SystemTime::now()
@@ -332,5 +373,30 @@ pub(crate) fn now() -> Timespec {
     Timespec {
         tv_sec: d.as_secs() as i64,
         tv_nsec: d.subsec_nanos() as _,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_merge_into_one_sorted_name_list_without_repeats() {
+        let upper = tempfile::tempdir().unwrap();
+        let lower = tempfile::tempdir().unwrap();
+        for name in ["b", "a", "c\u{e9}"] {
+            std::fs::write(upper.path().join(name), "").unwrap();
+        }
+        for name in ["b", "aa", "B"] {
+            std::fs::write(lower.path().join(name), "").unwrap();
+        }
+        let mut names = NameList::default();
+        for dir in [&upper, &lower] {
+            read_dir_names(open_dir(dir.path()).unwrap(), &mut names).unwrap();
+        }
+        assert_eq!(names.len(), 6);
+        names.sort_dedup();
+        let listed: Vec<&OsStr> = names.iter().collect();
+        assert_eq!(listed, ["B", "a", "aa", "b", "c\u{e9}"]);
     }
 }

@@ -55,6 +55,16 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// A node found in layer `layer`, before [`LayeredTree::child_in`] names it.
+    fn unnamed(attrs: Attrs, layer: usize, merged: Vec<usize>) -> Node {
+        Node {
+            path: ImagePath::root(),
+            attrs,
+            layer: Some(layer),
+            merged,
+        }
+    }
+
     pub(crate) fn is_dir(&self) -> bool {
         self.attrs.is_dir()
     }
@@ -181,33 +191,23 @@ impl<'a> LayeredTree<'a> {
                 // A non-directory hides everything below it; under a directory
                 // found higher up it is itself hidden.
                 if found.is_none() {
-                    found = Some(Node {
-                        path: path.clone(),
-                        attrs,
-                        layer: Some(l),
-                        merged: Vec::new(),
-                    });
+                    found = Some(Node::unnamed(attrs, l, Vec::new()));
                 }
                 break;
             }
             match &mut found {
                 Some(node) => node.merged.push(l),
-                None => {
-                    found = Some(Node {
-                        path: path.clone(),
-                        attrs,
-                        layer: Some(l),
-                        merged: vec![l],
-                    })
-                }
+                None => found = Some(Node::unnamed(attrs, l, vec![l])),
             }
             if self.whiteouts && fsio::is_opaque(&host()) {
                 break;
             }
         }
-        let Some(node) = found else {
+        let Some(mut node) = found else {
             return Ok(None);
         };
+        // Named last: the path is moved in, not copied for every layer.
+        node.path = path;
         let Some(filter) = self.filter else {
             return Ok(Some(node));
         };
@@ -254,24 +254,22 @@ impl<'a> LayeredTree<'a> {
     }
 
     fn list(&self, dir: &Node) -> Result<Vec<Node>> {
-        let mut names = Vec::<OsString>::new();
+        let mut names = fsio::NameList::default();
         let mut open = OpenDirs(Vec::new());
         open.0.resize_with(self.layers.len(), || None);
         for &l in &dir.merged {
             let host = self.layers[l].join(dir.path.to_relative());
             let fd = fsio::open_dir_nofollow(&host)
                 .map_err(|e| FileOpError::io("read directory", &host, e))?;
-            names.extend(
-                fsio::list_dir_fd(&fd).map_err(|e| FileOpError::io("read directory", &host, e))?,
-            );
+            fsio::read_dir_names(&fd, &mut names)
+                .map_err(|e| FileOpError::io("read directory", &host, e))?;
             open.0[l] = Some(fd);
         }
         // One layer's names are unique; merged layers repeat some.
-        names.sort_unstable();
-        names.dedup();
+        names.sort_dedup();
         let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(node) = self.child_in(dir, &name, Some(&open))? {
+        for name in names.iter() {
+            if let Some(node) = self.child_in(dir, name, Some(&open))? {
                 out.push(node);
             }
         }
