@@ -15,7 +15,7 @@
 //! meanwhile, and replaces the file by rename; readers take no lock.
 
 use std::fs::{self, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,8 @@ type EntryMap = foldhash::HashMap<StatKey, Slot>;
 
 const MAGIC: &[u8; 8] = b"RBSTATC1";
 const RECORD_LEN: usize = 8 * 3 + 12 * 2 + 32 + 8;
+/// Records decoded per read of a saved cache.
+const RECORDS_PER_READ: usize = 1024;
 /// Entries unused for this long are dropped when the file is saved: they are
 /// files that were deleted or changed since.
 const MAX_AGE_SECS: u64 = 30 * 24 * 3600;
@@ -198,24 +200,35 @@ fn decode(record: &[u8]) -> (StatKey, Slot) {
 
 /// The entries of a saved cache; nothing when the file is missing or is not
 /// a whole cache file (a cache can always be rebuilt by hashing again).
+/// Records are decoded a chunk at a time: the file of a 20,000-file context
+/// is 1.7 MB, which need not be in memory beside the map made from it.
 fn read_entries(path: &Path) -> Result<EntryMap> {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    let mut file = match fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(EntryMap::default()),
         Err(e) => return Err(crate::StoreError::io("read stat cache", path, e)),
     };
-    let Some(body) = bytes.strip_prefix(MAGIC) else {
-        return Ok(EntryMap::default());
-    };
-    let (count, records) = body.split_at(8.min(body.len()));
-    let Ok(count) = <[u8; 8]>::try_from(count).map(u64::from_le_bytes) else {
-        return Ok(EntryMap::default());
-    };
-    if records.len() as u64 != count.saturating_mul(RECORD_LEN as u64) {
+    let len = file.metadata().at("read stat cache", path)?.len();
+    let mut header = [0u8; 16];
+    if file.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
         return Ok(EntryMap::default());
     }
-    let mut entries = EntryMap::with_capacity_and_hasher(records.len() / RECORD_LEN, Default::default());
-    entries.extend(records.chunks_exact(RECORD_LEN).map(decode));
+    let count = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+    if len.checked_sub(16) != Some(count.saturating_mul(RECORD_LEN as u64)) {
+        return Ok(EntryMap::default());
+    }
+    let mut entries = EntryMap::with_capacity_and_hasher(count as usize, Default::default());
+    let mut chunk = vec![0u8; RECORD_LEN * RECORDS_PER_READ];
+    let mut left = count as usize;
+    while left > 0 {
+        let records = left.min(RECORDS_PER_READ);
+        let bytes = &mut chunk[..records * RECORD_LEN];
+        if file.read_exact(bytes).is_err() {
+            return Ok(EntryMap::default());
+        }
+        entries.extend(bytes.chunks_exact(RECORD_LEN).map(decode));
+        left -= records;
+    }
     Ok(entries)
 }
 
@@ -307,5 +320,22 @@ mod tests {
         again.save().unwrap();
         assert!(!path.exists(), "a cache that only had fresh hits is not saved");
         StatCache::in_memory().save().unwrap();
+    }
+
+    #[test]
+    fn a_cache_larger_than_one_read_loads_whole() {
+        let (dir, store) = temp_store();
+        let scope = dir.path().join("ctx");
+        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let count = RECORDS_PER_READ * 2 + 7;
+        for n in 0..count as u64 {
+            cache.insert(key(n), [n as u8; 32]);
+        }
+        cache.save().unwrap();
+        let mut again = StatCache::open(&store, &scope).unwrap();
+        assert_eq!(again.len(), count);
+        for n in [0, RECORDS_PER_READ as u64, count as u64 - 1] {
+            assert_eq!(again.get(&key(n)), Some([n as u8; 32]));
+        }
     }
 }

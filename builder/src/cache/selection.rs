@@ -85,7 +85,8 @@ pub(crate) fn select(tree: &LayeredTree<'_>, copy: &CopyOp, owner_forced: bool) 
             // A whole directory is walked: list it on every core first. With
             // `--exclude` or a `--parents` pattern the walk may skip most of it.
             if walk.exclude.is_none() && item.include.is_none() {
-                tree.prefetch(&item.node, prefetch_threads());
+                let listed = tree.prefetch(&item.node, prefetch_threads());
+                walk.parts.reserve(listed + 1);
             }
             walk.parts.push(Part::Item(Item {
                 spec: item.spec.clone(),

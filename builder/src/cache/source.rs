@@ -259,7 +259,7 @@ pub(crate) fn digest_selection(
 fn short_hex(digest: &[u8; 32]) -> String {
     let mut out = [0u8; 16];
     hex::encode_to_slice(&digest[..8], &mut out).expect("16 hex digits for 8 bytes");
-    String::from_utf8_lossy(&out).into_owned()
+    std::str::from_utf8(&out).expect("hex digits are ASCII").to_owned()
 }
 
 fn kind_char(kind: EntryKind) -> char {

@@ -350,10 +350,14 @@ impl NameList {
     }
 }
 
-/// Adds the names in the open directory `dir` (without `.` and `..`) to `names`.
+/// Adds the names in the open directory `dir` (without `.` and `..`) to
+/// `names`, reading from `dir`'s own offset. (rustix's `Dir` re-opens the
+/// directory and starts with a small buffer: three more system calls per
+/// directory and several `getdents` for a big one.)
 pub(crate) fn read_dir_names(dir: impl AsFd, names: &mut NameList) -> io::Result<()> {
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = reader.read() {
+    let mut buffer = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    let mut reader = rustix::fs::RawDir::new(dir, &mut buffer);
+    while let Some(entry) = reader.next() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {

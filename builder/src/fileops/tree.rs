@@ -280,9 +280,10 @@ impl<'a> LayeredTree<'a> {
     /// [`LayeredTree::children`] calls to take. Listings are made exactly as
     /// `children` makes them, so a walk sees the same tree either way; a
     /// directory that fails to list is left for the walk, to report.
-    pub(crate) fn prefetch(&self, dir: &Node, threads: usize) {
+    /// Returns how many entries the listings hold (0 when nothing was listed).
+    pub(crate) fn prefetch(&self, dir: &Node, threads: usize) -> usize {
         if !dir.is_dir() || threads < 2 {
-            return;
+            return 0;
         }
         struct Queue {
             dirs: Vec<Node>,
@@ -327,9 +328,12 @@ impl<'a> LayeredTree<'a> {
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         let mut prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = 0;
         for listing in listings {
+            entries += listing.values().map(Vec::len).sum::<usize>();
             prefetched.extend(listing);
         }
+        entries
     }
 
     /// The target of a symlink entry, as raw bytes.
@@ -467,7 +471,8 @@ mod tests {
         l.dir(1, "d4/sub/deeper/still");
         let plain = walk_all(&l.tree());
         let prefetched = l.tree();
-        prefetched.prefetch(&prefetched.root().unwrap(), 3);
+        let listed = prefetched.prefetch(&prefetched.root().unwrap(), 3);
+        assert_eq!(listed, plain.len(), "the count is of every entry below the root");
         assert_eq!(walk_all(&prefetched), plain);
         assert!(prefetched.prefetched.lock().unwrap().is_empty(), "every listing taken once");
         assert!(plain.iter().any(|(p, ..)| p == "/d4/sub/deeper/still"));
