@@ -23,7 +23,7 @@ use crate::digest::Digest;
 use crate::error::{Result, StoreError};
 use crate::lease::{self, ContentRef};
 use crate::records::{list_dir, GcRecord, RecordKind, SOURCES};
-use crate::usage::{content_size, store_size};
+use crate::usage::{freed_size, store_size};
 use crate::Store;
 
 /// What `prune` may remove.
@@ -139,7 +139,7 @@ impl GcView {
         if !self.unused(item) {
             return Ok(0);
         }
-        let size = content_size(&self.store, item)?;
+        let size = freed_size(&self.store, item)?;
         let existed = match item {
             ContentRef::Blob(d) => {
                 let path = self.store.blob_path(d);

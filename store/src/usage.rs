@@ -103,8 +103,18 @@ impl Store {
             target.count += 1;
             target.active += usize::from(view.keeps(record, false));
         }
-        for item in view.all_content()? {
-            let size = content_size(&view.store, &item)?;
+        // Snapshots share files (a COPY that misses links the files its last
+        // run wrote unchanged), so each inode counts once, for the first
+        // snapshot that has it. Kept snapshots go first: pruning another
+        // snapshot frees nothing a kept one still links.
+        let mut content = view.all_content()?;
+        content.sort_by_key(|item| !kept.contains(item));
+        let mut snapshot_inodes = HashSet::new();
+        for item in content {
+            let size = match &item {
+                ContentRef::Snapshot(d) => unseen_size(&self.snapshot_path(d), &mut snapshot_inodes)?,
+                ContentRef::Blob(_) => content_size(&view.store, &item)?,
+            };
             let reclaimable = if kept.contains(&item) { 0 } else { size };
             let target = match (&item, kinds.get(&item)) {
                 (ContentRef::Snapshot(_), _) => {
@@ -207,6 +217,20 @@ pub(crate) fn content_size(store: &Store, item: &ContentRef) -> Result<u64> {
     }
 }
 
+/// What removing one blob or snapshot frees: a snapshot's files that no
+/// other snapshot links (their every link is inside it), each inode once.
+pub(crate) fn freed_size(store: &Store, item: &ContentRef) -> Result<u64> {
+    let ContentRef::Snapshot(d) = item else {
+        return content_size(store, item);
+    };
+    let mut links: std::collections::HashMap<(u64, u64), (u64, u64, u64)> = Default::default();
+    walk_files(&store.snapshot_path(d), &mut |meta| {
+        let seen = links.entry((meta.dev(), meta.ino())).or_insert((0, meta.nlink(), meta.len()));
+        seen.0 += 1;
+    })?;
+    Ok(links.values().filter(|(seen, nlink, _)| seen >= nlink).map(|(_, _, size)| size).sum())
+}
+
 /// Everything under the store root.
 pub(crate) fn store_size(root: &Path) -> Result<u64> {
     tree_size(root)
@@ -216,8 +240,24 @@ pub(crate) fn store_size(root: &Path) -> Result<u64> {
 /// tree that vanishes while it is walked (a concurrent removal) counts what
 /// was seen.
 pub fn tree_size(root: &Path) -> Result<u64> {
-    let mut seen = HashSet::new();
+    unseen_size(root, &mut HashSet::new())
+}
+
+/// [`tree_size`], counting only inodes not in `seen` (and adding those it counts).
+fn unseen_size(root: &Path, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
     let mut total = 0;
+    walk_files(root, &mut |meta| {
+        if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
+            total += meta.len();
+        }
+    })?;
+    Ok(total)
+}
+
+/// Calls `each` with the metadata of every non-directory below `root`. A
+/// tree that vanishes while it is walked (a concurrent removal) gives what
+/// was seen.
+fn walk_files(root: &Path, each: &mut dyn FnMut(&fs::Metadata)) -> Result<()> {
     let mut stack: Vec<PathBuf> = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = match fs::read_dir(&dir) {
@@ -235,12 +275,12 @@ pub fn tree_size(root: &Path) -> Result<u64> {
             };
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if meta.len() > 0 && seen.insert((meta.dev(), meta.ino())) {
-                total += meta.len();
+            } else {
+                each(&meta);
             }
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 #[cfg(test)]

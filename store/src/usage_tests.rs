@@ -102,3 +102,38 @@ fn usage_by_kind_and_what_prune_reclaims() {
     assert_eq!(row(&after, UsageKind::Images).size, image_bytes(&tagged));
     assert!(!store.blob_path(&garbage).exists());
 }
+
+/// A COPY that misses links the files its last run wrote unchanged, so two
+/// snapshots can share inodes: du counts them once, and says what prune frees.
+#[test]
+fn files_snapshots_share_are_counted_once_and_freed_with_the_last_link() {
+    let (_dir, store) = temp_store();
+    let kept = image(&store, "kept", &[layer(&store, "k", &noise("k", 20_000))]);
+    store
+        .tag(&Reference::parse("app:1").unwrap(), &kept.manifest_digest)
+        .unwrap();
+    let first = image(&store, "first", &[layer(&store, "f", &noise("f", 30_000))]);
+    let second = image(&store, "second", &[layer(&store, "s", &noise("s", 7_000))]);
+    for image in [&kept, &first, &second] {
+        store.ensure_snapshot(&image.layers[0]).unwrap();
+    }
+    let snapshot = |i: &crate::StoredImage| store.snapshot_path(&i.layers[0].diff_id);
+    let kept_file = snapshot(&kept).join("k");
+    // `first` links the kept image's file; `second` links `first`'s.
+    fs::hard_link(snapshot(&kept).join("k"), snapshot(&first).join("k")).unwrap();
+    fs::hard_link(snapshot(&first).join("f"), snapshot(&second).join("f")).unwrap();
+    let root = store.root().to_path_buf();
+    drop(store);
+    let store = Store::open(&root).unwrap();
+
+    let usage = store.disk_usage().unwrap();
+    let snapshots = row(&usage, UsageKind::Snapshots);
+    assert_eq!(snapshots.count, 3);
+    assert_eq!(snapshots.size, 20_000 + 30_000 + 7_000, "each shared file once");
+    assert_eq!(snapshots.reclaimable, 30_000 + 7_000, "not the file the kept snapshot links");
+
+    let report = store.prune(&PruneOptions::default()).unwrap();
+    let reclaimable: u64 = usage.rows.iter().map(|r| r.reclaimable).sum();
+    assert_eq!(report.reclaimed, reclaimable, "du said what prune would free");
+    assert_eq!(fs::read(kept_file).unwrap(), noise("k", 20_000));
+}
