@@ -132,8 +132,17 @@ impl CacheIndex {
     /// recent inputs of the step `identity`, dropping all but the newest few.
     pub fn remember_inputs(&self, identity: &Digest, key: &Digest, inputs: &[u8]) -> Result<()> {
         let dir = self.inputs.join(identity.hex());
+        let path = dir.join(format!("{}.json", key.hex()));
         fs::create_dir_all(&dir).at("create cache directory", &dir)?;
-        write_atomically(&self.store, &dir.join(format!("{}.json", key.hex())), inputs)?;
+        if let Err(e) = write_atomically(&self.store, &path, inputs) {
+            // A prune removes a step's directory once its last inputs go;
+            // if that happened between the two calls, make it again.
+            if dir.exists() {
+                return Err(e);
+            }
+            fs::create_dir_all(&dir).at("create cache directory", &dir)?;
+            write_atomically(&self.store, &path, inputs)?;
+        }
         let entries = self.inputs_by_age(&dir)?;
         for (_, path) in entries.into_iter().skip(KEPT_INPUTS) {
             // Another process may be removing the same old entry.
@@ -142,6 +151,24 @@ impl CacheIndex {
                     return Err(crate::StoreError::io("remove", &path, e))
                 }
                 _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the inputs recorded for `key`, under whichever step they are
+    /// (pruning a record takes them along); a step left with none goes too.
+    pub fn forget_inputs(&self, key: &Digest) -> Result<()> {
+        for dir in crate::records::list_dir(&self.inputs)? {
+            let path = dir.join(format!("{}.json", key.hex()));
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    // Fails while other inputs remain, or another process adds one.
+                    let _ = fs::remove_dir(&dir);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
+                Err(e) => return Err(crate::StoreError::io("remove", &path, e)),
             }
         }
         Ok(())

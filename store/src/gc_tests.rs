@@ -310,6 +310,7 @@ fn step_cache_records_are_pruned_least_recently_used_first_with_their_layers() {
             last_used: None,
         };
         index.put(&key(name), &record).unwrap();
+        index.remember_inputs(&key("step"), &key(name), name.as_bytes()).unwrap();
         let path = root
             .join("cache/records")
             .join(format!("{}.json", key(name).hex()));
@@ -336,9 +337,16 @@ fn step_cache_records_are_pruned_least_recently_used_first_with_their_layers() {
     let index = crate::CacheIndex::open(&pruner).unwrap();
     assert!(index.get(&key("old")).unwrap().is_none());
     assert!(index.get(&key("new")).unwrap().is_some());
+    let inputs = |index: &crate::CacheIndex| index.recent_inputs(&key("step")).unwrap();
+    assert_eq!(inputs(&index), [(key("new"), b"new".to_vec())], "the pruned key's inputs went too");
 
     // A plain prune takes every cache record.
     let report = pruner.prune(&PruneOptions::default()).unwrap();
     assert_eq!(report.records.len(), 1);
     assert!(!blob_exists(&root, &layers[1].digest));
+    assert!(inputs(&index).is_empty());
+    assert_eq!(fs::read_dir(root.join("cache/inputs")).unwrap().count(), 0, "and the step's directory");
+    // A later build of the step records its inputs again.
+    index.remember_inputs(&key("step"), &key("again"), b"again").unwrap();
+    assert_eq!(inputs(&index).len(), 1);
 }

@@ -250,10 +250,16 @@ impl RecordSource for CacheRecords {
             .join(format!("{}.json", record.id));
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(StoreError::io("remove", &path, e))
+                return Err(StoreError::io("remove", &path, e))
             }
-            _ => Ok(()),
+            _ => {}
         }
+        // What went into the key goes with it: a 20,000-file COPY's inputs
+        // are a megabyte or more.
+        let Ok(key) = Digest::from_hex(&record.id) else {
+            return Ok(());
+        };
+        crate::CacheIndex::open(store)?.forget_inputs(&key)
     }
 }
 
