@@ -194,7 +194,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A reader that computes the sha256 of everything read through it.
 /// Copies `size` bytes from `from` into `to` while another thread hashes
 /// them: checking a blob as it is copied costs no extra time when a second
 /// core is free. Returns the digest and the bytes copied (fewer than `size`
@@ -233,6 +232,7 @@ pub fn copy_hashed(from: impl io::Read, size: u64, to: &mut dyn Write) -> io::Re
     copied.map(|()| hashed)
 }
 
+/// A reader that computes the sha256 of everything read through it.
 pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
