@@ -301,27 +301,15 @@ pub(crate) fn remove_all_at(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )?;
-            for child in list_dir_fd(&sub)? {
-                remove_all_at(&sub, &child)?;
+            let mut children = NameList::default();
+            read_dir_names(&sub, &mut children)?;
+            for child in children.iter() {
+                remove_all_at(&sub, child)?;
             }
             Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
         }
         Some(_) => Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?),
     }
-}
-
-/// The names in an open directory (without `.` and `..`).
-pub(crate) fn list_dir_fd(dir: impl AsFd) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = reader.read() {
-        let entry = entry?;
-        let name = entry.file_name().to_bytes();
-        if name != b"." && name != b".." {
-            names.push(OsString::from_vec(name.to_vec()));
-        }
-    }
-    Ok(names)
 }
 
 /// The names of one or more directory listings, kept in one buffer: a
