@@ -168,8 +168,7 @@ fn tag_key(name: &Reference, purpose: &'static str) -> Result<String> {
 /// use: its data was synced before it was renamed into place, so only the
 /// rename is made durable, in case its writer died before doing that.
 pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
-    if holds_exactly(path, bytes) {
-        let file = fs::File::open(path).at("open", path)?;
+    if let Some(file) = open_if_holding(path, bytes) {
         file.set_modified(std::time::SystemTime::now()).at("set the mtime of", path)?;
         return sync_dir(path.parent().unwrap_or(path));
     }
@@ -190,11 +189,19 @@ pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Resu
     Ok(())
 }
 
-/// Whether the file at `path` has exactly the content `bytes` (read only when
-/// the sizes agree).
-fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
-    let same_size = fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == bytes.len() as u64);
-    same_size && fs::read(path).is_ok_and(|held| held == bytes)
+/// The regular file at `path` (not followed if a symlink), open, when it has
+/// exactly the content `bytes` (read only when the sizes agree).
+fn open_if_holding(path: &Path, bytes: &[u8]) -> Option<fs::File> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() != bytes.len() as u64 {
+        return None;
+    }
+    let mut held = Vec::with_capacity(bytes.len());
+    file.read_to_end(&mut held).ok()?;
+    (held == bytes).then_some(file)
 }
 
 #[cfg(test)]
