@@ -372,3 +372,101 @@ pub fn umoci_unpack(archive: &Archive, work: &Path) -> PathBuf {
     );
     bundle.join("rootfs")
 }
+
+/// The tar of one hand-made layer: regular files `(name, content, mode)` owned by root, their
+/// parent directories, and whiteouts (`.wh.NAME` entries) for the names in `deleted`.
+pub fn layer_tar(files: &[(&str, &[u8], u32)], deleted: &[&str]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    let append = |tar: &mut tar::Builder<Vec<u8>>, name: &str, kind, mode, data: &[u8]| {
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(data.len() as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, name, data)
+            .expect("appending a layer member");
+    };
+    for (name, _, _) in files {
+        let mut parent = Path::new(name).parent();
+        let mut chain = Vec::new();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            chain.push(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+        for dir in chain.into_iter().rev() {
+            if dirs.insert(dir.clone()) {
+                append(
+                    &mut tar,
+                    &format!("{dir}/"),
+                    tar::EntryType::Directory,
+                    0o755,
+                    b"",
+                );
+            }
+        }
+    }
+    for (name, data, mode) in files {
+        append(&mut tar, name, tar::EntryType::Regular, *mode, data);
+    }
+    for name in deleted {
+        let path = Path::new(name);
+        let whiteout = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) => format!(
+                "{}/.wh.{}",
+                dir.display(),
+                path.file_name().unwrap().to_string_lossy()
+            ),
+            None => format!(".wh.{name}"),
+        };
+        append(&mut tar, &whiteout, tar::EntryType::Regular, 0o644, b"");
+    }
+    tar.into_inner().expect("layer tar")
+}
+
+/// Writes a docker archive (`docker save`'s format) at `path` of one image tagged `tag`, for the
+/// host's platform, whose layers are `layers` bottom to top. The same bytes twice are the same
+/// layer twice, as a registry may hold it: one member, named twice in the manifest.
+pub fn write_docker_archive(path: &Path, tag: &str, layers: &[Vec<u8>]) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let config = serde_json::to_vec(&config).expect("config");
+    let config_name = format!("{}.json", sha256_hex(&config));
+    let names: Vec<String> = layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", sha256_hex(l)))
+        .collect();
+    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": names}]);
+    let mut members: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (name, layer) in names.iter().zip(layers) {
+        members.insert(name.clone(), layer.clone());
+    }
+    members.insert(config_name, config);
+    members.insert(
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).expect("manifest"),
+    );
+    let mut archive = tar::Builder::new(fs::File::create(path).expect("creating the archive"));
+    for (name, bytes) in &members {
+        let mut header = tar::Header::new_ustar();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, name, bytes.as_slice())
+            .expect("archive member");
+    }
+    archive.finish().expect("finishing the archive");
+}

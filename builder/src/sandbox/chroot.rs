@@ -43,6 +43,7 @@ pub(crate) fn run(
 ) -> Result<RunOutcome, SandboxError> {
     let rootfs = TreeGuard::create(p.scratch.join("rootfs"))?;
     let mut warnings = Vec::new();
+    layers::merge(&p.flatten, &rootfs.0, &mut warnings)?;
     layers::merge(&p.lower, &rootfs.0, &mut warnings)?;
     let injected = inject(&rootfs.0, p, &mut warnings)?;
     let before = Index::scan(&rootfs.0)?;

@@ -20,8 +20,9 @@
 //! `main`, so that everything rbuild does afterwards runs as root of a user
 //! namespace and the sandbox works the same way as under real root.
 //!
-//! Files: `namespaces` (the default isolation's process tree), `mounts` and
-//! `rootpath` (the root filesystem), `exec` (becoming the user and exec'ing),
+//! Files: `namespaces` (the default isolation's process tree), `mounts`,
+//! `lowerstack` and `rootpath` (the root filesystem), `exec` (becoming the
+//! user and exec'ing),
 //! `stubs` (keeping mount points out of the diff), `chroot`, `layers`,
 //! `treediff` and `fscopy` (the copying isolation), `userns` and `idmap` (rootless),
 //! `users` (`USER` resolution), `etcfiles`, `net`, `process` and `protocol`
@@ -34,6 +35,7 @@ mod exec;
 mod fscopy;
 mod idmap;
 mod layers;
+mod lowerstack;
 mod mounts;
 mod namespaces;
 mod net;
@@ -53,9 +55,9 @@ use std::path::PathBuf;
 
 pub use error::SandboxError;
 pub use idmap::{parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
-pub use userns::{enter_user_namespace_if_needed, in_user_namespace};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
+pub use userns::{enter_user_namespace_if_needed, in_user_namespace};
 pub use users::{resolve_user, ExecUser};
 
 /// The `PATH` a command gets when its environment has none (BuildKit's default).

@@ -20,6 +20,7 @@ use rustix::mount::{
     OpenTreeFlags, UnmountFlags,
 };
 
+use super::lowerstack;
 use super::prepare::Prepared;
 use super::protocol::{ChildError, FailureKind, Reporter};
 use super::rootpath::{self, Kind, Root};
@@ -45,6 +46,24 @@ pub(crate) struct ScratchPaths {
     pub hosts: PathBuf,
     pub resolv_conf: PathBuf,
     pub hostname: PathBuf,
+    /// The layers below [`Prepared::lower`] copied into one directory, when
+    /// the stack is deeper than overlayfs takes.
+    pub flat: Option<PathBuf>,
+    /// A directory of short symlinks to the lower layers, for kernels that
+    /// take them only as one page-sized `lowerdir` option; made only when
+    /// the layers' own paths would not fit.
+    pub links: Option<PathBuf>,
+}
+
+/// The lower directories of the overlay, topmost first, as overlayfs lists
+/// them.
+pub(crate) fn lowers_topmost_first<'a>(p: &'a Prepared, paths: &'a ScratchPaths) -> Vec<&'a Path> {
+    let mut tops: Vec<&Path> = p.lower.iter().rev().map(PathBuf::as_path).collect();
+    tops.extend(paths.flat.as_deref());
+    if tops.is_empty() {
+        tops.push(&paths.empty_lower);
+    }
+    tops
 }
 
 /// Builds the root filesystem and pivots into it. Runs in the sandbox's
@@ -168,12 +187,7 @@ fn fs_log(fs: BorrowedFd) -> Vec<String> {
 }
 
 fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildError> {
-    // overlayfs lists the topmost lower layer first.
-    let lowers: Vec<&Path> = if p.lower.is_empty() {
-        vec![&paths.empty_lower]
-    } else {
-        p.lower.iter().rev().map(PathBuf::as_path).collect()
-    };
+    let lowers = lowers_topmost_first(p, paths);
     let lowers: Vec<&str> = lowers
         .iter()
         .map(|l| l.to_str().unwrap_or_default())
@@ -208,11 +222,23 @@ fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildErr
     opts.extend(common.iter().map(copy_opt));
     let result = match new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV) {
         Err(e) if e.errno == Errno::INVAL && e.log.iter().any(|l| l.contains("lowerdir+")) => {
-            let joined = lowers
-                .iter()
-                .map(|l| escape_lower(l))
-                .collect::<Vec<_>>()
-                .join(":");
+            let joined = match &paths.links {
+                // The kernel resolves relative layer paths from the working
+                // directory of the process that configures the mount.
+                Some(links) => {
+                    std::env::set_current_dir(links)
+                        .map_err(|e| ChildError::setup("enter the layer links", e))?;
+                    (0..lowers.len())
+                        .map(lowerstack::link_name)
+                        .collect::<Vec<_>>()
+                        .join(":")
+                }
+                None => lowers
+                    .iter()
+                    .map(|l| escape_lower(l))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            };
             let mut opts = vec![Opt::Str("lowerdir", &joined)];
             opts.extend(common.iter().map(copy_opt));
             new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV)
@@ -236,7 +262,7 @@ fn copy_opt<'a>(o: &Opt<'a>) -> Opt<'a> {
 }
 
 /// A layer path inside overlayfs's colon-separated `lowerdir`.
-fn escape_lower(path: &str) -> String {
+pub(crate) fn escape_lower(path: &str) -> String {
     path.replace('\\', "\\\\").replace(':', "\\:")
 }
 

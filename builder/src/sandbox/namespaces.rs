@@ -23,7 +23,7 @@ use super::mounts::{self, ScratchPaths};
 use super::prepare::Prepared;
 use super::process::{self, Forked, Supervisor};
 use super::protocol::{ChildError, FailureKind, Report, Reporter};
-use super::{etcfiles, exec, net, stubs, NetworkMode, RunOutcome, RunSpec};
+use super::{etcfiles, exec, layers, lowerstack, net, stubs, NetworkMode, RunOutcome, RunSpec};
 
 pub(crate) fn run(
     spec: &RunSpec,
@@ -230,6 +230,8 @@ impl Scratch {
             hosts: dir.join("hosts"),
             resolv_conf: dir.join("resolv.conf"),
             hostname: dir.join("hostname"),
+            flat: None,
+            links: None,
         };
         let mut scratch = Scratch {
             created: Vec::new(),
@@ -251,6 +253,26 @@ impl Scratch {
         ] {
             write_new(path, &text)?;
             scratch.created.push((path.clone(), false));
+        }
+        if !p.flatten.is_empty() {
+            let flat = dir.join("flat");
+            fs::create_dir(&flat).map_err(|e| SandboxError::io("create", &flat, e))?;
+            scratch.created.push((flat.clone(), true));
+            // Warnings of the copy (a file type it cannot make) would be the
+            // chroot isolation's; layers hold only what overlayfs holds.
+            layers::merge(&p.flatten, &flat, &mut Vec::new())?;
+            scratch.paths.flat = Some(flat);
+        }
+        let tops = mounts::lowers_topmost_first(p, &scratch.paths);
+        let escaped: Vec<String> = tops
+            .iter()
+            .map(|l| mounts::escape_lower(&l.to_string_lossy()))
+            .collect();
+        if lowerstack::joined_too_long(&escaped) {
+            let links = lowerstack::create_links(dir, &tops)
+                .map_err(|e| SandboxError::io("create links in", dir, e))?;
+            scratch.created.push((links.clone(), true));
+            scratch.paths.links = Some(links);
         }
         Ok(scratch)
     }

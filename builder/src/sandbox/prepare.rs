@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::MemfdFlags;
 
 use super::error::SandboxError;
+use super::lowerstack::LowerStack;
 use super::userns::in_user_namespace;
 use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME, DEFAULT_PATH};
 
@@ -40,7 +41,12 @@ pub(crate) struct Prepared {
     pub cap_last: u32,
     pub upper: PathBuf,
     pub scratch: PathBuf,
+    /// The layers overlayfs mounts, bottom → top, each once (see
+    /// [`LowerStack`]).
     pub lower: Vec<PathBuf>,
+    /// Layers below `lower` that are copied into one directory first, for
+    /// stacks deeper than overlayfs takes; usually empty.
+    pub flatten: Vec<PathBuf>,
 }
 
 impl Prepared {
@@ -130,6 +136,10 @@ impl Prepared {
             .iter()
             .map(|l| absolute_dir(l, "lower layer"))
             .collect::<Result<Vec<_>, _>>()?;
+        let LowerStack {
+            flatten,
+            layers: lower,
+        } = LowerStack::plan(&lower);
 
         let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
@@ -152,6 +162,7 @@ impl Prepared {
             upper,
             scratch,
             lower,
+            flatten,
         })
     }
 }

@@ -10,9 +10,9 @@
 //! locks in the child.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::error::SandboxError;
@@ -289,7 +289,9 @@ pub(crate) struct Collected {
 static RUNNING_SANDBOXES: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
 fn running() -> std::sync::MutexGuard<'static, Vec<libc::pid_t>> {
-    RUNNING_SANDBOXES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    RUNNING_SANDBOXES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Kills every running sandbox and waits (at most a few seconds) until the

@@ -98,7 +98,9 @@ pub struct ChangeTracker {
 impl ChangeTracker {
     /// Records every entry of `tree`.
     pub fn record(tree: &Path) -> Result<Self, SandboxError> {
-        Ok(ChangeTracker { before: Index::scan(tree)? })
+        Ok(ChangeTracker {
+            before: Index::scan(tree)?,
+        })
     }
 
     /// Writes what changed in `tree` since [`ChangeTracker::record`] into the
@@ -303,7 +305,6 @@ impl Writer<'_> {
             Err(rustix::io::Errno::PERM) => {
                 fs::File::create(&dst)?;
                 set_marker(&dst, self.markers.whiteout_xattr)
-
             }
             Err(e) => Err(e.into()),
         }
@@ -317,7 +318,8 @@ fn set_marker(path: &Path, name: &str) -> io::Result<()> {
     match rustix::fs::lsetxattr(path, name, b"y", XattrFlags::empty()) {
         Err(rustix::io::Errno::PERM) if name.starts_with("trusted.") => {
             let user_name = format!("user.{}", &name["trusted.".len()..]);
-            rustix::fs::lsetxattr(path, user_name.as_str(), b"y", XattrFlags::empty()).map_err(Into::into)
+            rustix::fs::lsetxattr(path, user_name.as_str(), b"y", XattrFlags::empty())
+                .map_err(Into::into)
         }
         other => other.map_err(Into::into),
     }
