@@ -92,6 +92,9 @@ pub struct Healthcheck {
     pub retries: Option<i64>,
 }
 
+/// The PATH an image gets when its base sets none (BuildKit's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// The parts of an image config a Dockerfile can change; lowering tracks it
 /// through every instruction of a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -115,6 +118,15 @@ pub struct ImageMeta {
 }
 
 impl ImageMeta {
+    /// The config of BuildKit's empty image, which `FROM scratch` and a stage
+    /// on a local directory context start from: `PATH` in the environment and
+    /// `/` as the working directory, nothing else.
+    pub fn empty() -> Self {
+        let mut image = ImageMeta { working_dir: "/".into(), ..ImageMeta::default() };
+        image.set_env("PATH", DEFAULT_PATH);
+        image
+    }
+
     pub fn env_value(&self, key: &str) -> Option<&str> {
         self.env
             .iter()

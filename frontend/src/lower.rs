@@ -48,8 +48,7 @@ pub trait ImageResolver {
     }
 }
 
-/// The PATH an image gets when its base sets none.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::graph::DEFAULT_PATH;
 
 /// Build arguments that are always accepted without an ARG, as in BuildKit.
 const PREDEFINED_ARGS: &[&str] = &[
@@ -335,16 +334,11 @@ impl<'a> Lowering<'a> {
                 (Base::Stage(i), parent.last, parent.image, Vec::new())
             }
             StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
-                // BuildKit gives every image a PATH, scratch-based ones included.
-                let mut image = ImageMeta::default();
-                image.set_env("PATH", DEFAULT_PATH);
-                (Base::Scratch, self.shared_source(Source::Scratch), image, Vec::new())
+                (Base::Scratch, self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
             }
             StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
-                // An empty image config, as BuildKit gives a stage on a local context.
-                let mut image = ImageMeta::default();
-                image.set_env("PATH", DEFAULT_PATH);
-                (Base::Context(name), self.shared_source(Source::Scratch), image, Vec::new())
+                // As BuildKit gives a stage on a local context.
+                (Base::Context(name), self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
             }
             StageRef::Image(name) => {
                 let (mut image, root) = self.resolve_image(&name, stage.location)?;

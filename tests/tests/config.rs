@@ -62,6 +62,38 @@ fn scratch_image_gets_the_default_path() {
     );
 }
 
+/// A `FROM scratch` image without WORKDIR, ENV or CMD (the static-binary image) has the config
+/// of BuildKit's empty image, as `docker inspect` shows it: PATH, `/` as the working directory,
+/// and no user, command, entrypoint, volumes, ports or labels; the platform's fields and the
+/// rootfs type in the config blob.
+#[test]
+fn a_plain_scratch_image_has_the_empty_images_defaults() {
+    let env = TestEnv::new("scratch-defaults");
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(&SCRATCH_BUSYBOX);
+    let built = env.build(&ctx, &[]);
+    let image = built.load();
+    let config = image.config();
+    assert_eq!(config["WorkingDir"], "/", "{config}");
+    assert_eq!(env_list(&image), ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]);
+    assert_eq!(config["User"], "", "{config}");
+    for absent in ["Cmd", "Entrypoint", "Volumes", "ExposedPorts", "Labels", "Healthcheck", "Shell", "StopSignal"] {
+        assert!(config[absent].is_null(), "{absent} in {config}");
+    }
+    let blob = built.archive().config();
+    assert_eq!(blob["os"], "linux");
+    assert_eq!(blob["rootfs"]["type"], "layers");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(blob["architecture"], arch);
+    assert_eq!(blob["config"]["WorkingDir"], "/", "the config blob itself: {blob}");
+    // The working directory is where a container starts.
+    assert_eq!(image.busybox(&["pwd"]).trim(), "/");
+}
+
 #[test]
 fn label_instruction_sets_labels() {
     let env = TestEnv::new("labels");

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{anyhow, Context as _};
 use clap::{Parser, ValueEnum};
 use rbuild_frontend::graph::{ImageMeta, Platform};
-use rbuild_frontend::lower::{ImageResolver, LowerOptions, DEFAULT_PATH};
+use rbuild_frontend::lower::{ImageResolver, LowerOptions};
 use rbuild_store::Store;
 
 use crate::cli::key_values;
@@ -127,9 +127,7 @@ impl ImageResolver for LenientResolver<'_> {
                 if !missing.iter().any(|m| m == reference) {
                     missing.push(reference.to_string());
                 }
-                let mut meta = ImageMeta::default();
-                meta.set_env("PATH", DEFAULT_PATH);
-                Ok(meta)
+                Ok(ImageMeta::empty())
             }
             Err(e) => Err(format!("looking up image {reference:?}: {e}")),
         }

@@ -382,8 +382,7 @@ fn a_stage_from_a_named_directory_starts_with_a_copy_of_it() {
     let graph = lower_src_with("FROM assets\nRUN ls\nCOPY --from=assets /a /b\n", &PinningImages).unwrap();
     let stage = graph.target_stage();
     assert_eq!(stage.base, Base::Context("assets".into()));
-    assert_eq!(stage.image.env_value("PATH"), Some(DEFAULT_PATH), "scratch's config");
-    assert_eq!(stage.image.env.len(), 1);
+    assert_eq!(stage.image, ImageMeta::empty(), "the empty image's config");
     assert_eq!(graph.step(stage.root).op, Op::Source(Source::Scratch));
     assert_eq!(stage.steps.len(), 3, "the directory's layer is the stage's first step");
     let first = graph.step(stage.steps[0]);
@@ -401,4 +400,18 @@ fn a_stage_from_a_named_directory_starts_with_a_copy_of_it() {
 
 fn lower_src_with(src: &str, resolver: &dyn ImageResolver) -> Result<BuildGraph, DockerfileError> {
     lower(&parse_dockerfile(src).unwrap(), &options(&[], None), resolver)
+}
+
+/// `FROM scratch` starts from BuildKit's empty image: PATH and `/` as the working directory, and
+/// nothing else; a later WORKDIR still replaces it.
+#[test]
+fn a_scratch_stage_has_the_empty_images_config() {
+    let g = lower_src("FROM scratch\nCOPY a /a\n", &options(&[], None), &FakeImages::default()).unwrap();
+    let image = &g.target_stage().image;
+    assert_eq!(image.working_dir, "/");
+    assert_eq!(image.env, vec![("PATH".to_string(), DEFAULT_PATH.to_string())]);
+    assert_eq!(*image, ImageMeta { working_dir: "/".into(), env: image.env.clone(), ..ImageMeta::default() });
+
+    let g = lower_src("FROM scratch\nWORKDIR app\n", &options(&[], None), &FakeImages::default()).unwrap();
+    assert_eq!(g.target_stage().image.working_dir, "/app");
 }
