@@ -142,15 +142,21 @@ impl Reference {
     }
 
     /// The repository as Docker shows it: `app`, `user/app`,
-    /// `localhost:5000/app`.
+    /// `localhost:5000/app`. A Docker Hub path whose first component reads
+    /// as a registry host (`docker.io/example.com/app`) keeps its domain:
+    /// without it the name would parse as another repository.
     pub fn familiar_repository(&self) -> String {
         if self.domain != DEFAULT_DOMAIN {
             return self.repository();
         }
-        match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
-            Some(short) if !short.contains('/') => short.to_string(),
-            _ => self.path.clone(),
+        let short = match self.path.strip_prefix(OFFICIAL_REPO_PREFIX) {
+            Some(short) if !short.contains('/') => short,
+            _ => self.path.as_str(),
+        };
+        if split_domain(short).1 != short {
+            return self.repository();
         }
+        short.to_string()
     }
 
     /// The fully qualified form, `docker.io/library/app:1.0`.
@@ -407,6 +413,22 @@ mod tests {
             // Normalisation is idempotent.
             assert_eq!(Reference::parse(&r.full()).unwrap(), r);
         }
+    }
+
+    #[test]
+    fn familiar_form_parses_back_when_the_path_looks_like_a_host() {
+        // Found by the `reference` fuzz target: the familiar form dropped
+        // `docker.io/` and so named the repository `app` on lier.io.
+        let input = std::str::from_utf8(b"docker.io/lier.io/licrcrary/app:1.0").unwrap();
+        let r = Reference::parse(input).unwrap();
+        assert_eq!(r.familiar(), "docker.io/lier.io/licrcrary/app:1.0");
+        for input in [input, "docker.io/localhost/app", "docker.io/docker.io/app", "index.docker.io/a.b/c"] {
+            let r = Reference::parse(input).unwrap();
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r, "familiar of {input}");
+            assert_eq!(Reference::parse(&r.full()).unwrap(), r, "full of {input}");
+        }
+        // Official images keep their short form.
+        assert_eq!(Reference::parse("docker.io/library/a.b").unwrap().familiar(), "a.b:latest");
     }
 
     #[test]
