@@ -629,7 +629,20 @@ impl<'a> Lowering<'a> {
             Some(from) => {
                 let from = self.expand(from, &state.scope, at)?;
                 match self.stage_ref(&from, state.index, at)? {
-                    StageRef::Stage(i) => self.stage_results[&i].last,
+                    StageRef::Stage(i) => match self.stage_results.get(&i) {
+                        Some(result) => result.last,
+                        // The stages a build needs are chosen before ENV, a parent stage's ARGs
+                        // and a base image's ONBUILD triggers are known; a --from that names a
+                        // stage only through those finds it not chosen (and not lowered).
+                        None => {
+                            return Err(DockerfileError::at(
+                                at,
+                                format!(
+                                    "invalid --from={from}: stage {i} was not chosen for this build; its name comes from ENV, a parent stage's ARG or a base image's ONBUILD trigger, which are applied after the stages are chosen (name the stage directly or with an ARG of this stage)"
+                                ),
+                            ))
+                        }
+                    },
                     StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
                         self.shared_source(Source::NamedContext(name))
                     }

@@ -415,3 +415,29 @@ fn a_scratch_stage_has_the_empty_images_config() {
     let g = lower_src("FROM scratch\nWORKDIR app\n", &options(&[], None), &FakeImages::default()).unwrap();
     assert_eq!(g.target_stage().image.working_dir, "/app");
 }
+
+/// Found by the `dockerfile` fuzz target: a `--from` that names a stage only once ENV, a parent
+/// stage's ARG or a base image's ONBUILD trigger is applied points at a stage the build did not
+/// choose (stages are chosen before any of those is known), which panicked. It is an error now.
+#[test]
+fn copy_from_a_stage_the_build_did_not_choose_is_an_error() {
+    let mut images = FakeImages::default();
+    images.images.insert(
+        "onbuild".into(),
+        ImageMeta { on_build: vec!["COPY --from=0 /a /b".into()], ..ImageMeta::default() },
+    );
+    for src in [
+        &b"FROM scratch\nFROM onbuild\n"[..],
+        b"FROM scratch AS a\nFROM scratch\nENV S=a\nCOPY --from=$S /x /y\n",
+        b"FROM scratch AS a\nFROM scratch AS p\nARG S=a\nFROM p\nCOPY --from=$S /x /y\n",
+    ] {
+        let src = std::str::from_utf8(src).unwrap();
+        let err = lower_src(src, &options(&[], None), &images).unwrap_err();
+        assert!(err.message.contains("invalid --from="), "{src:?}: {err:?}");
+        assert!(err.message.contains("not chosen"), "{src:?}: {err:?}");
+    }
+    // Named directly, the same stage is chosen and the trigger copies from it.
+    let src = "FROM scratch AS a\nCOPY x /a\nFROM onbuild\nCOPY --from=a /a /c\n";
+    let graph = lower_src(src, &options(&[], None), &images).unwrap();
+    assert_eq!(graph.stages.len(), 2);
+}
