@@ -9,7 +9,7 @@ pub enum BuildError {
     Dockerfile { file: String, error: DockerfileError },
 
     /// A step failed while it ran.
-    #[error("{file}:{}: {instruction}: {message}", .location.start_line)]
+    #[error("{file}:{}: {}: {message}", .location.start_line, rbuild_frontend::excerpt::excerpt(instruction))]
     Step {
         file: String,
         location: Location,

@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_field() {
         let meta = ImageMeta {
-            env: vec![("PATH".into(), "/bin".into()), ("EMPTY".into(), String::new())],
+            env: [("PATH".to_string(), "/bin".to_string()), ("EMPTY".to_string(), String::new())].into_iter().collect(),
             user: "1000:1000".into(),
             working_dir: "/app".into(),
             cmd: Some(vec!["run".into()]),

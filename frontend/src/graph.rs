@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -99,8 +100,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// through every instruction of a stage.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageMeta {
-    /// `KEY=value` pairs in order; a key appears once.
-    pub env: Vec<(String, String)>,
+    /// `KEY=value` pairs in the order each key was first set.
+    pub env: IndexMap<String, String>,
     pub user: String,
     pub working_dir: String,
     pub cmd: Option<Vec<String>>,
@@ -128,16 +129,15 @@ impl ImageMeta {
     }
 
     pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.env.get(key).map(String::as_str)
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
-        match self.env.iter_mut().find(|(k, _)| k == key) {
-            Some(entry) => entry.1 = value.to_string(),
-            None => self.env.push((key.to_string(), value.to_string())),
+        match self.env.get_mut(key) {
+            Some(entry) => *entry = value.to_string(),
+            None => {
+                self.env.insert(key.to_string(), value.to_string());
+            }
         }
     }
 

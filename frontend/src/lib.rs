@@ -7,6 +7,7 @@
 //! files, processes or the image store.
 
 pub mod dockerignore;
+pub mod excerpt;
 pub mod graph;
 pub mod instructions;
 pub mod lower;

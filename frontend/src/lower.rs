@@ -8,6 +8,7 @@
 mod config;
 mod scope;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -68,7 +69,7 @@ pub fn lower(
         lexer: Lexer::new(dockerfile.escape),
         graph: DiGraph::new(),
         global: Scope::default(),
-        consumed: BTreeSet::new(),
+        consumed: RefCell::new(BTreeSet::new()),
         warnings: Vec::new(),
         shared_sources: HashMap::new(),
         stage_results: HashMap::new(),
@@ -117,7 +118,7 @@ struct Lowering<'a> {
     /// ARGs declared before the first FROM, plus the platform ARGs.
     global: Scope,
     /// Build arguments some ARG declared.
-    consumed: BTreeSet<String>,
+    consumed: RefCell<BTreeSet<String>>,
     warnings: Vec<Warning>,
     /// Scratch, the context and base images are shared by every stage.
     shared_sources: HashMap<Source, NodeIndex>,
@@ -136,7 +137,7 @@ impl<'a> Lowering<'a> {
         self.lexer
             .process_word(word, scope)
             .map(|e| e.value)
-            .map_err(|e| DockerfileError::at(location, format!("failed to expand {word:?}: {e}")))
+            .map_err(|e| DockerfileError::at(location, format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
     }
 
     fn expand_words(
@@ -148,7 +149,7 @@ impl<'a> Lowering<'a> {
         self.lexer
             .process_words(word, scope)
             .map(|e| e.value)
-            .map_err(|e| DockerfileError::at(location, format!("failed to expand {word:?}: {e}")))
+            .map_err(|e| DockerfileError::at(location, format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
     }
 
     /// Evaluates the ARGs before the first FROM, in order.
@@ -157,7 +158,7 @@ impl<'a> Lowering<'a> {
             self.global.declare(&name, Some(value));
         }
         for (decl, location) in &self.dockerfile.meta_args {
-            let value = self.arg_value(decl, &self.global.clone(), None, *location)?;
+            let value = self.arg_value(decl, &self.global, None, *location)?;
             self.global.declare(&decl.name, value);
         }
         Ok(())
@@ -166,14 +167,14 @@ impl<'a> Lowering<'a> {
     /// The value an ARG takes: the build argument, else its expanded default,
     /// else (in a stage) the global ARG of the same name.
     fn arg_value(
-        &mut self,
+        &self,
         decl: &ArgDecl,
         scope: &Scope,
         inherited: Option<&Scope>,
         location: Location,
     ) -> Result<Option<String>, DockerfileError> {
         if let Some(value) = self.options.build_args.get(&decl.name) {
-            self.consumed.insert(decl.name.clone());
+            self.consumed.borrow_mut().insert(decl.name.clone());
             return Ok(Some(value.clone()));
         }
         if let Some(default) = &decl.default {
@@ -349,7 +350,7 @@ impl<'a> Lowering<'a> {
         let mut state = StageState {
             index: stage.index,
             current: root,
-            scope: inherited_scope.unwrap_or_else(|| Scope::with_env(image.env.clone())),
+            scope: inherited_scope.unwrap_or_else(|| Scope::with_env(&image.env)),
             cmd_set: false,
             steps: Vec::new(),
         };
@@ -449,7 +450,7 @@ impl<'a> Lowering<'a> {
             Instruction::Arg(decls) => {
                 let mut shown = Vec::new();
                 for decl in decls {
-                    let value = self.arg_value(decl, &state.scope.clone(), Some(&self.global.clone()), at)?;
+                    let value = self.arg_value(decl, &state.scope, Some(&self.global), at)?;
                     shown.push(match &value {
                         Some(v) => format!("{}={v}", decl.name),
                         None => decl.name.clone(),
@@ -711,7 +712,7 @@ impl<'a> Lowering<'a> {
             .options
             .build_args
             .keys()
-            .filter(|k| !self.consumed.contains(*k))
+            .filter(|k| !self.consumed.borrow().contains(*k))
             .filter(|k| !PREDEFINED_ARGS.contains(&k.as_str()) && !k.starts_with("BUILDKIT_"))
             .filter(|k| self.global.arg(k).is_none() || !self.is_platform_arg(k))
             .collect();

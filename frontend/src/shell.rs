@@ -94,7 +94,15 @@ pub enum ShellError {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern { pattern: String, reason: String },
+    /// More nested `${…}` than [`MAX_NESTING`]: refused before the recursion
+    /// could exhaust the stack.
+    #[error("substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
 }
+
+/// How deeply `${A:-${B:-…}}` may nest. Real Dockerfiles nest a few levels;
+/// every level is a recursion, so a hostile file must not choose the depth.
+pub const MAX_NESTING: usize = 256;
 
 /// Expansion settings. The defaults (from [`Lexer::new`]) are those used for
 /// instruction arguments; the switches exist for the parser's heredoc
@@ -194,6 +202,7 @@ impl Lexer {
             raw_escapes: self.raw_escapes,
             referenced: BTreeSet::new(),
             unset: BTreeSet::new(),
+            depth: 0,
         };
         let (segment, _) = expansion.process_until(None)?;
         Ok(Expanded {
@@ -261,6 +270,8 @@ struct Expansion<'a> {
     raw_escapes: bool,
     referenced: BTreeSet<String>,
     unset: BTreeSet<String>,
+    /// How many nested words are being processed now.
+    depth: usize,
 }
 
 impl Expansion<'_> {
@@ -345,12 +356,18 @@ impl Expansion<'_> {
         raw_escapes: bool,
         missing: ShellError,
     ) -> Result<String, ShellError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellError::TooDeep);
+        }
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
+        self.depth += 1;
         let result = self.process_until(Some(stop));
+        self.depth -= 1;
         self.raw_escapes = saved;
         match result {
             Ok((segment, Ending::Stopped)) => Ok(segment.text),
             Ok((_, Ending::EndOfInput)) => Err(missing),
+            Err(ShellError::TooDeep) => Err(ShellError::TooDeep),
             Err(_) if self.peek().is_none() => Err(missing),
             Err(err) => Err(err),
         }

@@ -168,9 +168,31 @@ fn tag_key(name: &Reference, purpose: &'static str) -> Result<String> {
 /// use: its data was synced before it was renamed into place, so only the
 /// rename is made durable, in case its writer died before doing that.
 pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_with(store, path, bytes, Durability::Synced)
+}
+
+/// When a file written by [`write_atomically_with`] reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Before the call returns: the data and the rename are fsynced.
+    Synced,
+    /// At the writer's next `syncfs` of the store (see
+    /// `CacheIndex::sync`): for files that may be lost in a power cut and are
+    /// then detected as damaged and ignored, written by the thousand in one
+    /// build, where an fsync each would be most of the build's time.
+    Deferred,
+}
+
+/// [`write_atomically`] with a choice of when the file is made durable. The
+/// rename is atomic either way: readers see the old file or the new one.
+pub(crate) fn write_atomically_with(store: &Store, path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
+    let synced = durability == Durability::Synced;
     if let Some(file) = open_if_holding(path, bytes) {
         file.set_modified(std::time::SystemTime::now()).at("set the mtime of", path)?;
-        return sync_dir(path.parent().unwrap_or(path));
+        return match synced {
+            true => sync_dir(path.parent().unwrap_or(path)),
+            false => Ok(()),
+        };
     }
     let tmp_dir = store.tmp_dir();
     let mut temp = tempfile::Builder::new()
@@ -182,10 +204,14 @@ pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Resu
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o644))
         .at("chmod", temp.path())?;
-    temp.as_file().sync_all().at("fsync", temp.path())?;
+    if synced {
+        temp.as_file().sync_all().at("fsync", temp.path())?;
+    }
     temp.persist(path)
         .map_err(|e| StoreError::io("replace", path, e.error))?;
-    sync_dir(path.parent().unwrap_or(path))?;
+    if synced {
+        sync_dir(path.parent().unwrap_or(path))?;
+    }
     Ok(())
 }
 

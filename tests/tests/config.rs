@@ -461,3 +461,30 @@ fn history_has_one_entry_per_instruction() {
     );
     assert!(shown[4].contains("CMD"), "docker history: {shown:?}");
 }
+
+/// A generated Dockerfile of 10,000 ENV and LABEL lines builds (each step costs about the same,
+/// however many came before it), the image holds every variable, label and history entry, and a
+/// rebuild is fully cached with the same image id.
+#[test]
+fn ten_thousand_metadata_steps_build_and_rebuild_cached() {
+    const STEPS: usize = 10_000;
+    let env = TestEnv::new("many-metadata-steps");
+    let ctx = Context::new();
+    let mut lines = vec!["FROM scratch".to_string()];
+    lines.extend((0..STEPS).map(|i| match i % 2 {
+        0 => format!("ENV V{i}=value{i}"),
+        _ => format!("LABEL l{i}=v{i}"),
+    }));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    ctx.dockerfile(&lines);
+    let first = env.build(&ctx, &[]);
+    let config = first.archive().config();
+    assert_eq!(config["config"]["Env"].as_array().unwrap().len(), STEPS / 2 + 1, "the variables and PATH");
+    assert_eq!(config["config"]["Labels"].as_object().unwrap().len(), STEPS / 2);
+    assert_eq!(config["config"]["Env"][1], "V0=value0");
+    assert_eq!(config["config"]["Labels"][format!("l{}", STEPS - 1)], format!("v{}", STEPS - 1));
+    assert_eq!(config["history"].as_array().unwrap().len(), STEPS);
+    let second = env.build(&ctx, &[]);
+    assert_eq!(second.archive().image_id(), first.archive().image_id(), "a fully cached rebuild");
+    assert_eq!(second.output.stderr_text().matches(" CACHED").count(), STEPS);
+}

@@ -170,3 +170,28 @@ fn unused_build_arg_warns_but_builds() {
         );
     }
 }
+
+/// Hostile Dockerfiles get a short, clear error: a 10 MB line is over the parser's line limit,
+/// variable expansions nested 10,000 deep are refused instead of exhausting the stack, and an
+/// instruction continued over 200,000 lines fails with a snippet of a few lines, not all of them.
+#[test]
+fn huge_and_deeply_nested_dockerfiles_get_short_errors() {
+    let env = TestEnv::new("err-hostile-sizes");
+    let nested = |op: &str| format!("{}x{}", format!("${{a:{op}").repeat(10_000), "}".repeat(10_000));
+    let mut continued = String::from("RUN echo \\");
+    continued.push_str(&"\na \\".repeat(200_000));
+    continued.push_str("\nb");
+    let cases = [
+        ("10 MB line", format!("LABEL big={}", "a".repeat(10_000_000)), "line greater than max allowed size of 65535"),
+        ("nested ${:-}", format!("ENV X={}", nested("-")), "substitutions nested more than 256 deep"),
+        ("nested ${:+}", format!("ENV X={}", nested("+")), "substitutions nested more than 256 deep"),
+        ("200,000 lines", continued, "more lines …"),
+    ];
+    for (case, line, needle) in cases {
+        let ctx = context(&["FROM scratch", &line]);
+        let out = build(&env, &ctx, &[]);
+        assert_build_error(&out, &["Dockerfile:2", needle]);
+        let stderr = out.stderr_text();
+        assert!(stderr.len() < 4096, "{case}: {} bytes of stderr:\n{}", stderr.len(), &stderr[..4096.min(stderr.len())]);
+    }
+}

@@ -65,12 +65,14 @@ impl StepCache {
         })
     }
 
-    /// Saves the stat caches, so the next build does not re-read unchanged files.
-    pub fn save(&self) {
+    /// Saves the stat caches, so the next build does not re-read unchanged
+    /// files, and makes the build's cache records durable.
+    pub fn save(&self) -> Result<(), BuildError> {
         let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
         for cache in caches.values_mut() {
             let _ = cache.save();
         }
+        Ok(self.index.sync()?)
     }
 
     fn with_stat_cache<T>(&self, tree: &Path, f: impl FnOnce(&mut StatCache) -> T) -> T {
@@ -204,7 +206,7 @@ impl StepRunner {
         if let Some(created_by) = &record.created_by {
             // With SOURCE_DATE_EPOCH every time is that epoch, cached or not.
             let created = if self.source_date_epoch.is_some() { Some(self.created.clone()) } else { record.created.clone() };
-            state.history.push(History {
+            state.history.push_back_mut(History {
                 created,
                 created_by: Some(created_by.clone()),
                 comment: Some("buildkit.dockerfile.v0".to_string()),

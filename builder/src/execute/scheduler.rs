@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
-use rbuild_frontend::graph::{Base, Edge, Op, StepId};
+use rbuild_frontend::excerpt::excerpt;
+use rbuild_frontend::graph::{Base, BuildGraph, Edge, Op, StepId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -29,7 +30,8 @@ pub struct StepTiming {
     pub cached: bool,
 }
 
-/// The state after every step, and the timings of the steps that ran.
+/// The states that no step read (the last of each stage, and the result), and
+/// the timings of the steps that ran.
 pub struct Outcome {
     pub states: HashMap<StepId, FsState>,
     pub timings: Vec<StepTiming>,
@@ -48,19 +50,29 @@ pub struct Limits {
     pub cpu: usize,
 }
 
-/// Runs the graph of `runner` within `limits`.
+/// Runs the graph of `runner` within `limits`; the state of step `result` is
+/// in the outcome.
 pub async fn schedule(
     runner: Arc<StepRunner>,
     visible: Arc<HashSet<StepId>>,
     limits: Limits,
+    result: StepId,
 ) -> Result<Outcome, BuildError> {
     let graph = runner.graph.clone();
+    let labels = Arc::new(step_labels(&graph, &visible));
     // Inputs still missing per step; a step is ready at zero.
     let mut waiting: HashMap<StepId, usize> = graph
         .graph
         .node_indices()
         .map(|id| (id, graph.graph.edges_directed(id, Direction::Incoming).count()))
         .collect();
+    let mut readers: HashMap<StepId, usize> = graph
+        .graph
+        .node_indices()
+        .map(|id| (id, graph.graph.edges_directed(id, Direction::Outgoing).count()))
+        .collect();
+    // The caller's result stays whoever else reads it.
+    readers.remove(&result);
     let mut ready: Vec<StepId> = waiting.iter().filter(|(_, n)| **n == 0).map(|(id, _)| *id).collect();
     // Start in graph order, so progress numbers mostly appear in order.
     ready.sort_by_key(|id| std::cmp::Reverse(id.index()));
@@ -76,9 +88,9 @@ pub async fn schedule(
     loop {
         while first_error.is_none() {
             let Some(id) = ready.pop() else { break };
-            let inputs = inputs_of(&runner, id, &states);
+            let inputs = inputs_of(&runner, id, &mut states, &mut readers);
             let runner = runner.clone();
-            let visible = visible.clone();
+            let labels = labels.clone();
             let counter = counter.clone();
             let jobs = jobs.clone();
             let cpu = cpu.clone();
@@ -94,11 +106,10 @@ pub async fn schedule(
                     // Numbered as they start, like BuildKit's `#N` lines: the
                     // number is taken and announced under the progress lock, so
                     // steps starting at once still appear in number order.
-                    let number = visible.contains(&id).then(|| {
-                        let label = step_label(&runner, id);
+                    let number = labels.get(&id).map(|label| {
                         let mut progress = runner.progress();
                         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                        progress.step_started(n, &label);
+                        progress.step_started(n, label);
                         n
                     });
                     let result = runner.execute_cached(id, inputs, number);
@@ -148,11 +159,23 @@ pub async fn schedule(
     }
 }
 
-fn inputs_of(runner: &StepRunner, id: StepId, states: &HashMap<StepId, FsState>) -> StepInputs {
+/// The states step `id` starts from. A state is kept only until the last step
+/// that reads it has taken it (which takes it without a copy), so a build holds
+/// the states of its frontier, not of every step; states nothing reads (the
+/// last step of each stage) stay for the caller.
+fn inputs_of(runner: &StepRunner, id: StepId, states: &mut HashMap<StepId, FsState>, readers: &mut HashMap<StepId, usize>) -> StepInputs {
     let graph = &runner.graph;
     let mut inputs = StepInputs::default();
     for edge in graph.graph.edges_directed(id, Direction::Incoming) {
-        let state = states.get(&edge.source()).cloned();
+        let source = edge.source();
+        let left = readers.get_mut(&source).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        let state = match left {
+            Some(0) => states.remove(&source),
+            _ => states.get(&source).cloned(),
+        };
         match edge.weight() {
             Edge::Parent => inputs.parent = state,
             Edge::CopyFrom => inputs.copy_from = state,
@@ -161,20 +184,33 @@ fn inputs_of(runner: &StepRunner, id: StepId, states: &HashMap<StepId, FsState>)
     inputs
 }
 
-/// `[stage-name 2/4] COPY a /b`, as BuildKit shows a step.
-pub fn step_label(runner: &StepRunner, id: StepId) -> String {
-    let graph = &runner.graph;
+/// The progress label of each of `visible`, computed once for the build: a
+/// step's position in its stage is looked up, not searched for.
+fn step_labels(graph: &BuildGraph, visible: &HashSet<StepId>) -> HashMap<StepId, String> {
+    let positions: HashMap<StepId, usize> = graph
+        .stages
+        .iter()
+        .flat_map(|plan| plan.steps.iter().enumerate().map(|(i, id)| (*id, i)))
+        .collect();
+    visible.iter().map(|id| (*id, step_label(graph, *id, &positions))).collect()
+}
+
+/// `[stage-name 2/4] COPY a /b`, as BuildKit shows a step: its label in
+/// progress output, from its position in its stage's steps.
+fn step_label(graph: &BuildGraph, id: StepId, positions: &HashMap<StepId, usize>) -> String {
     let step = graph.step(id);
     let Some(stage_index) = step.stage else {
-        return step.display.clone();
+        return excerpt(&step.display).into_owned();
     };
     let Some(plan) = graph.stages.iter().find(|s| s.index == stage_index) else {
-        return step.display.clone();
+        return excerpt(&step.display).into_owned();
     };
     // FROM is step 1, except for a stage on a directory: loading it is its first step.
     let from = usize::from(!matches!(plan.base, Base::Context(_)));
     let total = plan.steps.len() + from;
-    let position = plan.steps.iter().position(|s| *s == id).map(|p| p + 1 + from).unwrap_or(1);
+    let position = positions.get(&id).map(|p| p + 1 + from).unwrap_or(1);
     let name = plan.name.clone().unwrap_or_else(|| format!("stage-{}", plan.index));
-    format!("[{name} {position}/{total}] {}", step.display)
+    // Bounded: a generated instruction may be 64 KiB on one line, or far more
+    // continued over many.
+    format!("[{name} {position}/{total}] {}", excerpt(&step.display))
 }

@@ -171,8 +171,8 @@ impl StepRunner {
                 }
                 Ok(FsState {
                     layers,
-                    history: image.config.history.clone(),
-                    base_config: Some(image.config.clone()),
+                    history: image.config.history.iter().cloned().collect(),
+                    base_config: Some(Arc::new(image.config.clone())),
                     key: None,
                 })
             }
@@ -343,7 +343,7 @@ impl StepRunner {
 
 fn with_history(mut state: FsState, step: &Step, created: &str, empty_layer: bool) -> FsState {
     if let Some(entry) = &step.history {
-        state.history.push(History {
+        state.history.push_back_mut(History {
             created: Some(created.to_string()),
             created_by: Some(entry.created_by.clone()),
             comment: Some("buildkit.dockerfile.v0".to_string()),

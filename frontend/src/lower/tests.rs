@@ -239,7 +239,7 @@ fn base_image_config_and_onbuild_triggers() {
     images.images.insert(
         "base".into(),
         ImageMeta {
-            env: vec![("PATH".into(), "/bin".into())],
+            env: [("PATH".to_string(), "/bin".to_string())].into_iter().collect(),
             on_build: vec!["LABEL from=onbuild".into()],
             ..Default::default()
         },
@@ -409,7 +409,7 @@ fn a_scratch_stage_has_the_empty_images_config() {
     let g = lower_src("FROM scratch\nCOPY a /a\n", &options(&[], None), &FakeImages::default()).unwrap();
     let image = &g.target_stage().image;
     assert_eq!(image.working_dir, "/");
-    assert_eq!(image.env, vec![("PATH".to_string(), DEFAULT_PATH.to_string())]);
+    assert_eq!(image.env.iter().collect::<Vec<_>>(), [(&"PATH".to_string(), &DEFAULT_PATH.to_string())]);
     assert_eq!(*image, ImageMeta { working_dir: "/".into(), env: image.env.clone(), ..ImageMeta::default() });
 
     let g = lower_src("FROM scratch\nWORKDIR app\n", &options(&[], None), &FakeImages::default()).unwrap();

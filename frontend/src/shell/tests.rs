@@ -258,3 +258,19 @@ fn var_sources() {
     assert_eq!(lexer.process_word("$A", &map).unwrap().value, "");
     assert_eq!(lexer.process_word("$A", &list).unwrap().value, "last");
 }
+
+/// Nesting is bounded: a hostile depth is refused with an error instead of exhausting the stack,
+/// and the deepest allowed nesting still expands.
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let lexer = Lexer::new('\\');
+    let vars = HashMap::<String, String>::new();
+    let nest = |depth: usize| format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth));
+    assert_eq!(lexer.process_word(&nest(MAX_NESTING), &vars).unwrap().value, "x");
+    for depth in [MAX_NESTING + 1, 10_000, 100_000] {
+        let err = lexer.process_word(&nest(depth), &vars).unwrap_err();
+        assert_eq!(err, ShellError::TooDeep, "depth {depth}");
+    }
+    let words = format!("{}\"x\"{}", "${a:+".repeat(20_000), "}".repeat(20_000));
+    assert_eq!(lexer.process_words(&words, &vars).unwrap_err(), ShellError::TooDeep);
+}
