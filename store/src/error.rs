@@ -63,6 +63,9 @@ pub enum StoreError {
     /// A layer member that cannot be unpacked (unsafe, or unreadable).
     #[error("cannot unpack layer {layer}: member {member:?}: {reason}")]
     Unpack { layer: String, member: String, reason: String },
+    /// A layer that expands past a limit of [`crate::expansion`].
+    #[error("layer {layer} was refused: {error}")]
+    Expansion { layer: String, error: crate::expansion::ExpansionError },
     /// An archive or OCI layout that cannot be imported (see `import`).
     #[error("cannot import {}: {reason}", origin.display())]
     Import { origin: PathBuf, reason: String },

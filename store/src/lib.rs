@@ -26,6 +26,7 @@ mod confined;
 mod convert;
 pub mod digest;
 pub mod error;
+pub mod expansion;
 pub mod gc;
 pub mod image;
 pub mod import;

@@ -39,6 +39,7 @@ use tar::EntryType;
 use crate::compress::decoder;
 use crate::confined::{proc_path, remove_at, type_at, ConfinedRoot, ResolveError};
 use crate::digest::HashingReader;
+use crate::expansion::{ExpansionLimits, Meter};
 use crate::error::{Result, StoreError};
 use crate::layer::{Layer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
 use crate::Store;
@@ -79,15 +80,26 @@ impl Store {
         fs::create_dir(&dest).map_err(|e| StoreError::io("create directory", &dest, e))?;
 
         let io_err = |e: io::Error| StoreError::io("unpack layer", &blob_path, e);
+        let limits = ExpansionLimits::from_env()
+            .map_err(|error| StoreError::Expansion { layer: layer.digest.to_string(), error })?;
         let (file, _) = self.open_blob(&layer.digest)?;
+        let compressed = file.metadata().map_err(io_err)?.len();
+        let meter = limits.meter(compressed);
         let mut blob = HashingReader::new(file);
-        let mut tar = HashingReader::new(decoder(compression, &mut blob).map_err(io_err)?);
-        let report = unpack_layer_tar(&mut tar, &dest).map_err(|e| match e {
+        let mut tar = HashingReader::new(meter.reader(decoder(compression, &mut blob).map_err(io_err)?));
+        let named = |e: StoreError| match e {
             StoreError::Unpack { member, reason, .. } => StoreError::Unpack { layer: layer.digest.to_string(), member, reason },
+            StoreError::Expansion { error, .. } => StoreError::Expansion { layer: layer.digest.to_string(), error },
             other => other,
-        })?;
+        };
+        let report = unpack_metered(&mut tar, &dest, &meter).map_err(named)?;
         // Hash what the tar reader left (end-of-archive padding) too.
-        io::copy(&mut tar, &mut io::sink()).map_err(io_err)?;
+        if let Err(e) = io::copy(&mut tar, &mut io::sink()) {
+            return Err(match meter.exceeded() {
+                Some(error) => StoreError::Expansion { layer: layer.digest.to_string(), error },
+                None => io_err(e),
+            });
+        }
         let (diff_id, _) = tar.finish();
         io::copy(&mut blob, &mut io::sink()).map_err(io_err)?;
         let (digest, _) = blob.finish();
@@ -108,21 +120,37 @@ impl Store {
 }
 
 /// Unpacks a layer tar stream into the directory `dest`, which should be new
-/// and empty.
+/// and empty, within the default [`ExpansionLimits`] on its members (its size
+/// is unknown here: see [`unpack_metered`]).
 pub fn unpack_layer_tar(reader: impl Read, dest: &Path) -> Result<UnpackReport> {
+    let meter = ExpansionLimits::default().meter(u64::MAX);
+    unpack_metered(reader, dest, &meter)
+}
+
+/// [`unpack_layer_tar`] counting members on `meter`, whose reader `reader`
+/// should be; a limit passed fails the unpack with [`StoreError::Expansion`].
+pub fn unpack_metered(reader: impl Read, dest: &Path, meter: &Meter) -> Result<UnpackReport> {
     let root = ConfinedRoot::open(dest).map_err(|e| StoreError::io("open snapshot directory", dest, e))?;
     let mut unpacker = Unpacker { root: &root, dest, dirs: Vec::new(), report: UnpackReport::default() };
     let mut archive = tar::Archive::new(reader);
+    // A read error may be a limit passed inside the decompressor's stream.
+    let limit_or = |e: StoreError| match meter.exceeded() {
+        Some(error) => StoreError::Expansion { layer: dest.display().to_string(), error },
+        None => e,
+    };
     let entries = archive
         .entries()
-        .map_err(|e| unpack_err(dest, "(start of the layer)", e.to_string()))?;
+        .map_err(|e| limit_or(unpack_err(dest, "(start of the layer)", e.to_string())))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| unpack_err(dest, "(after the last good member)", e.to_string()))?;
+        let mut entry = entry.map_err(|e| limit_or(unpack_err(dest, "(after the last good member)", e.to_string())))?;
+        meter
+            .entry()
+            .map_err(|error| StoreError::Expansion { layer: dest.display().to_string(), error })?;
         let raw = entry.path_bytes().into_owned();
         let member = String::from_utf8_lossy(&raw).into_owned();
         unpacker
             .entry(&mut entry, &raw)
-            .map_err(|reason| unpack_err(dest, &member, reason))?;
+            .map_err(|reason| limit_or(unpack_err(dest, &member, reason)))?;
     }
     unpacker.finish_dirs()?;
     Ok(unpacker.report)

@@ -383,6 +383,9 @@ pub fn layer_tar(files: &[(&str, &[u8], u32)], deleted: &[&str]) -> Vec<u8> {
         header.set_entry_type(kind);
         header.set_mode(mode);
         header.set_size(data.len() as u64);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
         header.set_cksum();
         tar.append_data(&mut header, name, data)
             .expect("appending a layer member");

@@ -84,6 +84,13 @@ pub enum FileOpError {
         reason: String,
     },
 
+    /// An archive that expands past a limit (a decompression bomb).
+    #[error("archive {archive} was refused: {error}")]
+    ArchiveTooLarge {
+        archive: String,
+        error: rbuild_store::expansion::ExpansionError,
+    },
+
     /// An archive that cannot be read.
     #[error("archive {archive}: {source}")]
     Archive {

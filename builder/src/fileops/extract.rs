@@ -12,6 +12,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
+use rbuild_store::expansion::{ExpansionLimits, Meter};
 use rustix::fs::Timespec;
 
 use super::error::{FileOpError, Result};
@@ -49,15 +50,39 @@ pub(crate) fn extract(
     dest: &ImagePath,
     owner: Option<(u32, u32)>,
 ) -> Result<u64> {
-    let archive_err = |source: io::Error| FileOpError::Archive {
-        archive: archive_name.to_owned(),
-        source,
+    let too_large = |error| FileOpError::ArchiveTooLarge { archive: archive_name.to_owned(), error };
+    let limits = ExpansionLimits::from_env().map_err(too_large)?;
+    let file = tree.open_file(node)?;
+    let compressed = file.metadata().map_err(|source| FileOpError::Archive { archive: archive_name.to_owned(), source })?.len();
+    let meter = limits.meter(compressed);
+    // A read error may be a limit passed inside the decompressed stream.
+    let archive_err = |source: io::Error| match meter.exceeded() {
+        Some(error) => too_large(error),
+        None => FileOpError::Archive { archive: archive_name.to_owned(), source },
     };
-    let reader = decompressed(tree.open_file(node)?).map_err(archive_err)?;
+    let reader = meter.reader(decompressed(file).map_err(archive_err)?);
     let mut archive = tar::Archive::new(reader);
+    // Writing a member's data reads the stream too: a limit passed there
+    // surfaces as a write error, and is reported as the limit.
+    let members = extract_members(out, &mut archive, archive_name, dest, owner, &meter, archive_err);
+    members.map_err(|e| meter.exceeded().map_or(e, too_large))
+}
+
+/// The members of `archive`, placed under `dest`; how many there were.
+fn extract_members<R: Read>(
+    out: &mut OutputLayer,
+    archive: &mut tar::Archive<R>,
+    archive_name: &str,
+    dest: &ImagePath,
+    owner: Option<(u32, u32)>,
+    meter: &Meter,
+    archive_err: impl Fn(io::Error) -> FileOpError,
+) -> Result<u64> {
+    let too_large = |error| FileOpError::ArchiveTooLarge { archive: archive_name.to_owned(), error };
     let mut count = 0;
-    for entry in archive.entries().map_err(archive_err)? {
-        let mut entry = entry.map_err(archive_err)?;
+    for entry in archive.entries().map_err(&archive_err)? {
+        let mut entry = entry.map_err(&archive_err)?;
+        meter.entry().map_err(too_large)?;
         let member = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let member_err = |reason: &str| FileOpError::ArchiveMember {
             archive: archive_name.to_owned(),
@@ -88,7 +113,7 @@ pub(crate) fn extract(
             count += 1;
             continue;
         }
-        let meta = member_meta(&mut entry, owner).map_err(archive_err)?;
+        let meta = member_meta(&mut entry, owner).map_err(&archive_err)?;
         if kind.is_dir() {
             if out.prepare_dir(&target, Clash::Replace)? {
                 out.create_dir(&target, &meta)?;
