@@ -134,9 +134,7 @@ impl CacheIndex {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        let root = self.store.root();
-        let dir = File::open(root).at("open", root)?;
-        rustix::fs::syncfs(&dir).map_err(|e| crate::StoreError::io("sync the filesystem of", root, e.into()))
+        crate::snapshot::sync_filesystem_of(self.store.root())
     }
 
     /// Marks the record for `key` as used now (for least-recently-used pruning).

@@ -13,7 +13,9 @@
 //!    each least recently used first; tagged images only with `--all`;
 //!    records in use by a running process never. Each record's content goes
 //!    with it as soon as nothing else names it, and with `keep_storage` the
-//!    collection stops as soon as the store is no larger than that.
+//!    collection stops as soon as the store is no larger than that;
+//! 3. what described removed content: `pins/` of removed images, and the stat
+//!    caches of trees that are gone (and of the snapshots, when some went).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
@@ -215,7 +217,19 @@ impl Store {
                 size = size.saturating_sub(freed);
             }
         }
+        self.remove_stale_descriptions(&report)?;
         Ok(report)
+    }
+
+    /// Removes what describes content that is gone: pins of removed images,
+    /// and stat caches of trees that no longer exist (or of the snapshots,
+    /// when some were deleted).
+    fn remove_stale_descriptions(&self, report: &PruneReport) -> Result<()> {
+        self.remove_stale_pins()?;
+        let snapshots = self.root().join("snapshots");
+        let snapshots = snapshots.canonicalize().unwrap_or(snapshots);
+        crate::stat_cache::remove_stale(self, (report.snapshots > 0).then_some(snapshots.as_path()))?;
+        Ok(())
     }
 
     /// Deletes those of `candidates` that nothing names any more (after an
@@ -227,6 +241,7 @@ impl Store {
         for item in candidates {
             view.delete_if_unused(item, &mut report)?;
         }
+        self.remove_stale_descriptions(&report)?;
         Ok(report)
     }
 }

@@ -350,3 +350,42 @@ fn step_cache_records_are_pruned_least_recently_used_first_with_their_layers() {
     index.remember_inputs(&key("step"), &key("again"), b"again").unwrap();
     assert_eq!(inputs(&index).len(), 1);
 }
+
+#[test]
+fn prune_takes_the_pins_of_removed_images_and_the_stat_caches_of_gone_trees() {
+    let (_dir, store) = temp_store();
+    let root = store.root().to_path_buf();
+    let root = root.as_path();
+    let kept = image(&store, "kept", &[layer(&store, "a", b"kept")]);
+    tag(&store, "kept:1", &kept);
+    let dropped = image(&store, "dropped", &[layer(&store, "b", b"dropped")]);
+    let platform = crate::platform::Platform::host();
+    let foreign = |s: &str| Digest::of_bytes(s.as_bytes());
+    store.pin_digest(&foreign("kept"), None, &kept.manifest_digest).unwrap();
+    store.pin_digest(&foreign("dropped"), Some(&platform), &dropped.manifest_digest).unwrap();
+
+    let trees = tempfile::tempdir().unwrap();
+    let (live, gone) = (trees.path().join("live"), trees.path().join("gone"));
+    for tree in [&live, &gone] {
+        fs::create_dir(tree).unwrap();
+        let mut cache = crate::StatCache::open(&store, tree).unwrap();
+        cache.insert(
+            crate::stat_cache::StatKey { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime: (6, 7) },
+            [9; 32],
+        );
+        cache.save().unwrap();
+    }
+    fs::remove_dir(&gone).unwrap();
+    let stat_dir = root.join("cache/stat");
+    fs::write(stat_dir.join("0123456789abcdef0123456789abcdef.bin"), b"RBSTATC1 an old format").unwrap();
+    let bins = || fs::read_dir(&stat_dir).unwrap().filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "bin").count();
+    assert_eq!(bins(), 3);
+
+    store.prune(&PruneOptions::default()).unwrap();
+    assert!(none_exist(root, &dropped));
+    let pins: Vec<_> = fs::read_dir(root.join("pins")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(pins, [foreign("kept").hex()], "only the pin of the kept image stays");
+    assert_eq!(store.pinned_image(&foreign("kept"), &platform).unwrap().unwrap(), kept);
+    assert_eq!(bins(), 1, "the caches of the gone tree and of the old format went");
+    assert_eq!(crate::StatCache::open(&store, &live).unwrap().len(), 1, "the live tree's cache stays whole");
+}

@@ -55,6 +55,23 @@ impl Store {
         Ok(None)
     }
 
+    /// Removes the pins whose stored manifest is gone (its image was removed
+    /// or pruned), and files in `pins/` that are not pins; returns how many.
+    pub(crate) fn remove_stale_pins(&self) -> Result<usize> {
+        let mut removed = 0;
+        for path in crate::records::list_dir(&self.root().join("pins"))? {
+            let manifest = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<Digest>().ok());
+            if manifest.is_some_and(|m| self.has_blob(&m)) {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StoreError::io("remove", &path, e)),
+                _ => removed += 1,
+            }
+        }
+        Ok(removed)
+    }
+
     /// The image with manifest `manifest` if it and all its blobs are here.
     pub(crate) fn complete_image(&self, manifest: &Digest) -> Result<Option<StoredImage>> {
         if !self.has_blob(manifest) {

@@ -41,9 +41,18 @@ impl Store {
     /// filesystem: make it with [`Store::tempdir`]) into place as the snapshot
     /// of `diff_id`. If that snapshot already exists, the existing one is kept
     /// and `dir` is removed. Returns the snapshot's path.
+    ///
+    /// The directory's files reach the disk before the rename makes it the
+    /// snapshot: a snapshot that exists is whole even after a power cut, not
+    /// only after a killed process. One `syncfs` does it (a snapshot may hold
+    /// 20,000 files; an fsync each would cost far more than one flush of the
+    /// filesystem).
     pub fn commit_snapshot(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
         self.record_use(&ContentRef::Snapshot(diff_id.clone()))?;
         let dest = self.snapshot_path(diff_id);
+        if !dest.exists() {
+            sync_filesystem_of(dir)?;
+        }
         match rustix::fs::renameat_with(CWD, dir, CWD, &dest, RenameFlags::NOREPLACE) {
             Ok(()) => {}
             Err(Errno::EXIST) | Err(Errno::NOTEMPTY) => {
@@ -86,6 +95,12 @@ impl Store {
             Err(e) => Err(StoreError::io("remove snapshot", &path, e)),
         }
     }
+}
+
+/// Flushes the filesystem holding `dir` to the disk.
+pub(crate) fn sync_filesystem_of(dir: &Path) -> Result<()> {
+    let fd = fs::File::open(dir).at("open", dir)?;
+    rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("sync the filesystem of", dir, e.into()))
 }
 
 /// Removes a directory tree, first making read-only directories writable: a

@@ -9,8 +9,10 @@
 //!
 //! One file per scanned tree (a build context, the store's snapshots), under
 //! `cache/stat/<hash of the tree's path>.bin`, so a small context does not load
-//! the entries of a large one. The format is a fixed-size binary record per
-//! entry: a 20,000-file context loads in about a millisecond. Saving takes a
+//! the entries of a large one. The format is the tree's path, then a
+//! fixed-size binary record per entry: a 20,000-file context loads in about a
+//! millisecond. The path lets `prune` drop the caches of trees that are gone
+//! (a CI runner's checkout directories) along with the rest of the garbage. Saving takes a
 //! lock on the tree's `.lock` file, merges with what other processes saved
 //! meanwhile, and replaces the file by rename; readers take no lock.
 
@@ -28,7 +30,9 @@ use crate::Store;
 /// and a 20,000-entry cache loads in a fraction of SipHash's time.
 type EntryMap = foldhash::HashMap<StatKey, Slot>;
 
-const MAGIC: &[u8; 8] = b"RBSTATC1";
+/// Version 2 holds the tree's path after the magic (version 1 files read as
+/// empty caches, and are rebuilt by hashing again).
+const MAGIC: &[u8; 8] = b"RBSTATC2";
 const RECORD_LEN: usize = 8 * 3 + 12 * 2 + 32 + 8;
 /// Records decoded per read of a saved cache.
 const RECORDS_PER_READ: usize = 1024;
@@ -65,6 +69,8 @@ struct Slot {
 pub struct StatCache {
     /// The store and the file it persists to; `None` in memory only.
     file: Option<(Store, PathBuf)>,
+    /// The tree the cache describes.
+    scope: PathBuf,
     entries: EntryMap,
     /// Entries inserted, or used with a stale time, since loading.
     dirty: bool,
@@ -79,9 +85,10 @@ impl StatCache {
         fs::create_dir_all(&dir).at("create cache directory", &dir)?;
         let name = Digest::of_bytes(scope.as_os_str().as_encoded_bytes());
         let path = dir.join(format!("{}.bin", &name.hex()[..32]));
-        let entries = read_entries(&path)?;
+        let entries = read_entries(&path)?.map(|(_, e)| e).unwrap_or_default();
         Ok(StatCache {
             file: Some((store.clone(), path)),
+            scope: scope.to_path_buf(),
             entries,
             dirty: false,
             now: unix_now(),
@@ -92,6 +99,7 @@ impl StatCache {
     pub fn in_memory() -> StatCache {
         StatCache {
             file: None,
+            scope: PathBuf::new(),
             entries: EntryMap::default(),
             dirty: false,
             now: unix_now(),
@@ -139,7 +147,7 @@ impl StatCache {
             .at("open lock file", &lock_path)?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let _guard = lock.write().at("lock", &lock_path)?;
-        for (key, theirs) in read_entries(path)? {
+        for (key, theirs) in read_entries(path)?.map(|(_, e)| e).unwrap_or_default() {
             let ours = self.entries.entry(key).or_insert(theirs);
             ours.last_used = ours.last_used.max(theirs.last_used);
         }
@@ -150,8 +158,11 @@ impl StatCache {
             kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
             kept.truncate(MAX_ENTRIES);
         }
-        let mut bytes = Vec::with_capacity(16 + kept.len() * RECORD_LEN);
+        let scope = self.scope.as_os_str().as_encoded_bytes();
+        let mut bytes = Vec::with_capacity(24 + scope.len() + kept.len() * RECORD_LEN);
         bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&(scope.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(scope);
         bytes.extend_from_slice(&(kept.len() as u64).to_le_bytes());
         for (key, slot) in kept {
             encode(&mut bytes, key, slot);
@@ -198,24 +209,30 @@ fn decode(record: &[u8]) -> (StatKey, Slot) {
     (key, slot)
 }
 
-/// The entries of a saved cache; nothing when the file is missing or is not
-/// a whole cache file (a cache can always be rebuilt by hashing again).
-/// Records are decoded a chunk at a time: the file of a 20,000-file context
-/// is 1.7 MB, which need not be in memory beside the map made from it.
-fn read_entries(path: &Path) -> Result<EntryMap> {
+/// The longest tree path a cache file may name.
+const MAX_SCOPE_LEN: u64 = 64 * 1024;
+
+/// The tree a saved cache describes and its entries; `None` when the file is
+/// missing or is not a whole cache file (a cache can always be rebuilt by
+/// hashing again). Records are decoded a chunk at a time: the file of a
+/// 20,000-file context is 1.7 MB, which need not be in memory beside the map
+/// made from it.
+fn read_entries(path: &Path) -> Result<Option<(PathBuf, EntryMap)>> {
     let mut file = match fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(EntryMap::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(crate::StoreError::io("read stat cache", path, e)),
     };
     let len = file.metadata().at("read stat cache", path)?.len();
-    let mut header = [0u8; 16];
-    if file.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
-        return Ok(EntryMap::default());
+    let Some(scope) = read_scope(&mut file) else { return Ok(None) };
+    let mut count = [0u8; 8];
+    if file.read_exact(&mut count).is_err() {
+        return Ok(None);
     }
-    let count = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
-    if len.checked_sub(16) != Some(count.saturating_mul(RECORD_LEN as u64)) {
-        return Ok(EntryMap::default());
+    let count = u64::from_le_bytes(count);
+    let header = 24 + scope.as_os_str().len() as u64;
+    if len.checked_sub(header) != Some(count.saturating_mul(RECORD_LEN as u64)) {
+        return Ok(None);
     }
     let mut entries = EntryMap::with_capacity_and_hasher(count as usize, Default::default());
     let mut chunk = vec![0u8; RECORD_LEN * RECORDS_PER_READ];
@@ -224,12 +241,59 @@ fn read_entries(path: &Path) -> Result<EntryMap> {
         let records = left.min(RECORDS_PER_READ);
         let bytes = &mut chunk[..records * RECORD_LEN];
         if file.read_exact(bytes).is_err() {
-            return Ok(EntryMap::default());
+            return Ok(None);
         }
         entries.extend(bytes.chunks_exact(RECORD_LEN).map(decode));
         left -= records;
     }
-    Ok(entries)
+    Ok(Some((scope, entries)))
+}
+
+/// The magic and the tree's path at the start of a cache file.
+fn read_scope(file: &mut fs::File) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut header = [0u8; 16];
+    file.read_exact(&mut header).ok()?;
+    if &header[..8] != MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(header[8..].try_into().expect("8 bytes"));
+    if len > MAX_SCOPE_LEN {
+        return None;
+    }
+    let mut scope = vec![0u8; len as usize];
+    file.read_exact(&mut scope).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(scope)))
+}
+
+/// Removes the stat caches whose tree is gone, and the one of `also` (a tree
+/// whose files changed under the cache, like the store's snapshots after a
+/// prune); returns how many went. Files that are not whole caches go too.
+pub(crate) fn remove_stale(store: &Store, also: Option<&Path>) -> Result<usize> {
+    let dir = store.root().join("cache").join("stat");
+    let mut removed = 0;
+    for path in crate::records::list_dir(&dir)? {
+        if path.extension().is_none_or(|e| e != "bin") {
+            continue;
+        }
+        let scope = fs::File::open(&path).ok().and_then(|mut f| read_scope(&mut f));
+        let stale = match &scope {
+            None => true,
+            Some(scope) => !scope.is_dir() || Some(scope.as_path()) == also,
+        };
+        if stale {
+            for gone in [path.clone(), path.with_extension("lock")] {
+                match fs::remove_file(&gone) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(crate::StoreError::io("remove", &gone, e))
+                    }
+                    _ => {}
+                }
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]
