@@ -150,3 +150,30 @@ fn a_user_without_a_range_cannot_run_as_another_uid() {
         .assert_stderr_contains("1000")
         .assert_stderr_contains("/etc/subuid");
 }
+
+/// Without a range, a RUN whose chown to another id fails ends in an error that points back at
+/// the warning: which range to add, one that overlaps no other user's line.
+#[test]
+fn a_failing_chown_without_a_range_points_back_at_the_fix() {
+    let user = SuiteUser::without_range();
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(&with_shell(&["RUN mkdir /d && chown 1000:1000 /d"]));
+    let ws = user.workspace(&ctx);
+    let out = ws.rbuild(&["build", ws.context().to_str().unwrap()]);
+    out.assert_code(1)
+        .assert_stderr_contains("Dockerfile:4")
+        .assert_stderr_contains("this may be why: user")
+        .assert_stderr_contains("--add-subuids");
+    // The suggested range is free in both files.
+    let stderr = out.stderr_text();
+    let line = format!("`{}:", user.name);
+    let start = stderr.find(&line).map(|i| &stderr[i + line.len()..]).expect("the suggested line");
+    let first: u64 = start.split(':').next().unwrap().parse().expect("a number");
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        for entry in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            let fields: Vec<&str> = entry.split(':').collect();
+            let (Some(s), Some(n)) = (fields.get(1).and_then(|s| s.parse::<u64>().ok()), fields.get(2).and_then(|n| n.parse::<u64>().ok())) else { continue };
+            assert!(first + 65536 <= s || s + n <= first, "{first} overlaps {file}: {entry}");
+        }
+    }
+}

@@ -312,6 +312,10 @@ impl StepRunner {
                     message.push_str(line);
                 }
             }
+            if let Some(warning) = sandbox::only_root_mapped().filter(|_| changes_owner(&outcome.output_tail)) {
+                message.push_str("\nthis may be why: ");
+                message.push_str(warning);
+            }
             return Err(self.step_error(step, message));
         }
         let changed = std::fs::read_dir(&upper)
@@ -339,6 +343,15 @@ impl StepRunner {
             message,
         }
     }
+}
+
+/// Whether a failed command's last output looks like a change of owner that
+/// the user namespace refused (the kernel says EINVAL for an unmapped id).
+fn changes_owner(output: &[String]) -> bool {
+    output.iter().any(|line| {
+        let line = line.to_ascii_lowercase();
+        ["chown", "chgrp", "setgroups", "setgid", "setuid", "invalid argument"].iter().any(|w| line.contains(w))
+    })
 }
 
 fn with_history(mut state: FsState, step: &Step, created: &str, empty_layer: bool) -> FsState {

@@ -97,6 +97,8 @@ pub fn plan_id_maps(
     }
 
     let who = name.map(str::to_string).unwrap_or_else(|| uid.to_string());
+    let free = free_subid_range(&[subuid, subgid], SUGGESTED_COUNT);
+    let (first, last, count) = (free.start, free.start + (free.count - 1), free.count);
     let mut missing = Vec::new();
     if uid_ranges.is_empty() {
         missing.push("/etc/subuid");
@@ -113,8 +115,8 @@ pub fn plan_id_maps(
         format!(
             "user {who} has no subordinate id range in {}, so the build sees only uid 0 and gid 0 \
              (`chown`, `USER 1000` and base layers owned by other ids fail). \
-             To fix: add the line `{who}:100000:65536` to /etc/subuid and /etc/subgid \
-             (or run `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {who}`){}.",
+             To fix: add the line `{who}:{first}:{count}` to /etc/subuid and /etc/subgid \
+             (or run `usermod --add-subuids {first}-{last} --add-subgids {first}-{last} {who}`){}.",
             missing.join(" and "),
             if have_newuidmap && have_newgidmap {
                 ""
@@ -136,6 +138,40 @@ pub fn plan_id_maps(
         },
         warning,
     }
+}
+
+/// How many subordinate ids a suggested range holds (what `useradd` gives).
+const SUGGESTED_COUNT: u32 = 65536;
+
+/// Where `useradd` starts allocating subordinate ids (`SUB_UID_MIN`).
+const SUGGESTED_MIN: u32 = 100_000;
+
+/// The lowest range of `count` ids from [`SUGGESTED_MIN`] up that overlaps no
+/// line, of any user, of the `/etc/subuid`/`/etc/subgid` texts given: a range
+/// the user can add without sharing ids with another user's containers.
+pub fn free_subid_range(files: &[Option<&str>], count: u32) -> SubIdRange {
+    let mut taken: Vec<SubIdRange> = files
+        .iter()
+        .flatten()
+        .flat_map(|text| text.lines())
+        .filter_map(|line| {
+            let mut fields = line.trim().split(':');
+            let (_, start, n) = (fields.next()?, fields.next()?, fields.next()?);
+            let (start, n) = (start.parse::<u32>().ok()?, n.parse::<u32>().ok()?);
+            (n > 0).then_some(SubIdRange { start, count: n })
+        })
+        .collect();
+    taken.sort_by_key(|r| r.start);
+    let mut start = SUGGESTED_MIN;
+    for r in &taken {
+        let end = u64::from(r.start) + u64::from(r.count);
+        if u64::from(r.start) < u64::from(start) + u64::from(count) && u64::from(start) < end {
+            // Past this one; a later line may overlap the new place too, and
+            // lines are sorted by start, so one pass finds the gap.
+            start = u32::try_from(end).unwrap_or(u32::MAX - count);
+        }
+    }
+    SubIdRange { start: start.min(u32::MAX - count), count }
 }
 
 /// Root → `id`, then the ranges one after the other from inside id 1.

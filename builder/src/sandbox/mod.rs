@@ -57,7 +57,7 @@ pub use error::SandboxError;
 pub use idmap::{parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
-pub use userns::{enter_user_namespace_if_needed, in_user_namespace};
+pub use userns::{enter_user_namespace_if_needed, in_user_namespace, only_root_mapped};
 pub use users::{resolve_user, ExecUser};
 
 /// The `PATH` a command gets when its environment has none (BuildKit's default).

@@ -752,7 +752,9 @@ fn id_maps_fall_back_to_root_only_with_a_warning() {
             count: 1
         }
     );
-    assert!(warning.contains("alice:100000:65536"), "{warning}");
+    // bob holds 100000-165535: the suggestion overlaps no existing line.
+    assert!(warning.contains("alice:165536:65536"), "{warning}");
+    assert!(warning.contains("--add-subuids 165536-231071"), "{warning}");
     assert!(warning.contains("/etc/subuid and /etc/subgid"), "{warning}");
 
     let ranges = "alice:100000:65536\n";
@@ -772,6 +774,25 @@ fn id_maps_fall_back_to_root_only_with_a_warning() {
         warning.contains("newuidmap/newgidmap were not found"),
         "{warning}"
     );
+}
+
+#[test]
+fn the_suggested_range_overlaps_no_line_of_either_file() {
+    use super::idmap::free_subid_range;
+    let range = |files: &[Option<&str>]| {
+        let r = free_subid_range(files, 65536);
+        (r.start, r.count)
+    };
+    assert_eq!(range(&[None, None]), (100_000, 65536));
+    assert_eq!(range(&[Some(""), Some("# nothing\n")]), (100_000, 65536));
+    // Overlaps in one file or the other, out of order, and a gap too small to use.
+    let subuid = "carol:300000:65536\nbob:100000:65536\n";
+    let subgid = "dave:165536:100000\nerin:265536:30000\n";
+    assert_eq!(range(&[Some(subuid), Some(subgid)]), (365_536, 65536));
+    // A gap that fits is used.
+    assert_eq!(range(&[Some("bob:100000:65536\ncarol:300000:65536\n"), None]), (165_536, 65536));
+    // A line below the minimum does not matter; malformed lines are passed over.
+    assert_eq!(range(&[Some("x:1000:10\nbroken\ny:a:b\n"), None]), (100_000, 65536));
 }
 
 #[test]

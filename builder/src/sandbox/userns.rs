@@ -34,6 +34,16 @@ pub fn in_user_namespace() -> bool {
     }
 }
 
+/// The warning given when this process's user namespace maps only root.
+static ONLY_ROOT_MAPPED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// When rbuild runs rootless with only uid 0 and gid 0 mapped (no
+/// subordinate ids), the warning that said so and how to fix it: a RUN that
+/// fails changing an owner points back at it.
+pub fn only_root_mapped() -> Option<&'static str> {
+    ONLY_ROOT_MAPPED.get().map(String::as_str)
+}
+
 /// Call first thing in `main()`. As root this does nothing. Otherwise it
 /// moves the process into a new user namespace where it is root: with the
 /// user's `/etc/subuid` and `/etc/subgid` ranges mapped from id 1 when they
@@ -67,6 +77,7 @@ pub fn enter_user_namespace_if_needed() -> Result<(), SandboxError> {
         } => {
             enter_single(*uid_map, *gid_map)?;
             let _ = writeln!(io::stderr(), "rbuild: warning: {warning}");
+            let _ = ONLY_ROOT_MAPPED.set(warning.clone());
         }
     }
     become_root(matches!(plan, IdMapPlan::Ranges { .. }))?;
