@@ -207,11 +207,18 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
     if args.context.as_os_str() == "-" {
         return Err(usage("a build context on stdin is not supported: give a directory".into()));
     }
+    // A context that is not there is a mistake on the command line, as in
+    // `docker build` (exit 2), whichever way it is missing.
+    if !context.exists() {
+        return Err(usage(format!("unable to prepare context: path {:?} does not exist", context.display().to_string())));
+    }
     if !context.is_dir() {
-        return Err(Failure::Build(anyhow!(
-            "unable to prepare context: {:?} is not a directory",
-            context.display().to_string()
-        )));
+        return Err(usage(format!("unable to prepare context: {:?} is not a directory", context.display().to_string())));
+    }
+    if let Some(file) = args.file.as_deref().filter(|f| *f != "-") {
+        if !std::path::Path::new(file).is_file() {
+            return Err(usage(format!("the Dockerfile given with -f, {file:?}, does not exist or is not a file")));
+        }
     }
     let dockerfile = read_dockerfile(args.file.as_deref(), &context)?;
     let (dockerfile_path, dockerfile_name, dockerfile_text) = (dockerfile.path, dockerfile.name, dockerfile.text);
@@ -235,7 +242,7 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
         Some(text) => {
             let wanted = Platform::parse(text).map_err(usage)?;
             if !Platform::host().matches(&wanted) {
-                return Err(Failure::Build(anyhow!(
+                return Err(usage(format!(
                     "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
                     Platform::host()
                 )));

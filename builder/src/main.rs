@@ -13,6 +13,9 @@ fn main() -> ExitCode {
             sub_args[0] = format!("rbuild {}", command.name);
             enter_namespace(command.needs_namespace).and_then(|()| (command.run)(sub_args))
         }
+        None if args.get(1).is_some_and(|a| commands::looks_like_unknown_command(a)) => {
+            Err(commands::unknown_command(&args[1]))
+        }
         None => parse_build_args(args).and_then(|parsed| match parsed {
             None => Ok(()),
             Some(build) => enter_namespace(true).and_then(|()| build_command::run(build)),

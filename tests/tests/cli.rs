@@ -188,8 +188,7 @@ fn foreign_platform_is_refused_by_name() {
         .arg(env.path("image.tar"))
         .arg(ctx.path())
         .run();
-    assert!(matches!(out.code(), Some(1 | 2)), "{}", out.describe());
-    out.assert_stderr_contains("linux/arm64");
+    out.assert_code(2).assert_stderr_contains("linux/arm64");
     assert!(
         !env.path("image.tar").exists(),
         "an archive was written for a refused platform"
@@ -232,6 +231,43 @@ fn missing_context_directory_is_an_error() {
     let env = TestEnv::new("no-context");
     let missing = env.path("no-such-context");
     let out = env.rbuild().arg("build").arg(&missing).run();
-    assert!(matches!(out.code(), Some(1 | 2)), "{}", out.describe());
-    out.assert_stderr_contains("no-such-context");
+    out.assert_code(2).assert_stderr_contains("no-such-context").assert_stderr_contains("does not exist");
+    // A file is there but is not a directory.
+    let file = env.path("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = env.rbuild().arg("build").arg(&file).run();
+    out.assert_code(2).assert_stderr_contains("is not a directory");
+}
+
+#[test]
+fn a_missing_dockerfile_given_with_f_is_a_usage_error() {
+    let env = TestEnv::new("missing-f");
+    let ctx = echo_context("x");
+    let out = env.rbuild().args(["build", "-f", "no-such.Dockerfile"]).arg(ctx.path()).run();
+    out.assert_code(2).assert_stderr_contains("no-such.Dockerfile").assert_stderr_contains("does not exist");
+}
+
+/// A first argument that is neither a command nor a directory, and reads like a command, is an
+/// unknown command (with the nearest one, or what to use for a docker command rbuild lacks),
+/// not a build context that "is not a directory".
+#[test]
+fn an_unknown_command_is_named_with_the_nearest_one() {
+    let env = TestEnv::new("unknown-command");
+    for (typed, expected) in [
+        ("imgaes", "unknown command \"imgaes\" (did you mean images?)"),
+        ("prnue", "(did you mean prune?)"),
+        ("biuld", "(did you mean build?)"),
+        ("push", "unknown command \"push\": pushing to a registry is not supported yet"),
+        ("frobnicate", "unknown command \"frobnicate\""),
+    ] {
+        let out = env.rbuild().arg(typed).run();
+        out.assert_code(2).assert_stderr_contains(expected);
+        assert!(!out.stderr_text().contains("is not a directory"), "{}", out.describe());
+    }
+    // A directory of that name is still a build context.
+    let ctx = echo_context("named like a command");
+    let dir = env.path("imgaes");
+    rbuild_e2e::context::copy_tree(ctx.path(), &dir);
+    let out = env.rbuild().arg("imgaes").run();
+    out.assert_success();
 }

@@ -75,6 +75,38 @@ pub fn find(name: &str) -> Option<&'static Subcommand> {
     SUBCOMMANDS.iter().find(|c| c.name == name)
 }
 
+/// `docker` commands a user may try that rbuild does not have (yet), with
+/// what to use instead.
+const NOT_COMMANDS: &[(&str, &str)] = &[
+    ("push", "pushing to a registry is not supported yet; `rbuild save` writes an archive that `skopeo copy` can push"),
+    ("run", "rbuild builds images and does not run containers; load the image into Docker or podman (`rbuild save IMAGE | docker load`)"),
+    ("login", "rbuild reads the credentials `docker login` writes to ~/.docker/config.json"),
+    ("buildx", "rbuild's build takes buildx's flags itself: `rbuild build …`"),
+    ("image", "the image commands are top-level: `rbuild images`, `rbuild rmi`, `rbuild history`, …"),
+];
+
+/// Whether `arg`, the first argument, reads as a mistyped or unknown command
+/// rather than the build context: a plain word that names no file.
+pub fn looks_like_unknown_command(arg: &str) -> bool {
+    !arg.is_empty()
+        && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !arg.starts_with('-')
+        && !std::path::Path::new(arg).exists()
+}
+
+/// The usage error for `rbuild NAME` when NAME is no command and no directory.
+pub fn unknown_command(name: &str) -> Failure {
+    let names = std::iter::once("build").chain(SUBCOMMANDS.iter().map(|c| c.name));
+    let mut message = format!("unknown command {name:?}");
+    if let Some((_, advice)) = NOT_COMMANDS.iter().find(|(n, _)| *n == name) {
+        message.push_str(&format!(": {advice}"));
+    } else if let Some(near) = rbuild_frontend::suggest::closest(name, names) {
+        message.push_str(&format!(" (did you mean {near}?)"));
+    }
+    message.push_str("; `rbuild --help` lists the commands, and `rbuild build PATH` builds a directory of that name");
+    Failure::Usage(message)
+}
+
 /// The `Commands:` section of `rbuild --help`.
 pub fn help_section() -> String {
     let mut text = String::from("Commands:\n  build      Build an image from a Dockerfile (the default command)\n");
