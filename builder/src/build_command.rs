@@ -327,15 +327,23 @@ fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64
         .transpose()
 }
 
+/// The names an image archive gives the image: the build's tags, then the
+/// output's own `name=`s.
+fn archive_names(request: &Request, names: &[Reference]) -> Vec<Reference> {
+    let mut all = request.tags.clone();
+    all.extend(names.iter().filter(|n| !request.tags.contains(n)).cloned());
+    all
+}
+
 fn export(store: &Store, image: &rbuild_store::StoredImage, state: &FsState, request: &Request, output: &OutputSpec) -> Result<()> {
     match output {
-        OutputSpec::Docker { dest, gzip } => write_to(dest, *gzip, |w| {
-            write_archive(store, &[(image.clone(), request.tags.clone())], &ArchiveFormat::Docker, w)
+        OutputSpec::Docker { dest, gzip, names } => write_to(dest, *gzip, |w| {
+            write_archive(store, &[(image.clone(), archive_names(request, names))], &ArchiveFormat::Docker, w)
                 .map_err(Into::into)
         }),
-        OutputSpec::Oci { dest, compression } => write_to(dest, false, |w| {
+        OutputSpec::Oci { dest, compression, names } => write_to(dest, false, |w| {
             let format = ArchiveFormat::Oci { compression: *compression };
-            write_archive(store, &[(image.clone(), request.tags.clone())], &format, w).map_err(Into::into)
+            write_archive(store, &[(image.clone(), archive_names(request, names))], &format, w).map_err(Into::into)
         }),
         OutputSpec::RootfsTar { dest } => {
             let staging = store.tempdir()?;

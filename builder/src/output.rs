@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use rbuild_store::Compression;
+use rbuild_store::{Compression, Reference};
 
 /// A file path or standard output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,10 +13,11 @@ pub enum Destination {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
-    /// The `docker save` archive (with an OCI layout inside), optionally gzipped whole.
-    Docker { dest: Destination, gzip: bool },
+    /// The `docker save` archive (with an OCI layout inside), optionally gzipped whole;
+    /// `names` (`name=`) name the image in it besides the build's tags.
+    Docker { dest: Destination, gzip: bool, names: Vec<Reference> },
     /// An OCI image layout archive only.
-    Oci { dest: Destination, compression: Compression },
+    Oci { dest: Destination, compression: Compression, names: Vec<Reference> },
     /// A tar of the final root filesystem.
     RootfsTar { dest: Destination },
     /// The final root filesystem written into a directory.
@@ -53,24 +54,57 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
         if text.is_empty() {
             return Err("empty --output".into());
         }
-        return Ok(OutputSpec::Docker { dest: destination(text), gzip: is_gzip_name(text) });
+        return Ok(OutputSpec::Docker { dest: destination(text), gzip: is_gzip_name(text), names: Vec::new() });
     }
     let mut kind = None;
     let mut dest = None;
     let mut compression = None;
+    let mut names = Vec::new();
+    let mut oci_mediatypes = None;
     for field in text.split(',') {
         let (key, value) = field
             .split_once('=')
             .ok_or_else(|| format!("invalid --output field {field:?}: expected key=value"))?;
+        let value = value.trim();
         match key.trim() {
-            "type" => kind = Some(value.trim().to_string()),
-            "dest" => dest = Some(value.trim().to_string()),
-            "compression" => compression = Some(value.trim().to_string()),
-            "name" | "oci-mediatypes" | "force-compression" | "compression-level" => {}
+            "type" => kind = Some(value.to_string()),
+            "dest" => dest = Some(value.to_string()),
+            "compression" => compression = Some(value.to_string()),
+            "name" => names.push(Reference::parse(value).map_err(|e| format!("invalid name={value:?}: {e}"))?),
+            "oci-mediatypes" => oci_mediatypes = Some(boolean("oci-mediatypes", value)?),
+            // rbuild writes every layer in the compression asked for, converting what
+            // is stored otherwise: what force-compression=true asks BuildKit to do.
+            "force-compression" => {
+                if !boolean("force-compression", value)? {
+                    return Err("force-compression=false is not supported: rbuild always writes every layer in the requested compression".into());
+                }
+            }
+            "push" => {
+                if boolean("push", value)? {
+                    return Err(PUSH_NOT_YET.into());
+                }
+            }
+            "compression-level" => {
+                return Err("compression-level= is not supported yet: gzip layers use level 1 (fast; layers are compressed at disk speed), zstd level 3".into())
+            }
             other => return Err(format!("unknown --output attribute {other:?}")),
         }
     }
     let kind = kind.unwrap_or_else(|| "local".into());
+    if matches!(kind.as_str(), "registry" | "image") {
+        return Err(format!("type={kind}: {PUSH_NOT_YET}"));
+    }
+    match (kind.as_str(), oci_mediatypes) {
+        ("docker", Some(true)) => {
+            return Err("type=docker archives use Docker's media types, which every docker load reads; use type=oci for OCI media types".into())
+        }
+        ("oci", Some(false)) => return Err("type=oci archives use OCI media types; use type=docker for Docker's".into()),
+        ("tar" | "local", Some(_)) => return Err(format!("oci-mediatypes= applies to image outputs, not type={kind}")),
+        _ => {}
+    }
+    if !names.is_empty() && matches!(kind.as_str(), "tar" | "local") {
+        return Err(format!("name= applies to image outputs (type=docker or type=oci), not type={kind}"));
+    }
     let dest = dest.ok_or_else(|| format!("--output type={kind} needs dest=PATH"))?;
     let compression = match compression.as_deref() {
         None | Some("gzip") => Compression::Gzip,
@@ -83,9 +117,9 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
                 return Err("type=docker archives use gzip layers (docker load cannot read zstd); use type=oci for zstd".into());
             }
             let gzip = is_gzip_name(&dest);
-            Ok(OutputSpec::Docker { dest: destination(&dest), gzip })
+            Ok(OutputSpec::Docker { dest: destination(&dest), gzip, names })
         }
-        "oci" => Ok(OutputSpec::Oci { dest: destination(&dest), compression }),
+        "oci" => Ok(OutputSpec::Oci { dest: destination(&dest), compression, names }),
         "tar" => Ok(OutputSpec::RootfsTar { dest: destination(&dest) }),
         "local" => {
             if dest == "-" {
@@ -97,6 +131,18 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     }
 }
 
+/// What `-o type=registry` and `push=true` are told.
+const PUSH_NOT_YET: &str = "pushing to a registry is not supported yet; write type=oci,dest=FILE and push it with `skopeo copy oci-archive:FILE docker://REF`";
+
+/// `true`/`false` of an `--output` attribute.
+fn boolean(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("{key}={other:?}: expected true or false")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,27 +151,27 @@ mod tests {
     fn short_forms() {
         assert_eq!(
             parse_output("app.tar").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("app.tar".into()), gzip: false }
+            OutputSpec::Docker { dest: Destination::File("app.tar".into()), gzip: false, names: vec![] }
         );
         assert_eq!(
             parse_output("app.tar.gz").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("app.tar.gz".into()), gzip: true }
+            OutputSpec::Docker { dest: Destination::File("app.tar.gz".into()), gzip: true, names: vec![] }
         );
-        assert_eq!(parse_output("app.tgz").unwrap(), OutputSpec::Docker { dest: Destination::File("app.tgz".into()), gzip: true });
-        assert_eq!(parse_output("-").unwrap(), OutputSpec::Docker { dest: Destination::Stdout, gzip: false });
+        assert_eq!(parse_output("app.tgz").unwrap(), OutputSpec::Docker { dest: Destination::File("app.tgz".into()), gzip: true, names: vec![] });
+        assert_eq!(parse_output("-").unwrap(), OutputSpec::Docker { dest: Destination::Stdout, gzip: false, names: vec![] });
     }
 
     #[test]
     fn long_forms() {
         assert_eq!(
             parse_output("type=oci,dest=x.tar,compression=zstd").unwrap(),
-            OutputSpec::Oci { dest: Destination::File("x.tar".into()), compression: Compression::Zstd }
+            OutputSpec::Oci { dest: Destination::File("x.tar".into()), compression: Compression::Zstd, names: vec![] }
         );
         assert_eq!(parse_output("type=tar,dest=-").unwrap(), OutputSpec::RootfsTar { dest: Destination::Stdout });
         assert_eq!(parse_output("type=local,dest=out").unwrap(), OutputSpec::Local { dir: "out".into() });
         assert_eq!(
             parse_output("type=docker,dest=a.tar.gz").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("a.tar.gz".into()), gzip: true }
+            OutputSpec::Docker { dest: Destination::File("a.tar.gz".into()), gzip: true, names: vec![] }
         );
     }
 
@@ -136,5 +182,28 @@ mod tests {
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
         assert!(parse_output("type=local,dest=-").is_err());
         assert!(parse_output("type=docker,dest=x,bogus=1").is_err());
+    }
+
+    #[test]
+    fn buildkit_attributes_work_or_are_refused_clearly() {
+        let named = parse_output("type=docker,dest=a.tar,name=app:1,name=registry.example.com/app:1").unwrap();
+        let OutputSpec::Docker { names, .. } = named else { panic!("{named:?}") };
+        assert_eq!(names, [Reference::parse("app:1").unwrap(), Reference::parse("registry.example.com/app:1").unwrap()]);
+        assert!(parse_output("type=oci,dest=a.tar,oci-mediatypes=true,force-compression=true").is_ok());
+        assert!(parse_output("type=docker,dest=a.tar,oci-mediatypes=false").is_ok());
+        for (value, expected) in [
+            ("type=registry,name=r/app:1", "type=registry: pushing to a registry is not supported yet"),
+            ("type=image,name=r/app:1,push=true", "is not supported yet"),
+            ("type=docker,dest=a.tar,oci-mediatypes=true", "use type=oci"),
+            ("type=oci,dest=a.tar,oci-mediatypes=false", "use type=docker"),
+            ("type=oci,dest=a.tar,oci-mediatypes=maybe", "expected true or false"),
+            ("type=docker,dest=a.tar,compression-level=9", "compression-level= is not supported yet"),
+            ("type=oci,dest=a.tar,force-compression=false", "force-compression=false is not supported"),
+            ("type=local,dest=d,name=app:1", "name= applies to image outputs"),
+            ("type=docker,dest=a.tar,name=UPPER:1", "invalid name="),
+        ] {
+            let err = parse_output(value).unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
     }
 }

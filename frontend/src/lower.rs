@@ -716,6 +716,16 @@ impl<'a> Lowering<'a> {
             .filter(|k| !PREDEFINED_ARGS.contains(&k.as_str()) && !k.starts_with("BUILDKIT_"))
             .filter(|k| self.global.arg(k).is_none() || !self.is_platform_arg(k))
             .collect();
+        // BuildKit reads build arguments named BUILDKIT_* as settings of its own;
+        // rbuild has none of them, so each one given is said to do nothing.
+        for name in self.options.build_args.keys().filter(|k| k.starts_with("BUILDKIT_")) {
+            let why = match name.as_str() {
+                "BUILDKIT_INLINE_CACHE" => "rbuild keeps its build cache in its store, not in the image",
+                "BUILDKIT_SYNTAX" => "rbuild always uses its own Dockerfile frontend",
+                _ => "it is a BuildKit setting rbuild does not have",
+            };
+            self.warnings.push(Warning { line: None, message: format!("build arg {name} has no effect: {why}") });
+        }
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             self.warnings.push(Warning {

@@ -383,3 +383,32 @@ fn add_of_a_remote_url_is_refused_with_its_line() {
         .assert_stderr_contains("not supported")
         .assert_stderr_contains("Dockerfile:3");
 }
+
+/// `ADD --unpack=false` copies a local archive as a file (BuildKit's behaviour); plain ADD
+/// extracts it.
+#[test]
+fn add_unpack_false_copies_the_archive_as_a_file() {
+    let env = TestEnv::new("add-unpack-false");
+    let ctx = Context::with_busybox();
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, "inner.txt", &b"in\n"[..]).unwrap();
+    let bytes = tar.into_inner().unwrap();
+    ctx.file("pkg.tar", &bytes);
+    ctx.dockerfile(&[
+        "FROM scratch",
+        "COPY busybox /bin/busybox",
+        "ADD --unpack=false pkg.tar /kept/",
+        "ADD pkg.tar /extracted/",
+    ]);
+    let image = env.build_and_load(&ctx, &[]);
+    assert_eq!(image.busybox(&["ls", "/kept"]).trim(), "pkg.tar");
+    assert_eq!(image.read("/extracted/inner.txt"), "in\n");
+    assert_eq!(image.busybox(&["stat", "-c", "%s", "/kept/pkg.tar"]).trim(), bytes.len().to_string());
+}

@@ -376,3 +376,28 @@ fn archive_is_written_whole_or_not_at_all() {
         path.display()
     );
 }
+
+/// `name=` names the image in an image archive, as buildx's exporters do; BuildKit attributes
+/// rbuild cannot honour are refused with the reason instead of being ignored.
+#[test]
+fn output_names_and_unsupported_attributes() {
+    let env = TestEnv::new("output-name");
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(&["FROM scratch", "COPY busybox /bin/busybox", r#"CMD ["/bin/busybox", "echo", "named"]"#]);
+    let archive = env.path("named.tar");
+    let name = format!("rbuild-e2e/output-name-{}:1", rbuild_e2e::env::unique_suffix());
+    let dest = format!("type=docker,dest={},name={name}", archive.display());
+    env.rbuild().args(["build", "-o", &dest]).arg(ctx.path()).run().assert_success();
+    rbuild_e2e::Archive::open(&archive).assert_repo_tag(&name);
+    let image = rbuild_e2e::Docker::get().load_as(&archive, &name);
+    assert_eq!(image.run(&[]), "named\n");
+
+    for (output, reason) in [
+        ("type=registry,name=127.0.0.1:5000/app:1", "pushing to a registry is not supported yet"),
+        ("type=docker,dest=x.tar,compression-level=9", "compression-level= is not supported yet"),
+        ("type=docker,dest=x.tar,oci-mediatypes=true", "use type=oci"),
+    ] {
+        let out = env.rbuild().args(["build", "-o", output]).arg(ctx.path()).run();
+        out.assert_code(2).assert_stderr_contains(reason);
+    }
+}

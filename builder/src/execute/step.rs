@@ -208,6 +208,7 @@ impl StepRunner {
             parents: copy.parents,
             exclude: copy.exclude.clone(),
             is_add: copy.is_add,
+            unpack: copy.unpack,
             earlier,
         };
         let target = parent.rootfs();

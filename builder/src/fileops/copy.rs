@@ -56,8 +56,11 @@ pub struct CopyRequest {
     pub parents: bool,
     /// `--exclude` patterns, relative to each source.
     pub exclude: Vec<String>,
-    /// ADD: local archives are extracted into the destination.
+    /// ADD rather than COPY.
     pub is_add: bool,
+    /// ADD's `--unpack`: `Some(false)` copies a local archive as a file
+    /// instead of extracting it into the destination.
+    pub unpack: Option<bool>,
     /// The layer directory of an earlier run of this step: a file there that
     /// is exactly what this copy would write is linked instead of copied.
     pub earlier: Option<PathBuf>,
@@ -111,7 +114,7 @@ pub fn copy_into(
     let mut copier = TreeCopier::new(&tree, &mut out, options);
     let mut archives = 0;
     for item in &items {
-        if req.is_add && is_archive(&tree, &item.node)? {
+        if req.is_add && req.unpack != Some(false) && is_archive(&tree, &item.node)? {
             // An archive always unpacks into the destination as a directory.
             let out = copier.output();
             let dir = out.resolve_path(&dest.path, true)?;

@@ -28,6 +28,18 @@ pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, DockerfileError> {
             .map(|w| (w.line, w.message.clone()))
             .collect(),
     };
+    if let Some(check) = &ast.directives.check {
+        // Read, so that a Dockerfile written for BuildKit parses, but not
+        // acted on: say so rather than pass it over in silence.
+        let line = source
+            .lines()
+            .position(|l| l.trim_start().starts_with('#') && l.trim_start_matches(['#', ' ', '\t']).to_ascii_lowercase().starts_with("check"))
+            .map_or(1, |i| i + 1);
+        dockerfile.warnings.push((
+            line,
+            format!("the check directive (check={check}) has no effect: rbuild does not run BuildKit's build checks yet"),
+        ));
+    }
     for node in &ast.children {
         let location = location_of(node);
         let at = |message: String| DockerfileError::at(location, message);
@@ -280,6 +292,9 @@ fn parse_run(node: &Node) -> Result<Instruction, String> {
         if !matches!(network.as_str(), "default" | "none" | "host") {
             return Err(format!("unsupported network mode {network:?} (default, none or host)"));
         }
+    }
+    if !flags.list("device").is_empty() {
+        return Err("RUN --device (CDI devices) is not supported".into());
     }
     if let Some(security) = flags.string("security") {
         if !matches!(security.as_str(), "sandbox" | "insecure") {

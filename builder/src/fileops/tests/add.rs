@@ -253,3 +253,26 @@ fn hard_links_and_replacements_inside_the_archive() {
     let (_, r) = copy_ctx(&add("bad.tar", "/d"), &ctx, &Rootfs::empty());
     assert!(matches!(r, Err(FileOpError::ArchiveMember { .. })));
 }
+
+/// `ADD --unpack=false` copies a local archive as the file it is, as BuildKit does; `--unpack=true`
+/// and no flag extract it.
+#[test]
+fn unpack_false_copies_the_archive_as_a_file() {
+    let bytes = sample();
+    for (unpack, expected) in [
+        (Some(false), vec!["opt/", "opt/x.tar"]),
+        (Some(true), vec!["opt/", "opt/pkg/", "opt/pkg/a.txt", "opt/pkg/l"]),
+        (None, vec!["opt/", "opt/pkg/", "opt/pkg/a.txt", "opt/pkg/l"]),
+    ] {
+        let ctx = Ctx::new();
+        ctx.bytes("x.tar", &bytes);
+        let mut req = add("x.tar", "/opt/");
+        req.unpack = unpack;
+        let (out, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
+        r.unwrap();
+        assert_eq!(listing(out.path()), expected, "--unpack={unpack:?}");
+        if unpack == Some(false) {
+            assert_eq!(std::fs::read(out.path().join("opt/x.tar")).unwrap(), bytes);
+        }
+    }
+}
