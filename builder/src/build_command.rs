@@ -19,7 +19,7 @@ pub use crate::failure::Failure;
 use crate::execute::{CachePolicy, Executor, FsState, Limits, SharedProgress};
 use crate::output::{parse_output, Destination, OutputSpec};
 use crate::plan::{plan_build, read_dockerfile};
-use crate::progress::{PlainProgress, Progress, QuietProgress};
+use crate::progress::{BuiltImage, PlainProgress, Progress, QuietProgress};
 use crate::progress_tty::TtyProgress;
 use crate::resolver::{BaseImageOptions, BaseImageResolver};
 use crate::snippet::snippet;
@@ -183,11 +183,34 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
     if let Some(path) = &args.iidfile {
         fs::write(path, &image_id).with_context(|| format!("writing --iidfile {}", path.display()))?;
     }
+    let result = built_image(&store, &built.image, &request.tags)?;
+    if let Some(path) = &args.metadata_file {
+        let text = serde_json::to_string_pretty(&result.metadata()).expect("JSON values serialise");
+        fs::write(path, text + "\n").with_context(|| format!("writing --metadata-file {}", path.display()))?;
+    }
+    progress().image_built(&result);
     let quiet = args.quiet || args.progress == ProgressMode::Quiet;
     if quiet && !request.outputs.iter().any(OutputSpec::writes_stdout) {
         println!("{image_id}");
     }
     Ok(())
+}
+
+/// What the build made, for `--metadata-file` and the rawjson progress.
+fn built_image(store: &Store, image: &rbuild_store::StoredImage, tags: &[Reference]) -> Result<BuiltImage> {
+    let manifest = &image.manifest_digest;
+    let bytes = fs::read(store.blob_path(manifest)).with_context(|| format!("reading the manifest {manifest}"))?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| rbuild_store::manifest::OCI_MANIFEST.to_string());
+    Ok(BuiltImage {
+        id: image.config_digest.to_string(),
+        manifest_digest: manifest.to_string(),
+        manifest_media_type: media_type,
+        manifest_size: bytes.len() as u64,
+        tags: tags.iter().map(|t| t.full()).collect(),
+    })
 }
 
 /// Where base images come from: `--pull`, `--build-context`, `--insecure-registry`.

@@ -88,6 +88,10 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
 
+    /// Write the build's result as JSON to this file (buildx's keys: containerimage.digest, containerimage.config.digest, image.name)
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
     /// Print only the image id
     #[arg(short, long)]
     pub quiet: bool,

@@ -22,9 +22,45 @@ pub trait Progress {
     fn error(&mut self, message: &str) {
         let _ = message;
     }
+    /// The image was written and named: the build's result, for tools.
+    fn image_built(&mut self, image: &BuiltImage) {
+        let _ = image;
+    }
     /// The build is over, after `total`.
     fn finished(&mut self, total: Duration) {
         let _ = total;
+    }
+}
+
+/// What a build made, as `--metadata-file` and the last rawjson event give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The image id: the config's digest.
+    pub id: String,
+    pub manifest_digest: String,
+    /// The manifest's media type and size in bytes.
+    pub manifest_media_type: String,
+    pub manifest_size: u64,
+    /// The full names the image was tagged with.
+    pub tags: Vec<String>,
+}
+
+impl BuiltImage {
+    /// buildx's `--metadata-file` keys for an image build.
+    pub fn metadata(&self) -> serde_json::Value {
+        let mut out = serde_json::json!({
+            "containerimage.digest": self.manifest_digest,
+            "containerimage.config.digest": self.id,
+            "containerimage.descriptor": {
+                "mediaType": self.manifest_media_type,
+                "digest": self.manifest_digest,
+                "size": self.manifest_size,
+            },
+        });
+        if !self.tags.is_empty() {
+            out["image.name"] = self.tags.join(",").into();
+        }
+        out
     }
 }
 
@@ -144,6 +180,14 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     fn output(&mut self, number: usize, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         self.emit(serde_json::json!({"event": "log", "step": number, "data": text}));
+    }
+    fn image_built(&mut self, image: &BuiltImage) {
+        self.emit(serde_json::json!({
+            "event": "image",
+            "id": image.id,
+            "manifest_digest": image.manifest_digest,
+            "tags": image.tags,
+        }));
     }
 }
 

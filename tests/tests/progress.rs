@@ -446,7 +446,11 @@ fn parse_rawjson(out: &RunOutput) -> JsonLog {
         warnings: Vec::new(),
         infos: Vec::new(),
     };
+    let mut image_seen = false;
     for line in stderr.lines() {
+        if image_seen {
+            fail(format!("an event after the `image` event: {line}"));
+        }
         let value: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| fail(format!("a rawjson line is not JSON ({e}): {line:?}")));
         let event = value["event"]
@@ -500,6 +504,18 @@ fn parse_rawjson(out: &RunOutput) -> JsonLog {
             }
             "warning" => log.warnings.push(string("message")),
             "info" => log.infos.push(string("message")),
+            // The build's result: the last event of a build that succeeded.
+            "image" => {
+                for field in ["id", "manifest_digest"] {
+                    if !string(field).starts_with("sha256:") {
+                        fail(format!("image {field} is not a digest: {line}"));
+                    }
+                }
+                if !value["tags"].as_array().is_some_and(|t| t.iter().all(|t| t.is_string())) {
+                    fail(format!("image has no list of tags: {line}"));
+                }
+                image_seen = true;
+            }
             other => fail(format!("undocumented event {other:?}: {line}")),
         }
     }
@@ -889,4 +905,44 @@ fn rawjson_ends_a_failed_build_with_an_error_event() {
         events.iter().any(|e| e["event"] == "log" && e["data"].as_str().unwrap_or("").contains("about to fail")),
         "the failing step's output came as log events"
     );
+}
+
+/// A build's result for tools: `--metadata-file` holds buildx's keys, and rawjson's last event
+/// names the image id, the manifest digest and the tags, the same ones.
+#[test]
+fn metadata_file_and_the_last_rawjson_event_name_the_image() {
+    let env = TestEnv::new("metadata-file");
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(&BUSYBOX_SH);
+    let metadata = env.path("metadata.json");
+    let iid = env.path("iid");
+    let tag = format!("rbuild-e2e/metadata-{}:1", unique_suffix());
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "rawjson", "-t", &tag, "--metadata-file"])
+        .arg(&metadata)
+        .arg("--iidfile")
+        .arg(&iid)
+        .arg(ctx.path())
+        .run();
+    out.assert_success();
+    let id = std::fs::read_to_string(&iid).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metadata).unwrap()).unwrap();
+    assert_eq!(meta["containerimage.config.digest"], id.as_str(), "{meta}");
+    assert_eq!(meta["image.name"], format!("docker.io/{tag}"), "{meta}");
+    // The manifest digest names the stored manifest, which names the config.
+    let digest = meta["containerimage.digest"].as_str().unwrap();
+    let blob = std::fs::read(env.store().join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap();
+    assert_eq!(format!("sha256:{}", rbuild_e2e::archive::sha256_hex(&blob)), digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&blob).unwrap();
+    assert_eq!(manifest["config"]["digest"], id.as_str());
+    assert_eq!(meta["containerimage.descriptor"]["size"], blob.len());
+    assert_eq!(meta["containerimage.descriptor"]["digest"], digest);
+
+    let stderr = out.stderr_text();
+    let last: serde_json::Value = serde_json::from_str(stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "image", "{stderr}");
+    assert_eq!(last["id"], id.as_str());
+    assert_eq!(last["manifest_digest"], digest);
+    assert_eq!(last["tags"], serde_json::json!([format!("docker.io/{tag}")]));
 }
