@@ -214,6 +214,14 @@ impl ImageResolver for BaseImageResolver<'_> {
         pinned_name(reference, image)
     }
 
+    fn known_names(&self) -> Vec<String> {
+        let tags = self.store.tags().unwrap_or_default();
+        tags.keys()
+            .filter_map(|name| Reference::parse(name).ok())
+            .map(|reference| reference.familiar())
+            .collect()
+    }
+
     fn is_named_directory(&self, name: &str) -> bool {
         match self.options.contexts.find(name) {
             Some(NamedContext { source: ContextSource::Directory(dir), .. }) => {

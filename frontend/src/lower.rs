@@ -47,6 +47,12 @@ pub trait ImageResolver {
     fn is_named_directory(&self, _name: &str) -> bool {
         false
     }
+
+    /// The names of the images the resolver has without asking a registry
+    /// (the store's tags): what a mistyped reference is compared with.
+    fn known_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub use crate::graph::DEFAULT_PATH;
@@ -319,9 +325,20 @@ impl<'a> Lowering<'a> {
         let meta = self
             .resolver
             .resolve(reference)
-            .map_err(|message| DockerfileError::at(location, message))?;
+            .map_err(|message| DockerfileError::at(location, self.with_suggestion(reference, message)))?;
         let pinned = self.resolver.pinned(reference);
         Ok((meta, self.shared_source(Source::Image(pinned))))
+    }
+
+    /// `message` about an image that could not be had, led by the nearest
+    /// stage name or stored image when `reference` reads like a typo of one.
+    fn with_suggestion(&self, reference: &str, message: String) -> String {
+        let stages = self.dockerfile.stages.iter().filter_map(|s| s.name.clone());
+        let candidates: Vec<String> = stages.chain(self.resolver.known_names()).collect();
+        match crate::suggest::closest(reference, candidates.iter().map(String::as_str)) {
+            Some(near) => format!("{reference} is not in the store or the Dockerfile; did you mean {near}? ({message})"),
+            None => message,
+        }
     }
 
     fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {

@@ -210,3 +210,18 @@ fn buildkit_only_settings_warn_or_fail_instead_of_being_ignored() {
     let ctx = context(&[SCRATCH_BUSYBOX[0], "RUN --device=vendor.com/gpu=all true"]);
     assert_build_error(&build(&env, &ctx, &[]), &["Dockerfile:2", "RUN --device (CDI devices) is not supported"]);
 }
+
+/// A mistyped base image or stage name is answered with the nearest stored image or stage,
+/// before the registry's own reason.
+#[test]
+fn a_mistyped_image_or_stage_gets_the_nearest_name() {
+    let env = TestEnv::new("did-you-mean-image");
+    let base = context(&SCRATCH_BUSYBOX);
+    build(&env, &base, &["-t", "mybase:1"]).assert_success();
+    let out = build(&env, &context(&["FROM mybse:1"]), &[]);
+    assert_build_error(&out, &["Dockerfile:1", "mybse:1 is not in the store or the Dockerfile; did you mean mybase:1?"]);
+
+    let ctx = context(&["FROM mybase:1 AS builder", "FROM scratch", "COPY --from=biulder /bin/busybox /b"]);
+    let out = build(&env, &ctx, &[]);
+    assert_build_error(&out, &["Dockerfile:3", "biulder is not in the store or the Dockerfile; did you mean builder?"]);
+}
