@@ -113,6 +113,20 @@ impl BuildContext {
         self.ignore.is_excluded(rel)
     }
 
+    /// When the COPY source `spec` (no wildcards) names a file or directory
+    /// that is in the context directory but left out by the ignore file: the
+    /// pattern that leaves it out and the ignore file.
+    pub fn ignored_source(&self, spec: &str) -> Option<(String, PathBuf)> {
+        let rel: Vec<&str> = spec.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        if rel.iter().any(|c| *c == ".." || c.contains(['*', '?', '['])) || rel.is_empty() {
+            return None;
+        }
+        let rel = rel.join("/");
+        std::fs::symlink_metadata(self.root.join(&rel)).ok()?;
+        let pattern = self.ignore.excluded_by(&rel)?;
+        Some((pattern.to_string(), self.ignore_file.clone()?))
+    }
+
     /// The context as a tree for the file operations.
     pub(crate) fn tree(&self) -> LayeredTree<'_> {
         if self.ignore.is_empty() {

@@ -50,6 +50,8 @@ pub enum PatternErrorKind {
 struct Pattern {
     glob: Glob,
     exception: bool,
+    /// The line as written (trimmed), for messages.
+    text: String,
 }
 
 /// The compiled patterns of one `.dockerignore` file, in file order.
@@ -102,26 +104,33 @@ impl IgnorePatterns {
     /// Whether `rel_path` (`/`-separated, relative to the context root) is
     /// left out of the context. The root itself is never excluded.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
+        self.excluded_by(rel_path).is_some()
+    }
+
+    /// A pattern (as written) that leaves `rel_path` out, if it is left out:
+    /// one that matched it or a parent directory after the last exception
+    /// that let it back in.
+    pub fn excluded_by(&self, rel_path: &str) -> Option<&str> {
         let path = clean_relative(rel_path);
         if path.is_empty() {
-            return false;
+            return None;
         }
         let parents: Vec<&str> = path
             .match_indices('/')
             .map(|(slash, _)| &path[..slash])
             .collect();
-        let mut excluded = false;
+        let mut excluded_by: Option<&Pattern> = None;
         for pattern in &self.patterns {
             // Patterns that cannot change the verdict need not be tried.
-            if pattern.exception != excluded {
+            if pattern.exception != excluded_by.is_some() {
                 continue;
             }
             let glob = &pattern.glob;
             if glob.matches(&path) || parents.iter().any(|parent| glob.matches(parent)) {
-                excluded = !pattern.exception;
+                excluded_by = (!pattern.exception).then_some(pattern);
             }
         }
-        excluded
+        excluded_by.map(|p| p.text.as_str())
     }
 
     /// For an excluded directory `dir_rel`: whether an exception could
@@ -167,7 +176,7 @@ fn compile(line: &str) -> Result<Option<Pattern>, PatternError> {
         cleaned.remove(0);
     }
     let glob = Glob::new(&cleaned).map_err(|e| error(e.into()))?;
-    Ok(Some(Pattern { glob, exception }))
+    Ok(Some(Pattern { glob, exception, text: trimmed.to_string() }))
 }
 
 /// Cleans a context-relative path; the root becomes "".

@@ -100,3 +100,28 @@ fn generic_ignore_file_applies_to_the_default_dockerfile() {
     assert!(!files.contains(&"app.txt".to_string()), "{files:?}");
     assert!(files.contains(&"src/main.txt".to_string()), "{files:?}");
 }
+
+/// A COPY source that is in the context directory but left out by `.dockerignore` says so, with
+/// the pattern and the file, instead of "not found"; a source that is not there at all is still
+/// "not found".
+#[test]
+fn a_copy_source_left_out_by_dockerignore_names_the_pattern() {
+    let env = TestEnv::new("dockerignore-explains");
+    let ctx = Context::with_busybox();
+    ctx.file(".dockerignore", "# secrets\nconfig/\n*.log\n!keep.log\n");
+    ctx.file("config/app.conf", "x");
+    ctx.file("debug.log", "x");
+    for (source, expected) in [
+        ("config/app.conf", "source \"config/app.conf\" is excluded from the build context by the pattern \"config/\" in "),
+        ("./debug.log", "source \"./debug.log\" is excluded from the build context by the pattern \"*.log\""),
+        ("missing.txt", "source \"missing.txt\" not found"),
+    ] {
+        let copy = format!("COPY {source} /");
+        ctx.dockerfile(&["FROM scratch", &copy]);
+        let out = env.rbuild().arg("build").arg(ctx.path()).run();
+        out.assert_code(1).assert_stderr_contains("Dockerfile:2").assert_stderr_contains(expected);
+        if source != "missing.txt" {
+            out.assert_stderr_contains(".dockerignore");
+        }
+    }
+}

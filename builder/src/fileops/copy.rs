@@ -89,7 +89,14 @@ pub fn copy_into(
 
     let mut items = Vec::new();
     for spec in &req.sources {
-        items.extend(expand(&tree, spec, req.parents)?);
+        let expanded = expand(&tree, spec, req.parents).map_err(|e| match (e, &from) {
+            (FileOpError::SourceNotFound { path }, CopyFrom::Context(ctx)) => match ctx.ignored_source(spec) {
+                Some((pattern, file)) => FileOpError::SourceIgnored { path, pattern, file },
+                None => FileOpError::SourceNotFound { path },
+            },
+            (e, _) => e,
+        })?;
+        items.extend(expanded);
     }
     let dest = Destination::new(
         &req.dest,

@@ -20,6 +20,11 @@ pub enum FileOpError {
     #[error("source {path:?} not found")]
     SourceNotFound { path: String },
 
+    /// A COPY/ADD source that is in the context directory but left out of
+    /// the build context by its ignore file.
+    #[error("source {path:?} is excluded from the build context by the pattern {pattern:?} in {}", file.display())]
+    SourceIgnored { path: String, pattern: String, file: PathBuf },
+
     /// An image path that a lookup needed does not exist.
     #[error("{path}: no such file or directory")]
     NotFound { path: String },
