@@ -521,3 +521,47 @@ fn prune_spares_what_a_running_build_uses() {
     assert!(said.contains(&format!("deleted: {base_id}")), "{said}");
     assert!(images_table(&env).is_empty());
 }
+
+/// `rbuild prune` on a terminal says what it removes and asks, as docker's prune does; `n`
+/// keeps everything, `y` prunes, `-f` does not ask, and without a terminal nobody is asked.
+#[test]
+fn prune_asks_on_a_terminal_unless_forced() {
+    let env = TestEnv::new("prune-asks");
+    let untagged = build_id(&env, &app_context("untagged", 1_000), None, &[]);
+    let ids = |env: &TestEnv| rbuild_ok(env, &["images", "-q", "--no-trunc"]);
+    // `script` runs the command on a pseudo-terminal, with our stdin as its keyboard.
+    let on_terminal = |args: &str, answer: &str| {
+        let command = format!("{} {args}", rbuild_e2e::rbuild_bin().display());
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("RBUILD_ROOT", env.store())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running script (util-linux)");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = on_terminal("prune", "n\n");
+    assert!(said.contains("WARNING! This will remove:") && said.contains("[y/N]"), "{said}");
+    assert!(!said.contains("Total reclaimed space"), "{said}");
+    assert!(ids(&env).contains(&untagged), "answered no, the untagged image stays");
+
+    let said = on_terminal("prune", "y\n");
+    assert!(said.contains("Total reclaimed space"), "{said}");
+    assert!(!ids(&env).contains(&untagged), "answered yes, the untagged image went");
+
+    build_id(&env, &app_context("again", 1_000), None, &[]);
+    let said = on_terminal("prune -f", "");
+    assert!(!said.contains("[y/N]") && said.contains("Total reclaimed space"), "{said}");
+    // No terminal: no question (scripts and CI jobs).
+    let again = build_id(&env, &app_context("third", 1_000), None, &[]);
+    let out = env.rbuild().arg("prune").run();
+    out.assert_success();
+    assert!(!out.stderr_text().contains("[y/N]"));
+    assert!(!ids(&env).contains(&again));
+}

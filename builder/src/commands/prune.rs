@@ -4,6 +4,8 @@
 //! `--keep-storage`, only until the store is no larger than SIZE. Nothing a
 //! running rbuild process uses is ever removed.
 
+use std::io::{BufRead, IsTerminal, Write};
+
 use clap::Parser;
 use rbuild_store::gc::PruneOptions;
 use rbuild_store::records::RecordKind;
@@ -23,12 +25,21 @@ pub struct PruneArgs {
     /// Stop once the store is this small (e.g. 10GB; binary units)
     #[arg(long, value_name = "SIZE", value_parser = human::parse_size)]
     pub keep_storage: Option<u64>,
+
+    /// Do not ask for confirmation (it is only asked on a terminal)
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let Some(args) = parse_args::<PruneArgs>(args)? else {
         return Ok(());
     };
+    // As `docker system prune`: a person at a terminal is told what goes and
+    // asked; scripts (no terminal on stdin) and --force are not.
+    if !args.force && std::io::stdin().is_terminal() && !confirmed(args.all)? {
+        return Ok(());
+    }
     let store = open_store()?;
     let report = store
         .prune(&PruneOptions {
@@ -68,4 +79,21 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         human::size(report.reclaimed, 4)
     );
     Ok(())
+}
+
+/// Says what a prune removes and reads the answer; true for `y`/`yes`.
+fn confirmed(all: bool) -> Result<bool, Failure> {
+    let images = if all { "all images without at least one running build using them" } else { "all untagged images" };
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "WARNING! This will remove:\n  - {images}\n  - all build cache\n  - all content nothing uses (left by interrupted builds)\n\nAre you sure you want to continue? [y/N] "
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Build(anyhow::anyhow!("reading the answer: {e}")))?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
