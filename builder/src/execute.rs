@@ -100,7 +100,8 @@ pub struct Built {
 impl Executor {
     pub fn run(self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
         let created = timefmt::rfc3339(self.source_date_epoch.unwrap_or_else(timefmt::now_unix));
-        let visible = Arc::new(visible_steps(&self.graph));
+        let config_steps = self.progress.lock().unwrap_or_else(|p| p.into_inner()).shows_config_steps();
+        let visible = Arc::new(visible_steps(&self.graph, config_steps));
         let runner = Arc::new(StepRunner::new(
             self.store.clone(),
             self.graph.clone(),
@@ -162,13 +163,14 @@ impl Executor {
 
 /// The steps progress shows (`#1`, `#2`, …): the Dockerfile's instructions
 /// and base images.
-fn visible_steps(graph: &BuildGraph) -> HashSet<StepId> {
+fn visible_steps(graph: &BuildGraph, config_steps: bool) -> HashSet<StepId> {
     graph
         .graph
         .node_indices()
         .filter(|id| {
             let step = graph.step(*id);
-            step.location.is_some() || matches!(step.op, Op::Source(Source::Image(_)))
+            let shown = config_steps || !matches!(step.op, Op::Config);
+            shown && (step.location.is_some() || matches!(step.op, Op::Source(Source::Image(_))))
         })
         .collect()
 }

@@ -7,6 +7,12 @@ use std::time::Duration;
 
 /// Receives build events as they happen.
 pub trait Progress {
+    /// Whether steps that only change the image config (LABEL, ENV, EXPOSE,
+    /// …) are shown as steps. A person reading the log does not need a line
+    /// for each (BuildKit shows none); tools reading every event do.
+    fn shows_config_steps(&self) -> bool {
+        false
+    }
     fn step_started(&mut self, number: usize, label: &str);
     fn step_done(&mut self, number: usize, elapsed: Duration);
     fn warning(&mut self, message: &str);
@@ -156,6 +162,9 @@ impl<W: Write> RawJsonProgress<W> {
 }
 
 impl<W: Write> Progress for RawJsonProgress<W> {
+    fn shows_config_steps(&self) -> bool {
+        true
+    }
     fn step_started(&mut self, number: usize, label: &str) {
         self.emit(serde_json::json!({"event": "step_started", "step": number, "name": label}));
     }

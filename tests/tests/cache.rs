@@ -4,9 +4,9 @@
 //! run once, `--explain-cache` in plain and rawjson progress, and that a fully cached rebuild is
 //! the same image and still runs.
 //!
-//! Which steps ran is read off the plain progress (`#N [stage i/n] INSTRUCTION`, then
-//! `#N CACHED` or `#N DONE`), always for every step of the build, so that a step that ran when
-//! it should not (or the reverse) fails the test.
+//! Which steps ran is read off the rawjson progress (`step_started`, then `step_cached` or
+//! `step_completed`), which lists every step of the build, config-only ones included, so that a
+//! step that ran when it should not (or the reverse) fails the test.
 //!
 //! Config-only steps (ARG, ENV, USER, SHELL, LABEL, EXPOSE, STOPSIGNAL, CMD) leave the
 //! filesystem key as it was, as in BuildKit: changing one reruns it and the steps that see what
@@ -32,7 +32,7 @@ enum Outcome {
 }
 use Outcome::{Cached, Ran};
 
-/// One `#N` step of a plain progress log.
+/// One step of a rawjson progress log.
 #[derive(Debug)]
 struct StepLog {
     /// `[stage-0 2/5]`.
@@ -40,11 +40,11 @@ struct StepLog {
     /// The instruction as the label shows it.
     instruction: String,
     outcome: Option<Outcome>,
-    /// The `#N cache miss: …` explanations.
+    /// The `cache_miss` explanations.
     misses: Vec<String>,
 }
 
-/// The steps of a build's plain progress, by their `#N`.
+/// The steps of a build's progress, by their number.
 struct Progress {
     steps: BTreeMap<usize, StepLog>,
     /// The build's whole stderr, for failure messages.
@@ -52,60 +52,55 @@ struct Progress {
 }
 
 impl Progress {
+    /// Reads a `--progress=rawjson` log, which lists every step, config-only ones included
+    /// (the plain log leaves those out).
     #[track_caller]
     fn parse(stderr: &str) -> Progress {
         let mut steps: BTreeMap<usize, StepLog> = BTreeMap::new();
         for line in stderr.lines() {
-            let Some(rest) = line.strip_prefix('#') else {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
-            let Some((number, text)) = rest.split_once(' ') else {
+            let Some(number) = event["step"].as_u64().map(|n| n as usize) else {
                 continue;
             };
-            let Ok(number) = number.parse::<usize>() else {
-                continue;
-            };
-            let Some(step) = steps.get_mut(&number) else {
-                // The first line of a step is its label.
-                let (position, instruction) = text
+            let kind = event["event"].as_str().unwrap_or_default();
+            if kind == "step_started" {
+                let name = event["name"].as_str().unwrap_or_default();
+                let (position, instruction) = name
                     .strip_prefix('[')
                     .and_then(|t| t.split_once("] "))
-                    .unwrap_or_else(|| {
-                        panic!("#{number} starts without a label: {line:?}\n{stderr}")
-                    });
-                steps.insert(
-                    number,
-                    StepLog {
-                        position: format!("[{position}]"),
-                        instruction: instruction.to_string(),
-                        outcome: None,
-                        misses: Vec::new(),
-                    },
-                );
+                    .unwrap_or_else(|| panic!("#{number} starts without a label: {line:?}\n{stderr}"));
+                let fresh = StepLog {
+                    position: format!("[{position}]"),
+                    instruction: instruction.to_string(),
+                    outcome: None,
+                    misses: Vec::new(),
+                };
+                assert!(steps.insert(number, fresh).is_none(), "#{number} started twice\n{stderr}");
                 continue;
-            };
-            let outcome = if text == "CACHED" {
-                Some(Cached)
-            } else if text.starts_with("DONE ") {
-                Some(Ran)
-            } else {
-                if let Some(why) = text.strip_prefix("cache miss: ") {
-                    step.misses.push(why.to_string());
+            }
+            let step = steps
+                .get_mut(&number)
+                .unwrap_or_else(|| panic!("#{number} has an event before it started: {line:?}\n{stderr}"));
+            let outcome = match kind {
+                "step_cached" => Some(Cached),
+                "step_completed" => Some(Ran),
+                "cache_miss" => {
+                    step.misses.push(event["explanation"].as_str().unwrap_or_default().to_string());
+                    None
                 }
-                None
+                _ => None,
             };
             if let Some(outcome) = outcome {
-                assert!(
-                    step.outcome.is_none(),
-                    "#{number} finished twice ({line:?})\n{stderr}"
-                );
+                assert!(step.outcome.is_none(), "#{number} finished twice ({line:?})\n{stderr}");
                 step.outcome = Some(outcome);
             }
         }
         for (number, step) in &steps {
             assert!(
                 step.outcome.is_some(),
-                "#{number} {} has neither CACHED nor DONE\n{stderr}",
+                "#{number} {} has neither step_cached nor step_completed\n{stderr}",
                 step.instruction
             );
         }
@@ -199,14 +194,14 @@ struct Build {
     out: RunOutput,
 }
 
-/// `rbuild build --progress=plain --iidfile F ARGS… CONTEXT` in `env`'s store; panics unless it
+/// `rbuild build --progress=rawjson --iidfile F ARGS… CONTEXT` in `env`'s store; panics unless it
 /// succeeds.
 #[track_caller]
 fn build_dir(env: &TestEnv, context: &Path, args: &[&str]) -> Build {
     let iidfile = env.path(&format!("iid-{}", rbuild_e2e::env::unique_suffix()));
     let out = env
         .rbuild()
-        .args(["build", "--progress=plain", "--iidfile"])
+        .args(["build", "--progress=rawjson", "--iidfile"])
         .arg(&iidfile)
         .args(args)
         .arg(context)
@@ -574,7 +569,7 @@ fn an_unchanged_rebuild_hits_every_step_and_is_the_same_image() {
     );
     // Without --explain-cache nothing explains anything.
     assert!(
-        !second.out.stderr_text().contains("cache miss"),
+        !second.out.stderr_text().contains("cache_miss"),
         "{}",
         second.out.describe()
     );

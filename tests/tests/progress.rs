@@ -946,3 +946,40 @@ fn metadata_file_and_the_last_rawjson_event_name_the_image() {
     assert_eq!(last["manifest_digest"], digest);
     assert_eq!(last["tags"], serde_json::json!([format!("docker.io/{tag}")]));
 }
+
+/// Config-only steps (LABEL, ENV, EXPOSE, …) take no line of their own in the plain log, nor an
+/// `--explain-cache` line; rawjson, for tools, keeps every step.
+#[test]
+fn config_only_steps_are_left_out_of_the_plain_log_but_not_rawjson() {
+    let env = TestEnv::new("progress-config-steps");
+    let ctx = Context::with_busybox();
+    let with = |label: &str| {
+        let label = format!("LABEL version={label}");
+        ctx.dockerfile(&with_shell(&["ENV A=1", &label, "EXPOSE 80", "RUN echo ran > /ran"]));
+    };
+    with("1");
+    let plain = env.rbuild().args(["build", "--progress=plain"]).arg(ctx.path()).run();
+    plain.assert_success();
+    let text = plain.stderr_text();
+    for hidden in ["ENV A=1", "LABEL version=1", "EXPOSE 80"] {
+        assert!(!text.contains(hidden), "{hidden} has a line in the plain log:\n{text}");
+    }
+    assert!(text.contains("RUN echo ran > /ran"), "{text}");
+    // Numbers stay consecutive: #1 to #3 (COPY, RUN --install, RUN echo).
+    assert!(text.contains("#3 [stage-0 7/7] RUN echo ran > /ran"), "{text}");
+
+    with("2");
+    let explained = env.rbuild().args(["build", "--progress=plain", "--explain-cache"]).arg(ctx.path()).run();
+    explained.assert_success();
+    assert!(!explained.stderr_text().contains("cache miss"), "{}", explained.stderr_text());
+
+    with("3");
+    let json = env.rbuild().args(["build", "--progress=rawjson", "--explain-cache"]).arg(ctx.path()).run();
+    json.assert_success();
+    let events: Vec<serde_json::Value> = json.stderr_text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = events.iter().filter(|e| e["event"] == "step_started").filter_map(|e| e["name"].as_str()).collect();
+    for shown in ["ENV A=1", "LABEL version=3", "EXPOSE 80"] {
+        assert!(names.iter().any(|n| n.ends_with(shown)), "{shown} not in {names:?}");
+    }
+    assert!(events.iter().any(|e| e["event"] == "cache_miss"), "the changed LABEL is explained in rawjson");
+}
