@@ -362,7 +362,11 @@ fn rewrite_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     }
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|e| e.error)?;
-    std::fs::File::open(dir)?.sync_all()
+    // The rename is done; making it durable is worth a try, not an error.
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 /// `docker-credential-<helper> store`, with the identity token as Docker
