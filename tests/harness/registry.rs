@@ -223,6 +223,36 @@ impl Registry {
         dir
     }
 
+    /// A `DOCKER_CONFIG` directory whose `config.json` sends this registry to the credential
+    /// helper `docker-credential-rbuild-e2e-store` in its `bin/` (put that on PATH), which keeps
+    /// an identity token as a real helper does: `get` answers with the one in `secret`, and
+    /// `store` records what it was given in `stored.json` and keeps its `Secret` in `secret` for
+    /// the next `get`. With `store_fails`, `store` says the keychain is locked (echoing what it
+    /// was given, as a careless helper might) and fails.
+    pub fn docker_config_storing_helper(&self, token: &str, store_fails: bool) -> TempDir {
+        let dir = tempfile::Builder::new().prefix("rbuild-e2e-docker-config-").tempdir().expect("temp dir");
+        let config = serde_json::json!({"credHelpers": {self.host(): "rbuild-e2e-store"}});
+        std::fs::write(dir.path().join("config.json"), config.to_string()).expect("writing config.json");
+        std::fs::write(dir.path().join("secret"), token).expect("writing the secret");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).expect("creating bin/");
+        let d = dir.path().display();
+        let store = if store_fails {
+            "echo \"keychain is locked, cannot store $(cat)\"; exit 1".to_string()
+        } else {
+            // The request is one line of JSON; its Secret is the token to keep.
+            format!("cat > {d}/stored.json && sed -n 's/.*\"Secret\":\"\\([^\"]*\\)\".*/\\1/p' {d}/stored.json > {d}/secret")
+        };
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in\nget) cat >/dev/null; printf '{{\"ServerURL\":\"%s\",\"Username\":\"<token>\",\"Secret\":\"%s\"}}\\n' '{}' \"$(cat {d}/secret)\" ;;\nstore) {store} ;;\n*) exit 1 ;;\nesac\n",
+            self.host()
+        );
+        let mut writer = Command::new("sh");
+        writer.args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"]).arg(bin.join("docker-credential-rbuild-e2e-store"));
+        crate::process::run(writer, Some(script.into_bytes())).assert_success();
+        dir
+    }
+
     /// Stops the registry (SIGTERM to its pid, then SIGKILL) and waits for it.
     pub fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {

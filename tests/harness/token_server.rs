@@ -4,10 +4,16 @@
 //! and a registry that really checks the token's signature, issuer, audience and access.
 //!
 //! - `GET /token?service=…&scope=…` with basic auth: a token for the scopes asked for, when the
-//!   user and password are known (`{"token": JWT, "access_token": JWT, …}`), else 401.
+//!   user and password are known (`{"token": JWT, "access_token": JWT, …}`), else 401. A refresh
+//!   token it accepts is good as the password too, with an empty user name (or its own user):
+//!   what containerd sends on the GET that follows a 404 or 405 to the POST.
 //! - `POST /token` with a form `grant_type=refresh_token&refresh_token=…&service=…&scope=…&
 //!   client_id=…`: the OAuth2 exchange of an identity token (Docker's `identitytoken`), answered
-//!   only for the refresh tokens it was given (`{"access_token": JWT, …}`), else 401.
+//!   only for the refresh tokens it accepts (`{"access_token": JWT, …}`), else 401.
+//!
+//! [`Quirks`] make it a server that rotates refresh tokens (each grant answers with a new
+//! `refresh_token`, and only the newest is accepted from then on), or one without the OAuth2
+//! endpoint (the POST answered 404 or 405).
 //!
 //! The signing key and its self-signed certificate are made per server with the `openssl` CLI;
 //! the JWT header carries the certificate in `x5c`, and the registry trusts it through its
@@ -38,6 +44,17 @@ pub const ISSUER: &str = "rbuild-e2e-token-server";
 /// How long a token lasts (`exp` − `iat`, and `expires_in`).
 const TOKEN_SECONDS: u64 = 300;
 
+/// How a server departs from the plain one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    /// Every refresh-token grant also answers with a new `refresh_token`, which replaces the one
+    /// sent: only the newest refresh token of each is accepted from then on (OAuth2 rotation).
+    pub rotate_refresh_tokens: bool,
+    /// The POST is answered with this status (404, 405): a token server without the OAuth2
+    /// endpoint.
+    pub refuse_post: Option<u16>,
+}
+
 /// One request the server answered.
 #[derive(Clone, Debug)]
 pub struct TokenRequest {
@@ -47,6 +64,8 @@ pub struct TokenRequest {
     pub params: BTreeMap<String, Vec<String>>,
     /// The user of the request's basic auth, if it had one.
     pub basic_user: Option<String>,
+    /// The password of the request's basic auth, if it had one.
+    pub basic_password: Option<String>,
     /// Whether a token was issued.
     pub granted: bool,
 }
@@ -62,8 +81,9 @@ impl TokenRequest {
 struct Issuer {
     /// user → password, for GET with basic auth.
     users: BTreeMap<String, String>,
-    /// refresh token → user, for the POST exchange.
-    refresh_tokens: BTreeMap<String, String>,
+    /// refresh token → user, the ones accepted now (rotation replaces them).
+    refresh_tokens: Mutex<BTreeMap<String, String>>,
+    quirks: Quirks,
     key: RsaKeyPair,
     /// The certificate of `key`, DER, as `x5c` carries it.
     cert_der: Vec<u8>,
@@ -83,11 +103,17 @@ pub struct TokenServer {
 impl TokenServer {
     /// A server that knows `users` (user, password) and `refresh_tokens` (token, user).
     pub fn start(users: &[(&str, &str)], refresh_tokens: &[(&str, &str)]) -> TokenServer {
+        TokenServer::start_with(users, refresh_tokens, Quirks::default())
+    }
+
+    /// [`TokenServer::start`], with `quirks`.
+    pub fn start_with(users: &[(&str, &str)], refresh_tokens: &[(&str, &str)], quirks: Quirks) -> TokenServer {
         let dir = tempfile::Builder::new().prefix("rbuild-e2e-token-").tempdir().expect("temp dir");
         let (key, cert_der) = make_key_and_certificate(&dir);
         let issuer = Arc::new(Issuer {
             users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
-            refresh_tokens: refresh_tokens.iter().map(|(t, u)| (t.to_string(), u.to_string())).collect(),
+            refresh_tokens: Mutex::new(refresh_tokens.iter().map(|(t, u)| (t.to_string(), u.to_string())).collect()),
+            quirks,
             key,
             cert_der,
             requests: Mutex::new(Vec::new()),
@@ -120,6 +146,11 @@ impl TokenServer {
     /// The PEM certificate the registry trusts tokens by (its `rootcertbundle`).
     pub fn cert_bundle(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
+    }
+
+    /// The refresh tokens accepted now (with rotation, the newest of each), sorted.
+    pub fn refresh_tokens(&self) -> Vec<String> {
+        self.issuer.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
     /// Every request answered so far, oldest first.
@@ -166,6 +197,7 @@ fn serve(mut stream: TcpStream, issuer: &Issuer) {
         200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
+        405 => "Method Not Allowed",
         _ => "Not Found",
     };
     let body = body.to_string();
@@ -267,27 +299,35 @@ impl Issuer {
             method: request.method.clone(),
             params: request.params.clone(),
             basic_user: request.basic.as_ref().map(|(u, _)| u.clone()),
+            basic_password: request.basic.as_ref().map(|(_, p)| p.clone()),
             granted: status == 200,
         };
         self.requests.lock().unwrap_or_else(|e| e.into_inner()).push(record);
         (status, body)
     }
 
-    /// GET with basic auth: the token Docker's `fetchTokenWithBasicAuth` asks for.
+    /// GET with basic auth: the token Docker's `fetchTokenWithBasicAuth` asks for, or
+    /// containerd's GET with an identity token as the password.
     fn answer_basic(&self, request: &HttpRequest) -> (u16, Value) {
         let Some((user, password)) = &request.basic else {
             return (401, json!({"details": "authentication required"}));
         };
-        if self.users.get(user) != Some(password) {
-            return (401, json!({"details": "incorrect username or password"}));
-        }
-        let token = self.token(user, &request.params);
+        let by_refresh_token = self.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner()).get(password).cloned();
+        let user = match by_refresh_token {
+            Some(owner) if user.is_empty() || *user == owner => owner,
+            _ if self.users.get(user) == Some(password) => user.clone(),
+            _ => return (401, json!({"details": "incorrect username or password"})),
+        };
+        let token = self.token(&user, &request.params);
         let body = json!({"token": token, "access_token": token, "expires_in": TOKEN_SECONDS});
         (200, body)
     }
 
     /// POST: the OAuth2 refresh-token grant Docker uses for identity tokens.
     fn answer_refresh(&self, request: &HttpRequest) -> (u16, Value) {
+        if let Some(status) = self.quirks.refuse_post {
+            return (status, json!({"details": "no OAuth2 endpoint here"}));
+        }
         let param = |name: &str| request.params.get(name).and_then(|v| v.first()).map_or("", String::as_str);
         if param("grant_type") != "refresh_token" {
             return (400, json!({"error": "unsupported_grant_type"}));
@@ -295,15 +335,22 @@ impl Issuer {
         if param("client_id").is_empty() {
             return (400, json!({"error": "invalid_request", "error_description": "client_id is required"}));
         }
-        let Some(user) = self.refresh_tokens.get(param("refresh_token")) else {
+        let mut refresh_tokens = self.refresh_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(user) = refresh_tokens.get(param("refresh_token")).cloned() else {
             return (401, json!({"error": "invalid_grant", "error_description": "unknown refresh token"}));
         };
         // The form's scope holds several scopes separated by spaces.
         let scopes: Vec<String> = param("scope").split_whitespace().map(str::to_string).collect();
         let mut params = request.params.clone();
         params.insert("scope".into(), scopes);
-        let token = self.token(user, &params);
-        let body = json!({"access_token": token, "expires_in": TOKEN_SECONDS, "scope": param("scope")});
+        let token = self.token(&user, &params);
+        let mut body = json!({"access_token": token, "expires_in": TOKEN_SECONDS, "scope": param("scope")});
+        if self.quirks.rotate_refresh_tokens {
+            let rotated = format!("refresh-{user}-{}-{}", std::process::id(), self.issued.fetch_add(1, Ordering::SeqCst));
+            refresh_tokens.remove(param("refresh_token"));
+            refresh_tokens.insert(rotated.clone(), user);
+            body["refresh_token"] = json!(rotated);
+        }
         (200, body)
     }
 

@@ -363,3 +363,150 @@ fn identity_tokens_are_exchanged_for_access_tokens() {
         "the helper's token was not exchanged: {asked:?}"
     );
 }
+
+/// The `identitytoken` of `registry`'s entry in the `config.json` of `dir`.
+fn identity_token_in(dir: &std::path::Path, registry: &str) -> String {
+    let config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).expect("config.json")).expect("JSON");
+    config["auths"][registry]["identitytoken"].as_str().unwrap_or_else(|| panic!("no identitytoken: {config}")).to_string()
+}
+
+/// A token server that rotates refresh tokens answers each exchange with a new one and accepts
+/// only the newest from then on: rbuild stores it back where the identity token came from, in
+/// config.json (the rest of the file and its mode kept) or with the credential helper's `store`,
+/// so that the next pull works; a helper that cannot store it costs a warning, not the pull.
+#[test]
+fn rotated_refresh_tokens_are_stored_back_for_the_next_pull() {
+    use std::os::unix::fs::PermissionsExt;
+    let producer = TestEnv::new("registry-rotation");
+    let base = build_base(&producer, "rotated");
+    let quirks = token_server::Quirks { rotate_refresh_tokens: true, ..Default::default() };
+    let tokens = TokenServer::start_with(&[("alice", "pw-for-push")], &[("refresh-first", "alice")], quirks);
+    let registry = Registry::start_with_token_auth(&tokens, "alice", "pw-for-push");
+    let reference = registry.push_archive(&base.archive, "e2e/rotated:1");
+    let host = registry.host();
+
+    let docker = registry.docker_config_identity_token("alice", "refresh-first");
+    let config_path = docker.path().join("config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).expect("config.json")).expect("JSON");
+    config["auths"]["other.example"] = json!({"auth": "Ym9iOnB3", "identitytoken": "refresh-first"});
+    config["psFormat"] = json!("table {{.ID}}");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("JSON")).expect("writing config.json");
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let first = TestEnv::new("registry-rotation-first");
+    let out = first.rbuild().env("DOCKER_CONFIG", docker.path()).args(["pull", &reference]).run();
+    out.assert_success();
+    assert!(!out.stderr_text().contains("warning"), "{}", out.describe());
+    let rotated = identity_token_in(docker.path(), &host);
+    assert_ne!(rotated, "refresh-first", "the rotated token was not written back");
+    assert_eq!(tokens.refresh_tokens(), vec![rotated.clone()], "config.json holds the one the server accepts");
+    let mut expected = config.clone();
+    expected["auths"][&host]["identitytoken"] = json!(rotated);
+    let now: Value = serde_json::from_slice(&std::fs::read(&config_path).expect("config.json")).expect("JSON");
+    assert_eq!(now, expected, "nothing else in config.json changed");
+    let mode = std::fs::metadata(&config_path).expect("config.json").permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600, "config.json keeps its mode");
+    assert!(!out.stderr_text().contains(&rotated) && !out.stderr_text().contains("refresh-first"), "{}", out.describe());
+
+    // A second pull, into a new store, exchanges the rotated token, and stores the next one.
+    let second = TestEnv::new("registry-rotation-second");
+    second.rbuild().env("DOCKER_CONFIG", docker.path()).args(["pull", &reference]).run().assert_success();
+    let next = identity_token_in(docker.path(), &host);
+    assert_ne!(next, rotated);
+    assert_eq!(tokens.refresh_tokens(), vec![next.clone()]);
+    // Each exchange sent the token the one before handed out.
+    let sent: Vec<String> = tokens.requests().iter().filter(|r| r.method == "POST").map(|r| r.param("refresh_token").to_string()).collect();
+    assert_eq!(sent, vec!["refresh-first".to_string(), rotated.clone()]);
+    assert!(tokens.requests().iter().all(|r| r.granted), "{:?}", tokens.requests());
+
+    // The token it replaced is dead: without the write-back, the second pull would have failed.
+    let stale = registry.docker_config_identity_token("alice", "refresh-first");
+    let out = TestEnv::new("registry-rotation-stale").rbuild().env("DOCKER_CONFIG", stale.path()).args(["pull", &reference]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains("unknown refresh token");
+
+    // A credential helper's token is stored with the helper's `store`, as `docker login` stores
+    // identity tokens, and the helper hands out the new one to the next pull.
+    let helper = registry.docker_config_storing_helper(&next, false);
+    let path = format!("{}:{}", helper.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let pull = |name: &str| {
+        TestEnv::new(name).rbuild().env("DOCKER_CONFIG", helper.path()).env("PATH", &path).args(["pull", &reference]).run()
+    };
+    let out = pull("registry-rotation-helper");
+    out.assert_success();
+    assert!(!out.stderr_text().contains("warning"), "{}", out.describe());
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(helper.path().join("stored.json")).expect("stored.json")).expect("JSON");
+    let by_helper = tokens.refresh_tokens().pop().expect("a token");
+    assert_eq!(stored, json!({"ServerURL": host, "Username": "<token>", "Secret": by_helper}));
+    pull("registry-rotation-helper-again").assert_success();
+    assert_ne!(tokens.refresh_tokens(), vec![by_helper], "the helper's stored token was exchanged again");
+
+    // A helper that cannot store it: the pull still succeeds, with a warning showing no token.
+    let current = tokens.refresh_tokens().pop().expect("a token");
+    let locked = registry.docker_config_storing_helper(&current, true);
+    let path = format!("{}:{}", locked.path().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out = TestEnv::new("registry-rotation-locked")
+        .rbuild()
+        .env("DOCKER_CONFIG", locked.path())
+        .env("PATH", &path)
+        .args(["pull", &reference])
+        .run();
+    out.assert_success();
+    out.assert_stderr_contains(&format!("warning: the token server {} replaced the identity token for {host}", tokens.realm()));
+    out.assert_stderr_contains("docker-credential-rbuild-e2e-store store failed");
+    out.assert_stderr_contains("keychain is locked");
+    out.assert_stderr_contains(&format!("docker login {host}"));
+    let newest = tokens.refresh_tokens().pop().expect("a token");
+    assert!(!out.stderr_text().contains(&newest) && !out.stderr_text().contains(&current), "{}", out.describe());
+}
+
+/// A token server without the OAuth2 endpoint (405 to the POST) is asked with a GET of the
+/// realm, as containerd does: the service, the scope, and the identity token as basic auth.
+#[test]
+fn token_servers_refusing_the_post_are_asked_with_get() {
+    let producer = TestEnv::new("registry-no-oauth");
+    let base = build_base(&producer, "by-get");
+    let quirks = token_server::Quirks { refuse_post: Some(405), ..Default::default() };
+    let tokens = TokenServer::start_with(&[("alice", "pw-for-push")], &[("refresh-cd34", "alice")], quirks);
+    let registry = Registry::start_with_token_auth(&tokens, "alice", "pw-for-push");
+    let reference = registry.push_archive(&base.archive, "e2e/no-oauth:1");
+
+    let before = tokens.requests().len();
+    let docker = registry.docker_config_identity_token("alice", "refresh-cd34");
+    let env = TestEnv::new("registry-no-oauth-consumer");
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM {reference}"), "RUN cat /marker > /seen"]);
+    let archive = env.path("no-oauth.tar");
+    let tag = env.image_ref();
+    env.rbuild()
+        .env("DOCKER_CONFIG", docker.path())
+        .args(["build", "-t", &tag, "-o"])
+        .arg(&archive)
+        .arg(ctx.path())
+        .run()
+        .assert_success();
+    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    assert_eq!(image.read("/seen"), "by-get\n");
+
+    let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
+    assert_eq!(asked.first().map(|r| (r.method.as_str(), r.granted)), Some(("POST", false)), "{asked:?}");
+    let gets: Vec<_> = asked.iter().skip(1).collect();
+    assert!(!gets.is_empty(), "no GET followed the refused POST: {asked:?}");
+    for request in gets {
+        assert_eq!(request.method, "GET", "the POST is not tried again: {request:?}");
+        assert_eq!(request.basic_user.as_deref(), Some(""), "{request:?}");
+        assert_eq!(request.basic_password.as_deref(), Some("refresh-cd34"), "{request:?}");
+        assert_eq!(request.param("service"), token_server::SERVICE, "{request:?}");
+        assert_eq!(request.param("scope"), "repository:e2e/no-oauth:pull", "{request:?}");
+        assert!(request.granted, "{request:?}");
+    }
+
+    // The GET's refusal says that it followed the POST's 405.
+    let wrong = registry.docker_config_identity_token("alice", "not-a-refresh-token");
+    let out = TestEnv::new("registry-no-oauth-wrong").rbuild().env("DOCKER_CONFIG", wrong.path()).args(["pull", &reference]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("registry {} refused the identity token", registry.host()));
+    out.assert_stderr_contains("answered HTTP 401 to the GET (it answered the OAuth2 POST with HTTP 405): incorrect username or password");
+    assert!(!out.stderr_text().contains("not-a-refresh-token"), "{}", out.describe());
+}

@@ -33,7 +33,7 @@ use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
-pub use auth::{Credential, CredentialSource};
+pub use auth::{Credential, CredentialSource, TokenOrigin};
 pub use error::RegistryError;
 
 use crate::config::ImageConfig;
@@ -169,7 +169,13 @@ impl Registry {
             platform: &self.options.platform,
             context: &context,
         };
-        let pulled = self.runtime.block_on(job.run(on_event))?;
+        let pulled = self.runtime.block_on(job.run(on_event));
+        // Said whether the pull worked or not: a rotated identity token that
+        // could not be stored matters either way.
+        for warning in connection.exchange.iter().flat_map(TokenExchange::take_warnings) {
+            on_event(PullEvent::Warning(warning));
+        }
+        let pulled = pulled?;
         if reference.digest().is_none() && reference.tag().is_some() {
             store
                 .tag(reference, &pulled.image.manifest_digest)
@@ -183,22 +189,25 @@ impl Registry {
         if let Some(existing) = connections.get(registry) {
             return Ok(existing.clone());
         }
-        let credential = self.options.credentials.lookup(registry).map_err(|reason| RegistryError::Credentials {
+        let found = self.options.credentials.lookup_with_origin(registry).map_err(|reason| RegistryError::Credentials {
             registry: registry.to_string(),
             looked: self.options.credentials.describe(),
             reason,
         })?;
+        let (credential, origin) = match found {
+            Some((credential, origin)) => (Some(credential), origin),
+            None => (None, None),
+        };
         let insecure = self.is_insecure(registry);
         let scheme = if insecure { "http" } else { "https" };
         let exchange = match &credential {
             Some(Credential::IdentityToken(token)) => Some(
-                TokenExchange::new(token.clone(), format!("{scheme}://{}", api_host(registry)), USER_AGENT).map_err(|e| {
-                    RegistryError::Protocol {
+                TokenExchange::new(token.clone(), origin, registry, format!("{scheme}://{}", api_host(registry)), USER_AGENT)
+                    .map_err(|e| RegistryError::Protocol {
                         registry: registry.to_string(),
                         reference: String::new(),
                         reason: format!("cannot set up the token exchange: {e}"),
-                    }
-                })?,
+                    })?,
             ),
             _ => None,
         };

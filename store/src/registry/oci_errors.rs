@@ -100,9 +100,13 @@ pub(super) fn describe_exchange_error(error: ExchangeError, context: &ErrorConte
                 "{asked}, and an identity token is only good at a token server; log in with a user name and password"
             ))
         }
-        ExchangeError::Refused { realm, status, detail } => {
+        ExchangeError::Refused { realm, status, detail, post_refused } => {
             let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
-            context.auth_failure(format!("its token server {realm} answered HTTP {status}{detail}"))
+            let to = match post_refused {
+                None => String::new(),
+                Some(post) => format!(" to the GET (it answered the OAuth2 POST with HTTP {post})"),
+            };
+            context.auth_failure(format!("its token server {realm} answered HTTP {status}{to}{detail}"))
         }
         ExchangeError::BadAnswer { realm, reason } => context.protocol(format!("its token server {realm} answered: {reason}")),
     }
