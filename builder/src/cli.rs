@@ -19,6 +19,8 @@ Environment:
   SOURCE_DATE_EPOCH    image and history times; newer file times are clamped to it
   DOCKER_CONFIG        where registry credentials are read (config.json; default ~/.docker)
   RBUILD_INSECURE_REGISTRIES  more plain-HTTP registries, comma-separated
+  RBUILD_MAX_EXPANSION_RATIO, RBUILD_MAX_EXPANDED_SIZE, RBUILD_MAX_ARCHIVE_ENTRIES
+                       limits on what a layer or ADD archive may expand to (0: none)
 
 Exit status: 0 built, 1 the build failed, 2 the command line was wrong.";
 

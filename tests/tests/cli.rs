@@ -271,3 +271,30 @@ fn an_unknown_command_is_named_with_the_nearest_one() {
     let out = env.rbuild().arg("imgaes").run();
     out.assert_success();
 }
+
+/// `rbuild --help` lists every command with one line and an example under it.
+#[test]
+fn help_lists_every_command_with_an_example() {
+    let env = TestEnv::new("help-commands");
+    let out = env.rbuild().arg("--help").run();
+    out.assert_success();
+    let help = out.stdout_text();
+    let section: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let names: Vec<&str> = section.iter().step_by(2).map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+    for expected in ["build", "graph", "images", "history", "tag", "rmi", "save", "load", "pull", "du", "prune"] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}\n{help}");
+    }
+    for pair in section.chunks(2) {
+        assert_eq!(pair.len(), 2, "{pair:?}");
+        assert!(pair[1].trim_start().starts_with("e.g. "), "no example under {:?}\n{help}", pair[0]);
+        let name = pair[0].split_whitespace().next().unwrap();
+        assert!(pair[1].contains(&format!("rbuild {name}")) || pair[1].contains("| rbuild"), "{pair:?}");
+        // Each command the help names exists.
+        env.rbuild().args([name, "--help"]).run().assert_success();
+    }
+}

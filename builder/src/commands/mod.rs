@@ -23,6 +23,8 @@ pub struct Subcommand {
     pub name: &'static str,
     /// One line for `rbuild --help`.
     pub about: &'static str,
+    /// A typical use, shown under `about` in `rbuild --help`.
+    pub example: &'static str,
     /// Runs the command with its arguments (`args[0]` is `rbuild NAME`).
     pub run: fn(Vec<String>) -> Result<(), Failure>,
     /// Whether the command touches the store or runs steps, and so must run
@@ -35,6 +37,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     Subcommand {
         name: "graph",
         about: "Print a Dockerfile's build graph as DOT or SVG, with --timings of the last build",
+        example: "rbuild graph . | dot -Tpng > graph.png",
         run: graph::run,
         // Reads image configs and the timings file, which the invoking user owns.
         needs_namespace: false,
@@ -42,17 +45,18 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     // The store commands run inside rbuild's user namespace when not root: a
     // rootless build's snapshots hold files of the namespace's other ids,
     // which only its root can remove (rmi, prune) or read (sizes).
-    store_command("images", "List the images in the store", images::run),
-    store_command("history", "Show the history of an image", history::run),
-    store_command("tag", "Give an image in the store another name", tag::run),
-    store_command("rmi", "Untag and remove images from the store", rmi::run),
-    store_command("save", "Write images to a docker-archive tar (stdout by default)", save::run),
-    store_command("load", "Load images from a docker or OCI archive (stdin by default)", load::run),
-    store_command("pull", "Pull an image from a registry into the store", pull::run),
-    store_command("du", "Show the store's disk usage by kind", du::run),
+    store_command("images", "List the images in the store", "rbuild images -q app", images::run),
+    store_command("history", "Show the history of an image", "rbuild history app:1.0", history::run),
+    store_command("tag", "Give an image in the store another name", "rbuild tag app:1.0 registry.example.com/app:1.0", tag::run),
+    store_command("rmi", "Untag and remove images from the store", "rbuild rmi app:1.0", rmi::run),
+    store_command("save", "Write images to a docker-archive tar (stdout by default)", "rbuild save app:1.0 | docker load", save::run),
+    store_command("load", "Load images from a docker or OCI archive (stdin by default)", "docker save base:1 | rbuild load", load::run),
+    store_command("pull", "Pull an image from a registry into the store", "rbuild pull 127.0.0.1:5000/team/base:1", pull::run),
+    store_command("du", "Show the store's disk usage by kind", "rbuild du --format json", du::run),
     store_command(
         "prune",
         "Remove unused data: untagged images, build cache, unreferenced content",
+        "rbuild prune --keep-storage 10GB -f",
         prune::run,
     ),
 ];
@@ -60,11 +64,13 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
 const fn store_command(
     name: &'static str,
     about: &'static str,
+    example: &'static str,
     run: fn(Vec<String>) -> Result<(), Failure>,
 ) -> Subcommand {
     Subcommand {
         name,
         about,
+        example,
         run,
         needs_namespace: true,
     }
@@ -109,9 +115,13 @@ pub fn unknown_command(name: &str) -> Failure {
 
 /// The `Commands:` section of `rbuild --help`.
 pub fn help_section() -> String {
-    let mut text = String::from("Commands:\n  build      Build an image from a Dockerfile (the default command)\n");
+    let mut text = String::from(
+        "Commands (`rbuild COMMAND --help` for each one's options):\n  \
+         build      Build an image from a Dockerfile (the default command)\n             \
+         e.g. rbuild build -t app:1.0 .\n",
+    );
     for command in SUBCOMMANDS {
-        text.push_str(&format!("  {:<10} {}\n", command.name, command.about));
+        text.push_str(&format!("  {:<10} {}\n             e.g. {}\n", command.name, command.about, command.example));
     }
     text
 }
