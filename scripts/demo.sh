@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds examples/hello with the release rbuild, loads the image into Docker and runs it.
+# Runs as root as it is, or with sudo for another user.
 # Needs busybox-static and docker.io (installed when run as root) and starts a private Docker
 # daemon for the duration of the demo when none answers.
 set -euo pipefail
@@ -24,3 +25,7 @@ log "rbuild build -t hello:latest -o - examples/hello | docker load"
 RBUILD_ROOT=$work/store target/release/rbuild build -t hello:latest -o - "$work/context" | "$DOCKER" load
 log "docker run --rm --network none hello:latest"
 "$DOCKER" run --rm --network none hello:latest
+log "left behind: the image hello:latest in Docker (docker rmi hello:latest removes it); rbuild's store for the demo was a temp directory and is gone"
+if [ -n "$RBUILD_DOCKERD_PID" ]; then
+  log "the Docker daemon this demo started stops now, and the image goes with its temp state"
+fi
