@@ -25,7 +25,9 @@ log "rbuild build -t hello:latest -o - examples/hello | docker load"
 RBUILD_ROOT=$work/store target/release/rbuild build -t hello:latest -o - "$work/context" | "$DOCKER" load
 log "docker run --rm --network none hello:latest"
 "$DOCKER" run --rm --network none hello:latest
-log "left behind: the image hello:latest in Docker (docker rmi hello:latest removes it); rbuild's store for the demo was a temp directory and is gone"
+# rbuild's store for the demo is a temp directory, removed on exit.
 if [ -n "$RBUILD_DOCKERD_PID" ]; then
-  log "the Docker daemon this demo started stops now, and the image goes with its temp state"
+  log "left behind: nothing (the Docker daemon this demo started stops now, and its state with the image goes)"
+else
+  log "left behind: the image hello:latest in your Docker (docker rmi hello:latest removes it)"
 fi

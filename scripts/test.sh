@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's one test command, for a fresh Debian 12 machine: `sudo scripts/test.sh`.
+# The project's one test command, for a fresh Debian 12 machine: `scripts/test.sh` as root, or
+# `sudo scripts/test.sh` as another user.
 # Installs what the end-to-end tests use (as root), starts a private Docker daemon when none
 # answers (and stops it again on exit), then builds and tests the whole workspace.
 # Extra arguments go to `cargo test`: `scripts/test.sh -- copy_` filters tests, and
