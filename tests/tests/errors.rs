@@ -95,10 +95,14 @@ fn from_an_image_not_in_the_store_is_an_error() {
         "FROM 127.0.0.1:9/nosuch/image:1.0",
         "COPY busybox /bin/busybox",
     ]);
-    assert_build_error(
-        &build(&env, &ctx, &[]),
-        &["127.0.0.1:9/nosuch/image:1.0", "cannot reach registry 127.0.0.1:9", "Dockerfile:1"],
-    );
+    let out = build(&env, &ctx, &[]);
+    assert_build_error(&out, &["127.0.0.1:9/nosuch/image:1.0", "cannot reach registry 127.0.0.1:9", "Dockerfile:1"]);
+    // The host and the reason are said once, in the error line.
+    let stderr = out.stderr_text();
+    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap();
+    assert!(error.contains("Connection refused"), "{stderr}");
+    assert_eq!(stderr.matches("cannot reach registry").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("Connection refused").count(), 1, "{stderr}");
 }
 
 #[test]
