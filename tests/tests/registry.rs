@@ -11,6 +11,21 @@ use rbuild_e2e::{Archive, Context, TestEnv};
 use serde_json::{json, Value};
 
 /// The registry with `base:1` (marker `from-base`) pushed as `e2e/base:1`.
+/// Builds `ctx` with the credentials of the Docker config directory `config`, writes the image
+/// to the archive `name` and loads it into Docker.
+fn build_with_credentials(env: &TestEnv, ctx: &Context, config: &std::path::Path, name: &str) -> rbuild_e2e::LoadedImage {
+    let archive = env.path(name);
+    let tag = env.image_ref();
+    env.rbuild()
+        .env("DOCKER_CONFIG", config)
+        .args(["build", "-t", &tag, "-o"])
+        .arg(&archive)
+        .arg(ctx.path())
+        .run()
+        .assert_success();
+    rbuild_e2e::Docker::get().load_as(&archive, &tag)
+}
+
 fn registry_with_base(env: &TestEnv) -> (Registry, String) {
     let base = build_base(env, "from-base");
     let registry = Registry::start();
@@ -236,16 +251,7 @@ fn basic_auth_credentials_come_from_the_docker_config() {
     out.assert_stderr_contains(&format!("registry {} refused the credentials of alice", registry.host()));
 
     let right = registry.docker_config("alice", "s3cret-pw");
-    let archive = env.path("private.tar");
-    let tag = env.image_ref();
-    env.rbuild()
-        .env("DOCKER_CONFIG", right.path())
-        .args(["build", "-t", &tag, "-o"])
-        .arg(&archive)
-        .arg(ctx.path())
-        .run()
-        .assert_success();
-    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    let image = build_with_credentials(&env, &ctx, right.path(), "private.tar");
     assert_eq!(image.read("/seen"), "private\n");
 }
 
@@ -277,16 +283,7 @@ fn bearer_tokens_are_fetched_from_the_challenge_realm() {
 
     let before = tokens.requests().len();
     let right = registry.docker_config("alice", "t0ken-pw");
-    let archive = env.path("tokened.tar");
-    let tag = env.image_ref();
-    env.rbuild()
-        .env("DOCKER_CONFIG", right.path())
-        .args(["build", "-t", &tag, "-o"])
-        .arg(&archive)
-        .arg(ctx.path())
-        .run()
-        .assert_success();
-    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    let image = build_with_credentials(&env, &ctx, right.path(), "tokened.tar");
     assert_eq!(image.read("/seen"), "behind-tokens\n");
 
     // rbuild asked the realm as Docker does: basic auth, the challenge's service, a pull scope.
@@ -325,16 +322,7 @@ fn identity_tokens_are_exchanged_for_access_tokens() {
 
     let before = tokens.requests().len();
     let right = registry.docker_config_identity_token("alice", "refresh-ab12");
-    let archive = env.path("identity.tar");
-    let tag = env.image_ref();
-    env.rbuild()
-        .env("DOCKER_CONFIG", right.path())
-        .args(["build", "-t", &tag, "-o"])
-        .arg(&archive)
-        .arg(ctx.path())
-        .run()
-        .assert_success();
-    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    let image = build_with_credentials(&env, &ctx, right.path(), "identity.tar");
     assert_eq!(image.read("/seen"), "by-identity\n");
     let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
     assert!(!asked.is_empty(), "rbuild never asked the token server");
@@ -477,16 +465,7 @@ fn token_servers_refusing_the_post_are_asked_with_get() {
     let env = TestEnv::new("registry-no-oauth-consumer");
     let ctx = Context::new();
     ctx.dockerfile(&[&format!("FROM {reference}"), "RUN cat /marker > /seen"]);
-    let archive = env.path("no-oauth.tar");
-    let tag = env.image_ref();
-    env.rbuild()
-        .env("DOCKER_CONFIG", docker.path())
-        .args(["build", "-t", &tag, "-o"])
-        .arg(&archive)
-        .arg(ctx.path())
-        .run()
-        .assert_success();
-    let image = rbuild_e2e::Docker::get().load_as(&archive, &tag);
+    let image = build_with_credentials(&env, &ctx, docker.path(), "no-oauth.tar");
     assert_eq!(image.read("/seen"), "by-get\n");
 
     let asked: Vec<_> = tokens.requests().into_iter().skip(before).collect();
