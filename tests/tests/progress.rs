@@ -811,7 +811,8 @@ fn tty_shows_running_steps_their_output_and_the_total() {
     let live = tmux.wait_for(
         "the RUN step with its output",
         Duration::from_secs(120),
-        |s| s.contains("tty-second-line") && step_line(s).is_some(),
+        // The output line itself, not the step's label (which holds the command's text).
+        |s| s.lines().any(|l| l.trim() == "tty-second-line") && step_line(s).is_some(),
     );
     let (at, line) = step_line(&live).expect("checked");
     let lines: Vec<&str> = live.lines().collect();
