@@ -4,6 +4,7 @@
 
 mod common;
 pub mod du;
+mod format;
 pub mod graph;
 pub mod history;
 mod human;
