@@ -9,6 +9,7 @@ pub mod graph;
 pub mod history;
 mod human;
 pub mod images;
+pub mod inspect;
 pub mod load;
 pub mod prune;
 pub mod pull;
@@ -45,6 +46,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     // which only its root can remove (rmi, prune) or read (sizes).
     store_command("images", "List the images in the store", images::run),
     store_command("history", "Show the history of an image", history::run),
+    store_command("inspect", "Show images' configs, layers and digests as JSON", inspect::run),
     store_command("tag", "Give an image in the store another name", tag::run),
     store_command("rmi", "Untag and remove images from the store", rmi::run),
     store_command("save", "Write images to a docker-archive tar (stdout by default)", save::run),
