@@ -6,6 +6,9 @@
 //! Docker's `manifest.json` and `repositories`, whose paths point into the same
 //! blobs. Docker 20.10 reads `manifest.json` (it accepts gzip layer files),
 //! everything else reads the OCI side, and each blob is written once.
+//! [`ArchiveFormat::DockerAsStored`] is the same shape with the images as
+//! they are stored (plain or gzip layers), so that loading the archive gives
+//! the same manifest digests.
 //! [`ArchiveFormat::Oci`] writes the OCI layout alone, optionally with zstd
 //! layers (which Docker 20.10 cannot load).
 //!
@@ -43,9 +46,22 @@ pub enum ArchiveFormat {
     /// Docker 25+ `docker save` shape: `manifest.json` + `repositories` + an
     /// OCI layout, with gzip layers shared by both.
     Docker,
+    /// The [`ArchiveFormat::Docker`] shape with each image as it is stored:
+    /// its manifest and layers as they are, so loading the archive gives the
+    /// same manifest digest. Plain and gzip layers, which every client reads,
+    /// stay; only an image with zstd layers (which Docker 20.10 cannot read)
+    /// is converted to gzip. What `rbuild save` writes.
+    DockerAsStored,
     /// An OCI layout only, with layers compressed as asked (re-compressed when
     /// they are stored otherwise).
     Oci { compression: Compression },
+}
+
+impl ArchiveFormat {
+    /// Whether the archive has Docker's `manifest.json` and `repositories`.
+    fn is_docker(&self) -> bool {
+        matches!(self, ArchiveFormat::Docker | ArchiveFormat::DockerAsStored)
+    }
 }
 
 /// Writes `images`, each with the names it should carry, as a tar archive.
@@ -139,6 +155,13 @@ impl ExportPlan {
                 // Docker reads plain, gzip and (from 23.0) zstd layers; the
                 // archive carries gzip, which every client reads.
                 ArchiveFormat::Docker => store.convert_image(image, Compression::Gzip)?,
+                ArchiveFormat::DockerAsStored => {
+                    let readable = |c| matches!(c, Some(Compression::None | Compression::Gzip));
+                    match image.layers.iter().all(|l| readable(l.compression())) {
+                        true => image.clone(),
+                        false => store.convert_image(image, Compression::Gzip)?,
+                    }
+                }
                 ArchiveFormat::Oci { compression } => store.convert_image(image, *compression)?,
             };
             let manifest_size = store.read_blob(&image.manifest_digest)?.len() as u64;
@@ -183,7 +206,7 @@ impl ExportPlan {
                 index_entries.push(d);
             }
 
-            if *format == ArchiveFormat::Docker {
+            if format.is_docker() {
                 let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
                 docker_entries.push(DockerManifestEntry {
                     config: blob_path(&image.config_digest),
@@ -210,7 +233,7 @@ impl ExportPlan {
             .manifests(index_entries)
             .build()
             .expect("schema version and manifests are set");
-        let docker = (*format == ArchiveFormat::Docker).then(|| DockerFiles {
+        let docker = format.is_docker().then(|| DockerFiles {
             manifest: serde_json::to_vec(&docker_entries).expect("manifest.json always serialises"),
             repositories: serde_json::to_vec(&repositories)
                 .expect("repositories always serialises"),

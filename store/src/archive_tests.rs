@@ -337,6 +337,34 @@ fn zstd_layers_are_converted_to_gzip_for_docker() {
 }
 
 #[test]
+fn docker_as_stored_keeps_plain_layers_and_converts_only_zstd() {
+    let (_d, store) = temp_store();
+    let mut images = Vec::new();
+    for (content, compression) in [("plain", Compression::None), ("zstd", Compression::Zstd)] {
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("f"), content).unwrap();
+        let opts = LayerOptions { compression, ..LayerOptions::default() };
+        let layer = store.write_layer(src.path(), &opts).unwrap();
+        images.push(store.put_image(&ImageConfig::new("linux", "amd64"), &[layer]).unwrap());
+    }
+    let layer_of = |members: &BTreeMap<String, Member>| {
+        let manifest = json(members, "manifest.json");
+        let path = manifest[0]["Layers"][0].as_str().unwrap().to_string();
+        Compression::detect(&members[&path].data)
+    };
+
+    let bytes = export(&store, &[(images[0].clone(), refs(&["p:1"]))], ArchiveFormat::DockerAsStored);
+    let (_, members) = read_archive(&bytes);
+    assert_eq!(layer_of(&members), Compression::None);
+    let index = json(&members, "index.json");
+    assert_eq!(index["manifests"][0]["digest"], images[0].manifest_digest.to_string());
+
+    let bytes = export(&store, &[(images[1].clone(), refs(&["z:1"]))], ArchiveFormat::DockerAsStored);
+    let (_, members) = read_archive(&bytes);
+    assert_eq!(layer_of(&members), Compression::Gzip, "Docker 20.10 cannot read zstd");
+}
+
+#[test]
 fn untagged_images_get_an_unnamed_entry() {
     let (_d, store) = temp_store();
     let image = one_layer_image(&store, "anon");

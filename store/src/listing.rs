@@ -84,6 +84,24 @@ impl Store {
         Ok(list)
     }
 
+    /// The tags of the image with id `id` (whichever of its manifests they
+    /// point at), sorted as [`Store::list_images`] sorts them.
+    pub fn image_tags(&self, id: &Digest) -> Result<Vec<Reference>> {
+        let mut tags = self
+            .image_groups()?
+            .into_iter()
+            .find(|g| &g.id == id)
+            .map(|g| g.tags)
+            .unwrap_or_default();
+        tags.sort_by_key(Reference::familiar);
+        Ok(tags)
+    }
+
+    /// An image's size as [`Store::list_images`] gives it: its layers' sizes.
+    pub fn image_size(&self, image: &StoredImage) -> Result<u64> {
+        image.layers.iter().map(|layer| self.layer_size(layer)).sum()
+    }
+
     /// Removes an image the way `docker rmi` does. By tag: the tag goes, and
     /// the image too when that was its last tag. By id: the image and its
     /// tag go, but an image with several tags only with `force`. The content

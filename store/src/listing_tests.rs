@@ -38,6 +38,12 @@ fn lists_images_with_sorted_tags_untagged_ones_and_sizes() {
     let u = find(untagged.id());
     assert!(u.tags.is_empty());
     assert_eq!(u.size, 700);
+
+    // One image at a time, as `rbuild inspect` asks.
+    assert_eq!(names(&store.image_tags(tagged.id()).unwrap()), vec!["app:2", "zed:1"]);
+    assert!(store.image_tags(untagged.id()).unwrap().is_empty());
+    assert_eq!(store.image_size(&tagged).unwrap(), 705);
+    assert_eq!(store.image_size(&untagged).unwrap(), 700);
 }
 
 #[test]

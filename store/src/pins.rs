@@ -55,6 +55,27 @@ impl Store {
         Ok(None)
     }
 
+    /// The foreign digests pinned to the stored manifest `manifest` (a
+    /// registry's manifest or index digests for a pulled image), sorted.
+    pub fn pinned_digests(&self, manifest: &Digest) -> Result<Vec<Digest>> {
+        let mut digests = Vec::new();
+        for path in crate::records::list_dir(&self.root().join("pins"))? {
+            let target = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<Digest>().ok());
+            if target.as_ref() != Some(manifest) {
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let hex = name.split('@').next().unwrap_or_default();
+            if let Ok(source) = Digest::from_hex(hex) {
+                if !digests.contains(&source) {
+                    digests.push(source);
+                }
+            }
+        }
+        digests.sort();
+        Ok(digests)
+    }
+
     /// Removes the pins whose stored manifest is gone (its image was removed
     /// or pruned), and files in `pins/` that are not pins; returns how many.
     pub(crate) fn remove_stale_pins(&self) -> Result<usize> {
@@ -106,6 +127,10 @@ mod tests {
         assert_eq!(store.pinned_image(&manifest, &amd64).unwrap().unwrap(), image);
         assert_eq!(store.pinned_image(&index, &arm64).unwrap().unwrap(), image);
         assert!(store.pinned_image(&index, &amd64).unwrap().is_none(), "an index pin is per platform");
+        let mut both = vec![manifest.clone(), index.clone()];
+        both.sort();
+        assert_eq!(store.pinned_digests(&image.manifest_digest).unwrap(), both);
+        assert!(store.pinned_digests(&index).unwrap().is_empty());
 
         // A pin to an image whose layer is gone does not count.
         std::fs::remove_file(store.blob_path(&image.layers[0].digest)).unwrap();

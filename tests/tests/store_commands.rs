@@ -565,3 +565,209 @@ fn prune_asks_on_a_terminal_unless_forced() {
     assert!(!out.stderr_text().contains("[y/N]"));
     assert!(!ids(&env).contains(&again));
 }
+
+/// `rbuild inspect ARGS…` parsed: the array it prints.
+#[track_caller]
+fn inspect(env: &TestEnv, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["inspect"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&rbuild_ok(env, &all)).expect("inspect prints a JSON array")
+}
+
+/// Each line of `text` parsed as a JSON object.
+#[track_caller]
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect()
+}
+
+#[test]
+fn inspect_shows_what_docker_image_inspect_shows() {
+    let env = TestEnv::new("inspect_shows");
+    let repo = repository(&env);
+    let (one, two) = (format!("{repo}:1"), format!("{repo}:2"));
+    let id = build_id(&env, &app_context("inspected", 5_000), Some(&one), &[]);
+    rbuild_ok(&env, &["tag", &one, &two]);
+
+    let objects = inspect(&env, &[&one]);
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let image = &objects[0];
+    assert_eq!(image["Id"], id);
+    assert_eq!(image["RepoTags"], serde_json::json!([one, two]));
+    assert_eq!(image["RepoDigests"], serde_json::json!([]));
+    assert_eq!(
+        image["Config"]["Cmd"],
+        serde_json::json!(["/bin/busybox", "cat", "/etc/message.txt"])
+    );
+    assert!(
+        image["Config"]["Env"].as_array().unwrap().contains(&"GREETING=hello".into()),
+        "{image}"
+    );
+    assert_eq!(image["RootFS"]["Type"], "layers");
+    let diff_ids = image["RootFS"]["Layers"].as_array().unwrap();
+    assert_eq!(diff_ids.len(), 2, "COPY busybox and COPY message.txt: {image}");
+    let layers = image["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 2);
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        assert_eq!(&layer["DiffID"], diff_id);
+        assert!(layer["Digest"].as_str().unwrap().starts_with("sha256:"), "{layer}");
+        assert!(layer["MediaType"].as_str().unwrap().starts_with("application/vnd.oci.image.layer.v1.tar"));
+        assert!(layer["Size"].as_u64().unwrap() > 0);
+    }
+    // The size `rbuild images` shows: the sum of the layers' sizes `history` shows.
+    let sizes = rbuild_ok(&env, &["history", "-H=false", "--format", "{{.Size}}", &one]);
+    let total: u64 = sizes.lines().map(|s| s.parse::<u64>().unwrap()).sum();
+    assert_eq!(image["Size"], total);
+    let manifest = image["ManifestDigest"].as_str().unwrap();
+    assert!(manifest.starts_with("sha256:") && manifest != id, "{manifest}");
+
+    // By id, short id and name@digest it is the same image.
+    for name in [id.as_str(), short(&id), &format!("{repo}@{manifest}")] {
+        assert_eq!(&inspect(&env, &[name])[0], image, "{name}");
+    }
+    // Docker, given the image, sees the same id, layers, platform and config.
+    let loaded = Docker::get().adopt(&one);
+    save_into_docker(&env, &[&one]);
+    let theirs = loaded.inspect();
+    for key in ["Id", "RootFS", "Architecture", "Os", "Created"] {
+        assert_eq!(image[key], theirs[key], "{key}");
+    }
+    for key in ["Cmd", "Env", "WorkingDir"] {
+        assert_eq!(image["Config"][key], theirs["Config"][key], "Config.{key}");
+    }
+
+    // A template applies to each image.
+    let formatted = rbuild_ok(
+        &env,
+        &["inspect", "--format", "{{.Id}} {{json .RepoTags}} {{.Os}}", &one, short(&id)],
+    );
+    let line = format!("{id} {} linux\n", serde_json::json!([one, two]));
+    assert_eq!(formatted, format!("{line}{line}"));
+
+    // An unknown image fails (exit 1) but the others are still printed.
+    let out = env.rbuild().args(["inspect", &one, "rbuild-e2e/nothing:1"]).run();
+    out.assert_code(1)
+        .assert_stderr_contains("No such image: rbuild-e2e/nothing:1");
+    let printed: Vec<serde_json::Value> = serde_json::from_str(&out.stdout_text()).unwrap();
+    assert_eq!(printed.len(), 1);
+    assert_eq!(printed[0]["Id"], id);
+    let out = env.rbuild().args(["inspect", "--format", "{{.Config.Cmd}}", &one]).run();
+    out.assert_code(2).assert_stderr_contains("the fields are .Id, .RepoTags");
+}
+
+#[test]
+fn format_prints_json_lines_or_a_template_for_images_history_and_du() {
+    let env = TestEnv::new("format_prints");
+    let repo = repository(&env);
+    let one = format!("{repo}:1");
+    let id = build_id(&env, &app_context("formatted", 2_000), Some(&one), &[]);
+    build_id(&env, &app_context("untagged", 3_000), None, &[]);
+
+    // images: one object per row, the table's cells under Docker's keys.
+    let table = images_table(&env);
+    let rows = json_lines(&rbuild_ok(&env, &["images", "--format", "json"]));
+    assert_eq!(rows.len(), 2);
+    for (row, cells) in rows.iter().zip(&table) {
+        let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["CreatedAt", "CreatedSince", "ID", "Repository", "Size", "Tag"]);
+        assert_eq!(row["Repository"], cells["REPOSITORY"]);
+        assert_eq!(row["Tag"], cells["TAG"]);
+        assert_eq!(row["ID"], cells["IMAGE ID"]);
+        assert_eq!(row["Size"], cells["SIZE"]);
+        assert!(row["CreatedAt"].as_str().unwrap().ends_with('Z'), "{row}");
+        assert!(row["CreatedSince"].as_str().unwrap().ends_with(" ago"), "{row}");
+    }
+    assert_eq!(
+        rbuild_ok(&env, &["images", "--format", "{{.Repository}}:{{.Tag}}", &repo]),
+        format!("{one}\n")
+    );
+    let with_header = rbuild_ok(&env, &["images", "--no-trunc", "--format", r"table {{.ID}}\t{{.Tag}}", &repo]);
+    let parsed = parse_table(&with_header);
+    assert_eq!(parsed.len(), 1, "{with_header}");
+    assert_eq!(parsed[0]["IMAGE ID"], id);
+    assert_eq!(parsed[0]["TAG"], "1");
+
+    // history: the same rows as the table.
+    let table = parse_table(&rbuild_ok(&env, &["history", &one]));
+    let rows = json_lines(&rbuild_ok(&env, &["history", "--format", "json", &one]));
+    assert_eq!(rows.len(), table.len());
+    assert_eq!(rows.len(), 4);
+    for (row, cells) in rows.iter().zip(&table) {
+        assert_eq!(row["ID"], cells["IMAGE"]);
+        assert_eq!(row["CreatedBy"], cells["CREATED BY"]);
+        assert_eq!(row["Size"], cells["SIZE"]);
+        assert!(row["CreatedSince"].as_str().unwrap().ends_with(" ago"), "{row}");
+        assert_eq!(row["Comment"], cells["COMMENT"]);
+    }
+    assert_eq!(rows[0]["ID"], short(&id));
+    let full = parse_table(&rbuild_ok(&env, &["history", "--no-trunc", &one]));
+    let created_by = rbuild_ok(&env, &["history", "--no-trunc", "--format", "{{json .CreatedBy}}", &one]);
+    assert_eq!(json_lines(&created_by)[0], full[0]["CREATED BY"].as_str());
+    assert!(full[0]["CREATED BY"].contains("/etc/message.txt"), "{full:?}");
+
+    // du: json as before (the harness reads it), and templates over its rows.
+    let usage = disk_usage(&env);
+    let sizes = rbuild_ok(&env, &["du", "--format", "{{.Type}}={{.SizeBytes}}"]);
+    let sizes: Vec<(String, u64)> = sizes
+        .lines()
+        .map(|l| {
+            let (kind, bytes) = l.rsplit_once('=').unwrap();
+            (kind.to_string(), bytes.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(sizes.len(), 5, "{sizes:?}");
+    assert_eq!(sizes[0].0, "Images");
+    for (kind, bytes) in &sizes {
+        if kind != "Temp" {
+            assert_eq!(*bytes, du_number(&usage, kind, "SizeBytes"), "{kind}");
+        }
+    }
+    let whole = json_lines(&rbuild_ok(&env, &["du", "--format", "{{json .}}"]));
+    assert_eq!(whole[1]["Type"], "Build cache");
+    assert_eq!(whole[1]["TotalCount"], usage["Build cache"]["TotalCount"]);
+
+    // Anything but fields and json is a usage error naming the fields.
+    for (args, fields) in [
+        (vec!["images", "--format", "{{.Nope}}"], "the fields are .Repository, .Tag, .ID"),
+        (vec!["history", "--format", "{{if .ID}}x{{end}}", one.as_str()], "the fields are .ID, .CreatedAt"),
+        (vec!["du", "--format", "{{json .Nope}}"], "the fields are .Type, .TotalCount"),
+        (vec!["images", "--format", "{{.Tag"], "the fields are"),
+    ] {
+        let out = env.rbuild().args(&args).run();
+        out.assert_code(2).assert_stderr_contains(fields);
+        assert!(out.stdout_text().is_empty(), "{}", out.describe());
+    }
+}
+
+#[test]
+fn save_then_load_keeps_the_manifest_digest() {
+    let env = TestEnv::new("save_keeps");
+    let repo = repository(&env);
+    let one = format!("{repo}:1");
+    // A build without -o stores plain layers; one with -o stores gzip ones.
+    let plain = build_id(&env, &app_context("plain layers", 2_000), Some(&one), &[]);
+    let built = env.build(&app_context("gzip layers", 2_000), &[]);
+    let two = built.reference.clone();
+    let before: Vec<serde_json::Value> = inspect(&env, &[&one, &two]);
+    let archive = env.path("both.tar");
+    rbuild_ok(&env, &["save", "-o", archive.to_str().unwrap(), &one, &two]);
+
+    let other = TestEnv::new("save_keeps_other");
+    rbuild_ok(&other, &["load", "-i", archive.to_str().unwrap()]);
+    let after = inspect(&other, &[&one, &two]);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(a["Id"], b["Id"]);
+        assert_eq!(a["ManifestDigest"], b["ManifestDigest"], "{}", b["RepoTags"]);
+        assert_eq!(a["Layers"], b["Layers"]);
+    }
+    assert_eq!(after[0]["Id"], plain);
+    // name@digest from the first store finds the image in the second.
+    let pinned = format!("{repo}@{}", before[0]["ManifestDigest"].as_str().unwrap());
+    assert_eq!(inspect(&other, &[&pinned])[0]["Id"], plain);
+
+    // The archive still loads into Docker and runs.
+    let _in_docker = (Docker::get().adopt(&one), Docker::get().adopt(&two));
+    Docker::get().load(&archive);
+    assert_eq!(Docker::get().run(&[], &one, &[]).stdout_text(), "plain layers\n");
+}

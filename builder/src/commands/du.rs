@@ -1,59 +1,72 @@
 //! `rbuild du`: the store's disk usage by kind, laid out like `docker system
 //! df`. ACTIVE counts what a plain `rbuild prune` keeps (tagged images, and
 //! whatever running rbuild processes use); RECLAIMABLE is what it would free.
+//! `--format json` prints a JSON object per kind, sizes also in bytes, then a
+//! `Total` one; a template (see [`super::format`]) formats the kinds' rows.
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use rbuild_store::usage::DiskUsage;
 use serde_json::json;
 
 use super::common::{open_store, parse_args};
+use super::format::{field, json_lines, Field, Format, Row};
 use super::human;
 use super::table::Table;
 use crate::failure::Failure;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DuFormat {
-    Table,
-    /// One JSON object per line, sizes also in bytes
-    Json,
-}
+/// The fields of a row for `--format`, with their column names.
+const FIELDS: &[Field] = &[
+    field("Type", "TYPE"),
+    field("TotalCount", "TOTAL"),
+    field("Active", "ACTIVE"),
+    field("Size", "SIZE"),
+    field("SizeBytes", "SIZE BYTES"),
+    field("Reclaimable", "RECLAIMABLE"),
+    field("ReclaimableBytes", "RECLAIMABLE BYTES"),
+];
 
 /// Show the disk usage of rbuild's store.
 #[derive(Debug, Parser)]
 #[command(name = "rbuild du", override_usage = "rbuild du [OPTIONS]")]
 pub struct DuArgs {
-    /// Output format
-    #[arg(long, value_enum, default_value_t = DuFormat::Table)]
-    pub format: DuFormat,
+    /// Output format: table, json (an object per line, sizes also in bytes),
+    /// or a template such as '{{.Type}}: {{.SizeBytes}}' ('table ' before it
+    /// adds a header)
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
 }
 
 pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let Some(args) = parse_args::<DuArgs>(args)? else {
         return Ok(());
     };
+    let format = Format::parse(&args.format, FIELDS)?;
     let store = open_store()?;
     let usage = store.disk_usage().map_err(|e| Failure::Build(e.into()))?;
-    match args.format {
-        DuFormat::Table => print!("{}", table(&usage, &store.root().display().to_string())),
-        DuFormat::Json => {
-            for row in &usage.rows {
-                let line = json!({
-                    "Type": row.kind.label(),
-                    "TotalCount": row.count,
-                    "Active": row.active,
-                    "Size": human::size(row.size, 4),
-                    "SizeBytes": row.size,
-                    "Reclaimable": human::size(row.reclaimable, 4),
-                    "ReclaimableBytes": row.reclaimable,
-                });
-                println!("{line}");
-            }
-            println!(
-                "{}",
-                json!({"Type": "Total", "Size": human::size(usage.total, 4), "SizeBytes": usage.total})
-            );
+    let rows: Vec<Row> = usage
+        .rows
+        .iter()
+        .map(|row| {
+            Row::new()
+                .with("Type", row.kind.label())
+                .with("TotalCount", row.count)
+                .with("Active", row.active)
+                .with("Size", human::size(row.size, 4))
+                .with("SizeBytes", row.size)
+                .with("Reclaimable", human::size(row.reclaimable, 4))
+                .with("ReclaimableBytes", row.reclaimable)
+                .sorted()
+        })
+        .collect();
+    let text = match format {
+        Format::Table => table(&usage, &store.root().display().to_string()),
+        Format::Json => {
+            let total = json!({"Type": "Total", "Size": human::size(usage.total, 4), "SizeBytes": usage.total});
+            format!("{}{total}\n", json_lines(&rows))
         }
-    }
+        Format::Template(template) => template.render(&rows),
+    };
+    print!("{text}");
     Ok(())
 }
 

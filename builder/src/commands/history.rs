@@ -2,16 +2,28 @@
 //! history` shows it: each history entry with the size of the layer it made
 //! (0B for entries that made none); only the newest row carries the image id,
 //! the others `<missing>`, as for any image Docker did not build step by step.
+//! `--format` gives the rows as JSON or through a template (see [`super::format`]).
 
 use anyhow::anyhow;
 use clap::{ArgAction, Parser};
 use rbuild_store::{Store, StoredImage};
 
 use super::common::{open_store, parse_args};
+use super::format::{field, json_lines, Field, Format, Row as FormatRow};
 use super::human;
 use super::table::{ellipsis, Table};
 use crate::failure::Failure;
 use crate::timefmt::{now_unix, rfc3339};
+
+/// The fields of a row for `--format`, with their column names.
+const FIELDS: &[Field] = &[
+    field("ID", "IMAGE"),
+    field("CreatedAt", "CREATED AT"),
+    field("CreatedSince", "CREATED"),
+    field("CreatedBy", "CREATED BY"),
+    field("Size", "SIZE"),
+    field("Comment", "COMMENT"),
+];
 
 /// Show the history of an image.
 #[derive(Debug, Parser)]
@@ -35,6 +47,11 @@ pub struct HistoryArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Output format: table, json (an object per line), or a template such
+    /// as '{{.CreatedBy}}' ('table ' before it adds a header)
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
 }
 
 /// One row of the history.
@@ -50,6 +67,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let Some(args) = parse_args::<HistoryArgs>(args)? else {
         return Ok(());
     };
+    let format = Format::parse(&args.format, FIELDS)?;
     let store = open_store()?;
     let image = store
         .lookup(&args.image)
@@ -64,34 +82,46 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     }
     let created_header = if args.human { "CREATED" } else { "CREATED AT" };
     let mut table = Table::new(&["IMAGE", created_header, "CREATED BY", "SIZE", "COMMENT"]);
+    let mut formatted = Vec::new();
     let now = now_unix();
     for row in rows {
+        let created_at = row
+            .created
+            .as_deref()
+            .and_then(human::parse_rfc3339)
+            .map_or_else(|| "N/A".to_string(), rfc3339);
+        // As Docker's: without -H, CREATED (and CreatedSince) is the time itself.
         let created = match args.human {
             true => human::since(row.created.as_deref(), now),
-            false => row
-                .created
-                .as_deref()
-                .and_then(human::parse_rfc3339)
-                .map_or_else(|| "N/A".to_string(), rfc3339),
+            false => created_at.clone(),
         };
         let created_by = row.created_by.replace('\t', " ");
-        table.row(vec![
-            row.id,
-            created,
-            if args.no_trunc {
-                created_by
-            } else {
-                ellipsis(&created_by, 45)
-            },
-            if args.human {
-                human::size(row.size, 3)
-            } else {
-                row.size.to_string()
-            },
-            row.comment,
-        ]);
+        let created_by = match args.no_trunc {
+            true => created_by,
+            false => ellipsis(&created_by, 45),
+        };
+        let size = match args.human {
+            true => human::size(row.size, 3),
+            false => row.size.to_string(),
+        };
+        formatted.push(
+            FormatRow::new()
+                .with("ID", row.id.clone())
+                .with("CreatedAt", created_at)
+                .with("CreatedSince", created.clone())
+                .with("CreatedBy", created_by.clone())
+                .with("Size", size.clone())
+                .with("Comment", row.comment.clone())
+                .sorted(),
+        );
+        table.row(vec![row.id, created, created_by, size, row.comment]);
     }
-    print!("{}", table.render());
+    let text = match format {
+        Format::Table => table.render(),
+        Format::Json => json_lines(&formatted),
+        Format::Template(template) => template.render(&formatted),
+    };
+    print!("{text}");
     Ok(())
 }
 

@@ -2,16 +2,28 @@
 //! images` lists them: a row per tag (`<none>` for an untagged image), newest
 //! first. SIZE is the sum of the image's layer sizes counted as Docker's
 //! overlay2 driver counts them (the files' sizes), so both show the same.
+//! `--format` gives the rows as JSON or through a template (see [`super::format`]).
 
 use clap::Parser;
 use rbuild_store::listing::ImageSummary;
 use rbuild_store::Reference;
 
 use super::common::{open_store, parse_args};
+use super::format::{field, json_lines, Field, Format, Row};
 use super::human;
 use super::table::Table;
 use crate::failure::Failure;
-use crate::timefmt::now_unix;
+use crate::timefmt::{now_unix, rfc3339};
+
+/// The fields of a row for `--format`, with their column names.
+const FIELDS: &[Field] = &[
+    field("Repository", "REPOSITORY"),
+    field("Tag", "TAG"),
+    field("ID", "IMAGE ID"),
+    field("CreatedAt", "CREATED AT"),
+    field("CreatedSince", "CREATED"),
+    field("Size", "SIZE"),
+];
 
 /// List the images in rbuild's store.
 #[derive(Debug, Parser)]
@@ -31,6 +43,11 @@ pub struct ImagesArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
+
+    /// Output format: table, json (an object per line), or a template such
+    /// as '{{.Repository}}:{{.Tag}}' ('table ' before it adds a header)
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    pub format: String,
 }
 
 pub fn run(args: Vec<String>) -> Result<(), Failure> {
@@ -38,6 +55,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         return Ok(());
     };
     let filter = args.filter.as_deref().map(Filter::parse).transpose()?;
+    let format = Format::parse(&args.format, FIELDS)?;
     let store = open_store()?;
     let list = store.list_images().map_err(|e| Failure::Build(e.into()))?;
     for broken in &list.broken {
@@ -48,6 +66,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let now = now_unix();
     let mut table = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
     let mut ids = String::new();
+    let mut rows = Vec::new();
     for image in &images {
         let id = match args.no_trunc {
             true => image.image.id().to_string(),
@@ -74,17 +93,37 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
             }
             ids.push_str(&id);
             ids.push('\n');
-            table.row(vec![
-                repository,
-                tag,
-                id.clone(),
-                human::since(image.image.config.created.as_deref(), now),
-                human::size(image.size, 3),
-            ]);
+            let since = human::since(image.image.config.created.as_deref(), now);
+            let size = human::size(image.size, 3);
+            rows.push(
+                Row::new()
+                    .with("Repository", repository.clone())
+                    .with("Tag", tag.clone())
+                    .with("ID", id.clone())
+                    .with("CreatedAt", created_at(image))
+                    .with("CreatedSince", since.clone())
+                    .with("Size", size.clone())
+                    .sorted(),
+            );
+            table.row(vec![repository, tag, id.clone(), since, size]);
         }
     }
-    print!("{}", if args.quiet { ids } else { table.render() });
+    let text = match format {
+        _ if args.quiet => ids,
+        Format::Table => table.render(),
+        Format::Json => json_lines(&rows),
+        Format::Template(template) => template.render(&rows),
+    };
+    print!("{text}");
     Ok(())
+}
+
+/// The creation time in RFC 3339 (UTC), `N/A` when the config has none.
+fn created_at(image: &ImageSummary) -> String {
+    match created(image) {
+        i64::MIN => "N/A".to_string(),
+        time => rfc3339(time),
+    }
 }
 
 fn created(image: &ImageSummary) -> i64 {

@@ -4,10 +4,12 @@
 
 mod common;
 pub mod du;
+mod format;
 pub mod graph;
 pub mod history;
 mod human;
 pub mod images;
+pub mod inspect;
 pub mod load;
 pub mod prune;
 pub mod pull;
@@ -47,6 +49,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     // which only its root can remove (rmi, prune) or read (sizes).
     store_command("images", "List the images in the store", "rbuild images -q app", images::run),
     store_command("history", "Show the history of an image", "rbuild history app:1.0", history::run),
+    store_command("inspect", "Show images' configs, layers and digests as JSON", "rbuild inspect -f '{{json .RootFS}}' app:1.0", inspect::run),
     store_command("tag", "Give an image in the store another name", "rbuild tag app:1.0 registry.example.com/app:1.0", tag::run),
     store_command("rmi", "Untag and remove images from the store", "rbuild rmi app:1.0", rmi::run),
     store_command("save", "Write images to a docker-archive tar (stdout by default)", "rbuild save app:1.0 | docker load", save::run),

@@ -3,6 +3,8 @@
 //! build's `-o` archive. Images named by tag carry that tag; images named by
 //! id carry none, as with `docker save`. A FILE ending in `.gz` or `.tgz` is
 //! gzipped whole; the archive goes to stdout without `-o` or with `-o -`.
+//! Images go as they are stored (plain layers stay plain; only zstd ones are
+//! converted), so `rbuild load` gives them back with the same manifest digest.
 
 use std::fs;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -89,7 +91,7 @@ fn resolve(store: &Store, names: &[String]) -> Result<Vec<(StoredImage, Vec<Refe
 
 fn write_stdout(store: &Store, images: &[(StoredImage, Vec<Reference>)]) -> anyhow::Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
-    write_archive(store, images, &ArchiveFormat::Docker, &mut out)
+    write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut out)
         .context("writing the archive to stdout")?;
     out.flush().context("writing the archive to stdout")
 }
@@ -115,11 +117,11 @@ fn write_file(
     let file = if gzipped(path) {
         let mut encoder = BackgroundEncoder::spawn(Compression::Gzip, BufWriter::new(file))
             .with_context(writing)?;
-        write_archive(store, images, &ArchiveFormat::Docker, &mut encoder).with_context(writing)?;
+        write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut encoder).with_context(writing)?;
         encoder.finish().with_context(writing)?
     } else {
         let mut out = BufWriter::new(file);
-        write_archive(store, images, &ArchiveFormat::Docker, &mut out).with_context(writing)?;
+        write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut out).with_context(writing)?;
         out
     };
     file.into_inner()

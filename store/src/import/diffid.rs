@@ -24,6 +24,17 @@ pub(crate) enum DiffId {
     Invalid(String),
 }
 
+impl DiffId {
+    /// The blob's compression; `None` when it does not decompress.
+    pub(crate) fn compression(&self) -> Option<Compression> {
+        match self {
+            DiffId::SameAsBlob => Some(Compression::None),
+            DiffId::Compressed(c, _) => Some(*c),
+            DiffId::Invalid(_) => None,
+        }
+    }
+}
+
 /// A writer that decompresses what it is given and hashes the result.
 pub(crate) struct DiffIdWriter {
     state: State,

@@ -18,7 +18,7 @@ mod archive_source;
 mod diffid;
 mod layout_source;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -103,7 +103,8 @@ impl Store {
     pub fn import_archive_images(&self, path: &Path, platform: &Platform) -> Result<Vec<ImportedImage>> {
         let mut source = archive_source::ArchiveSource::read(self, path)?;
         let images = if let Some(manifest) = source.metadata("manifest.json")? {
-            docker_images(self, &mut source, &manifest)?
+            let index = source.metadata("index.json")?;
+            docker_images(self, &mut source, &manifest, index.as_deref())?
         } else if let Some(index) = source.metadata("index.json")? {
             oci_images(self, &mut source, &index, &LayoutSelector::All, platform)?
         } else {
@@ -153,10 +154,20 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-fn docker_images(store: &Store, source: &mut dyn ImportSource, manifest: &[u8]) -> Result<Vec<ImportedImage>> {
+/// The images of a docker archive's `manifest.json`. When the archive is also
+/// an OCI layout (`index.json`: rbuild's archives, Docker 25+'s), the layer
+/// media types come from the OCI manifest of the same config and layers, so
+/// the image is stored with the manifest the archive has (its digest kept).
+fn docker_images(
+    store: &Store,
+    source: &mut dyn ImportSource,
+    manifest: &[u8],
+    index: Option<&[u8]>,
+) -> Result<Vec<ImportedImage>> {
     let origin = source.origin().to_path_buf();
     let entries: Vec<DockerEntry> = serde_json::from_slice(manifest)
         .map_err(|e| import_error(&origin, format!("manifest.json is not a docker archive manifest: {e}")))?;
+    let declared = index.map(|index| declared_layers(store, source, index)).unwrap_or_default();
     let mut images = Vec::new();
     for entry in entries {
         let config = source.file(store, &entry.config)?;
@@ -172,10 +183,19 @@ fn docker_images(store: &Store, source: &mut dyn ImportSource, manifest: &[u8]) 
                 ),
             ));
         }
+        let declared = declared.get(&config.digest).filter(|d| d.len() == entry.layers.len());
         let mut layers = Vec::new();
-        for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
+        for (i, (path, diff_id)) in entry.layers.iter().zip(&diff_ids).enumerate() {
             let blob = source.file(store, path)?;
-            layers.push(checked_layer(&blob, diff_id, None, &format!("layer {path}"), &origin)?);
+            // Only a media type declared for this very blob, and true to its
+            // compression: the docker side alone must still load.
+            let media_type = declared
+                .and_then(|d| d.get(i))
+                .filter(|(digest, media_type)| {
+                    *digest == blob.digest && Compression::from_layer_media_type(media_type) == blob.diff.compression()
+                })
+                .map(|(_, media_type)| media_type.as_str());
+            layers.push(checked_layer(&blob, diff_id, media_type, &format!("layer {path}"), &origin)?);
         }
         let image = store.put_image_with_config_blob(&config.digest, &layers)?;
         let names = entry
@@ -187,6 +207,34 @@ fn docker_images(store: &Store, source: &mut dyn ImportSource, manifest: &[u8]) 
         images.push(ImportedImage { image, names, ref_name: None, source_digest: None });
     }
     Ok(images)
+}
+
+/// The layers (blob digest, media type) of the image manifests `index.json`
+/// lists, by config digest. Entries that cannot be read are left out: the
+/// docker side, which is what is loaded, does not need them.
+fn declared_layers(store: &Store, source: &mut dyn ImportSource, index: &[u8]) -> HashMap<Digest, Vec<(Digest, String)>> {
+    let mut declared = HashMap::new();
+    let Ok(Document::Index(entries)) = Document::parse(index, Some(manifest::OCI_INDEX)) else {
+        return declared;
+    };
+    for entry in &entries {
+        let Ok(digest) = entry.digest() else { continue };
+        let Ok(bytes) = source.blob(store, &digest).and_then(|blob| store.read_blob(&blob.digest)) else {
+            continue;
+        };
+        let hint = (!entry.media_type.is_empty()).then_some(entry.media_type.as_str());
+        let Ok(Document::Manifest(manifest)) = Document::parse(&bytes, hint) else { continue };
+        let Ok(config) = manifest.config.digest() else { continue };
+        let layers: Option<Vec<(Digest, String)>> = manifest
+            .layers
+            .iter()
+            .map(|l| l.digest().ok().map(|d| (d, l.media_type.clone())))
+            .collect();
+        if let Some(layers) = layers {
+            declared.entry(config).or_insert(layers);
+        }
+    }
+    declared
 }
 
 fn oci_images(

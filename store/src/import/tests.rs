@@ -86,6 +86,33 @@ fn docker_archive_round_trips_plain_and_gzipped() {
 }
 
 #[test]
+fn a_saved_image_loads_with_the_manifest_digest_it_had() {
+    // As a build without -o stores it (plain layers), as a pull stores it
+    // (gzip with Docker's media type) and as a build with -o does (gzip).
+    let (dir, source) = temp_store();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f"), b"built").unwrap();
+    let options = crate::LayerOptions { compression: Compression::None, ..Default::default() };
+    let plain = source.write_layer(src.path(), &options).unwrap();
+    let built = source.put_image(&ImageConfig::new("linux", "amd64"), &[plain]).unwrap();
+    let gzip = one_layer_image(&source, "pulled");
+    let docker_layer = Layer {
+        media_type: "application/vnd.docker.image.rootfs.diff.tar.gzip".into(),
+        ..gzip.layers[0].clone()
+    };
+    let pulled = source.put_image_with_config_blob(&gzip.config_digest, &[docker_layer]).unwrap();
+    assert_ne!(pulled.manifest_digest, gzip.manifest_digest);
+    for (what, image) in [("built", &built), ("pulled", &pulled), ("gzip", &gzip)] {
+        let archive = exported(&source, image, &["app:1"], ArchiveFormat::DockerAsStored, dir.path());
+        let (_d, store) = temp_store();
+        let loaded = store.import_archive(&archive).unwrap();
+        assert_eq!(loaded[0].0.manifest_digest, image.manifest_digest, "{what}");
+        assert_eq!(loaded[0].0.layers, image.layers, "{what}");
+        assert_eq!(store.lookup(&image.config_digest.to_string()).unwrap().as_ref(), Some(&loaded[0].0), "{what}");
+    }
+}
+
+#[test]
 fn oci_archive_with_zstd_layers_and_oci_layout_selectors() {
     let (dir, source) = temp_store();
     let image = one_layer_image(&source, "oci");
