@@ -35,6 +35,14 @@ for arg in "$@"; do
   esac
 done
 
+# Unused dependencies fail the run: cargo-machete reads every crate's sources against its
+# Cargo.toml (installed from crates.io the first time, into ~/.cargo/bin).
+if ! command -v cargo-machete >/dev/null; then
+  log "installing cargo-machete"
+  cargo install --locked cargo-machete >&2 || die "cargo install cargo-machete failed"
+fi
+cargo machete || die "unused dependencies (above): remove them from Cargo.toml"
+
 export RBUILD_TEST_DOCKER=$DOCKER
 # The end-to-end tests run the rbuild binary, which `cargo test` alone does not build.
 cargo build --workspace --locked
