@@ -14,8 +14,11 @@ use crate::context::Context;
 use crate::docker::{Docker, LoadedImage};
 use crate::process::{self, RunOutput};
 
-/// The `rbuild` binary under test: `$RBUILD_BIN` when set, else the one cargo built next to this
-/// test executable (`target/<profile>/rbuild`; the test itself runs from `target/<profile>/deps/`).
+/// The `rbuild` binary under test: `$RBUILD_BIN` when set, else the one cargo builds next to
+/// this test executable (`target/<profile>/rbuild`; the test itself runs from
+/// `target/<profile>/deps/`). The end-to-end tests live in a package of their own, which cargo
+/// does not build the binary for, so the first call in each test process asks cargo to bring it
+/// up to date: a plain `cargo test --workspace` on a fresh clone tests what the sources say.
 pub fn rbuild_bin() -> PathBuf {
     if let Some(path) = std::env::var_os("RBUILD_BIN") {
         let path = PathBuf::from(path);
@@ -26,18 +29,34 @@ pub fn rbuild_bin() -> PathBuf {
         );
         return path;
     }
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_rbuild).clone()
+}
+
+/// `cargo build` of the rbuild binary into the target directory and profile of this test
+/// executable (a no-op that takes a fraction of a second when it is up to date).
+fn build_rbuild() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("the test executable lives in target/<profile>/deps/");
+    let target_dir = profile_dir.parent().expect("target/<profile> has a parent");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../builder/Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--bin", "rbuild", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("running cargo to build rbuild");
+    assert!(status.success(), "cargo could not build rbuild ({status})");
     let bin = profile_dir.join("rbuild");
-    assert!(
-        bin.is_file(),
-        "{} does not exist: run `cargo build --workspace` first (scripts/test.sh does), \
-         or point RBUILD_BIN at an rbuild binary",
-        bin.display()
-    );
+    assert!(bin.is_file(), "cargo built rbuild, but not at {}", bin.display());
     bin
 }
 
