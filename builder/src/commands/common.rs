@@ -1,8 +1,8 @@
 //! What the store commands share: parsing their arguments and opening the store.
 
-use anyhow::Context as _;
+use anyhow::{anyhow, Context as _};
 use clap::Parser;
-use rbuild_store::Store;
+use rbuild_store::{Store, StoredImage};
 
 use crate::failure::Failure;
 
@@ -23,6 +23,12 @@ pub fn open_store() -> Result<OpenStore, Failure> {
         .map(OpenStore)
         .with_context(|| format!("opening rbuild's store at {}", root.display()))
         .map_err(Failure::Build)
+}
+
+/// The image `name` names (a tag, an id or its prefix, `NAME@DIGEST`), or
+/// docker's `No such image: NAME`.
+pub fn find_image(store: &Store, name: &str) -> anyhow::Result<StoredImage> {
+    store.lookup(name)?.ok_or_else(|| anyhow!("No such image: {name}"))
 }
 
 /// An open store whose temp area (`tmp/<pid>`) goes when the command ends,

@@ -59,12 +59,12 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         })
         .collect();
     let text = match format {
-        Format::Table => table(&usage, &store.root().display().to_string()),
+        // After the kinds, a `Total` object that templates (rows of kinds) do not get.
         Format::Json => {
             let total = json!({"Type": "Total", "Size": human::size(usage.total, 4), "SizeBytes": usage.total});
             format!("{}{total}\n", json_lines(&rows))
         }
-        Format::Template(template) => template.render(&rows),
+        other => other.render(&rows, || table(&usage, &store.root().display().to_string())),
     };
     print!("{text}");
     Ok(())

@@ -88,6 +88,18 @@ impl Format {
     }
 }
 
+impl Format {
+    /// `rows` as this format prints them; `table` renders the command's own
+    /// table, which only it knows how to lay out.
+    pub fn render(self, rows: &[Row], table: impl FnOnce() -> String) -> String {
+        match self {
+            Format::Table => table(),
+            Format::Json => json_lines(rows),
+            Format::Template(template) => template.render(rows),
+        }
+    }
+}
+
 /// `rows` as `--format json` prints them: a JSON object per line.
 pub fn json_lines(rows: &[Row]) -> String {
     rows.iter().map(|row| row.to_json() + "\n").collect()

@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use clap::{ArgAction, Parser};
 use rbuild_store::{Store, StoredImage};
 
-use super::common::{open_store, parse_args};
-use super::format::{field, json_lines, Field, Format, Row as FormatRow};
+use super::common::{find_image, open_store, parse_args};
+use super::format::{field, Field, Format, Row as FormatRow};
 use super::human;
 use super::table::{ellipsis, Table};
 use crate::failure::Failure;
@@ -69,10 +69,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     };
     let format = Format::parse(&args.format, FIELDS)?;
     let store = open_store()?;
-    let image = store
-        .lookup(&args.image)
-        .map_err(|e| Failure::Build(e.into()))?
-        .ok_or_else(|| Failure::Build(anyhow!("No such image: {}", args.image)))?;
+    let image = find_image(&store, &args.image).map_err(Failure::Build)?;
     let rows = rows(&store, &image, args.no_trunc)?;
     if args.quiet {
         for row in &rows {
@@ -116,11 +113,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         );
         table.row(vec![row.id, created, created_by, size, row.comment]);
     }
-    let text = match format {
-        Format::Table => table.render(),
-        Format::Json => json_lines(&formatted),
-        Format::Template(template) => template.render(&formatted),
-    };
+    let text = format.render(&formatted, || table.render());
     print!("{text}");
     Ok(())
 }

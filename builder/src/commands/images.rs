@@ -9,7 +9,7 @@ use rbuild_store::listing::ImageSummary;
 use rbuild_store::Reference;
 
 use super::common::{open_store, parse_args};
-use super::format::{field, json_lines, Field, Format, Row};
+use super::format::{field, Field, Format, Row};
 use super::human;
 use super::table::Table;
 use crate::failure::Failure;
@@ -108,11 +108,9 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
             table.row(vec![repository, tag, id.clone(), since, size]);
         }
     }
-    let text = match format {
-        _ if args.quiet => ids,
-        Format::Table => table.render(),
-        Format::Json => json_lines(&rows),
-        Format::Template(template) => template.render(&rows),
+    let text = match args.quiet {
+        true => ids,
+        false => format.render(&rows, || table.render()),
     };
     print!("{text}");
     Ok(())

@@ -9,13 +9,13 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::Context as _;
 use clap::Parser;
 use rbuild_store::{Store, StoredImage};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::common::{open_store, parse_args};
+use super::common::{find_image, open_store, parse_args};
 use super::format::{field, Field, Format, Row};
 use crate::failure::Failure;
 
@@ -71,10 +71,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let mut objects = Vec::new();
     let mut failure: Option<Failure> = None;
     for name in &args.images {
-        let found = store
-            .lookup(name)
-            .map_err(anyhow::Error::from)
-            .and_then(|image| image.ok_or_else(|| anyhow!("No such image: {name}")))
+        let found = find_image(&store, name)
             .and_then(|image| object(&store, &image).with_context(|| format!("inspecting {name}")));
         match found {
             Ok(object) => objects.push(object),

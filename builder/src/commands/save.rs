@@ -16,7 +16,7 @@ use clap::Parser;
 use rbuild_store::compress::BackgroundEncoder;
 use rbuild_store::{write_archive, ArchiveFormat, Compression, Reference, Store, StoredImage};
 
-use super::common::{open_store, parse_args};
+use super::common::{find_image, open_store, parse_args};
 use crate::failure::Failure;
 
 /// Save one or more images to a tar archive (streamed to stdout by default).
@@ -58,10 +58,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
 fn resolve(store: &Store, names: &[String]) -> Result<Vec<(StoredImage, Vec<Reference>)>, Failure> {
     let mut images: Vec<(StoredImage, Vec<Reference>)> = Vec::new();
     for name in names {
-        let image = store
-            .lookup(name)
-            .map_err(|e| Failure::Build(e.into()))?
-            .ok_or_else(|| Failure::Build(anyhow!("No such image: {name}")))?;
+        let image = find_image(store, name).map_err(Failure::Build)?;
         let tag = match Reference::parse(name) {
             Ok(reference) if reference.digest().is_none() => store
                 .resolve_tag(&reference)

@@ -1,10 +1,9 @@
 //! `rbuild tag SOURCE TARGET`: another name for an image in the store.
 
-use anyhow::anyhow;
 use clap::Parser;
 use rbuild_store::Reference;
 
-use super::common::{open_store, parse_args};
+use super::common::{find_image, open_store, parse_args};
 use crate::failure::Failure;
 
 /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
@@ -35,10 +34,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         )));
     }
     let store = open_store()?;
-    let image = store
-        .lookup(&args.source)
-        .map_err(|e| Failure::Build(e.into()))?
-        .ok_or_else(|| Failure::Build(anyhow!("No such image: {}", args.source)))?;
+    let image = find_image(&store, &args.source).map_err(Failure::Build)?;
     store.tag(&target, &image.manifest_digest).map_err(|e| {
         Failure::Build(anyhow::Error::new(e).context(format!(
             "tagging {} as {}",
