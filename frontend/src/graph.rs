@@ -132,13 +132,9 @@ impl ImageMeta {
         self.env.get(key).map(String::as_str)
     }
 
+    /// Sets `key`; a key set before keeps its place in the order.
     pub fn set_env(&mut self, key: &str, value: &str) {
-        match self.env.get_mut(key) {
-            Some(entry) => *entry = value.to_string(),
-            None => {
-                self.env.insert(key.to_string(), value.to_string());
-            }
-        }
+        self.env.insert(key.to_string(), value.to_string());
     }
 
     /// The shell used for shell-form commands.

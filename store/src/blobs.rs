@@ -220,6 +220,13 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .at("fsync directory", dir)
 }
 
+/// Flushes the whole filesystem holding `dir` to the disk: one call for what
+/// would be thousands of fsyncs (a snapshot's files, a build's cache records).
+pub(crate) fn sync_filesystem_of(dir: &Path) -> Result<()> {
+    let fd = File::open(dir).at("open", dir)?;
+    rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("sync the filesystem of", dir, e.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::test_util::temp_store;

@@ -15,7 +15,9 @@
 //! temp file. Files are not fsynced one by one: a build writes a record per
 //! step (100,000 for a generated Dockerfile), and [`CacheIndex::sync`] makes
 //! them all durable with one `syncfs` when the build ends. A power cut before
-//! that may leave an empty or partial record, which reads as a miss. Two processes that put the same key race harmlessly: both records
+//! that may leave an empty or partial record, which reads as a miss.
+//!
+//! Two processes that put the same key race harmlessly: both records
 //! describe a valid result of the same step, and the rename makes one of them
 //! win whole. The key names the record, so no lock is needed anywhere.
 
@@ -134,7 +136,7 @@ impl CacheIndex {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        crate::snapshot::sync_filesystem_of(self.store.root())
+        crate::blobs::sync_filesystem_of(self.store.root())
     }
 
     /// Marks the record for `key` as used now (for least-recently-used pruning).

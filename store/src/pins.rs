@@ -59,8 +59,7 @@ impl Store {
     /// registry's manifest or index digests for a pulled image), sorted.
     pub fn pinned_digests(&self, manifest: &Digest) -> Result<Vec<Digest>> {
         let mut digests = Vec::new();
-        for path in crate::records::list_dir(&self.root().join("pins"))? {
-            let target = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<Digest>().ok());
+        for (path, target) in self.pins()? {
             if target.as_ref() != Some(manifest) {
                 continue;
             }
@@ -80,9 +79,8 @@ impl Store {
     /// or pruned), and files in `pins/` that are not pins; returns how many.
     pub(crate) fn remove_stale_pins(&self) -> Result<usize> {
         let mut removed = 0;
-        for path in crate::records::list_dir(&self.root().join("pins"))? {
-            let manifest = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<Digest>().ok());
-            if manifest.is_some_and(|m| self.has_blob(&m)) {
+        for (path, target) in self.pins()? {
+            if target.is_some_and(|m| self.has_blob(&m)) {
                 continue;
             }
             match fs::remove_file(&path) {
@@ -91,6 +89,19 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+
+    /// Every file in `pins/` with the stored manifest it names (`None` for
+    /// one that is not a pin).
+    fn pins(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
+        let paths = crate::records::list_dir(&self.root().join("pins"))?;
+        Ok(paths
+            .into_iter()
+            .map(|path| {
+                let target = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<Digest>().ok());
+                (path, target)
+            })
+            .collect())
     }
 
     /// The image with manifest `manifest` if it and all its blobs are here.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{RenameFlags, CWD};
 use rustix::io::Errno;
 
-use crate::blobs::sync_dir;
+use crate::blobs::{sync_dir, sync_filesystem_of};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::lease::ContentRef;
@@ -95,12 +95,6 @@ impl Store {
             Err(e) => Err(StoreError::io("remove snapshot", &path, e)),
         }
     }
-}
-
-/// Flushes the filesystem holding `dir` to the disk.
-pub(crate) fn sync_filesystem_of(dir: &Path) -> Result<()> {
-    let fd = fs::File::open(dir).at("open", dir)?;
-    rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("sync the filesystem of", dir, e.into()))
 }
 
 /// Removes a directory tree, first making read-only directories writable: a

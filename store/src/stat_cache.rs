@@ -12,7 +12,8 @@
 //! the entries of a large one. The format is the tree's path, then a
 //! fixed-size binary record per entry: a 20,000-file context loads in about a
 //! millisecond. The path lets `prune` drop the caches of trees that are gone
-//! (a CI runner's checkout directories) along with the rest of the garbage. Saving takes a
+//! (a CI runner's checkout directories) along with the rest of the garbage.
+//! Saving takes a
 //! lock on the tree's `.lock` file, merges with what other processes saved
 //! meanwhile, and replaces the file by rename; readers take no lock.
 
@@ -85,7 +86,7 @@ impl StatCache {
         fs::create_dir_all(&dir).at("create cache directory", &dir)?;
         let name = Digest::of_bytes(scope.as_os_str().as_encoded_bytes());
         let path = dir.join(format!("{}.bin", &name.hex()[..32]));
-        let entries = read_entries(&path)?.map(|(_, e)| e).unwrap_or_default();
+        let entries = read_entries(&path)?;
         Ok(StatCache {
             file: Some((store.clone(), path)),
             scope: scope.to_path_buf(),
@@ -147,7 +148,7 @@ impl StatCache {
             .at("open lock file", &lock_path)?;
         let mut lock = fd_lock::RwLock::new(lock_file);
         let _guard = lock.write().at("lock", &lock_path)?;
-        for (key, theirs) in read_entries(path)?.map(|(_, e)| e).unwrap_or_default() {
+        for (key, theirs) in read_entries(path)? {
             let ours = self.entries.entry(key).or_insert(theirs);
             ours.last_used = ours.last_used.max(theirs.last_used);
         }
@@ -212,27 +213,26 @@ fn decode(record: &[u8]) -> (StatKey, Slot) {
 /// The longest tree path a cache file may name.
 const MAX_SCOPE_LEN: u64 = 64 * 1024;
 
-/// The tree a saved cache describes and its entries; `None` when the file is
-/// missing or is not a whole cache file (a cache can always be rebuilt by
-/// hashing again). Records are decoded a chunk at a time: the file of a
-/// 20,000-file context is 1.7 MB, which need not be in memory beside the map
-/// made from it.
-fn read_entries(path: &Path) -> Result<Option<(PathBuf, EntryMap)>> {
+/// The entries of a saved cache; nothing when the file is missing or is not
+/// a whole cache file (a cache can always be rebuilt by hashing again).
+/// Records are decoded a chunk at a time: the file of a 20,000-file context
+/// is 1.7 MB, which need not be in memory beside the map made from it.
+fn read_entries(path: &Path) -> Result<EntryMap> {
     let mut file = match fs::File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(EntryMap::default()),
         Err(e) => return Err(crate::StoreError::io("read stat cache", path, e)),
     };
     let len = file.metadata().at("read stat cache", path)?.len();
-    let Some(scope) = read_scope(&mut file) else { return Ok(None) };
+    let Some(scope) = read_scope(&mut file) else { return Ok(EntryMap::default()) };
     let mut count = [0u8; 8];
     if file.read_exact(&mut count).is_err() {
-        return Ok(None);
+        return Ok(EntryMap::default());
     }
     let count = u64::from_le_bytes(count);
     let header = 24 + scope.as_os_str().len() as u64;
     if len.checked_sub(header) != Some(count.saturating_mul(RECORD_LEN as u64)) {
-        return Ok(None);
+        return Ok(EntryMap::default());
     }
     let mut entries = EntryMap::with_capacity_and_hasher(count as usize, Default::default());
     let mut chunk = vec![0u8; RECORD_LEN * RECORDS_PER_READ];
@@ -241,12 +241,12 @@ fn read_entries(path: &Path) -> Result<Option<(PathBuf, EntryMap)>> {
         let records = left.min(RECORDS_PER_READ);
         let bytes = &mut chunk[..records * RECORD_LEN];
         if file.read_exact(bytes).is_err() {
-            return Ok(None);
+            return Ok(EntryMap::default());
         }
         entries.extend(bytes.chunks_exact(RECORD_LEN).map(decode));
         left -= records;
     }
-    Ok(Some((scope, entries)))
+    Ok(entries)
 }
 
 /// The magic and the tree's path at the start of a cache file.

@@ -20,22 +20,14 @@ impl Scope {
         Scope { env: env.clone(), args: IndexMap::new() }
     }
 
+    /// Declares (or redeclares, in its first place) the ARG `name`.
     pub fn declare(&mut self, name: &str, value: Option<String>) {
-        match self.args.get_mut(name) {
-            Some(entry) => *entry = value,
-            None => {
-                self.args.insert(name.to_string(), value);
-            }
-        }
+        self.args.insert(name.to_string(), value);
     }
 
+    /// Sets `key`; a key set before keeps its place in the order.
     pub fn set_env(&mut self, key: &str, value: &str) {
-        match self.env.get_mut(key) {
-            Some(entry) => *entry = value.to_string(),
-            None => {
-                self.env.insert(key.to_string(), value.to_string());
-            }
-        }
+        self.env.insert(key.to_string(), value.to_string());
     }
 
     /// The value of a declared ARG.
