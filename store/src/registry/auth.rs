@@ -471,28 +471,23 @@ mod tests {
             // written the server name would make that write fail (EPIPE).
             ("rbuildempty", "#!/bin/sh\ncat >/dev/null\necho 'credentials not found in native keychain'\nexit 1\n"),
         ] {
-            // Written by a short-lived `sh`, not by this process: a file this
-            // process had open for writing could be inherited by a child that
-            // another test forks at that moment, and exec would then fail with
-            // ETXTBSY ("text file busy").
-            let helper = bin.join(format!("docker-credential-{name}"));
-            let mut writer = std::process::Command::new("sh")
-                .args(["-c", "cat > \"$1\" && chmod 755 \"$1\"", "sh"])
-                .arg(&helper)
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            std::io::Write::write_all(&mut writer.stdin.take().unwrap(), script.as_bytes()).unwrap();
-            assert!(writer.wait().unwrap().success());
+            write_script(&bin.join(format!("docker-credential-{name}")), script);
         }
+        let status = rerun_with_helpers("runs_credential_helpers", CHILD, &config, &bin);
+        assert!(status.success(), "the helper lookups failed: {status}");
+    }
+
+    /// Runs the test `name` of this binary again, alone, with `config` in the
+    /// variable `child` and `bin` first on PATH: PATH is never changed in this
+    /// process, whose other tests run at the same time.
+    fn rerun_with_helpers(name: &str, child: &str, config: &Path, bin: &Path) -> std::process::ExitStatus {
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "registry::auth::tests::runs_credential_helpers", "--test-threads=1"])
-            .env(CHILD, &config)
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("registry::auth::tests::{name}"), "--test-threads=1"])
+            .env(child, config)
             .env("PATH", path)
             .status()
-            .unwrap();
-        assert!(status.success(), "the helper lookups failed: {status}");
+            .unwrap()
     }
 
     /// Writes an executable script by a short-lived `sh`, not by this
@@ -642,13 +637,7 @@ mod tests {
             &bin.join("docker-credential-rbuildlocked"),
             &format!("#!/bin/sh\n{get}echo \"keychain is locked, cannot store $(cat)\"\nexit 1\n"),
         );
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "registry::auth::tests::rotated_tokens_are_stored_with_credential_helpers", "--test-threads=1"])
-            .env(CHILD, &config)
-            .env("PATH", path)
-            .status()
-            .unwrap();
+        let status = rerun_with_helpers("rotated_tokens_are_stored_with_credential_helpers", CHILD, &config, &bin);
         assert!(status.success(), "the helper stores failed: {status}");
     }
 }
