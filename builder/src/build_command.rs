@@ -199,7 +199,7 @@ fn build_in_store(args: &BuildArgs, request: &Request, store: &Store, shared: &S
 /// What the build made, for `--metadata-file` and the rawjson progress.
 fn built_image(store: &Store, image: &rbuild_store::StoredImage, tags: &[Reference]) -> Result<BuiltImage> {
     let manifest = &image.manifest_digest;
-    let bytes = fs::read(store.blob_path(manifest)).with_context(|| format!("reading the manifest {manifest}"))?;
+    let bytes = store.read_blob(manifest).with_context(|| format!("reading the manifest {manifest}"))?;
     let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|m| m["mediaType"].as_str().map(str::to_string))
@@ -237,11 +237,6 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
     }
     if !context.is_dir() {
         return Err(usage(format!("unable to prepare context: {:?} is not a directory", context.display().to_string())));
-    }
-    if let Some(file) = args.file.as_deref().filter(|f| *f != "-") {
-        if !std::path::Path::new(file).is_file() {
-            return Err(usage(format!("the Dockerfile given with -f, {file:?}, does not exist or is not a file")));
-        }
     }
     let dockerfile = read_dockerfile(args.file.as_deref(), &context)?;
     let (dockerfile_path, dockerfile_name, dockerfile_text) = (dockerfile.path, dockerfile.name, dockerfile.text);

@@ -117,11 +117,14 @@ impl BuildContext {
     /// that is in the context directory but left out by the ignore file: the
     /// pattern that leaves it out and the ignore file.
     pub fn ignored_source(&self, spec: &str) -> Option<(String, PathBuf)> {
-        let rel: Vec<&str> = spec.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-        if rel.iter().any(|c| *c == ".." || c.contains(['*', '?', '['])) || rel.is_empty() {
+        if crate::fileops::glob::contains_wildcards(spec) {
             return None;
         }
-        let rel = rel.join("/");
+        // Cleaned as COPY cleans its sources: `..` stays inside the context.
+        let rel = crate::fileops::imagepath::ImagePath::lexical(spec).to_slash_relative();
+        if rel.is_empty() {
+            return None;
+        }
         std::fs::symlink_metadata(self.root.join(&rel)).ok()?;
         let pattern = self.ignore.excluded_by(&rel)?;
         Some((pattern.to_string(), self.ignore_file.clone()?))

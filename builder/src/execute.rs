@@ -33,10 +33,10 @@ pub struct LayerRef {
     pub snapshot: PathBuf,
 }
 
-/// The filesystem and history after a step. Every step's state stays alive
-/// until the build ends and is cloned for each step that builds on it, so the
-/// parts that grow with the number of steps are shared, not copied: a step
-/// costs the same whether it is the 10th or the 100,000th.
+/// The filesystem and history after a step. A state is cloned for each step
+/// that builds on it, so the parts that grow with the number of steps are
+/// shared, not copied: a step costs the same whether it is the 10th or the
+/// 100,000th.
 #[derive(Debug, Clone, Default)]
 pub struct FsState {
     pub layers: Vec<LayerRef>,

@@ -23,6 +23,7 @@ pub struct DockerfileSource {
 }
 
 /// Reads the Dockerfile: `-f -` from stdin, `-f PATH`, or `CONTEXT/Dockerfile`.
+/// A `-f` file that is not there (or is no file) is a command-line mistake.
 pub fn read_dockerfile(file: Option<&str>, context: &Path) -> Result<DockerfileSource, Failure> {
     match file {
         Some("-") => {
@@ -34,8 +35,15 @@ pub fn read_dockerfile(file: Option<&str>, context: &Path) -> Result<DockerfileS
         }
         _ => {
             let path = file.map(PathBuf::from).unwrap_or_else(|| context.join("Dockerfile"));
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("reading the Dockerfile {}", path.display()))?;
+            let text = match (fs::read_to_string(&path), file) {
+                (Ok(text), _) => text,
+                (Err(e), Some(file)) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::IsADirectory) => {
+                    return Err(Failure::Usage(format!(
+                        "the Dockerfile given with -f, {file:?}, does not exist or is not a file"
+                    )))
+                }
+                (Err(e), _) => return Err(anyhow::Error::new(e).context(format!("reading the Dockerfile {}", path.display())).into()),
+            };
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -19,7 +19,7 @@ mod copy;
 mod error;
 mod extract;
 pub(crate) mod fsio;
-mod glob;
+pub(crate) mod glob;
 pub(crate) mod imagepath;
 mod output;
 mod owner;
