@@ -17,6 +17,7 @@ use crate::writeback::EarlyWriteback;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, Result, StoreError};
+use crate::fsutil::sync_dir;
 use crate::lease::ContentRef;
 use crate::Store;
 
@@ -213,19 +214,6 @@ fn publish(temp: NamedTempFile, dest: &Path) -> Result<()> {
     sync_dir(dest.parent().unwrap_or(dest))
 }
 
-/// Makes a rename in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .at("fsync directory", dir)
-}
-
-/// Flushes the whole filesystem holding `dir` to the disk: one call for what
-/// would be thousands of fsyncs (a snapshot's files, a build's cache records).
-pub(crate) fn sync_filesystem_of(dir: &Path) -> Result<()> {
-    let fd = File::open(dir).at("open", dir)?;
-    rustix::fs::syncfs(&fd).map_err(|e| StoreError::io("sync the filesystem of", dir, e.into()))
-}
 
 #[cfg(test)]
 mod tests {

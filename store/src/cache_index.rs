@@ -136,7 +136,7 @@ impl CacheIndex {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        crate::blobs::sync_filesystem_of(self.store.root())
+        crate::fsutil::sync_filesystem_of(self.store.root())
     }
 
     /// Marks the record for `key` as used now (for least-recently-used pruning).
@@ -184,7 +184,7 @@ impl CacheIndex {
     /// Drops the inputs recorded for `key`, under whichever step they are
     /// (pruning a record takes them along); a step left with none goes too.
     pub fn forget_inputs(&self, key: &Digest) -> Result<()> {
-        for dir in crate::records::list_dir(&self.inputs)? {
+        for dir in crate::fsutil::list_dir(&self.inputs)? {
             let path = dir.join(format!("{}.json", key.hex()));
             match fs::remove_file(&path) {
                 Ok(()) => {

@@ -24,7 +24,8 @@ use std::io;
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
 use crate::lease::{self, ContentRef};
-use crate::records::{list_dir, GcRecord, RecordKind, SOURCES};
+use crate::fsutil::list_dir;
+use crate::records::{GcRecord, RecordKind, SOURCES};
 use crate::usage::{freed_size, store_size};
 use crate::Store;
 

@@ -27,6 +27,7 @@ mod convert;
 pub mod digest;
 pub mod error;
 pub mod expansion;
+mod fsutil;
 pub mod gc;
 pub mod image;
 pub mod import;

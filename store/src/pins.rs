@@ -94,7 +94,7 @@ impl Store {
     /// Every file in `pins/` with the stored manifest it names (`None` for
     /// one that is not a pin).
     fn pins(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
-        let paths = crate::records::list_dir(&self.root().join("pins"))?;
+        let paths = crate::fsutil::list_dir(&self.root().join("pins"))?;
         Ok(paths
             .into_iter()
             .map(|path| {

@@ -26,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
+use crate::fsutil::list_dir;
 use crate::layer::Layer;
 use crate::lease::ContentRef;
 use crate::reference::Reference;
@@ -312,21 +313,6 @@ impl RecordSource for ConversionRecords {
             _ => Ok(()),
         }
     }
-}
-
-/// The entries of `dir`, sorted; none if it does not exist.
-pub(crate) fn list_dir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io("list", dir, e)),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        paths.push(entry.at("list", dir)?.path());
-    }
-    paths.sort();
-    Ok(paths)
 }
 
 /// The modification time of `path`; `None` if it is gone.

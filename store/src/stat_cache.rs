@@ -272,7 +272,7 @@ fn read_scope(file: &mut fs::File) -> Option<PathBuf> {
 pub(crate) fn remove_stale(store: &Store, also: Option<&Path>) -> Result<usize> {
     let dir = store.root().join("cache").join("stat");
     let mut removed = 0;
-    for path in crate::records::list_dir(&dir)? {
+    for path in crate::fsutil::list_dir(&dir)? {
         if path.extension().is_none_or(|e| e != "bin") {
             continue;
         }

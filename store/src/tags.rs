@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::sync_dir;
+use crate::fsutil::sync_dir;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::image::StoredImage;

@@ -16,7 +16,8 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::gc::GcView;
 use crate::layer::Layer;
 use crate::lease::ContentRef;
-use crate::records::{list_dir, RecordKind};
+use crate::fsutil::list_dir;
+use crate::records::RecordKind;
 use crate::Store;
 
 /// One line of `rbuild du`.
