@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use rbuild_builder::cache::digest_whole_context;
-use rbuild_builder::context::BuildContext;
+use rbuild_builder::engine::cache::digest_whole_context;
+use rbuild_builder::engine::context::BuildContext;
 use rbuild_store::StatCache;
 use sha2::{Digest, Sha256};
 

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode};
-use rbuild_builder::sandbox::ChangeTracker;
+use rbuild_sandbox::ChangeTracker;
 
 const FILES: usize = 10_000;
 

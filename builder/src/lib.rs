@@ -1,26 +1,16 @@
-//! The rbuild builder: reads the build context, executes the build graph that the
-//! frontend lowered, and hands layers and images to the store.
+//! rbuild's builder: two layers, each importing only the one below it.
+//!
+//! - [`cli`]: the command line. Parses arguments (clap), turns them into the engine's
+//!   settings, renders progress events and errors for people and tools, and writes to
+//!   stdout. Nothing below it prints or sees a clap type.
+//! - [`engine`]: builds. Plans the Dockerfile's graph (the frontend lowers it), schedules
+//!   its steps, keys them in the step cache, runs file operations and RUN steps, and hands
+//!   layers and images to the store. It reports what happens as typed events
+//!   ([`engine::events::Progress`]) and returns typed errors.
+//!
+//! Below both: `rbuild-frontend` (Dockerfile → graph), `rbuild-store` (blobs, snapshots,
+//! images, archives, registries) and `rbuild-sandbox` (run one command over a stack of
+//! layers and give back its changes).
 
-pub mod build_command;
-pub mod cache;
 pub mod cli;
-pub mod commands;
-pub mod context;
-pub mod disk_full;
-pub mod dot;
-pub mod error;
-pub mod execute;
-pub mod failure;
-pub mod fileops;
-pub mod image_meta;
-pub mod named_contexts;
-pub mod output;
-pub mod plan;
-pub mod progress;
-pub mod progress_tty;
-pub mod pulling;
-pub mod resolver;
-pub mod sandbox;
-pub mod snippet;
-pub mod timefmt;
-pub mod timings;
+pub mod engine;

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use rbuild_builder::cli::{normalise_args, BuildArgs, AFTER_HELP};
-use rbuild_builder::failure::Failure;
-use rbuild_builder::{build_command, commands, sandbox};
+use rbuild_builder::cli::args::{normalise_args, BuildArgs, AFTER_HELP};
+use rbuild_builder::cli::failure::Failure;
+use rbuild_builder::cli::{build as build_command, commands};
+use rbuild_sandbox as sandbox;
 
 fn main() -> ExitCode {
     let args = normalise_args(std::env::args().collect());

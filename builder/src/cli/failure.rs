@@ -1,0 +1,63 @@
+//! How a command failed, which decides rbuild's exit code.
+
+use crate::engine::error::BuildError;
+
+/// Why a command failed: the caller picks the exit code from it.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line was wrong (exit 2).
+    Usage(String),
+    /// The build ran and failed (exit 1).
+    Build(anyhow::Error),
+    /// The build failed at a Dockerfile line (exit 1); `snippet` shows it.
+    Located { error: BuildError, snippet: String },
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Build(e)
+    }
+}
+
+impl From<BuildError> for Failure {
+    fn from(e: BuildError) -> Self {
+        Failure::Build(e.into())
+    }
+}
+
+impl Failure {
+    /// The exit code: 2 for a usage error, 1 for anything that failed while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Build(_) | Failure::Located { .. } => 1,
+        }
+    }
+
+    /// Prints the failure to stderr the way every rbuild command does.
+    pub fn report(&self) {
+        let message = match self {
+            Failure::Usage(message) => message.clone(),
+            Failure::Build(error) => format!("{error:#}"),
+            Failure::Located { error, .. } => format!("{error:#}"),
+        };
+        eprintln!("error: {message}");
+        if let Failure::Located { snippet, .. } = self {
+            eprint!("{snippet}");
+        }
+        if let Some(hint) = crate::cli::disk_full::hint(&message, &rbuild_store::Store::default_root()) {
+            eprintln!("{hint}");
+        }
+    }
+
+    /// Turns a clap parse error into the right outcome: help and version
+    /// output are printed and are not failures.
+    pub fn from_clap(error: clap::Error) -> Option<Failure> {
+        if error.use_stderr() {
+            Some(Failure::Usage(error.render().to_string().trim_start_matches("error: ").trim_end().to_string()))
+        } else {
+            let _ = error.print();
+            None
+        }
+    }
+}

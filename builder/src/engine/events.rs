@@ -1,0 +1,70 @@
+//! What a build reports while it runs: the engine calls a [`Progress`] with typed events
+//! and the CLI decides how to show them (plain, tty, rawjson or quiet).
+
+use std::time::Duration;
+
+/// Receives build events as they happen.
+pub trait Progress {
+    /// Whether steps that only change the image config (LABEL, ENV, EXPOSE,
+    /// …) are shown as steps. A person reading the log does not need a line
+    /// for each (BuildKit shows none); tools reading every event do.
+    fn shows_config_steps(&self) -> bool {
+        false
+    }
+    fn step_started(&mut self, number: usize, label: &str);
+    fn step_done(&mut self, number: usize, elapsed: Duration);
+    fn warning(&mut self, message: &str);
+    fn info(&mut self, message: &str);
+    /// Output of a running step (a RUN's stdout and stderr).
+    fn output(&mut self, number: usize, bytes: &[u8]);
+    /// The step was not run: its result came from the cache.
+    fn step_cached(&mut self, number: usize);
+    /// Why the step missed the cache (`--explain-cache`).
+    fn explain(&mut self, number: usize, explanation: &str);
+    /// The build failed with `message` (already printed on stderr as text;
+    /// tools reading rawjson get it as an event too).
+    fn error(&mut self, message: &str) {
+        let _ = message;
+    }
+    /// The image was written and named: the build's result, for tools.
+    fn image_built(&mut self, image: &BuiltImage) {
+        let _ = image;
+    }
+    /// The build is over, after `total`.
+    fn finished(&mut self, total: Duration) {
+        let _ = total;
+    }
+}
+
+/// What a build made, as `--metadata-file` and the last rawjson event give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltImage {
+    /// The image id: the config's digest.
+    pub id: String,
+    pub manifest_digest: String,
+    /// The manifest's media type and size in bytes.
+    pub manifest_media_type: String,
+    pub manifest_size: u64,
+    /// The full names the image was tagged with.
+    pub tags: Vec<String>,
+}
+
+impl BuiltImage {
+    /// buildx's `--metadata-file` keys for an image build.
+    pub fn metadata(&self) -> serde_json::Value {
+        let mut out = serde_json::json!({
+            "containerimage.digest": self.manifest_digest,
+            "containerimage.config.digest": self.id,
+            "containerimage.descriptor": {
+                "mediaType": self.manifest_media_type,
+                "digest": self.manifest_digest,
+                "size": self.manifest_size,
+            },
+        });
+        if !self.tags.is_empty() {
+            out["image.name"] = self.tags.join(",").into();
+        }
+        out
+    }
+}
+

@@ -1,0 +1,176 @@
+//! Executes a lowered build graph: steps run as soon as their inputs are
+//! ready (independent stages in parallel), each filesystem change becomes a
+//! layer in the store, and the target stage becomes an image.
+
+mod cached;
+mod named_context;
+mod scheduler;
+mod step;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rbuild_frontend::graph::{BuildGraph, Op, Source, StepId};
+use rbuild_store::config::{History, ImageConfig};
+use rbuild_store::{Compression, Layer, Store, StoredImage};
+
+pub use cached::CachePolicy;
+pub use scheduler::{Limits, StepTiming};
+pub use step::SharedProgress;
+
+use crate::engine::error::BuildError;
+use crate::engine::fileops::Rootfs;
+use crate::engine::image_meta::apply_meta;
+use rbuild_sandbox::{Isolation, NetworkMode};
+use crate::engine::timefmt;
+use step::StepRunner;
+
+/// A layer of a filesystem state with the snapshot that holds its files.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    pub layer: Layer,
+    pub snapshot: PathBuf,
+}
+
+/// The filesystem and history after a step. A state is cloned for each step
+/// that builds on it, so the parts that grow with the number of steps are
+/// shared, not copied: a step costs the same whether it is the 10th or the
+/// 100,000th.
+#[derive(Debug, Clone, Default)]
+pub struct FsState {
+    pub layers: Vec<LayerRef>,
+    /// Shares its entries with the parent state's history.
+    pub history: rpds::VectorSync<History>,
+    /// The config of the base image the chain started from, if any.
+    pub base_config: Option<Arc<ImageConfig>>,
+    /// The step cache key of this state (`None` when the cache is off).
+    pub key: Option<crate::engine::cache::CacheKey>,
+}
+
+impl FsState {
+    pub fn rootfs(&self) -> Rootfs {
+        Rootfs {
+            layers: self.layers.iter().map(|l| l.snapshot.clone()).collect(),
+        }
+    }
+}
+
+/// Everything a build needs besides the graph.
+pub struct Executor {
+    pub store: Store,
+    pub graph: Arc<BuildGraph>,
+    /// Where the build context lives; opened only if a step reads it.
+    pub context_dir: PathBuf,
+    pub dockerfile_path: Option<PathBuf>,
+    /// The Dockerfile's name as errors show it.
+    pub dockerfile_name: String,
+    /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
+    pub source_date_epoch: Option<i64>,
+    /// How the layers this build makes are stored. Uncompressed when the
+    /// build only stores its image: compressing is the slowest part of
+    /// making a layer, and an export or `rbuild save` compresses once, when
+    /// an archive is written (remembered, so the next export is free). A
+    /// build that writes an archive stores them as the archive wants them.
+    pub layer_compression: Compression,
+    /// The network of a RUN that does not say (`--network`).
+    pub default_network: NetworkMode,
+    pub isolation: Isolation,
+    /// How many steps may run at once.
+    pub limits: Limits,
+    pub progress: SharedProgress,
+    /// Directories named with `--build-context NAME=DIR`.
+    pub named_contexts: BTreeMap<String, PathBuf>,
+    /// Which steps may reuse cached results.
+    pub cache_policy: CachePolicy,
+    /// Say why each step missed the cache (`--explain-cache`).
+    pub explain_cache: bool,
+    /// How the cache names this Dockerfile when it compares builds.
+    pub dockerfile_identity: String,
+}
+
+/// The result of a build: the image, the target's filesystem, and how long
+/// each step took.
+pub struct Built {
+    pub image: StoredImage,
+    pub state: FsState,
+    pub timings: Vec<StepTiming>,
+}
+
+impl Executor {
+    pub fn run(self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
+        let created = timefmt::rfc3339(self.source_date_epoch.unwrap_or_else(timefmt::now_unix));
+        let config_steps = self.progress.lock().unwrap_or_else(|p| p.into_inner()).shows_config_steps();
+        let visible = Arc::new(visible_steps(&self.graph, config_steps));
+        let runner = Arc::new(StepRunner::new(
+            self.store.clone(),
+            self.graph.clone(),
+            self.context_dir.clone(),
+            self.dockerfile_path.clone(),
+            self.dockerfile_name.clone(),
+            self.source_date_epoch,
+            self.default_network,
+            self.isolation,
+            self.progress.clone(),
+            created.clone(),
+        )
+        .with_layer_compression(self.layer_compression)
+        .with_named_contexts(named_context::NamedContexts::new(&self.named_contexts))
+        .with_cache(Some(self.step_cache()?)));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(512)
+            .enable_all()
+            .build()
+            .map_err(|e| BuildError::Io(format!("starting the scheduler: {e}")))?;
+        let target = self.graph.target_stage();
+        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.limits, target.last));
+        // Also after a failed build: the steps before the failure stay cached.
+        let saved = runner.cache.as_ref().map_or(Ok(()), |cache| cache.save());
+        let mut outcome = outcome?;
+        saved?;
+
+        let state = outcome.states.remove(&target.last).expect("the target stage was built");
+        let mut config = state.base_config.as_deref().cloned().unwrap_or_else(ImageConfig::for_host);
+        config.os = self.graph.platform.os.clone();
+        config.architecture = self.graph.platform.architecture.clone();
+        config.variant = self.graph.platform.variant.clone();
+        let mut meta = target.image.clone();
+        meta.labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        apply_meta(&mut config, &meta);
+        // The newest history time: a fully cached rebuild reuses every
+        // step's original time, so it gives the same image id.
+        let newest = state.history.iter().filter_map(|h| h.created.clone()).max();
+        config.created = Some(newest.unwrap_or(created));
+        config.history = state.history.iter().cloned().collect();
+        config.rootfs.diff_ids = state.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
+        let layers: Vec<Layer> = state.layers.iter().map(|l| l.layer.clone()).collect();
+        let image = self.store.put_image(&config, &layers)?;
+        Ok(Built { image, state, timings: outcome.timings })
+    }
+}
+
+impl Executor {
+    fn step_cache(&self) -> Result<cached::StepCache, BuildError> {
+        let params = crate::engine::cache::KeyParams {
+            platform: self.graph.platform.clone(),
+            source_date_epoch: self.source_date_epoch,
+            default_network: self.default_network,
+        };
+        cached::StepCache::new(&self.store, params, self.cache_policy.clone(), self.explain_cache, self.dockerfile_identity.clone())
+    }
+}
+
+/// The steps progress shows (`#1`, `#2`, …): the Dockerfile's instructions
+/// and base images.
+fn visible_steps(graph: &BuildGraph, config_steps: bool) -> HashSet<StepId> {
+    graph
+        .graph
+        .node_indices()
+        .filter(|id| {
+            let step = graph.step(*id);
+            let shown = config_steps || !matches!(step.op, Op::Config);
+            shown && (step.location.is_some() || matches!(step.op, Op::Source(Source::Image(_))))
+        })
+        .collect()
+}

@@ -1,0 +1,369 @@
+//! Running one step: what a source, COPY/ADD, RUN, WORKDIR or config change
+//! does to the filesystem state it starts from.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId};
+use rbuild_store::config::History;
+use rbuild_store::{Compression, LayerOptions, Store};
+
+use super::{FsState, LayerRef};
+use crate::engine::context::BuildContext;
+use crate::engine::error::BuildError;
+use crate::engine::fileops::{self, CopyFrom, CopyRequest};
+use crate::engine::events::Progress;
+use rbuild_sandbox::{self as sandbox, Isolation, NetworkMode, RunSpec};
+
+/// Progress shared by the steps that run at the same time.
+pub type SharedProgress = Arc<Mutex<Box<dyn Progress + Send>>>;
+
+/// What every step of one build shares; cheap to share between threads.
+pub struct StepRunner {
+    pub store: Store,
+    pub graph: Arc<BuildGraph>,
+    pub context_dir: PathBuf,
+    pub dockerfile_path: Option<PathBuf>,
+    pub dockerfile_name: String,
+    pub source_date_epoch: Option<i64>,
+    pub default_network: NetworkMode,
+    pub isolation: Isolation,
+    pub progress: SharedProgress,
+    /// How new layers are stored (see [`Executor::layer_compression`]).
+    ///
+    /// [`Executor::layer_compression`]: super::Executor::layer_compression
+    pub layer_compression: Compression,
+    /// The image config's `created` and the history times.
+    pub created: String,
+    /// Opened by the first step that reads the context.
+    context: OnceLock<Result<BuildContext, String>>,
+    /// Directories named with `--build-context`.
+    pub(super) named_contexts: super::named_context::NamedContexts,
+    /// The step cache; `None` runs every step.
+    pub(super) cache: Option<super::cached::StepCache>,
+}
+
+/// The filesystems a step reads: the one it builds on and, for COPY --from,
+/// the one it copies from.
+#[derive(Default)]
+pub struct StepInputs {
+    pub parent: Option<FsState>,
+    pub copy_from: Option<FsState>,
+    /// The layer directory of an earlier run of this step (a COPY that missed
+    /// the cache), whose unchanged files the copy may link.
+    pub earlier: Option<PathBuf>,
+}
+
+impl StepRunner {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        graph: Arc<BuildGraph>,
+        context_dir: PathBuf,
+        dockerfile_path: Option<PathBuf>,
+        dockerfile_name: String,
+        source_date_epoch: Option<i64>,
+        default_network: NetworkMode,
+        isolation: Isolation,
+        progress: SharedProgress,
+        created: String,
+    ) -> StepRunner {
+        StepRunner {
+            store,
+            graph,
+            context_dir,
+            dockerfile_path,
+            dockerfile_name,
+            source_date_epoch,
+            default_network,
+            isolation,
+            progress,
+            layer_compression: Compression::None,
+            created,
+            context: OnceLock::new(),
+            named_contexts: Default::default(),
+            cache: None,
+        }
+    }
+
+    pub fn with_cache(mut self, cache: Option<super::cached::StepCache>) -> StepRunner {
+        self.cache = cache;
+        self
+    }
+
+    pub fn with_layer_compression(mut self, compression: Compression) -> StepRunner {
+        self.layer_compression = compression;
+        self
+    }
+
+    pub fn with_named_contexts(mut self, named: super::named_context::NamedContexts) -> StepRunner {
+        self.named_contexts = named;
+        self
+    }
+
+    pub fn progress(&self) -> std::sync::MutexGuard<'_, Box<dyn Progress + Send>> {
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs step `id` on its inputs; `number` is its progress number.
+    pub fn execute(&self, id: StepId, inputs: StepInputs, number: Option<usize>) -> Result<FsState, BuildError> {
+        let step = self.graph.step(id);
+        let parent = inputs.parent;
+        match &step.op {
+            Op::Source(source) => self.source_state(source, step),
+            Op::Config => Ok(with_history(parent.unwrap_or_default(), step, &self.created, true)),
+            Op::Workdir { path, user } => {
+                let parent = parent.unwrap_or_default();
+                let user = (!user.is_empty()).then_some(user.as_str());
+                let rootfs = parent.rootfs();
+                let layer = self.layer_from(step, |out| {
+                    fileops::make_workdir(path, user, &rootfs, out).map_err(|e| e.to_string())
+                })?;
+                Ok(self.push_layer(parent, step, layer))
+            }
+            Op::Copy(copy) => {
+                let parent = parent.unwrap_or_default();
+                let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
+                let earlier = inputs.earlier;
+                let layer = if matches!(self.graph.step(from).op, Op::Source(Source::Context)) {
+                    let context = self.context()?;
+                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
+                } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
+                    let context = self.named_context(name)?;
+                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
+                } else {
+                    let source = inputs.copy_from.unwrap_or_default().rootfs();
+                    self.copy_layer(step, copy, CopyFrom::Image(&source), &parent, earlier)?
+                };
+                Ok(self.push_layer(parent, step, layer))
+            }
+            Op::Run(run) => {
+                let parent = parent.unwrap_or_default();
+                let layer = self.run_layer(step, run, &parent, number)?;
+                Ok(self.push_layer(parent, step, layer))
+            }
+        }
+    }
+
+    pub(super) fn context(&self) -> Result<&BuildContext, BuildError> {
+        let opened = self.context.get_or_init(|| {
+            BuildContext::open(&self.context_dir, self.dockerfile_path.as_deref())
+                .map_err(|e| format!("{}: {e}", self.context_dir.display()))
+        });
+        opened.as_ref().map_err(|e| BuildError::Context(e.clone()))
+    }
+
+    fn source_state(&self, source: &Source, step: &Step) -> Result<FsState, BuildError> {
+        match source {
+            // Directories are read by the COPY that uses them, not here.
+            Source::Scratch | Source::Context | Source::NamedContext(_) => Ok(FsState::default()),
+            Source::Image(reference) => {
+                let image = self
+                    .store
+                    .lookup(reference)?
+                    .ok_or_else(|| self.step_error(step, format!("image {reference:?} is not in the store")))?;
+                let mut layers = Vec::new();
+                for layer in &image.layers {
+                    // A snapshot may be missing (pruned, or an image that was
+                    // only ever stored as blobs): unpack it from its layer.
+                    let snapshot = self.store.ensure_snapshot(layer)?;
+                    layers.push(LayerRef { layer: layer.clone(), snapshot });
+                }
+                Ok(FsState {
+                    layers,
+                    history: image.config.history.iter().cloned().collect(),
+                    base_config: Some(Arc::new(image.config.clone())),
+                    key: None,
+                })
+            }
+        }
+    }
+
+    fn copy_layer(
+        &self,
+        step: &Step,
+        copy: &CopyOp,
+        from: CopyFrom<'_>,
+        parent: &FsState,
+        earlier: Option<PathBuf>,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        if copy.checksum.is_some() {
+            return Err(self.step_error(
+                step,
+                "ADD --checksum is only valid for URL sources, which are not supported yet".into(),
+            ));
+        }
+        let request = CopyRequest {
+            sources: copy.sources.clone(),
+            inline_files: copy
+                .inline_files
+                .iter()
+                .map(|f| (f.name.clone(), f.content.clone().into_bytes()))
+                .collect(),
+            dest: copy.dest.clone(),
+            workdir: copy.workdir.clone(),
+            chown: copy.chown.clone(),
+            chmod: copy.chmod.clone(),
+            link: copy.link,
+            parents: copy.parents,
+            exclude: copy.exclude.clone(),
+            is_add: copy.is_add,
+            unpack: copy.unpack,
+            earlier,
+        };
+        let target = parent.rootfs();
+        // COPY always makes a layer, even an empty one, as BuildKit does.
+        self.layer_from(step, |out| {
+            fileops::copy_into(&request, from, &target, out)
+                .map(|_| true)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    /// Runs `fill` on a fresh directory and turns what it wrote into a layer
+    /// and snapshot; `fill` returns whether it changed anything.
+    fn layer_from(
+        &self,
+        step: &Step,
+        fill: impl FnOnce(&Path) -> Result<bool, String>,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        let work = self.store.tempdir()?;
+        let dir = work.path().join("diff");
+        std::fs::create_dir(&dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
+        let changed = fill(&dir).map_err(|m| self.step_error(step, m))?;
+        if !changed {
+            return Ok(None);
+        }
+        self.commit_diff(&dir).map(Some)
+    }
+
+    /// Turns a diff directory into a layer blob and a snapshot.
+    fn commit_diff(&self, dir: &Path) -> Result<LayerRef, BuildError> {
+        let options = LayerOptions {
+            source_date_epoch: self.source_date_epoch,
+            compression: self.layer_compression,
+        };
+        let layer = self.store.write_layer(dir, &options)?;
+        let snapshot = self.store.commit_snapshot(dir, &layer.diff_id)?;
+        Ok(LayerRef { layer, snapshot })
+    }
+
+    /// Runs a RUN step in the sandbox over the parent's snapshots; its
+    /// changes become the step's layer (none when it changed nothing).
+    fn run_layer(
+        &self,
+        step: &Step,
+        run: &RunOp,
+        parent: &FsState,
+        number: Option<usize>,
+    ) -> Result<Option<LayerRef>, BuildError> {
+        let network = match run.network.as_deref() {
+            None | Some("default") => self.default_network,
+            Some("none") => NetworkMode::None,
+            Some("host") => NetworkMode::Host,
+            Some(other) => return Err(self.step_error(step, format!("unknown network mode {other:?}"))),
+        };
+        if run.security.as_deref() == Some("insecure") {
+            return Err(self.step_error(step, "RUN --security=insecure is not supported".into()));
+        }
+        let work = self.store.tempdir()?;
+        let upper = work.path().join("diff");
+        let scratch = work.path().join("scratch");
+        for dir in [&upper, &scratch] {
+            std::fs::create_dir(dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        let mut stdin = None;
+        let mut extra_files = Vec::new();
+        for doc in &run.heredocs {
+            match doc.file_descriptor {
+                0 => stdin = Some(doc.content.clone().into_bytes()),
+                fd => extra_files.push((fd, doc.content.clone().into_bytes())),
+            }
+        }
+        let spec = RunSpec {
+            lower: parent.layers.iter().map(|l| l.snapshot.clone()).collect(),
+            upper: upper.clone(),
+            scratch,
+            argv: run.argv.clone(),
+            env: run.env.clone(),
+            user: run.user.clone(),
+            workdir: run.workdir.clone(),
+            network,
+            hostname: sandbox::DEFAULT_HOSTNAME.to_string(),
+            stdin,
+            extra_files,
+            isolation: self.isolation,
+        };
+        let outcome = sandbox::run(&spec, &mut |bytes| {
+            if let Some(n) = number {
+                self.progress().output(n, bytes);
+            }
+        })
+        .map_err(|e| self.step_error(step, format!("{e}")))?;
+        for warning in &outcome.warnings {
+            self.progress().warning(warning);
+        }
+        if !outcome.exit.success() {
+            let command = run.argv.join(" ");
+            let mut message = format!("process {command:?} did not complete successfully: {}", outcome.exit);
+            if !outcome.output_tail.is_empty() {
+                message.push_str("\nlast lines of its output:");
+                for line in &outcome.output_tail {
+                    message.push_str("\n  ");
+                    message.push_str(line);
+                }
+            }
+            if let Some(warning) = sandbox::only_root_mapped().filter(|_| changes_owner(&outcome.output_tail)) {
+                message.push_str("\nthis may be why: ");
+                message.push_str(warning);
+            }
+            return Err(self.step_error(step, message));
+        }
+        let changed = std::fs::read_dir(&upper)
+            .map_err(|e| BuildError::Io(format!("{}: {e}", upper.display())))?
+            .next()
+            .is_some();
+        if !changed {
+            return Ok(None);
+        }
+        self.commit_diff(&upper).map(Some)
+    }
+
+    fn push_layer(&self, parent: FsState, step: &Step, layer: Option<LayerRef>) -> FsState {
+        let empty = layer.is_none();
+        let mut state = with_history(parent, step, &self.created, empty);
+        state.layers.extend(layer);
+        state
+    }
+
+    pub fn step_error(&self, step: &Step, message: String) -> BuildError {
+        BuildError::Step {
+            file: self.dockerfile_name.clone(),
+            location: step.location.unwrap_or_default(),
+            instruction: step.display.clone(),
+            message,
+        }
+    }
+}
+
+/// Whether a failed command's last output looks like a change of owner that
+/// the user namespace refused (the kernel says EINVAL for an unmapped id).
+fn changes_owner(output: &[String]) -> bool {
+    output.iter().any(|line| {
+        let line = line.to_ascii_lowercase();
+        ["chown", "chgrp", "setgroups", "setgid", "setuid", "invalid argument"].iter().any(|w| line.contains(w))
+    })
+}
+
+fn with_history(mut state: FsState, step: &Step, created: &str, empty_layer: bool) -> FsState {
+    if let Some(entry) = &step.history {
+        state.history.push_back_mut(History {
+            created: Some(created.to_string()),
+            created_by: Some(entry.created_by.clone()),
+            comment: Some("buildkit.dockerfile.v0".to_string()),
+            empty_layer,
+            ..History::default()
+        });
+    }
+    state
+}

@@ -1,0 +1,18 @@
+//! The build engine: from a resolved request to a stored image. It never prints and never
+//! sees the command line: progress goes out as [`events::Progress`] events and failures
+//! as typed errors ([`error::BuildError`]).
+
+pub mod cache;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod execute;
+pub mod fileops;
+pub mod image_meta;
+pub mod named_contexts;
+pub mod output;
+pub mod plan;
+pub mod pulling;
+pub mod resolver;
+pub mod timefmt;
+pub mod timings;

@@ -1,0 +1,323 @@
+//! Base images for FROM and COPY --from: named build contexts first, then
+//! images in the store, then registries.
+//!
+//! As with `docker build`, an image already in the store (pulled before,
+//! built, or loaded) is used without contacting any registry, unless `--pull`
+//! asks to resolve its tag again. Each name is resolved once per build and
+//! pinned to the stored image's manifest digest, so that the executor uses
+//! exactly what lowering read the config of.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use rbuild_frontend::graph::ImageMeta;
+use rbuild_frontend::lower::ImageResolver;
+use rbuild_store::registry::Registry;
+use rbuild_store::{ImportedImage, Platform, Reference, Store, StoredImage};
+
+use crate::engine::image_meta::meta_from_config;
+use crate::engine::named_contexts::{ContextSource, NamedContext, NamedContexts};
+use crate::engine::pulling::{open_registry, pull_logged};
+
+/// How base images are found.
+#[derive(Clone, Debug)]
+pub struct BaseImageOptions {
+    pub platform: Platform,
+    /// `--pull`: resolve every tag at its registry again.
+    pub always_pull: bool,
+    /// Registries spoken to over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    pub contexts: NamedContexts,
+}
+
+impl BaseImageOptions {
+    /// The store only as far as it goes, then registries, for the host.
+    pub fn for_host() -> BaseImageOptions {
+        BaseImageOptions {
+            platform: Platform::host(),
+            always_pull: false,
+            insecure_registries: Vec::new(),
+            contexts: NamedContexts::default(),
+        }
+    }
+}
+
+/// The resolver of one build.
+pub struct BaseImageResolver<'a> {
+    store: &'a Store,
+    options: BaseImageOptions,
+    /// Created by the first pull.
+    registry: OnceCell<Result<Registry, String>>,
+    /// Every name resolved so far, and the image it stands for.
+    resolved: RefCell<HashMap<String, StoredImage>>,
+    /// Directory contexts the Dockerfile used, by the name it used.
+    directories: RefCell<BTreeMap<String, PathBuf>>,
+    log: &'a dyn Fn(&str),
+}
+
+impl<'a> BaseImageResolver<'a> {
+    /// `log` receives progress lines (pulls, imports).
+    pub fn new(store: &'a Store, options: BaseImageOptions, log: &'a dyn Fn(&str)) -> BaseImageResolver<'a> {
+        BaseImageResolver {
+            store,
+            options,
+            registry: OnceCell::new(),
+            resolved: RefCell::new(HashMap::new()),
+            directories: RefCell::new(BTreeMap::new()),
+            log,
+        }
+    }
+
+    /// The directory contexts `COPY --from` used, keyed by the name it used,
+    /// for the executor.
+    pub fn named_directories(&self) -> BTreeMap<String, PathBuf> {
+        self.directories.borrow().clone()
+    }
+
+    fn find(&self, name: &str) -> Result<StoredImage, String> {
+        if let Some(image) = self.resolved.borrow().get(name) {
+            return Ok(image.clone());
+        }
+        let image = match self.options.contexts.find(name) {
+            Some(context) => self.context_image(name, context)?,
+            None => self.by_name(name)?,
+        };
+        self.resolved.borrow_mut().insert(name.to_string(), image.clone());
+        Ok(image)
+    }
+
+    /// A name that is an image reference, or an image id.
+    fn by_name(&self, name: &str) -> Result<StoredImage, String> {
+        // `sha256:<id>` would parse as the tag of an image called sha256, and
+        // an id prefix as a repository: ids are looked up locally first.
+        if looks_like_id(name) {
+            match self.store.lookup(name) {
+                Ok(Some(image)) => return Ok(image),
+                Ok(None) if name.starts_with("sha256:") => return Err(format!("no image with id {name} in rbuild's store")),
+                Ok(None) => {}
+                Err(e) => return Err(format!("looking up image {name:?}: {e}")),
+            }
+        }
+        match Reference::parse(name) {
+            Ok(reference) => self.image(&reference),
+            // `FROM sha256:…` or an id prefix: only ever local.
+            Err(parse_error) => match self.store.lookup(name) {
+                Ok(Some(image)) => Ok(image),
+                Ok(None) => Err(format!("invalid reference format: {parse_error}")),
+                Err(e) => Err(format!("looking up image {name:?}: {e}")),
+            },
+        }
+    }
+
+    /// An image from the store or, when it is not there (or `--pull`), from
+    /// its registry.
+    fn image(&self, reference: &Reference) -> Result<StoredImage, String> {
+        // A digest names content: what the store has under it is current.
+        let use_store = !self.options.always_pull || reference.digest().is_some();
+        if use_store {
+            let found = self
+                .store
+                .lookup(&reference.full())
+                .map_err(|e| format!("looking up image {}: {e}", reference.familiar()))?;
+            if let Some(image) = found.filter(|image| self.fits_platform(image)) {
+                return Ok(image);
+            }
+        }
+        let registry = self.registry()?;
+        pull_logged(registry, self.store, reference, &mut |line| (self.log)(&line))
+            .map(|pulled| pulled.image)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether a stored image was made for the build's platform (an image
+    /// pulled for another platform with `rbuild pull --platform` is not).
+    fn fits_platform(&self, image: &StoredImage) -> bool {
+        let config = &image.config;
+        if config.os.is_empty() || config.architecture.is_empty() {
+            return true;
+        }
+        let platform = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        self.options.platform.matches(&platform)
+    }
+
+    fn registry(&self) -> Result<&Registry, String> {
+        self.registry
+            .get_or_init(|| {
+                open_registry(self.options.platform.clone(), self.options.insecure_registries.clone())
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn context_image(&self, name: &str, context: &NamedContext) -> Result<StoredImage, String> {
+        let fail = |e: rbuild_store::StoreError| format!("build context {}: {e}", context.name);
+        match &context.source {
+            ContextSource::Image(reference) => self.image(reference),
+            ContextSource::Directory(dir) => Err(format!(
+                "build context {} is the directory {}, not an image",
+                context.name,
+                dir.display()
+            )),
+            ContextSource::Archive(path) => {
+                (self.log)(&format!("importing build context {} from {}", context.name, path.display()));
+                let images = self.store.import_archive_images(path, &self.options.platform).map_err(fail)?;
+                pick_image(name, &context.name, images)
+            }
+            ContextSource::OciLayout { dir, selector } => {
+                (self.log)(&format!("importing build context {} from the OCI layout {}", context.name, dir.display()));
+                let images = self.store.import_oci_layout(dir, selector, &self.options.platform).map_err(fail)?;
+                pick_image(name, &context.name, images)
+            }
+        }
+    }
+}
+
+/// The image of an archive or layout a context means: the only one, or the
+/// one named like the context.
+fn pick_image(name: &str, context: &str, images: Vec<ImportedImage>) -> Result<StoredImage, String> {
+    if images.len() == 1 {
+        return Ok(images.into_iter().next().expect("one image").image);
+    }
+    let wanted = Reference::parse(name).ok();
+    let described: Vec<String> = images
+        .iter()
+        .map(|i| match i.names.first() {
+            Some(n) => n.familiar(),
+            None => i.image.config_digest.to_string(),
+        })
+        .collect();
+    images
+        .into_iter()
+        .find(|i| wanted.as_ref().is_some_and(|w| i.names.contains(w)))
+        .map(|i| i.image)
+        .ok_or_else(|| {
+            format!(
+                "build context {context} holds {} images ({}); give an OCI layout with :TAG or @DIGEST, or an archive with one image",
+                described.len(),
+                described.join(", ")
+            )
+        })
+}
+
+impl ImageResolver for BaseImageResolver<'_> {
+    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+        self.find(reference).map(|image| meta_from_config(&image.config))
+    }
+
+    fn pinned(&self, reference: &str) -> String {
+        let resolved = self.resolved.borrow();
+        let Some(image) = resolved.get(reference) else {
+            return reference.to_string();
+        };
+        pinned_name(reference, image)
+    }
+
+    fn known_names(&self) -> Vec<String> {
+        let tags = self.store.tags().unwrap_or_default();
+        tags.keys()
+            .filter_map(|name| Reference::parse(name).ok())
+            .map(|reference| reference.familiar())
+            .collect()
+    }
+
+    fn is_named_directory(&self, name: &str) -> bool {
+        match self.options.contexts.find(name) {
+            Some(NamedContext { source: ContextSource::Directory(dir), .. }) => {
+                self.directories.borrow_mut().insert(name.to_string(), dir.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `sha256:<hex>` or a bare hex string: what may be an image id (prefix).
+fn looks_like_id(name: &str) -> bool {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `name:tag@sha256:<stored manifest>`, which the store's lookup finds
+/// whatever the tag points at later; an image id for names that are not
+/// references (ids, and context names that are not valid references).
+fn pinned_name(name: &str, image: &StoredImage) -> String {
+    // An id (prefix) stays an id; a hex name that is a repository (`FROM cafe`) does not.
+    if looks_like_id(name) && image.config_digest.hex().starts_with(name.trim_start_matches("sha256:")) {
+        return image.config_digest.to_string();
+    }
+    match Reference::parse(name) {
+        Ok(reference) => {
+            let repository = reference.familiar_repository();
+            match reference.tag() {
+                Some(tag) => format!("{repository}:{tag}@{}", image.manifest_digest),
+                None => format!("{repository}@{}", image.manifest_digest),
+            }
+        }
+        Err(_) => image.config_digest.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_store::{ImageConfig, LayerOptions};
+
+    fn stored_image(store: &Store, architecture: &str) -> StoredImage {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), architecture).unwrap();
+        let layer = store.write_layer(dir.path(), &LayerOptions::default()).unwrap();
+        let mut config = ImageConfig::new("linux", architecture);
+        config.config.env = vec![format!("ARCH={architecture}")];
+        store.put_image(&config, &[layer]).unwrap()
+    }
+
+    #[test]
+    fn store_images_resolve_without_a_registry_and_are_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let host = Platform::host();
+        let image = stored_image(&store, &host.architecture);
+        store.tag(&Reference::parse("base:1").unwrap(), &image.manifest_digest).unwrap();
+        let log = |_: &str| panic!("nothing is pulled or imported");
+        let resolver = BaseImageResolver::new(&store, BaseImageOptions::for_host(), &log);
+
+        let meta = resolver.resolve("base:1").unwrap();
+        assert_eq!(meta.env_value("ARCH"), Some(host.architecture.as_str()));
+        let pinned = resolver.pinned("base:1");
+        assert_eq!(pinned, format!("base:1@{}", image.manifest_digest));
+        // The pinned name finds the same image, even after the tag moves.
+        let other = stored_image(&store, "s390x-not-this");
+        store.tag(&Reference::parse("base:1").unwrap(), &other.manifest_digest).unwrap();
+        assert_eq!(store.lookup(&pinned).unwrap().unwrap().manifest_digest, image.manifest_digest);
+
+        let by_id = image.config_digest.to_string();
+        assert!(resolver.resolve(&by_id).is_ok());
+        assert_eq!(resolver.pinned(&by_id), by_id);
+        assert!(resolver.resolve("Not A Reference").unwrap_err().contains("invalid reference format"));
+    }
+
+    #[test]
+    fn named_contexts_come_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let image = stored_image(&store, &Platform::host().architecture);
+        store.tag(&Reference::parse("real:1").unwrap(), &image.manifest_digest).unwrap();
+        let assets = dir.path().join("assets");
+        std::fs::create_dir(&assets).unwrap();
+        let mut options = BaseImageOptions::for_host();
+        options.contexts = NamedContexts::parse(&[
+            "base=docker-image://real:1".to_string(),
+            format!("assets={}", assets.display()),
+        ])
+        .unwrap();
+        let log = |_: &str| {};
+        let resolver = BaseImageResolver::new(&store, options, &log);
+        assert!(resolver.resolve("base").is_ok());
+        assert_eq!(resolver.pinned("base"), format!("base:latest@{}", image.manifest_digest));
+        assert!(resolver.is_named_directory("assets"));
+        assert!(!resolver.is_named_directory("base"));
+        assert_eq!(resolver.named_directories().get("assets"), Some(&assets));
+    }
+}
