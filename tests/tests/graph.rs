@@ -154,3 +154,28 @@ fn timings_need_a_recorded_build_and_colour_the_steps_with_it() {
     stdin.assert_code(2);
     stdin.assert_stderr_contains("--timings needs the Dockerfile as a file");
 }
+
+/// `rbuild graph` takes the build's `--build-context`: a directory named that way is drawn as a
+/// build context that `COPY --from` reads, not as an image to pull; a mistaken flag is refused
+/// as the build refuses it.
+#[test]
+fn named_directory_contexts_are_drawn_as_contexts() {
+    let env = TestEnv::new("graph-named-context");
+    let ctx = Context::with_busybox();
+    ctx.dockerfile(&["FROM scratch", "COPY --from=assets . /assets/"]);
+    let assets = tempfile::tempdir().unwrap();
+    let flag = format!("assets={}", assets.path().display());
+    let out = graph(&env, &["--build-context", &flag], ctx.path());
+    out.assert_success();
+    let text = out.stdout_text();
+    assert!(text.contains("build context") && text.contains("assets"), "{text}");
+    assert!(!out.stderr_text().contains("is not in rbuild's store"), "{}", out.describe());
+    dot_accepts(&text);
+
+    // Without the flag, `assets` is an image the store does not have: drawn, with a warning.
+    let out = graph(&env, &[], ctx.path());
+    out.assert_success().assert_stderr_contains("\"assets\" is not in rbuild's store");
+
+    let out = graph(&env, &["--build-context", "assets"], ctx.path());
+    out.assert_code(2).assert_stderr_contains("--build-context");
+}

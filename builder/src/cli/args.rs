@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 
 pub const AFTER_HELP: &str = "\
 Examples:
@@ -53,22 +53,13 @@ pub enum ProgressMode {
     Quiet,
 }
 
-/// Build a container image from a Dockerfile, without a daemon.
-#[derive(Debug, Parser)]
-#[command(
-    name = "rbuild",
-    version,
-    about = "Build container images from Dockerfiles, daemonless and rootless",
-    override_usage = "rbuild [build] [OPTIONS] PATH"
-)]
-pub struct BuildArgs {
+/// What a Dockerfile is built from: the arguments `rbuild build` and `rbuild graph` share,
+/// so that the graph drawn is the graph a build with the same arguments runs.
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
     /// Build context directory
     #[arg(value_name = "PATH")]
     pub context: PathBuf,
-
-    /// Name and optionally a tag (name:tag); repeatable
-    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
-    pub tags: Vec<String>,
 
     /// The Dockerfile (default: PATH/Dockerfile; `-` reads it from stdin)
     #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -78,9 +69,30 @@ pub struct BuildArgs {
     #[arg(long = "build-arg", value_name = "K[=V]")]
     pub build_args: Vec<String>,
 
-    /// Build this stage and what it needs, instead of the last stage
+    /// The stage to build, with what it needs, instead of the last stage
     #[arg(long)]
     pub target: Option<String>,
+
+    /// An extra context for FROM/COPY --from=NAME: DIR, docker-image://REF, docker-archive:PATH or oci-layout:PATH[:TAG|@DIGEST]
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+}
+
+/// Build a container image from a Dockerfile, without a daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Build container images from Dockerfiles, daemonless and rootless",
+    override_usage = "rbuild [build] [OPTIONS] PATH"
+)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
+
+    /// Name and optionally a tag (name:tag); repeatable
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
 
     /// Add a label to the image
     #[arg(long = "label", value_name = "K=V")]
@@ -117,10 +129,6 @@ pub struct BuildArgs {
     /// Resolve base image tags at their registries again, even when the store has them
     #[arg(long)]
     pub pull: bool,
-
-    /// An extra context for FROM/COPY --from=NAME: DIR, docker-image://REF, docker-archive:PATH or oci-layout:PATH[:TAG|@DIGEST]
-    #[arg(long = "build-context", value_name = "NAME=VALUE")]
-    pub build_contexts: Vec<String>,
 
     /// Reach this registry over plain HTTP (loopback registries always are); repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
@@ -186,7 +194,7 @@ mod tests {
         assert_eq!(a, b);
         let parsed = BuildArgs::try_parse_from(a).unwrap();
         assert_eq!(parsed.tags, vec!["x"]);
-        assert_eq!(parsed.context, PathBuf::from("."));
+        assert_eq!(parsed.dockerfile.context, PathBuf::from("."));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! How a command failed, which decides rbuild's exit code.
 
+use crate::cli::snippet::snippet;
 use crate::engine::error::BuildError;
 
 /// Why a command failed: the caller picks the exit code from it.
@@ -26,6 +27,19 @@ impl From<BuildError> for Failure {
 }
 
 impl Failure {
+    /// A build error, with the Dockerfile lines it points at when it points at some.
+    pub fn located(error: BuildError, dockerfile: &str) -> Failure {
+        let lines = match &error {
+            BuildError::Dockerfile { error, .. } => Some((error.line, error.line)),
+            BuildError::Step { location, .. } => Some((location.start_line, location.end_line)),
+            _ => None,
+        };
+        match lines {
+            Some((start, end)) => Failure::Located { snippet: snippet(dockerfile, start, end), error },
+            None => Failure::Build(error.into()),
+        }
+    }
+
     /// The exit code: 2 for a usage error, 1 for anything that failed while running.
     pub fn exit_code(&self) -> u8 {
         match self {

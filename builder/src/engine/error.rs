@@ -25,4 +25,17 @@ pub enum BuildError {
 
     #[error("{0}")]
     Io(String),
+
+    /// Writing an output of the build failed.
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+
+    /// The image was built, but naming it or writing it out failed. The display is only
+    /// the action: renderers print the source after it, as for every error chain.
+    #[error("{action}")]
+    Finish {
+        action: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

@@ -2,6 +2,7 @@
 //! sees the command line: progress goes out as [`events::Progress`] events and failures
 //! as typed errors ([`error::BuildError`]).
 
+pub mod build;
 pub mod cache;
 pub mod context;
 pub mod error;
@@ -14,5 +15,6 @@ pub mod output;
 pub mod plan;
 pub mod pulling;
 pub mod resolver;
+pub mod settings;
 pub mod timefmt;
 pub mod timings;

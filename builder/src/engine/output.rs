@@ -1,7 +1,12 @@
 //! Where a build's result goes (`-o/--output`), in docker's and buildx's forms.
 
-use std::path::PathBuf;
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
+use rbuild_store::compress::BackgroundEncoder;
+use rbuild_store::writeback::EarlyWriteback;
 use rbuild_store::{Compression, Reference};
 
 /// A file path or standard output.
@@ -24,6 +29,15 @@ pub enum OutputSpec {
     Local { dir: PathBuf },
 }
 
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Stdout => f.write_str("stdout"),
+            Destination::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
 impl OutputSpec {
     pub fn writes_stdout(&self) -> bool {
         matches!(
@@ -43,8 +57,66 @@ fn destination(text: &str) -> Destination {
     }
 }
 
-fn is_gzip_name(path: &str) -> bool {
+/// Whether a file name asks for the whole archive gzipped (`.tar.gz`, `.tgz`, `.gz`).
+pub fn is_gzip_name(path: &str) -> bool {
     path.ends_with(".tar.gz") || path.ends_with(".tgz") || path.ends_with(".gz")
+}
+
+/// Writes an archive, gzipped whole when `gzip`, to `stdout` or to a file. A file is
+/// written as a temp file beside it and renamed into place, so a failure never leaves half
+/// an archive under the asked name. Every archive rbuild writes (a build's `-o`, `rbuild
+/// save`) goes through here; gzip runs in parallel on every CPU. Errors are the writer's
+/// own; the caller says what was being written.
+pub fn write_output<E: From<io::Error>>(
+    dest: &Destination,
+    gzip: bool,
+    stdout: &mut dyn Write,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
+    match dest {
+        Destination::Stdout if gzip => {
+            // Standard output is only borrowed here, and the parallel encoder must own its
+            // writer: gzip runs on this thread.
+            let mut encoder = rbuild_store::compress::Encoder::new(Compression::Gzip, BufWriter::new(&mut *stdout))?;
+            write(&mut encoder)?;
+            encoder.finish()?.flush()?;
+            Ok(())
+        }
+        Destination::Stdout => {
+            let mut out = BufWriter::new(stdout);
+            write(&mut out)?;
+            out.flush()?;
+            Ok(())
+        }
+        Destination::File(path) => write_file(path, gzip, write),
+    }
+}
+
+fn write_file<E: From<io::Error>>(
+    path: &Path,
+    gzip: bool,
+    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let temp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("creating a temporary file in {}: {e}", dir.display())))?;
+    let file = temp.as_file().try_clone()?;
+    let out = BufWriter::new(EarlyWriteback::new(file));
+    let out = if gzip {
+        let mut encoder = BackgroundEncoder::spawn(Compression::Gzip, out)?;
+        write(&mut encoder)?;
+        encoder.finish()?
+    } else {
+        let mut out = out;
+        write(&mut out)?;
+        out
+    };
+    out.into_inner().map_err(|e| e.into_error())?;
+    // A temp file is created 0600; an archive is an ordinary file.
+    temp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Parses one `-o` value: `FILE.tar`, `FILE.tar.gz`, `-`, or

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::io::{self, Write as _};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, Context as _};
@@ -13,13 +12,11 @@ use rbuild_frontend::graph::{ImageMeta, Platform};
 use rbuild_frontend::lower::{ImageResolver, LowerOptions};
 use rbuild_store::Store;
 
-use crate::cli::args::key_values;
-use crate::engine::error::BuildError;
+use crate::cli::args::DockerfileArgs;
 use crate::cli::failure::Failure;
 use crate::engine::image_meta::meta_from_config;
-use crate::cli::dockerfile::read_dockerfile;
+use crate::engine::named_contexts::{ContextSource, NamedContexts};
 use crate::engine::plan::plan_build;
-use crate::cli::snippet::snippet;
 use crate::engine::timings::read_timings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -38,21 +35,8 @@ pub enum GraphFormat {
     after_help = "Examples:\n  rbuild graph . | dot -Tpng > graph.png\n  rbuild graph --format svg --timings . > graph.svg"
 )]
 pub struct GraphArgs {
-    /// Build context directory
-    #[arg(value_name = "PATH")]
-    pub context: PathBuf,
-
-    /// The Dockerfile (default: PATH/Dockerfile; `-` reads it from stdin)
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<String>,
-
-    /// Set a build-time variable (K=V, or K to take it from the environment)
-    #[arg(long = "build-arg", value_name = "K[=V]")]
-    pub build_args: Vec<String>,
-
-    /// Draw this stage and what it needs, instead of the last stage
-    #[arg(long)]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub dockerfile: DockerfileArgs,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
@@ -68,11 +52,8 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         Ok(args) => args,
         Err(error) => return Failure::from_clap(error).map_or(Ok(()), Err),
     };
-    if !args.context.is_dir() {
-        return Err(Failure::Build(anyhow!("{:?} is not a directory", args.context.display().to_string())));
-    }
-    let build_args = key_values(&args.build_args, true, "--build-arg").map_err(Failure::Usage)?;
-    let source = read_dockerfile(args.file.as_deref(), &args.context)?;
+    let input = args.dockerfile.read()?;
+    let source = &input.dockerfile;
     if args.timings && source.path.is_none() {
         return Err(Failure::Usage(
             "--timings needs the Dockerfile as a file: builds of a Dockerfile read from stdin record no timings".into(),
@@ -80,16 +61,10 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     }
 
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
-    let resolver = LenientResolver { store: &store, missing: RefCell::new(Vec::new()) };
-    let options = LowerOptions { build_args, target: args.target.clone(), platform: Platform::host() };
+    let resolver = LenientResolver { store: &store, contexts: &input.named_contexts, missing: RefCell::new(Vec::new()) };
+    let options = LowerOptions { build_args: input.build_args.clone(), target: args.dockerfile.target.clone(), platform: Platform::host() };
     let mut warn = |message: &str| eprintln!("WARNING: {message}");
-    let graph = plan_build(&source.name, &source.text, &options, &resolver, &mut warn).map_err(|error| match error {
-        BuildError::Dockerfile { error: located, file } => {
-            let snippet = snippet(&source.text, located.line, located.line);
-            Failure::Located { error: BuildError::Dockerfile { file, error: located }, snippet }
-        }
-        other => Failure::Build(other.into()),
-    })?;
+    let graph = plan_build(&source.name, &source.text, &options, &resolver, &mut warn).map_err(|error| Failure::located(error, &source.text))?;
     for reference in resolver.missing.borrow().iter() {
         warn(&format!(
             "base image {reference:?} is not in rbuild's store: drawn without its config (ONBUILD triggers, ENV)"
@@ -111,27 +86,43 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Base images from the store, like a build; one that is not there yet (never
-/// built or loaded) is drawn anyway with an empty config, because the graph's
-/// shape only depends on its ONBUILD triggers, which are rare.
+/// Base images from the store and `--build-context`s, like a build; one that is not there
+/// yet (never built or loaded, or in an archive or layout a build would import) is drawn
+/// anyway with an empty config, because the graph's shape only depends on its ONBUILD
+/// triggers, which are rare.
 struct LenientResolver<'a> {
     store: &'a Store,
+    contexts: &'a NamedContexts,
     missing: RefCell<Vec<String>>,
 }
 
 impl ImageResolver for LenientResolver<'_> {
     fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
-        match self.store.lookup(reference) {
+        let image = match self.contexts.find(reference).map(|c| &c.source) {
+            Some(ContextSource::Image(image)) => image.full(),
+            Some(_) => return Ok(self.not_stored(reference)),
+            None => reference.to_string(),
+        };
+        match self.store.lookup(&image) {
             Ok(Some(image)) => Ok(meta_from_config(&image.config)),
-            Ok(None) => {
-                let mut missing = self.missing.borrow_mut();
-                if !missing.iter().any(|m| m == reference) {
-                    missing.push(reference.to_string());
-                }
-                Ok(ImageMeta::empty())
-            }
+            Ok(None) => Ok(self.not_stored(reference)),
             Err(e) => Err(format!("looking up image {reference:?}: {e}")),
         }
+    }
+
+    fn is_named_directory(&self, name: &str) -> bool {
+        matches!(self.contexts.find(name).map(|c| &c.source), Some(ContextSource::Directory(_)))
+    }
+}
+
+impl LenientResolver<'_> {
+    /// An empty config for an image the store does not have, noted for a warning.
+    fn not_stored(&self, reference: &str) -> ImageMeta {
+        let mut missing = self.missing.borrow_mut();
+        if !missing.iter().any(|m| m == reference) {
+            missing.push(reference.to_string());
+        }
+        ImageMeta::empty()
     }
 }
 

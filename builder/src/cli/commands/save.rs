@@ -6,18 +6,16 @@
 //! Images go as they are stored (plain layers stay plain; only zstd ones are
 //! converted), so `rbuild load` gives them back with the same manifest digest.
 
-use std::fs;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::Context as _;
 use clap::Parser;
-use rbuild_store::compress::BackgroundEncoder;
-use rbuild_store::{write_archive, ArchiveFormat, Compression, Reference, Store, StoredImage};
+use rbuild_store::{write_archive, ArchiveFormat, Reference, Store, StoredImage};
 
 use super::common::{find_image, open_store, parse_args};
 use crate::cli::failure::Failure;
+use crate::engine::output::{is_gzip_name, write_output, Destination};
 
 /// Save one or more images to a tar archive (streamed to stdout by default).
 #[derive(Debug, Parser)]
@@ -39,19 +37,23 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let Some(args) = parse_args::<SaveArgs>(args)? else {
         return Ok(());
     };
-    let output = args.output.filter(|p| p.as_os_str() != "-");
-    if output.is_none() && io::stdout().is_terminal() {
+    let dest = match args.output.filter(|p| p.as_os_str() != "-") {
+        Some(path) => Destination::File(path),
+        None => Destination::Stdout,
+    };
+    if dest == Destination::Stdout && io::stdout().is_terminal() {
         return Err(Failure::Usage(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
         ));
     }
     let store = open_store()?;
     let images = resolve(&store, &args.images)?;
-    let result = match &output {
-        None => write_stdout(&store, &images),
-        Some(path) => write_file(&store, &images, path),
-    };
-    result.map_err(Failure::Build)
+    let gzip = matches!(&dest, Destination::File(path) if is_gzip_name(&path.to_string_lossy()));
+    write_output(&dest, gzip, &mut io::stdout(), |out| {
+        write_archive(&store, &images, &ArchiveFormat::DockerAsStored, out).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("writing the archive to {dest}"))
+    .map_err(Failure::Build)
 }
 
 /// The images to save, each once, with the tags they were named by.
@@ -84,57 +86,4 @@ fn resolve(store: &Store, names: &[String]) -> Result<Vec<(StoredImage, Vec<Refe
         }
     }
     Ok(images)
-}
-
-fn write_stdout(store: &Store, images: &[(StoredImage, Vec<Reference>)]) -> anyhow::Result<()> {
-    let mut out = BufWriter::new(io::stdout().lock());
-    write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut out)
-        .context("writing the archive to stdout")?;
-    out.flush().context("writing the archive to stdout")
-}
-
-/// Writes the archive to a temp file beside `path` and renames it into place:
-/// a failed save never leaves half an archive under the asked name.
-fn write_file(
-    store: &Store,
-    images: &[(StoredImage, Vec<Reference>)],
-    path: &Path,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let file = temp
-        .as_file()
-        .try_clone()
-        .context("duplicating a file handle")?;
-    let writing = || format!("writing {}", path.display());
-    let file = if gzipped(path) {
-        let mut encoder = BackgroundEncoder::spawn(Compression::Gzip, BufWriter::new(file))
-            .with_context(writing)?;
-        write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut encoder).with_context(writing)?;
-        encoder.finish().with_context(writing)?
-    } else {
-        let mut out = BufWriter::new(file);
-        write_archive(store, images, &ArchiveFormat::DockerAsStored, &mut out).with_context(writing)?;
-        out
-    };
-    file.into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(writing)?;
-    // A temp file is created 0600; an archive is an ordinary file.
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .with_context(writing)?;
-    temp.as_file().sync_all().with_context(writing)?;
-    temp.persist(path)
-        .map_err(|e| anyhow!("{}: {}", writing(), e.error))?;
-    Ok(())
-}
-
-fn gzipped(path: &Path) -> bool {
-    let name = path.to_string_lossy();
-    name.ends_with(".gz") || name.ends_with(".tgz")
 }

@@ -205,7 +205,7 @@ impl StepRunner {
         }
         if let Some(created_by) = &record.created_by {
             // With SOURCE_DATE_EPOCH every time is that epoch, cached or not.
-            let created = if self.source_date_epoch.is_some() { Some(self.created.clone()) } else { record.created.clone() };
+            let created = if self.settings.source_date_epoch.is_some() { Some(self.created.clone()) } else { record.created.clone() };
             state.history.push_back_mut(History {
                 created,
                 created_by: Some(created_by.clone()),

@@ -13,16 +13,16 @@ use std::sync::Arc;
 
 use rbuild_frontend::graph::{BuildGraph, Op, Source, StepId};
 use rbuild_store::config::{History, ImageConfig};
-use rbuild_store::{Compression, Layer, Store, StoredImage};
+use rbuild_store::{Layer, Store, StoredImage};
 
 pub use cached::CachePolicy;
 pub use scheduler::{Limits, StepTiming};
 pub use step::SharedProgress;
 
 use crate::engine::error::BuildError;
+use crate::engine::settings::BuildSettings;
 use crate::engine::fileops::Rootfs;
 use crate::engine::image_meta::apply_meta;
-use rbuild_sandbox::{Isolation, NetworkMode};
 use crate::engine::timefmt;
 use step::StepRunner;
 
@@ -56,37 +56,14 @@ impl FsState {
     }
 }
 
-/// Everything a build needs besides the graph.
+/// One build's execution: the graph the settings' Dockerfile lowered to, run in a store.
 pub struct Executor {
+    pub settings: Arc<BuildSettings>,
     pub store: Store,
     pub graph: Arc<BuildGraph>,
-    /// Where the build context lives; opened only if a step reads it.
-    pub context_dir: PathBuf,
-    pub dockerfile_path: Option<PathBuf>,
-    /// The Dockerfile's name as errors show it.
-    pub dockerfile_name: String,
-    /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
-    pub source_date_epoch: Option<i64>,
-    /// How the layers this build makes are stored. Uncompressed when the
-    /// build only stores its image: compressing is the slowest part of
-    /// making a layer, and an export or `rbuild save` compresses once, when
-    /// an archive is written (remembered, so the next export is free). A
-    /// build that writes an archive stores them as the archive wants them.
-    pub layer_compression: Compression,
-    /// The network of a RUN that does not say (`--network`).
-    pub default_network: NetworkMode,
-    pub isolation: Isolation,
-    /// How many steps may run at once.
-    pub limits: Limits,
     pub progress: SharedProgress,
-    /// Directories named with `--build-context NAME=DIR`.
-    pub named_contexts: BTreeMap<String, PathBuf>,
-    /// Which steps may reuse cached results.
-    pub cache_policy: CachePolicy,
-    /// Say why each step missed the cache (`--explain-cache`).
-    pub explain_cache: bool,
-    /// How the cache names this Dockerfile when it compares builds.
-    pub dockerfile_identity: String,
+    /// The directories `COPY --from` named with `--build-context NAME=DIR`, by that name.
+    pub named_directories: BTreeMap<String, PathBuf>,
 }
 
 /// The result of a build: the image, the target's filesystem, and how long
@@ -98,25 +75,19 @@ pub struct Built {
 }
 
 impl Executor {
-    pub fn run(self, labels: &BTreeMap<String, String>) -> Result<Built, BuildError> {
-        let created = timefmt::rfc3339(self.source_date_epoch.unwrap_or_else(timefmt::now_unix));
+    pub fn run(self) -> Result<Built, BuildError> {
+        let created = timefmt::rfc3339(self.settings.source_date_epoch.unwrap_or_else(timefmt::now_unix));
         let config_steps = self.progress.lock().unwrap_or_else(|p| p.into_inner()).shows_config_steps();
         let visible = Arc::new(visible_steps(&self.graph, config_steps));
         let runner = Arc::new(StepRunner::new(
+            self.settings.clone(),
             self.store.clone(),
             self.graph.clone(),
-            self.context_dir.clone(),
-            self.dockerfile_path.clone(),
-            self.dockerfile_name.clone(),
-            self.source_date_epoch,
-            self.default_network,
-            self.isolation,
             self.progress.clone(),
             created.clone(),
-        )
-        .with_layer_compression(self.layer_compression)
-        .with_named_contexts(named_context::NamedContexts::new(&self.named_contexts))
-        .with_cache(Some(self.step_cache()?)));
+            named_context::NamedContexts::new(&self.named_directories),
+            Some(self.step_cache()?),
+        ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(512)
@@ -124,7 +95,7 @@ impl Executor {
             .build()
             .map_err(|e| BuildError::Io(format!("starting the scheduler: {e}")))?;
         let target = self.graph.target_stage();
-        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.limits, target.last));
+        let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.settings.limits, target.last));
         // Also after a failed build: the steps before the failure stay cached.
         let saved = runner.cache.as_ref().map_or(Ok(()), |cache| cache.save());
         let mut outcome = outcome?;
@@ -136,7 +107,7 @@ impl Executor {
         config.architecture = self.graph.platform.architecture.clone();
         config.variant = self.graph.platform.variant.clone();
         let mut meta = target.image.clone();
-        meta.labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        meta.labels.extend(self.settings.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         apply_meta(&mut config, &meta);
         // The newest history time: a fully cached rebuild reuses every
         // step's original time, so it gives the same image id.
@@ -154,10 +125,11 @@ impl Executor {
     fn step_cache(&self) -> Result<cached::StepCache, BuildError> {
         let params = crate::engine::cache::KeyParams {
             platform: self.graph.platform.clone(),
-            source_date_epoch: self.source_date_epoch,
-            default_network: self.default_network,
+            source_date_epoch: self.settings.source_date_epoch,
+            default_network: self.settings.network,
         };
-        cached::StepCache::new(&self.store, params, self.cache_policy.clone(), self.explain_cache, self.dockerfile_identity.clone())
+        let settings = &self.settings;
+        cached::StepCache::new(&self.store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
     }
 }
 

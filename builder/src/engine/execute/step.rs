@@ -13,25 +13,19 @@ use crate::engine::context::BuildContext;
 use crate::engine::error::BuildError;
 use crate::engine::fileops::{self, CopyFrom, CopyRequest};
 use crate::engine::events::Progress;
-use rbuild_sandbox::{self as sandbox, Isolation, NetworkMode, RunSpec};
+use crate::engine::settings::BuildSettings;
+use rbuild_sandbox::{self as sandbox, NetworkMode, RunSpec};
 
 /// Progress shared by the steps that run at the same time.
 pub type SharedProgress = Arc<Mutex<Box<dyn Progress + Send>>>;
 
 /// What every step of one build shares; cheap to share between threads.
 pub struct StepRunner {
+    pub settings: Arc<BuildSettings>,
     pub store: Store,
     pub graph: Arc<BuildGraph>,
-    pub context_dir: PathBuf,
-    pub dockerfile_path: Option<PathBuf>,
-    pub dockerfile_name: String,
-    pub source_date_epoch: Option<i64>,
-    pub default_network: NetworkMode,
-    pub isolation: Isolation,
     pub progress: SharedProgress,
-    /// How new layers are stored (see [`Executor::layer_compression`]).
-    ///
-    /// [`Executor::layer_compression`]: super::Executor::layer_compression
+    /// How new layers are stored ([`BuildSettings::layer_compression`]).
     pub layer_compression: Compression,
     /// The image config's `created` and the history times.
     pub created: String,
@@ -55,50 +49,26 @@ pub struct StepInputs {
 }
 
 impl StepRunner {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
+        settings: Arc<BuildSettings>,
         store: Store,
         graph: Arc<BuildGraph>,
-        context_dir: PathBuf,
-        dockerfile_path: Option<PathBuf>,
-        dockerfile_name: String,
-        source_date_epoch: Option<i64>,
-        default_network: NetworkMode,
-        isolation: Isolation,
         progress: SharedProgress,
         created: String,
+        named_contexts: super::named_context::NamedContexts,
+        cache: Option<super::cached::StepCache>,
     ) -> StepRunner {
         StepRunner {
+            layer_compression: settings.layer_compression(),
+            settings,
             store,
             graph,
-            context_dir,
-            dockerfile_path,
-            dockerfile_name,
-            source_date_epoch,
-            default_network,
-            isolation,
             progress,
-            layer_compression: Compression::None,
             created,
             context: OnceLock::new(),
-            named_contexts: Default::default(),
-            cache: None,
+            named_contexts,
+            cache,
         }
-    }
-
-    pub fn with_cache(mut self, cache: Option<super::cached::StepCache>) -> StepRunner {
-        self.cache = cache;
-        self
-    }
-
-    pub fn with_layer_compression(mut self, compression: Compression) -> StepRunner {
-        self.layer_compression = compression;
-        self
-    }
-
-    pub fn with_named_contexts(mut self, named: super::named_context::NamedContexts) -> StepRunner {
-        self.named_contexts = named;
-        self
     }
 
     pub fn progress(&self) -> std::sync::MutexGuard<'_, Box<dyn Progress + Send>> {
@@ -147,8 +117,8 @@ impl StepRunner {
 
     pub(super) fn context(&self) -> Result<&BuildContext, BuildError> {
         let opened = self.context.get_or_init(|| {
-            BuildContext::open(&self.context_dir, self.dockerfile_path.as_deref())
-                .map_err(|e| format!("{}: {e}", self.context_dir.display()))
+            BuildContext::open(&self.settings.context, self.settings.dockerfile.path.as_deref())
+                .map_err(|e| format!("{}: {e}", self.settings.context.display()))
         });
         opened.as_ref().map_err(|e| BuildError::Context(e.clone()))
     }
@@ -240,7 +210,7 @@ impl StepRunner {
     /// Turns a diff directory into a layer blob and a snapshot.
     fn commit_diff(&self, dir: &Path) -> Result<LayerRef, BuildError> {
         let options = LayerOptions {
-            source_date_epoch: self.source_date_epoch,
+            source_date_epoch: self.settings.source_date_epoch,
             compression: self.layer_compression,
         };
         let layer = self.store.write_layer(dir, &options)?;
@@ -258,7 +228,7 @@ impl StepRunner {
         number: Option<usize>,
     ) -> Result<Option<LayerRef>, BuildError> {
         let network = match run.network.as_deref() {
-            None | Some("default") => self.default_network,
+            None | Some("default") => self.settings.network,
             Some("none") => NetworkMode::None,
             Some("host") => NetworkMode::Host,
             Some(other) => return Err(self.step_error(step, format!("unknown network mode {other:?}"))),
@@ -292,7 +262,7 @@ impl StepRunner {
             hostname: sandbox::DEFAULT_HOSTNAME.to_string(),
             stdin,
             extra_files,
-            isolation: self.isolation,
+            isolation: self.settings.isolation,
         };
         let outcome = sandbox::run(&spec, &mut |bytes| {
             if let Some(n) = number {
@@ -338,7 +308,7 @@ impl StepRunner {
 
     pub fn step_error(&self, step: &Step, message: String) -> BuildError {
         BuildError::Step {
-            file: self.dockerfile_name.clone(),
+            file: self.settings.dockerfile.name.clone(),
             location: step.location.unwrap_or_default(),
             instruction: step.display.clone(),
             message,

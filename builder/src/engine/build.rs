@@ -1,0 +1,145 @@
+//! One build from settings to a stored, named and exported image: plan the Dockerfile,
+//! execute the graph, tag the result and write every `-o` output.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use rbuild_frontend::graph::BuildGraph;
+use rbuild_store::{write_archive, ArchiveFormat, Reference, Store, StoredImage};
+
+use crate::engine::error::BuildError;
+use crate::engine::events::BuiltImage;
+use crate::engine::execute::{Executor, FsState, SharedProgress, StepTiming};
+use crate::engine::output::{write_output, Destination, OutputSpec};
+use crate::engine::plan::plan_build;
+use crate::engine::resolver::BaseImageResolver;
+use crate::engine::settings::BuildSettings;
+
+/// Builds what `settings` asks for in `store`, reporting to `progress`. An output that
+/// goes to standard output is written to `stdout`.
+pub fn build(
+    settings: &Arc<BuildSettings>,
+    store: &Store,
+    progress: &SharedProgress,
+    stdout: &mut dyn Write,
+) -> Result<BuiltImage, BuildError> {
+    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let log = |line: &str| shown().info(line);
+    let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
+    let dockerfile = &settings.dockerfile;
+    let graph = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
+        shown().warning(warning)
+    })?;
+    let named_directories = resolver.named_directories();
+    drop(resolver);
+
+    let graph = Arc::new(graph);
+    let executor = Executor {
+        settings: settings.clone(),
+        store: store.clone(),
+        graph: graph.clone(),
+        progress: progress.clone(),
+        named_directories,
+    };
+    let built = executor.run()?;
+    record_timings(store, &graph, settings, &built.timings, &mut |w| shown().warning(w));
+    let image_id = built.image.config_digest.to_string();
+    shown().info(&format!("writing image {image_id} done"));
+    for tag in &settings.tags {
+        store.tag(tag, &built.image.manifest_digest).map_err(|e| BuildError::Finish {
+            action: format!("tagging the image as {}", tag.familiar()),
+            source: e.into(),
+        })?;
+        shown().info(&format!("naming to {} done", tag.full()));
+    }
+    for output in &settings.outputs {
+        export(store, &built.image, &built.state, settings, output, stdout)?;
+    }
+    let image = built_image(store, &built.image, &settings.tags)?;
+    shown().image_built(&image);
+    Ok(image)
+}
+
+/// What the build made, for `--metadata-file` and the rawjson progress.
+fn built_image(store: &Store, image: &StoredImage, tags: &[Reference]) -> Result<BuiltImage, BuildError> {
+    let manifest = &image.manifest_digest;
+    let bytes = store.read_blob(manifest)?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| rbuild_store::manifest::OCI_MANIFEST.to_string());
+    Ok(BuiltImage {
+        id: image.config_digest.to_string(),
+        manifest_digest: manifest.to_string(),
+        manifest_media_type: media_type,
+        manifest_size: bytes.len() as u64,
+        tags: tags.iter().map(|t| t.full()).collect(),
+    })
+}
+
+/// Records how long each step took, for `rbuild graph --timings`. A failure to record is
+/// only a warning: the image is built.
+fn record_timings(
+    store: &Store,
+    graph: &BuildGraph,
+    settings: &BuildSettings,
+    timings: &[StepTiming],
+    warn: &mut dyn FnMut(&str),
+) {
+    let Some(path) = &settings.dockerfile.path else { return };
+    let steps = timings
+        .iter()
+        .map(|t| crate::engine::timings::StepTiming::new(graph.step(t.step), t.cached, t.seconds))
+        .collect();
+    if let Err(e) = crate::engine::timings::write_timings(store.root(), path, steps) {
+        warn(&format!("could not record the build's timings: {e}"));
+    }
+}
+
+fn export(
+    store: &Store,
+    image: &StoredImage,
+    state: &FsState,
+    settings: &BuildSettings,
+    output: &OutputSpec,
+    stdout: &mut dyn Write,
+) -> Result<(), BuildError> {
+    let archive = |format: ArchiveFormat, names: &[Reference]| {
+        let images = [(image.clone(), settings.archive_names(names))];
+        move |w: &mut dyn Write| write_archive(store, &images, &format, w).map_err(BuildError::from)
+    };
+    fn writing(dest: &Destination) -> impl FnOnce(BuildError) -> BuildError + '_ {
+        move |e| BuildError::Finish { action: format!("writing {dest}"), source: e.into() }
+    }
+    match output {
+        OutputSpec::Docker { dest, gzip, names } => {
+            write_output(dest, *gzip, stdout, archive(ArchiveFormat::Docker, names)).map_err(writing(dest))
+        }
+        OutputSpec::Oci { dest, compression, names } => {
+            write_output(dest, false, stdout, archive(ArchiveFormat::Oci { compression: *compression }, names))
+                .map_err(writing(dest))
+        }
+        OutputSpec::RootfsTar { dest } => {
+            let staging = store.tempdir()?;
+            materialize(state, staging.path(), "assembling the image's filesystem".into())?;
+            write_output(dest, false, stdout, |w| {
+                rbuild_store::write_layer_tar(staging.path(), settings.source_date_epoch, w)
+                    .map(|_| ())
+                    .map_err(BuildError::from)
+            })
+            .map_err(writing(dest))
+        }
+        OutputSpec::Local { dir } => {
+            std::fs::create_dir_all(dir).map_err(|e| BuildError::Finish {
+                action: format!("creating {}", dir.display()),
+                source: e.into(),
+            })?;
+            materialize(state, dir, format!("writing the image's filesystem to {}", dir.display()))
+        }
+    }
+}
+
+/// Writes the image's final filesystem into `dir`; `action` says what for, in an error.
+fn materialize(state: &FsState, dir: &std::path::Path, action: String) -> Result<(), BuildError> {
+    state.rootfs().materialize(dir).map_err(|e| BuildError::Finish { action, source: e.into() })
+}

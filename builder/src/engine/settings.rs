@@ -1,0 +1,131 @@
+//! One build's settings: everything the command line asked for, resolved once into one
+//! immutable value before anything is built. The planner, the executor and every step
+//! read it by reference (an `Arc`); none of them copies its fields.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rbuild_frontend::graph::Platform;
+use rbuild_frontend::lower::LowerOptions;
+use rbuild_sandbox::{Isolation, NetworkMode};
+use rbuild_store::{Compression, Reference};
+
+use crate::engine::execute::{CachePolicy, Limits};
+use crate::engine::named_contexts::NamedContexts;
+use crate::engine::output::OutputSpec;
+use crate::engine::resolver::BaseImageOptions;
+
+/// A Dockerfile as read: where from, the name errors call it by, its text.
+#[derive(Clone, Debug)]
+pub struct DockerfileSource {
+    /// `None` when it came from stdin.
+    pub path: Option<PathBuf>,
+    pub name: String,
+    pub text: String,
+}
+
+/// What to build and how.
+#[derive(Clone, Debug)]
+pub struct BuildSettings {
+    /// The build context directory; opened only if a step reads it.
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    /// `-t`: the names the image gets in the store.
+    pub tags: Vec<Reference>,
+    /// `--build-arg`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: the stage to build instead of the last one.
+    pub target: Option<String>,
+    /// `--label`: labels added to the final image.
+    pub labels: BTreeMap<String, String>,
+    /// `-o`: where the result goes besides the store.
+    pub outputs: Vec<OutputSpec>,
+    /// The platform the image is for.
+    pub platform: Platform,
+    /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
+    pub source_date_epoch: Option<i64>,
+    /// Which steps may reuse cached results.
+    pub cache_policy: CachePolicy,
+    /// `--explain-cache`: say why each step missed the cache.
+    pub explain_cache: bool,
+    /// `--pull`: resolve every base image tag at its registry again.
+    pub always_pull: bool,
+    /// Registries spoken to over plain HTTP besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// `--build-context NAME=VALUE`.
+    pub named_contexts: NamedContexts,
+    /// The network of a RUN that does not say (`--network`).
+    pub network: NetworkMode,
+    pub isolation: Isolation,
+    /// How many steps may run at once.
+    pub limits: Limits,
+}
+
+impl BuildSettings {
+    /// What lowering the Dockerfile needs.
+    pub fn lower_options(&self) -> LowerOptions {
+        LowerOptions { build_args: self.build_args.clone(), target: self.target.clone(), platform: self.platform.clone() }
+    }
+
+    /// Where base images come from.
+    pub fn base_images(&self) -> BaseImageOptions {
+        let p = &self.platform;
+        BaseImageOptions {
+            platform: rbuild_store::Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
+            always_pull: self.always_pull,
+            insecure_registries: self.insecure_registries.clone(),
+            contexts: self.named_contexts.clone(),
+        }
+    }
+
+    /// How the layers this build makes are stored. Uncompressed when the build only
+    /// stores its image: compressing is the slowest part of making a layer, and an export
+    /// or `rbuild save` compresses once, when an archive is written (remembered, so the
+    /// next export is free). A build that writes an archive stores them as the archive
+    /// wants them.
+    pub fn layer_compression(&self) -> Compression {
+        self.outputs
+            .iter()
+            .find_map(|output| match output {
+                OutputSpec::Docker { .. } => Some(Compression::Gzip),
+                OutputSpec::Oci { compression, .. } => Some(*compression),
+                OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. } => None,
+            })
+            .unwrap_or(Compression::None)
+    }
+
+    /// How the step cache names the Dockerfile when it compares builds: its path inside
+    /// the context when it is there, so clones in other directories share explanations;
+    /// else its full path.
+    pub fn dockerfile_identity(&self) -> String {
+        let Some(path) = &self.dockerfile.path else { return "-".to_string() };
+        let context = self.context.canonicalize().unwrap_or_else(|_| self.context.clone());
+        let path = path.canonicalize().unwrap_or_else(|_| path.clone());
+        path.strip_prefix(&context).unwrap_or(&path).display().to_string()
+    }
+
+    /// The names an image archive gives the image: the build's tags, then the output's
+    /// own `name=`s.
+    pub fn archive_names(&self, names: &[Reference]) -> Vec<Reference> {
+        let mut all = self.tags.clone();
+        all.extend(names.iter().filter(|n| !self.tags.contains(n)).cloned());
+        all
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it) or the environment.
+pub fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64>, String> {
+    let value = build_args
+        .get("SOURCE_DATE_EPOCH")
+        .cloned()
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
+        .filter(|v| !v.is_empty());
+    value
+        .map(|v| v.parse::<i64>().map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")))
+        .transpose()
+}
+
+/// One step per CPU, as BuildKit runs as many steps as it can.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
