@@ -132,6 +132,30 @@ struct Lowering<'a> {
     stage_results: HashMap<usize, StageResult>,
 }
 
+/// A lowering error before it is placed. Only two places know a location, the FROM line
+/// of a stage and the instruction being lowered, and they place it with [`Refusal::at`]:
+/// nothing below them passes locations around.
+struct Refusal(String);
+
+impl Refusal {
+    fn at(self, location: Location) -> DockerfileError {
+        DockerfileError::at(location, self.0)
+    }
+}
+
+/// What a stage's FROM gives it.
+struct StageStart {
+    base: Base,
+    /// The step the stage starts on.
+    root: NodeIndex,
+    /// The config it inherits.
+    image: ImageMeta,
+    /// The base image's ONBUILD triggers.
+    triggers: Vec<String>,
+    /// On another stage: that stage's ARGs.
+    inherited_scope: Option<Scope>,
+}
+
 /// How a stage is referred to by FROM or COPY --from.
 enum StageRef {
     Stage(usize),
@@ -139,23 +163,18 @@ enum StageRef {
 }
 
 impl<'a> Lowering<'a> {
-    fn expand(&self, word: &str, scope: &Scope, location: Location) -> Result<String, DockerfileError> {
+    fn expand(&self, word: &str, scope: &Scope) -> Result<String, Refusal> {
         self.lexer
             .process_word(word, scope)
             .map(|e| e.value)
-            .map_err(|e| DockerfileError::at(location, format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
+            .map_err(|e| Refusal(format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
     }
 
-    fn expand_words(
-        &self,
-        word: &str,
-        scope: &Scope,
-        location: Location,
-    ) -> Result<Vec<String>, DockerfileError> {
+    fn expand_words(&self, word: &str, scope: &Scope) -> Result<Vec<String>, Refusal> {
         self.lexer
             .process_words(word, scope)
             .map(|e| e.value)
-            .map_err(|e| DockerfileError::at(location, format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
+            .map_err(|e| Refusal(format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
     }
 
     /// Evaluates the ARGs before the first FROM, in order.
@@ -164,7 +183,7 @@ impl<'a> Lowering<'a> {
             self.global.declare(&name, Some(value));
         }
         for (decl, location) in &self.dockerfile.meta_args {
-            let value = self.arg_value(decl, &self.global, None, *location)?;
+            let value = self.arg_value(decl, &self.global, None).map_err(|e| e.at(*location))?;
             self.global.declare(&decl.name, value);
         }
         Ok(())
@@ -177,14 +196,13 @@ impl<'a> Lowering<'a> {
         decl: &ArgDecl,
         scope: &Scope,
         inherited: Option<&Scope>,
-        location: Location,
-    ) -> Result<Option<String>, DockerfileError> {
+    ) -> Result<Option<String>, Refusal> {
         if let Some(value) = self.options.build_args.get(&decl.name) {
             self.consumed.borrow_mut().insert(decl.name.clone());
             return Ok(Some(value.clone()));
         }
         if let Some(default) = &decl.default {
-            return self.expand(default, scope, location).map(Some);
+            return self.expand(default, scope).map(Some);
         }
         Ok(inherited.and_then(|g| g.arg(&decl.name)))
     }
@@ -195,7 +213,7 @@ impl<'a> Lowering<'a> {
         let mut deps = Vec::new();
         for stage in &self.dockerfile.stages {
             let mut needs = BTreeSet::new();
-            if let StageRef::Stage(i) = self.base_ref(stage)? {
+            if let StageRef::Stage(i) = self.base_ref(stage).map_err(|e| e.at(stage.location))? {
                 needs.insert(i);
             }
             // --from may use the stage's ARGs; their defaults and build args are
@@ -218,8 +236,8 @@ impl<'a> Lowering<'a> {
                     Instruction::Copy(CopyInstruction { from: Some(from), .. }) => {
                         // A bad --from fails when its stage is lowered, and only
                         // if that stage is needed.
-                        let from = self.expand(from, &scope, command.location)?;
-                        if let Ok(StageRef::Stage(i)) = self.stage_ref(&from, stage.index, command.location) {
+                        let from = self.expand(from, &scope).map_err(|e| e.at(command.location))?;
+                        if let Ok(StageRef::Stage(i)) = self.stage_ref(&from, stage.index) {
                             needs.insert(i);
                         }
                     }
@@ -231,13 +249,10 @@ impl<'a> Lowering<'a> {
         Ok(deps)
     }
 
-    fn base_ref(&self, stage: &Stage) -> Result<StageRef, DockerfileError> {
-        let base = self.expand(&stage.base, &self.global, stage.location)?;
+    fn base_ref(&self, stage: &Stage) -> Result<StageRef, Refusal> {
+        let base = self.expand(&stage.base, &self.global)?;
         if base.is_empty() {
-            return Err(DockerfileError::at(
-                stage.location,
-                format!("base name ({}) should not be blank", stage.base),
-            ));
+            return Err(Refusal(format!("base name ({}) should not be blank", stage.base)));
         }
         let lower = base.to_ascii_lowercase();
         match self.dockerfile.stages[..stage.index]
@@ -250,13 +265,12 @@ impl<'a> Lowering<'a> {
     }
 
     /// Resolves a `--from` value: a stage index, a stage name, or an image.
-    fn stage_ref(&self, from: &str, current: usize, location: Location) -> Result<StageRef, DockerfileError> {
+    fn stage_ref(&self, from: &str, current: usize) -> Result<StageRef, Refusal> {
         if let Ok(index) = from.parse::<usize>() {
             if index >= current {
-                return Err(DockerfileError::at(
-                    location,
-                    format!("invalid --from={from}: a stage can only copy from an earlier stage (this is stage {current})"),
-                ));
+                return Err(Refusal(format!(
+                    "invalid --from={from}: a stage can only copy from an earlier stage (this is stage {current})"
+                )));
             }
             return Ok(StageRef::Stage(index));
         }
@@ -266,10 +280,9 @@ impl<'a> Lowering<'a> {
             return Ok(StageRef::Stage(s.index));
         }
         if stages[current..].iter().any(|s| s.name.as_deref() == Some(lower.as_str())) {
-            return Err(DockerfileError::at(
-                location,
-                format!("invalid --from={from}: stage {lower:?} is defined later in the Dockerfile; a stage can only copy from earlier stages"),
-            ));
+            return Err(Refusal(format!(
+                "invalid --from={from}: stage {lower:?} is defined later in the Dockerfile; a stage can only copy from earlier stages"
+            )));
         }
         Ok(StageRef::Image(from.to_string()))
     }
@@ -321,11 +334,8 @@ impl<'a> Lowering<'a> {
     }
 
     /// The config of an image and its pinned source step.
-    fn resolve_image(&mut self, reference: &str, location: Location) -> Result<(ImageMeta, NodeIndex), DockerfileError> {
-        let meta = self
-            .resolver
-            .resolve(reference)
-            .map_err(|message| DockerfileError::at(location, self.with_suggestion(reference, message)))?;
+    fn resolve_image(&mut self, reference: &str) -> Result<(ImageMeta, NodeIndex), Refusal> {
+        let meta = self.resolver.resolve(reference).map_err(|message| Refusal(self.with_suggestion(reference, message)))?;
         let pinned = self.resolver.pinned(reference);
         Ok((meta, self.shared_source(Source::Image(pinned))))
     }
@@ -342,28 +352,10 @@ impl<'a> Lowering<'a> {
     }
 
     fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {
-        self.check_stage_platform(stage)?;
-        // A stage built on another inherits its ARGs as well as its config.
-        let mut inherited_scope = None;
-        let (base, root, mut image, triggers) = match self.base_ref(stage)? {
-            StageRef::Stage(i) => {
-                let parent = self.stage_results[&i].clone();
-                inherited_scope = Some(parent.scope);
-                (Base::Stage(i), parent.last, parent.image, Vec::new())
-            }
-            StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
-                (Base::Scratch, self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
-            }
-            StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
-                // As BuildKit gives a stage on a local context.
-                (Base::Context(name), self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
-            }
-            StageRef::Image(name) => {
-                let (mut image, root) = self.resolve_image(&name, stage.location)?;
-                let triggers = std::mem::take(&mut image.on_build);
-                (Base::Image(name), root, image, triggers)
-            }
-        };
+        // Errors of the FROM line are placed on it here, and those of each instruction
+        // where it is lowered: the two places that know a location.
+        let StageStart { base, root, mut image, triggers, inherited_scope } =
+            self.lower_from(stage).map_err(|e| e.at(stage.location))?;
         let mut state = StageState {
             index: stage.index,
             current: root,
@@ -377,11 +369,11 @@ impl<'a> Lowering<'a> {
         // A base image's ONBUILD triggers run right after FROM.
         for trigger in &triggers {
             for command in onbuild_commands(trigger, stage.location)? {
-                self.lower_command(&command, &mut state, &mut image)?;
+                self.lower_command(&command, &mut state, &mut image).map_err(|e| e.at(command.location))?;
             }
         }
         for command in &stage.commands {
-            self.lower_command(command, &mut state, &mut image)?;
+            self.lower_command(command, &mut state, &mut image).map_err(|e| e.at(command.location))?;
         }
         self.stage_results.insert(
             stage.index,
@@ -397,6 +389,32 @@ impl<'a> Lowering<'a> {
             image,
             steps: state.steps,
         })
+    }
+
+    fn lower_from(&mut self, stage: &Stage) -> Result<StageStart, Refusal> {
+        self.check_stage_platform(stage)?;
+        // A stage built on another inherits its ARGs as well as its config.
+        let mut inherited_scope = None;
+        let (base, root, image, triggers) = match self.base_ref(stage)? {
+            StageRef::Stage(i) => {
+                let parent = self.stage_results[&i].clone();
+                inherited_scope = Some(parent.scope);
+                (Base::Stage(i), parent.last, parent.image, Vec::new())
+            }
+            StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
+                (Base::Scratch, self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
+            }
+            StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
+                // As BuildKit gives a stage on a local context.
+                (Base::Context(name), self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
+            }
+            StageRef::Image(name) => {
+                let (mut image, root) = self.resolve_image(&name)?;
+                let triggers = std::mem::take(&mut image.on_build);
+                (Base::Image(name), root, image, triggers)
+            }
+        };
+        Ok(StageStart { base, root, image, triggers, inherited_scope })
     }
 
     /// `FROM NAME` of a directory context: the stage starts from scratch with
@@ -422,18 +440,12 @@ impl<'a> Lowering<'a> {
         state.steps.push(id);
     }
 
-    fn check_stage_platform(&self, stage: &Stage) -> Result<(), DockerfileError> {
+    fn check_stage_platform(&self, stage: &Stage) -> Result<(), Refusal> {
         let Some(platform) = &stage.platform else { return Ok(()) };
-        let text = self.expand(platform, &self.global, stage.location)?;
-        let wanted = Platform::parse(&text).map_err(|m| DockerfileError::at(stage.location, m))?;
+        let text = self.expand(platform, &self.global)?;
+        let wanted = Platform::parse(&text).map_err(Refusal)?;
         if !Platform::host().matches(&wanted) {
-            return Err(DockerfileError::at(
-                stage.location,
-                format!(
-                    "FROM --platform={text}: only the host platform ({}) can be built",
-                    Platform::host()
-                ),
-            ));
+            return Err(Refusal(format!("FROM --platform={text}: only the host platform ({}) can be built", Platform::host())));
         }
         Ok(())
     }
@@ -461,13 +473,12 @@ impl<'a> Lowering<'a> {
         command: &Command,
         state: &mut StageState,
         image: &mut ImageMeta,
-    ) -> Result<(), DockerfileError> {
-        let at = command.location;
+    ) -> Result<(), Refusal> {
         match &command.instruction {
             Instruction::Arg(decls) => {
                 let mut shown = Vec::new();
                 for decl in decls {
-                    let value = self.arg_value(decl, &state.scope, Some(&self.global), at)?;
+                    let value = self.arg_value(decl, &state.scope, Some(&self.global))?;
                     shown.push(match &value {
                         Some(v) => format!("{}={v}", decl.name),
                         None => decl.name.clone(),
@@ -480,8 +491,8 @@ impl<'a> Lowering<'a> {
                 // Every value sees the environment as it was before this line.
                 let mut expanded = Vec::new();
                 for kv in pairs {
-                    let key = self.expand(&kv.key, &state.scope, at)?;
-                    let value = self.expand(&kv.value, &state.scope, at)?;
+                    let key = self.expand(&kv.key, &state.scope)?;
+                    let value = self.expand(&kv.value, &state.scope)?;
                     expanded.push((key, value));
                 }
                 for (key, value) in &expanded {
@@ -494,10 +505,10 @@ impl<'a> Lowering<'a> {
             Instruction::Label(pairs) => {
                 let mut shown = Vec::new();
                 for kv in pairs {
-                    let key = self.expand(&kv.key, &state.scope, at)?;
-                    let value = self.expand(&kv.value, &state.scope, at)?;
+                    let key = self.expand(&kv.key, &state.scope)?;
+                    let value = self.expand(&kv.value, &state.scope)?;
                     if key.is_empty() {
-                        return Err(DockerfileError::at(at, "LABEL names can not be blank"));
+                        return Err(Refusal("LABEL names can not be blank".into()));
                     }
                     shown.push(format!("{key}={value}"));
                     image.labels.insert(key, value);
@@ -522,9 +533,9 @@ impl<'a> Lowering<'a> {
             }
             Instruction::Copy(copy) => self.lower_copy(copy, command, state, image)?,
             Instruction::Workdir(path) => {
-                let path = self.expand(path, &state.scope, at)?;
+                let path = self.expand(path, &state.scope)?;
                 if path.is_empty() {
-                    return Err(DockerfileError::at(at, "WORKDIR requires a non-empty path"));
+                    return Err(Refusal("WORKDIR requires a non-empty path".into()));
                 }
                 let path = config::join_workdir(&image.working_dir, &path);
                 image.working_dir = path.clone();
@@ -533,16 +544,16 @@ impl<'a> Lowering<'a> {
                 self.add_step(state, command, op, history);
             }
             Instruction::User(user) => {
-                let user = self.expand(user, &state.scope, at)?;
+                let user = self.expand(user, &state.scope)?;
                 self.config_step(state, command, format!("USER {user}"));
                 image.user = user;
             }
             Instruction::Expose(ports) => {
                 let mut specs = Vec::new();
                 for port in ports {
-                    specs.extend(self.expand_words(port, &state.scope, at)?);
+                    specs.extend(self.expand_words(port, &state.scope)?);
                 }
-                let parsed = config::parse_ports(&specs).map_err(|m| DockerfileError::at(at, m))?;
+                let parsed = config::parse_ports(&specs).map_err(Refusal)?;
                 // Shown like BuildKit's Go map: keys sorted.
                 let sorted: BTreeSet<&String> = parsed.iter().collect();
                 let shown: Vec<String> = sorted.iter().map(|p| format!("{p}:{{}}")).collect();
@@ -552,9 +563,9 @@ impl<'a> Lowering<'a> {
             Instruction::Volume(volumes) => {
                 let mut expanded = Vec::new();
                 for v in volumes {
-                    let v = self.expand(v, &state.scope, at)?;
+                    let v = self.expand(v, &state.scope)?;
                     if v.trim().is_empty() {
-                        return Err(DockerfileError::at(at, "VOLUME specified can not be an empty string"));
+                        return Err(Refusal("VOLUME specified can not be an empty string".into()));
                     }
                     expanded.push(v);
                 }
@@ -562,8 +573,8 @@ impl<'a> Lowering<'a> {
                 image.volumes.extend(expanded);
             }
             Instruction::StopSignal(signal) => {
-                let signal = self.expand(signal, &state.scope, at)?;
-                config::validate_signal(&signal).map_err(|m| DockerfileError::at(at, m))?;
+                let signal = self.expand(signal, &state.scope)?;
+                config::validate_signal(&signal).map_err(Refusal)?;
                 self.config_step(state, command, format!("STOPSIGNAL {signal}"));
                 image.stop_signal = Some(signal);
             }
@@ -572,7 +583,7 @@ impl<'a> Lowering<'a> {
                 image.shell = shell.clone();
             }
             Instruction::Healthcheck(health) => {
-                let check = config::healthcheck(health).map_err(|m| DockerfileError::at(at, m))?;
+                let check = config::healthcheck(health).map_err(Refusal)?;
                 self.config_step(state, command, format!("HEALTHCHECK {}", config::describe_healthcheck(&check)));
                 image.healthcheck = Some(check);
             }
@@ -594,12 +605,9 @@ impl<'a> Lowering<'a> {
         command: &Command,
         state: &mut StageState,
         image: &ImageMeta,
-    ) -> Result<(), DockerfileError> {
+    ) -> Result<(), Refusal> {
         if !run.mounts.is_empty() {
-            return Err(DockerfileError::at(
-                command.location,
-                format!("RUN --mount={} is not supported yet", run.mounts[0]),
-            ));
+            return Err(Refusal(format!("RUN --mount={} is not supported yet", run.mounts[0])));
         }
         let (argv, heredocs) = run_argv(run, image);
         let args = state.scope.args_with_values();
@@ -624,13 +632,13 @@ impl<'a> Lowering<'a> {
         Ok(())
     }
 
-    fn expand_heredoc(&self, content: &str, scope: &Scope, location: Location) -> Result<String, DockerfileError> {
+    fn expand_heredoc(&self, content: &str, scope: &Scope) -> Result<String, Refusal> {
         // Quotes in a heredoc body are plain text, as in BuildKit.
         Lexer::new(self.dockerfile.escape)
             .skip_quotes(true)
             .process_word(content, scope)
             .map(|e| e.value)
-            .map_err(|e| DockerfileError::at(location, format!("failed to expand heredoc: {e}")))
+            .map_err(|e| Refusal(format!("failed to expand heredoc: {e}")))
     }
 
     fn lower_copy(
@@ -639,55 +647,51 @@ impl<'a> Lowering<'a> {
         command: &Command,
         state: &mut StageState,
         image: &ImageMeta,
-    ) -> Result<(), DockerfileError> {
-        let at = command.location;
+    ) -> Result<(), Refusal> {
         let keyword = if copy.is_add { "ADD" } else { "COPY" };
         let input = match &copy.from {
             None => self.shared_source(Source::Context),
             Some(from) => {
-                let from = self.expand(from, &state.scope, at)?;
-                match self.stage_ref(&from, state.index, at)? {
+                let from = self.expand(from, &state.scope)?;
+                match self.stage_ref(&from, state.index)? {
                     StageRef::Stage(i) => match self.stage_results.get(&i) {
                         Some(result) => result.last,
                         // The stages a build needs are chosen before ENV, a parent stage's ARGs
                         // and a base image's ONBUILD triggers are known; a --from that names a
                         // stage only through those finds it not chosen (and not lowered).
                         None => {
-                            return Err(DockerfileError::at(
-                                at,
-                                format!(
+                            return Err(Refusal(format!(
                                     "invalid --from={from}: stage {i} was not chosen for this build; its name comes from ENV, a parent stage's ARG or a base image's ONBUILD trigger, which are applied after the stages are chosen (name the stage directly or with an ARG of this stage)"
-                                ),
-                            ))
+                            )))
                         }
                     },
                     StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
                         self.shared_source(Source::NamedContext(name))
                     }
-                    StageRef::Image(reference) => self.resolve_image(&reference, at)?.1,
+                    StageRef::Image(reference) => self.resolve_image(&reference)?.1,
                 }
             }
         };
         let mut sources = Vec::new();
         for source in &copy.sources {
-            sources.push(self.expand(source, &state.scope, at)?);
+            sources.push(self.expand(source, &state.scope)?);
         }
         let mut inline_files = Vec::new();
         for doc in &copy.heredocs {
             let content = if doc.expand {
-                self.expand_heredoc(&doc.content, &state.scope, at)?
+                self.expand_heredoc(&doc.content, &state.scope)?
             } else {
                 doc.content.clone()
             };
             inline_files.push(InlineFile { name: doc.name.clone(), content });
         }
-        let dest = self.expand(&copy.dest, &state.scope, at)?;
-        let chown = copy.chown.as_ref().map(|c| self.expand(c, &state.scope, at)).transpose()?;
-        let chmod = copy.chmod.as_ref().map(|c| self.expand(c, &state.scope, at)).transpose()?;
+        let dest = self.expand(&copy.dest, &state.scope)?;
+        let chown = copy.chown.as_ref().map(|c| self.expand(c, &state.scope)).transpose()?;
+        let chmod = copy.chmod.as_ref().map(|c| self.expand(c, &state.scope)).transpose()?;
         let exclude = copy
             .exclude
             .iter()
-            .map(|e| self.expand(e, &state.scope, at))
+            .map(|e| self.expand(e, &state.scope))
             .collect::<Result<Vec<_>, _>>()?;
 
         let mut shown = vec![keyword.to_string()];

@@ -1,6 +1,10 @@
-//! Build errors, each saying where in the Dockerfile it happened.
+//! Build errors, each saying where in the Dockerfile it happened. They stay typed until the
+//! command line renders them.
 
 use rbuild_frontend::instructions::{DockerfileError, Location};
+use rbuild_sandbox::{ExitKind, SandboxError};
+
+use crate::engine::fileops::FileOpError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -8,13 +12,14 @@ pub enum BuildError {
     #[error("{file}:{}:{}: {}", .error.line, .error.column, .error.message)]
     Dockerfile { file: String, error: DockerfileError },
 
-    /// A step failed while it ran.
-    #[error("{file}:{}: {}: {message}", .location.start_line, rbuild_frontend::excerpt::excerpt(instruction))]
+    /// A step failed while it ran. The step's error is part of the message (not a
+    /// `source`), so a rendered chain names it once.
+    #[error("{file}:{}: {}: {error}", .location.start_line, rbuild_frontend::excerpt::excerpt(instruction))]
     Step {
         file: String,
         location: Location,
         instruction: String,
-        message: String,
+        error: StepError,
     },
 
     #[error("build context {0}")]
@@ -23,8 +28,20 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] rbuild_store::StoreError),
 
+    /// A file or directory of the build's own work could not be made or read.
+    #[error("{action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Cache(#[from] crate::engine::cache::CacheError),
+
+    /// The scheduler itself failed (a step panicked, a task was lost).
     #[error("{0}")]
-    Io(String),
+    Internal(String),
 
     /// Writing an output of the build failed.
     #[error(transparent)]
@@ -38,4 +55,51 @@ pub enum BuildError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+/// Why one step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("image {0:?} is not in the store")]
+    MissingImage(String),
+
+    /// The Dockerfile asks for something rbuild does not do.
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// COPY, ADD or WORKDIR could not do its file operation.
+    #[error(transparent)]
+    FileOp(#[from] FileOpError),
+
+    /// The sandbox could not run the command.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+
+    /// The command ran and failed.
+    #[error("process {command:?} did not complete successfully: {exit}{}", failed_run_details(.output_tail, .hint))]
+    CommandFailed {
+        command: String,
+        exit: ExitKind,
+        /// The last lines of its output.
+        output_tail: Vec<String>,
+        /// What may have caused it, when rbuild can tell.
+        hint: Option<&'static str>,
+    },
+}
+
+/// The output lines and hint shown after a failed command's status.
+fn failed_run_details(output_tail: &[String], hint: &Option<&'static str>) -> String {
+    let mut text = String::new();
+    if !output_tail.is_empty() {
+        text.push_str("\nlast lines of its output:");
+        for line in output_tail {
+            text.push_str("\n  ");
+            text.push_str(line);
+        }
+    }
+    if let Some(hint) = hint {
+        text.push_str("\nthis may be why: ");
+        text.push_str(hint);
+    }
+    text
 }

@@ -134,7 +134,7 @@ impl StepRunner {
         let lock = cache.in_flight_lock(&key);
         let _running = lock.lock().unwrap_or_else(|p| p.into_inner());
         if cache.may_use(self, step) {
-            let record = cache::lookup(&cache.index, &key).map_err(|e| BuildError::Io(e.to_string()))?;
+            let record = cache::lookup(&cache.index, &key).map_err(BuildError::from)?;
             if let Some(record) = record {
                 let state = self.state_from_record(inputs.parent.unwrap_or_default(), &record, key)?;
                 return Ok(StepResult { state, cached: true });
@@ -192,7 +192,7 @@ impl StepRunner {
                         cache.with_stat_cache(&snapshots, |stats| cache::digest_rootfs_selection(&rootfs, copy, stats))
                     }
                 };
-                digest.map(Some).map_err(|e| BuildError::Io(e.to_string()))
+                digest.map(Some).map_err(BuildError::from)
             }
             _ => Ok(None),
         }
@@ -236,6 +236,6 @@ impl StepRunner {
             created: history.and_then(|h| h.created.clone()),
             last_used: None,
         };
-        cache::record(&cache.index, key, &record, identity, inputs).map_err(|e| BuildError::Io(e.to_string()))
+        cache::record(&cache.index, key, &record, identity, inputs).map_err(BuildError::from)
     }
 }

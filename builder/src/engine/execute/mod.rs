@@ -93,7 +93,7 @@ impl Executor {
             .max_blocking_threads(512)
             .enable_all()
             .build()
-            .map_err(|e| BuildError::Io(format!("starting the scheduler: {e}")))?;
+            .map_err(|e| BuildError::Io { action: "starting the scheduler".into(), source: e })?;
         let target = self.graph.target_stage();
         let outcome = runtime.block_on(scheduler::schedule(runner.clone(), visible, self.settings.limits, target.last));
         // Also after a failed build: the steps before the failure stay cached.

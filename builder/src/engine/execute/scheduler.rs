@@ -123,12 +123,12 @@ pub async fn schedule(
                     result
                 })
                 .await
-                .unwrap_or_else(|panic| Err(BuildError::Io(format!("a build step panicked: {panic}"))));
+                .unwrap_or_else(|panic| Err(BuildError::Internal(format!("a build step panicked: {panic}"))));
                 (id, result, started.elapsed())
             });
         }
         let Some(joined) = running.join_next().await else { break };
-        let (id, result, elapsed) = joined.map_err(|e| BuildError::Io(format!("a build task failed: {e}")))?;
+        let (id, result, elapsed) = joined.map_err(|e| BuildError::Internal(format!("a build task failed: {e}")))?;
         match result {
             Ok(done) => {
                 timings.push(StepTiming { step: id, seconds: elapsed.as_secs_f64(), cached: done.cached });

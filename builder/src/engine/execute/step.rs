@@ -10,7 +10,7 @@ use rbuild_store::{Compression, LayerOptions, Store};
 
 use super::{FsState, LayerRef};
 use crate::engine::context::BuildContext;
-use crate::engine::error::BuildError;
+use crate::engine::error::{BuildError, StepError};
 use crate::engine::fileops::{self, CopyFrom, CopyRequest};
 use crate::engine::events::Progress;
 use crate::engine::settings::BuildSettings;
@@ -87,7 +87,7 @@ impl StepRunner {
                 let user = (!user.is_empty()).then_some(user.as_str());
                 let rootfs = parent.rootfs();
                 let layer = self.layer_from(step, |out| {
-                    fileops::make_workdir(path, user, &rootfs, out).map_err(|e| e.to_string())
+                    fileops::make_workdir(path, user, &rootfs, out).map_err(StepError::from)
                 })?;
                 Ok(self.push_layer(parent, step, layer))
             }
@@ -131,7 +131,7 @@ impl StepRunner {
                 let image = self
                     .store
                     .lookup(reference)?
-                    .ok_or_else(|| self.step_error(step, format!("image {reference:?} is not in the store")))?;
+                    .ok_or_else(|| self.step_error(step, StepError::MissingImage(reference.clone())))?;
                 let mut layers = Vec::new();
                 for layer in &image.layers {
                     // A snapshot may be missing (pruned, or an image that was
@@ -160,7 +160,7 @@ impl StepRunner {
         if copy.checksum.is_some() {
             return Err(self.step_error(
                 step,
-                "ADD --checksum is only valid for URL sources, which are not supported yet".into(),
+                StepError::Unsupported("ADD --checksum is only valid for URL sources, which are not supported yet".into()),
             ));
         }
         let request = CopyRequest {
@@ -184,9 +184,7 @@ impl StepRunner {
         let target = parent.rootfs();
         // COPY always makes a layer, even an empty one, as BuildKit does.
         self.layer_from(step, |out| {
-            fileops::copy_into(&request, from, &target, out)
-                .map(|_| true)
-                .map_err(|e| e.to_string())
+            fileops::copy_into(&request, from, &target, out).map(|_| true).map_err(StepError::from)
         })
     }
 
@@ -195,12 +193,12 @@ impl StepRunner {
     fn layer_from(
         &self,
         step: &Step,
-        fill: impl FnOnce(&Path) -> Result<bool, String>,
+        fill: impl FnOnce(&Path) -> Result<bool, StepError>,
     ) -> Result<Option<LayerRef>, BuildError> {
         let work = self.store.tempdir()?;
         let dir = work.path().join("diff");
-        std::fs::create_dir(&dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
-        let changed = fill(&dir).map_err(|m| self.step_error(step, m))?;
+        std::fs::create_dir(&dir).map_err(|source| BuildError::Io { action: format!("creating {}", dir.display()), source })?;
+        let changed = fill(&dir).map_err(|e| self.step_error(step, e))?;
         if !changed {
             return Ok(None);
         }
@@ -231,16 +229,16 @@ impl StepRunner {
             None | Some("default") => self.settings.network,
             Some("none") => NetworkMode::None,
             Some("host") => NetworkMode::Host,
-            Some(other) => return Err(self.step_error(step, format!("unknown network mode {other:?}"))),
+            Some(other) => return Err(self.step_error(step, StepError::Unsupported(format!("unknown network mode {other:?}")))),
         };
         if run.security.as_deref() == Some("insecure") {
-            return Err(self.step_error(step, "RUN --security=insecure is not supported".into()));
+            return Err(self.step_error(step, StepError::Unsupported("RUN --security=insecure is not supported".into())));
         }
         let work = self.store.tempdir()?;
         let upper = work.path().join("diff");
         let scratch = work.path().join("scratch");
         for dir in [&upper, &scratch] {
-            std::fs::create_dir(dir).map_err(|e| BuildError::Io(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir(dir).map_err(|source| BuildError::Io { action: format!("creating {}", dir.display()), source })?;
         }
         let mut stdin = None;
         let mut extra_files = Vec::new();
@@ -269,28 +267,22 @@ impl StepRunner {
                 self.progress().output(n, bytes);
             }
         })
-        .map_err(|e| self.step_error(step, format!("{e}")))?;
+        .map_err(|e| self.step_error(step, e.into()))?;
         for warning in &outcome.warnings {
             self.progress().warning(warning);
         }
         if !outcome.exit.success() {
-            let command = run.argv.join(" ");
-            let mut message = format!("process {command:?} did not complete successfully: {}", outcome.exit);
-            if !outcome.output_tail.is_empty() {
-                message.push_str("\nlast lines of its output:");
-                for line in &outcome.output_tail {
-                    message.push_str("\n  ");
-                    message.push_str(line);
-                }
-            }
-            if let Some(warning) = sandbox::only_root_mapped().filter(|_| changes_owner(&outcome.output_tail)) {
-                message.push_str("\nthis may be why: ");
-                message.push_str(warning);
-            }
-            return Err(self.step_error(step, message));
+            let hint = sandbox::only_root_mapped().filter(|_| changes_owner(&outcome.output_tail));
+            let error = StepError::CommandFailed {
+                command: run.argv.join(" "),
+                exit: outcome.exit,
+                output_tail: outcome.output_tail,
+                hint,
+            };
+            return Err(self.step_error(step, error));
         }
         let changed = std::fs::read_dir(&upper)
-            .map_err(|e| BuildError::Io(format!("{}: {e}", upper.display())))?
+            .map_err(|source| BuildError::Io { action: format!("reading {}", upper.display()), source })?
             .next()
             .is_some();
         if !changed {
@@ -306,12 +298,12 @@ impl StepRunner {
         state
     }
 
-    pub fn step_error(&self, step: &Step, message: String) -> BuildError {
+    pub fn step_error(&self, step: &Step, error: StepError) -> BuildError {
         BuildError::Step {
             file: self.settings.dockerfile.name.clone(),
             location: step.location.unwrap_or_default(),
             instruction: step.display.clone(),
-            message,
+            error,
         }
     }
 }
