@@ -14,10 +14,10 @@ use crate::cli::dockerfile::DockerfileInput;
 pub use crate::cli::failure::Failure;
 use crate::cli::progress::{PlainProgress, Progress, QuietProgress, RawJsonProgress};
 use crate::cli::progress_tty::TtyProgress;
-use crate::engine::execute::{CachePolicy, Limits, SharedProgress};
+use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, OutputSpec};
 use crate::engine::pulling::insecure_registries;
-use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings};
+use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let settings = Arc::new(settings_from_args(&args)?);

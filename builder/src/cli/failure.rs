@@ -11,7 +11,7 @@ pub enum Failure {
     /// The build ran and failed (exit 1).
     Build(anyhow::Error),
     /// The build failed at a Dockerfile line (exit 1); `snippet` shows it.
-    Located { error: BuildError, snippet: String },
+    Located { error: Box<BuildError>, snippet: String },
 }
 
 impl From<anyhow::Error> for Failure {
@@ -35,7 +35,7 @@ impl Failure {
             _ => None,
         };
         match lines {
-            Some((start, end)) => Failure::Located { snippet: snippet(dockerfile, start, end), error },
+            Some((start, end)) => Failure::Located { snippet: snippet(dockerfile, start, end), error: Box::new(error) },
             None => Failure::Build(error.into()),
         }
     }

@@ -19,7 +19,7 @@ pub enum BuildError {
         file: String,
         location: Location,
         instruction: String,
-        error: StepError,
+        error: Box<StepError>,
     },
 
     #[error("build context {0}")]

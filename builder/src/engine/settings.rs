@@ -2,7 +2,7 @@
 //! immutable value before anything is built. The planner, the executor and every step
 //! read it by reference (an `Arc`); none of them copies its fields.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use rbuild_frontend::graph::Platform;
@@ -10,7 +10,6 @@ use rbuild_frontend::lower::LowerOptions;
 use rbuild_sandbox::{Isolation, NetworkMode};
 use rbuild_store::{Compression, Reference};
 
-use crate::engine::execute::{CachePolicy, Limits};
 use crate::engine::named_contexts::NamedContexts;
 use crate::engine::output::OutputSpec;
 use crate::engine::resolver::BaseImageOptions;
@@ -111,6 +110,31 @@ impl BuildSettings {
         all.extend(names.iter().filter(|n| !self.tags.contains(n)).cloned());
         all
     }
+}
+
+/// Which steps may use cached results.
+#[derive(Debug, Clone, Default)]
+pub enum CachePolicy {
+    /// Every step.
+    #[default]
+    Use,
+    /// None (`--no-cache`); results are still recorded.
+    Ignore,
+    /// All but the steps of these stages (`--no-cache-filter`, names or indexes).
+    IgnoreStages(HashSet<String>),
+}
+
+/// How many steps may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Steps of any kind (`--jobs`); `None`: no limit beyond `cpu`.
+    pub jobs: Option<usize>,
+    /// Steps whose work is rbuild's own (COPY, ADD, WORKDIR: copying,
+    /// hashing, compressing), which a CPU each keeps busy. RUN steps are not
+    /// counted: their processes are the kernel's to schedule and often wait
+    /// (on sleeps, disks, networks), so holding them to one per CPU would
+    /// serialise independent stages for nothing.
+    pub cpu: usize,
 }
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` (as BuildKit takes it) or the environment.

@@ -5,7 +5,6 @@
 //! accepted with a single empty argument so that the instruction layer can
 //! report them with their location.
 
-use super::instruction::node_from_line;
 use super::words::{is_separator, split_quoted, split_whitespace};
 use super::Node;
 
@@ -46,7 +45,8 @@ pub(super) fn parse_arguments(
         "arg" => Ok(Arguments::plain(split_quoted(rest, escape))),
         "maintainer" | "user" | "workdir" | "stopsignal" => Ok(Arguments::plain(whole(rest))),
         "healthcheck" => healthcheck(rest),
-        "onbuild" => onbuild(rest, escape),
+        // ONBUILD's rest is an instruction of its own: `node_from_line` parses it.
+        "onbuild" => Ok(Arguments::default()),
         _ => Ok(Arguments::plain(vec![String::new()])),
     }
 }
@@ -153,18 +153,6 @@ fn healthcheck(rest: &str) -> Result<Arguments, String> {
     let mut arguments = json_or_shell(command.trim_start())?;
     arguments.args.insert(0, kind.to_string());
     Ok(arguments)
-}
-
-/// ONBUILD: the rest is an instruction of its own.
-fn onbuild(rest: &str, escape: char) -> Result<Arguments, String> {
-    if rest.is_empty() {
-        return Ok(Arguments::default());
-    }
-    let nested = node_from_line(rest, escape)?;
-    Ok(Arguments {
-        nested: Some(Box::new(nested)),
-        ..Arguments::default()
-    })
 }
 
 #[cfg(test)]
@@ -287,17 +275,5 @@ mod tests {
             Ok((vec!["CMD".into(), "x".into()], true))
         );
         assert_eq!(args("healthcheck", ""), Ok((vec![], false)));
-    }
-
-    #[test]
-    fn onbuild_nests_an_instruction() {
-        let arguments = parse_arguments("onbuild", r#"RUN ["a"]"#, '\\').unwrap();
-        assert!(arguments.args.is_empty());
-        let nested = arguments.nested.unwrap();
-        assert_eq!((nested.keyword.as_str(), nested.json), ("run", true));
-        assert!(parse_arguments("onbuild", "", '\\')
-            .unwrap()
-            .nested
-            .is_none());
     }
 }

@@ -19,7 +19,11 @@ pub(super) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
     };
     let (rest, flags) = extract_flags(after_keyword, escape);
     let keyword = keyword.to_lowercase();
-    let arguments = parse_arguments(&keyword, rest.trim(), escape)?;
+    let mut arguments = parse_arguments(&keyword, rest.trim(), escape)?;
+    // ONBUILD: the rest is an instruction of its own.
+    if keyword == "onbuild" && !rest.trim().is_empty() {
+        arguments.nested = Some(Box::new(node_from_line(rest, escape)?));
+    }
     Ok(Node {
         keyword,
         original: original.to_string(),
@@ -140,5 +144,14 @@ mod tests {
             (node.keyword.as_str(), node.args.clone()),
             ("foo", vec![String::new()])
         );
+    }
+
+    #[test]
+    fn onbuild_nests_an_instruction() {
+        let node = node_from_line(r#"ONBUILD RUN ["a"]"#, '\\').unwrap();
+        assert!(node.args.is_empty());
+        let nested = node.next.unwrap();
+        assert_eq!((nested.keyword.as_str(), nested.json), ("run", true));
+        assert!(node_from_line("ONBUILD", '\\').unwrap().next.is_none());
     }
 }

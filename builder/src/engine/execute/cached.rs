@@ -3,104 +3,15 @@
 //! reused; a step that runs leaves a record for later builds. Misses can be
 //! explained (`--explain-cache`).
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-
 use rbuild_frontend::graph::{Op, Source, Step, StepId};
 use rbuild_store::config::History;
-use rbuild_store::{CacheIndex, CacheRecord, Digest, StatCache, Store};
+use rbuild_store::CacheRecord;
 
 use super::step::{StepInputs, StepRunner};
-use super::{FsState, LayerRef};
-use crate::engine::cache::{self, CacheKey, KeyInputs, KeyParams, SourceDigest, StepIdentity};
+use super::step_cache::{StepCache, StepResult};
+use super::state::{FsState, LayerRef};
+use crate::engine::cache::{self, CacheKey, KeyInputs, SourceDigest, StepIdentity};
 use crate::engine::error::BuildError;
-
-/// Which steps may use cached results.
-#[derive(Debug, Clone, Default)]
-pub enum CachePolicy {
-    /// Every step.
-    #[default]
-    Use,
-    /// None (`--no-cache`); results are still recorded.
-    Ignore,
-    /// All but the steps of these stages (`--no-cache-filter`, names or indexes).
-    IgnoreStages(HashSet<String>),
-}
-
-/// The cache of one build.
-pub struct StepCache {
-    store: Store,
-    index: CacheIndex,
-    params: KeyParams,
-    policy: CachePolicy,
-    explain: bool,
-    /// How explanations name the Dockerfile.
-    dockerfile: String,
-    /// Stat caches by the tree they describe (the context, named contexts,
-    /// the snapshot directory), saved when the build ends.
-    stat_caches: Mutex<HashMap<std::path::PathBuf, StatCache>>,
-    /// Keys being computed right now: identical steps of two stages wait for
-    /// one another, so the second finds the first's record instead of running.
-    in_flight: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
-}
-
-/// What a step turned into, and whether it came from the cache.
-pub struct StepResult {
-    pub state: FsState,
-    pub cached: bool,
-}
-
-impl StepCache {
-    pub fn new(store: &Store, params: KeyParams, policy: CachePolicy, explain: bool, dockerfile: String) -> Result<StepCache, BuildError> {
-        Ok(StepCache {
-            store: store.clone(),
-            index: CacheIndex::open(store)?,
-            params,
-            policy,
-            explain,
-            dockerfile,
-            stat_caches: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// Saves the stat caches, so the next build does not re-read unchanged
-    /// files, and makes the build's cache records durable.
-    pub fn save(&self) -> Result<(), BuildError> {
-        let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
-        for cache in caches.values_mut() {
-            let _ = cache.save();
-        }
-        Ok(self.index.sync()?)
-    }
-
-    fn with_stat_cache<T>(&self, tree: &Path, f: impl FnOnce(&mut StatCache) -> T) -> T {
-        let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
-        let cache = caches.entry(tree.to_path_buf()).or_insert_with(|| {
-            let scope = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
-            StatCache::open(&self.store, &scope).unwrap_or_else(|_| StatCache::in_memory())
-        });
-        f(cache)
-    }
-
-    fn may_use(&self, runner: &StepRunner, step: &Step) -> bool {
-        match &self.policy {
-            CachePolicy::Use => true,
-            CachePolicy::Ignore => false,
-            CachePolicy::IgnoreStages(stages) => {
-                let Some(index) = step.stage else { return true };
-                let name = runner.graph.stages.iter().find(|s| s.index == index).and_then(|s| s.name.clone());
-                !(stages.contains(&index.to_string()) || name.is_some_and(|n| stages.contains(&n)))
-            }
-        }
-    }
-
-    fn in_flight_lock(&self, key: &CacheKey) -> Arc<Mutex<()>> {
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(key.digest().clone()).or_default().clone()
-    }
-}
 
 impl StepRunner {
     /// Runs step `id`, or reuses its cached result.
@@ -133,7 +44,7 @@ impl StepRunner {
 
         let lock = cache.in_flight_lock(&key);
         let _running = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.may_use(self, step) {
+        if cache.may_use(&self.graph, step) {
             let record = cache::lookup(&cache.index, &key).map_err(BuildError::from)?;
             if let Some(record) = record {
                 let state = self.state_from_record(inputs.parent.unwrap_or_default(), &record, key)?;
@@ -183,7 +94,7 @@ impl StepRunner {
                         cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, copy, stats))
                     }
                     Op::Source(Source::NamedContext(name)) => {
-                        let context = self.named_context(name)?;
+                        let context = self.named_contexts.open(name)?;
                         cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, copy, stats))
                     }
                     _ => {

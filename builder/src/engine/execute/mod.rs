@@ -5,56 +5,27 @@
 mod cached;
 mod named_context;
 mod scheduler;
+mod state;
 mod step;
+mod step_cache;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rbuild_frontend::graph::{BuildGraph, Op, Source, StepId};
-use rbuild_store::config::{History, ImageConfig};
+use rbuild_store::config::ImageConfig;
 use rbuild_store::{Layer, Store, StoredImage};
 
-pub use cached::CachePolicy;
-pub use scheduler::{Limits, StepTiming};
+pub use scheduler::StepTiming;
+pub use state::{FsState, LayerRef};
 pub use step::SharedProgress;
 
 use crate::engine::error::BuildError;
 use crate::engine::settings::BuildSettings;
-use crate::engine::fileops::Rootfs;
 use crate::engine::image_meta::apply_meta;
 use crate::engine::timefmt;
 use step::StepRunner;
-
-/// A layer of a filesystem state with the snapshot that holds its files.
-#[derive(Debug, Clone)]
-pub struct LayerRef {
-    pub layer: Layer,
-    pub snapshot: PathBuf,
-}
-
-/// The filesystem and history after a step. A state is cloned for each step
-/// that builds on it, so the parts that grow with the number of steps are
-/// shared, not copied: a step costs the same whether it is the 10th or the
-/// 100,000th.
-#[derive(Debug, Clone, Default)]
-pub struct FsState {
-    pub layers: Vec<LayerRef>,
-    /// Shares its entries with the parent state's history.
-    pub history: rpds::VectorSync<History>,
-    /// The config of the base image the chain started from, if any.
-    pub base_config: Option<Arc<ImageConfig>>,
-    /// The step cache key of this state (`None` when the cache is off).
-    pub key: Option<crate::engine::cache::CacheKey>,
-}
-
-impl FsState {
-    pub fn rootfs(&self) -> Rootfs {
-        Rootfs {
-            layers: self.layers.iter().map(|l| l.snapshot.clone()).collect(),
-        }
-    }
-}
 
 /// One build's execution: the graph the settings' Dockerfile lowered to, run in a store.
 pub struct Executor {
@@ -122,14 +93,14 @@ impl Executor {
 }
 
 impl Executor {
-    fn step_cache(&self) -> Result<cached::StepCache, BuildError> {
+    fn step_cache(&self) -> Result<step_cache::StepCache, BuildError> {
         let params = crate::engine::cache::KeyParams {
             platform: self.graph.platform.clone(),
             source_date_epoch: self.settings.source_date_epoch,
             default_network: self.settings.network,
         };
         let settings = &self.settings;
-        cached::StepCache::new(&self.store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
+        step_cache::StepCache::new(&self.store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
     }
 }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use super::step::StepRunner;
 use crate::engine::context::BuildContext;
 use crate::engine::error::BuildError;
 
@@ -24,10 +23,10 @@ impl NamedContexts {
     }
 }
 
-impl StepRunner {
+impl NamedContexts {
     /// The directory context `name`, opened on first use.
-    pub(super) fn named_context(&self, name: &str) -> Result<&BuildContext, BuildError> {
-        let (dir, opened) = self.named_contexts.dirs.get(name).ok_or_else(|| {
+    pub fn open(&self, name: &str) -> Result<&BuildContext, BuildError> {
+        let (dir, opened) = self.dirs.get(name).ok_or_else(|| {
             BuildError::Context(format!("{name}: no --build-context of that name was given"))
         })?;
         let opened = opened.get_or_init(|| {

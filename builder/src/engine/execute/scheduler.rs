@@ -16,9 +16,10 @@ use rbuild_frontend::graph::{Base, BuildGraph, Edge, Op, StepId};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::cached::StepResult;
+use super::step_cache::StepResult;
 use super::step::{StepInputs, StepRunner};
-use super::FsState;
+use crate::engine::settings::Limits;
+use super::state::FsState;
 use crate::engine::error::BuildError;
 use rbuild_sandbox as sandbox;
 
@@ -35,19 +36,6 @@ pub struct StepTiming {
 pub struct Outcome {
     pub states: HashMap<StepId, FsState>,
     pub timings: Vec<StepTiming>,
-}
-
-/// How many steps may run at once.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Steps of any kind (`--jobs`); `None`: no limit beyond `cpu`.
-    pub jobs: Option<usize>,
-    /// Steps whose work is rbuild's own (COPY, ADD, WORKDIR: copying,
-    /// hashing, compressing), which a CPU each keeps busy. RUN steps are not
-    /// counted: their processes are the kernel's to schedule and often wait
-    /// (on sleeps, disks, networks), so holding them to one per CPU would
-    /// serialise independent stages for nothing.
-    pub cpu: usize,
 }
 
 /// Runs the graph of `runner` within `limits`; the state of step `result` is

@@ -8,7 +8,7 @@ use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId
 use rbuild_store::config::History;
 use rbuild_store::{Compression, LayerOptions, Store};
 
-use super::{FsState, LayerRef};
+use super::state::{FsState, LayerRef};
 use crate::engine::context::BuildContext;
 use crate::engine::error::{BuildError, StepError};
 use crate::engine::fileops::{self, CopyFrom, CopyRequest};
@@ -34,7 +34,7 @@ pub struct StepRunner {
     /// Directories named with `--build-context`.
     pub(super) named_contexts: super::named_context::NamedContexts,
     /// The step cache; `None` runs every step.
-    pub(super) cache: Option<super::cached::StepCache>,
+    pub(super) cache: Option<super::step_cache::StepCache>,
 }
 
 /// The filesystems a step reads: the one it builds on and, for COPY --from,
@@ -56,7 +56,7 @@ impl StepRunner {
         progress: SharedProgress,
         created: String,
         named_contexts: super::named_context::NamedContexts,
-        cache: Option<super::cached::StepCache>,
+        cache: Option<super::step_cache::StepCache>,
     ) -> StepRunner {
         StepRunner {
             layer_compression: settings.layer_compression(),
@@ -99,7 +99,7 @@ impl StepRunner {
                     let context = self.context()?;
                     self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
                 } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
-                    let context = self.named_context(name)?;
+                    let context = self.named_contexts.open(name)?;
                     self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
                 } else {
                     let source = inputs.copy_from.unwrap_or_default().rootfs();
@@ -303,7 +303,7 @@ impl StepRunner {
             file: self.settings.dockerfile.name.clone(),
             location: step.location.unwrap_or_default(),
             instruction: step.display.clone(),
-            error,
+            error: Box::new(error),
         }
     }
 }
