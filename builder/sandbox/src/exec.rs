@@ -301,22 +301,8 @@ fn exec_search(p: &Prepared, env: &[CString]) -> ChildError {
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
 
-    let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
-        vec![name.to_vec()]
-    } else {
-        p.path_var
-            .split(|&b| b == b':')
-            .map(|dir| {
-                let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-                Path::new(OsStr::from_bytes(dir))
-                    .join(OsStr::from_bytes(name))
-                    .into_os_string()
-                    .into_vec()
-            })
-            .collect()
-    };
     let mut denied = false;
-    for candidate in candidates {
+    for candidate in exec_candidates(name, p.path_var.as_deref()) {
         let Ok(path) = CString::new(candidate) else {
             continue;
         };
@@ -344,10 +330,54 @@ fn exec_search(p: &Prepared, env: &[CString]) -> ChildError {
     } else if name.contains(&b'/') {
         "no such file or directory".to_string()
     } else {
-        format!(
-            "executable file not found in $PATH ({})",
-            String::from_utf8_lossy(&p.path_var)
-        )
+        match &p.path_var {
+            Some(path) => format!(
+                "executable file not found in $PATH ({})",
+                String::from_utf8_lossy(path)
+            ),
+            None => "executable file not found: the command's environment has no PATH".to_string(),
+        }
     };
     ChildError::of(FailureKind::Exec, "exec", message)
+}
+
+/// The paths tried for the command `name`, in order: itself when it has a
+/// `/`, else each directory of `path` (an empty entry is the current
+/// directory, as for `execvp`). No `PATH` means no directory to search, not
+/// the current one.
+fn exec_candidates(name: &[u8], path: Option<&[u8]>) -> Vec<Vec<u8>> {
+    if name.contains(&b'/') {
+        return vec![name.to_vec()];
+    }
+    path.into_iter()
+        .flat_map(|path| path.split(|&b| b == b':'))
+        .map(|dir| {
+            let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+            Path::new(OsStr::from_bytes(dir))
+                .join(OsStr::from_bytes(name))
+                .into_os_string()
+                .into_vec()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exec_candidates;
+
+    fn tried(name: &str, path: Option<&str>) -> Vec<String> {
+        exec_candidates(name.as_bytes(), path.map(str::as_bytes))
+            .into_iter()
+            .map(|c| String::from_utf8(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_name_is_looked_up_only_in_the_given_path() {
+        assert_eq!(tried("sh", Some("/usr/bin:/bin")), ["/usr/bin/sh", "/bin/sh"]);
+        assert_eq!(tried("sh", Some("/bin::")), ["/bin/sh", "./sh", "./sh"]);
+        assert!(tried("sh", None).is_empty(), "no PATH, no search");
+        assert_eq!(tried("./run.sh", None), ["./run.sh"]);
+        assert_eq!(tried("/bin/sh", Some("/usr/bin")), ["/bin/sh"]);
+    }
 }

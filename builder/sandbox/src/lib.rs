@@ -60,9 +60,6 @@ pub use treediff::ChangeTracker;
 pub use userns::{enter_user_namespace_if_needed, in_user_namespace, only_root_mapped};
 pub use users::{resolve_user, ExecUser};
 
-/// The `PATH` a command gets when its environment has none (BuildKit's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// The hostname a RUN sees unless the build sets another (BuildKit's default).
 pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
@@ -106,8 +103,9 @@ pub struct RunSpec {
     /// The command; `argv[0]` is looked up in the `PATH` of `env` when it has
     /// no `/`.
     pub argv: Vec<String>,
-    /// The whole environment of the command. `PATH` ([`DEFAULT_PATH`]) and
-    /// `HOME` (from `/etc/passwd`) are added when absent.
+    /// The whole environment of the command. `HOME` (from `/etc/passwd`) is
+    /// added when absent; `PATH` is not: without one, only a command given
+    /// with a `/` can be found (the caller supplies the default `PATH`).
     pub env: Vec<(String, String)>,
     /// The `USER` spec: "", "name", "uid", "name:group", "uid:gid", resolved in
     /// the root filesystem's `/etc/passwd` and `/etc/group`.
