@@ -20,9 +20,14 @@
 //! `main`, so that everything rbuild does afterwards runs as root of a user
 //! namespace and the sandbox works the same way as under real root.
 //!
+//! The sandbox's decisions (the mount plan, the id maps, what each refusal
+//! of the kernel leads to) make their system calls through the `syscall`
+//! seam, so their unit tests run as any user against a recording fake; the
+//! tests in `tests.rs` run everything for real, as root.
+//!
 //! Files: `namespaces` (the default isolation's process tree), `mounts`,
 //! `lowerstack` and `rootpath` (the root filesystem), `exec` (becoming the
-//! user and exec'ing),
+//! user and exec'ing), `syscall` (the seam, and its fake in `syscall/fake`),
 //! `stubs` (keeping mount points out of the diff), `chroot`, `layers`,
 //! `treediff` and `fscopy` (the copying isolation), `userns` and `idmap` (rootless),
 //! `users` (`USER` resolution), `etcfiles`, `net`, `process` and `protocol`
@@ -44,6 +49,7 @@ mod process;
 mod protocol;
 mod rootpath;
 mod stubs;
+mod syscall;
 mod treediff;
 mod userns;
 mod users;
