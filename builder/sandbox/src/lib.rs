@@ -16,9 +16,16 @@
 //!   directory, the command runs there under `chroot`, and the changes are
 //!   found afterwards by comparing that directory with what was copied.
 //!
-//! Rootless builds call [`enter_user_namespace_if_needed`] first thing in
-//! `main`, so that everything rbuild does afterwards runs as root of a user
-//! namespace and the sandbox works the same way as under real root.
+//! The interface is narrow: [`run`] takes a [`RunSpec`] (the layers, an
+//! empty `upper`, the command and its environment) and returns a
+//! [`RunOutcome`] with the diff left in `upper`. Besides that, rootless
+//! builds call [`enter_user_namespace_if_needed`] first thing in `main`, so
+//! that everything rbuild does afterwards runs as root of a user namespace
+//! and the sandbox works the same way as under real root ([`only_root_mapped`]
+//! is its warning when no subordinate ids are mapped);
+//! [`kill_running_sandboxes`] is for a build that is interrupted; and
+//! [`ChangeTracker`], the chroot isolation's change detection, is public for
+//! the benchmarks.
 //!
 //! The sandbox's decisions (the mount plan, the id maps, what each refusal
 //! of the kernel leads to) make their system calls through the `syscall`
@@ -60,17 +67,15 @@ mod tests;
 use std::path::PathBuf;
 
 pub use error::SandboxError;
-pub use idmap::{parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
-pub use userns::{enter_user_namespace_if_needed, in_user_namespace, only_root_mapped};
-pub use users::{resolve_user, ExecUser};
+pub use userns::{enter_user_namespace_if_needed, only_root_mapped};
 
 /// The hostname a RUN sees unless the build sets another (BuildKit's default).
 pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
 /// How many lines of output [`RunOutcome::output_tail`] keeps.
-pub const OUTPUT_TAIL_LINES: usize = 20;
+pub(crate) const OUTPUT_TAIL_LINES: usize = 20;
 
 /// The network a RUN step gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,7 +181,7 @@ impl std::fmt::Display for ExitKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutcome {
     pub exit: ExitKind,
-    /// The last [`OUTPUT_TAIL_LINES`] lines of stdout and stderr, merged.
+    /// The last 20 lines of stdout and stderr, merged.
     pub output_tail: Vec<String>,
     /// Things the sandbox could not provide (only [`Isolation::Chroot`] has
     /// any, e.g. a `/proc` it was not allowed to mount).

@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::idmap::map_args;
+use super::idmap::{map_args, parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
 use super::process::OutputTail;
 use super::protocol::{Ancestor, ChildError, FailureKind, Report, Stub};
 use super::userns::{diagnose, Knobs};
+use super::users::{resolve_user, ExecUser};
 use super::*;
 
 const BUSYBOX: &str = "/bin/busybox";

@@ -25,7 +25,7 @@ use super::syscall::{Linux, Syscall};
 /// i.e. rootless. Overlay mounts then need `userxattr`, and overlayfs marks
 /// opaque directories with `user.overlay.opaque` instead of
 /// `trusted.overlay.opaque`.
-pub fn in_user_namespace() -> bool {
+pub(crate) fn in_user_namespace() -> bool {
     match fs::read_to_string("/proc/self/uid_map") {
         // The initial namespace maps all 2^32 - 1 ids onto themselves.
         Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
