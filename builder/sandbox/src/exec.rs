@@ -16,6 +16,7 @@ use rustix::thread::{CapabilitySet, CapabilitySets};
 use super::prepare::Prepared;
 use super::process;
 use super::protocol::{ChildError, FailureKind, Reporter};
+use super::syscall::{Linux, Syscall};
 use super::users::{resolve_user, ExecUser};
 
 /// The capabilities a RUN command keeps, as in BuildKit and Docker; notably
@@ -77,7 +78,7 @@ fn prepare_and_exec(
     })?;
 
     drop_capabilities(p.cap_last).map_err(fail)?;
-    become_user(&user).map_err(fail)?;
+    become_user(&Linux, &user).map_err(fail)?;
     // Again as the user: the directory may be one only root could enter, in
     // which case the command starts in it anyway, as with runc.
     match rustix::process::chdir(&p.workdir) {
@@ -202,17 +203,13 @@ fn drop_capabilities(cap_last: u32) -> Result<(), ChildError> {
     .map_err(|e| ChildError::setup("clear inheritable capabilities", e))
 }
 
-fn become_user(user: &ExecUser) -> Result<(), ChildError> {
+fn become_user<S: Syscall>(sys: &S, user: &ExecUser) -> Result<(), ChildError> {
     let user_error = |step: &str, msg: String| ChildError::of(FailureKind::User, step, msg);
-    let groups: Vec<rustix::fs::Gid> = user
-        .additional_gids
-        .iter()
-        .map(|&g| rustix::fs::Gid::from_raw(g))
-        .collect();
-    if let Err(e) = rustix::thread::set_thread_groups(&groups) {
+    if let Err(e) = sys.set_groups(&user.additional_gids) {
         // rbuild's user namespace maps only root, so setgroups is denied; the
         // process then keeps no other groups, which is only right for root.
-        let denied = std::fs::read_to_string("/proc/self/setgroups")
+        let denied = sys
+            .read_file("/proc/self/setgroups")
             .map(|s| s.trim() == "deny")
             .unwrap_or(false);
         if !(e == Errno::PERM && denied && user.additional_gids.iter().all(|&g| g == 0)) {
@@ -222,15 +219,13 @@ fn become_user(user: &ExecUser) -> Result<(), ChildError> {
             ));
         }
     }
-    let gid = rustix::fs::Gid::from_raw(user.gid);
-    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(|e| {
+    sys.set_res_gid(user.gid).map_err(|e| {
         user_error(
             "set gid",
             format!("gid {}: {e}{}", user.gid, unmapped_hint(e == Errno::INVAL)),
         )
     })?;
-    let uid = rustix::fs::Uid::from_raw(user.uid);
-    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(|e| {
+    sys.set_res_uid(user.uid).map_err(|e| {
         user_error(
             "set uid",
             format!("uid {}: {e}{}", user.uid, unmapped_hint(e == Errno::INVAL)),
@@ -301,22 +296,8 @@ fn exec_search(p: &Prepared, env: &[CString]) -> ChildError {
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
 
-    let candidates: Vec<Vec<u8>> = if name.contains(&b'/') {
-        vec![name.to_vec()]
-    } else {
-        p.path_var
-            .split(|&b| b == b':')
-            .map(|dir| {
-                let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-                Path::new(OsStr::from_bytes(dir))
-                    .join(OsStr::from_bytes(name))
-                    .into_os_string()
-                    .into_vec()
-            })
-            .collect()
-    };
     let mut denied = false;
-    for candidate in candidates {
+    for candidate in exec_candidates(name, p.path_var.as_deref()) {
         let Ok(path) = CString::new(candidate) else {
             continue;
         };
@@ -344,10 +325,120 @@ fn exec_search(p: &Prepared, env: &[CString]) -> ChildError {
     } else if name.contains(&b'/') {
         "no such file or directory".to_string()
     } else {
-        format!(
-            "executable file not found in $PATH ({})",
-            String::from_utf8_lossy(&p.path_var)
-        )
+        match &p.path_var {
+            Some(path) => format!(
+                "executable file not found in $PATH ({})",
+                String::from_utf8_lossy(path)
+            ),
+            None => "executable file not found: the command's environment has no PATH".to_string(),
+        }
     };
     ChildError::of(FailureKind::Exec, "exec", message)
+}
+
+/// The paths tried for the command `name`, in order: itself when it has a
+/// `/`, else each directory of `path` (an empty entry is the current
+/// directory, as for `execvp`). No `PATH` means no directory to search, not
+/// the current one.
+fn exec_candidates(name: &[u8], path: Option<&[u8]>) -> Vec<Vec<u8>> {
+    if name.contains(&b'/') {
+        return vec![name.to_vec()];
+    }
+    path.into_iter()
+        .flat_map(|path| path.split(|&b| b == b':'))
+        .map(|dir| {
+            let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+            Path::new(OsStr::from_bytes(dir))
+                .join(OsStr::from_bytes(name))
+                .into_os_string()
+                .into_vec()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rustix::io::Errno;
+
+    use super::{become_user, exec_candidates};
+    use crate::protocol::FailureKind;
+    use crate::syscall::fake::Recorder;
+    use crate::users::ExecUser;
+
+    fn user(uid: u32, gid: u32, groups: &[u32]) -> ExecUser {
+        ExecUser {
+            uid,
+            gid,
+            additional_gids: groups.to_vec(),
+            home: "/".into(),
+        }
+    }
+
+    #[test]
+    fn the_groups_then_the_gid_then_the_uid() {
+        let sys = Recorder::new();
+        become_user(&sys, &user(1000, 1000, &[1000, 2000])).unwrap();
+        assert_eq!(
+            sys.calls(),
+            ["setgroups [1000, 2000]", "setresgid 1000", "setresuid 1000"]
+        );
+    }
+
+    #[test]
+    fn denied_setgroups_is_fine_only_for_root_groups() {
+        // rbuild's namespace maps only root: setgroups is denied, and root,
+        // who has no other group, goes on.
+        let root_only = || {
+            Recorder::new()
+                .file("/proc/self/setgroups", "deny\n")
+                .fail("setgroups", Errno::PERM)
+        };
+        let sys = root_only();
+        become_user(&sys, &user(0, 0, &[0])).unwrap();
+        assert_eq!(sys.calls(), ["setgroups [0]", "setresgid 0", "setresuid 0"]);
+
+        let sys = root_only();
+        let err = become_user(&sys, &user(0, 0, &[0, 10])).unwrap_err();
+        assert_eq!((err.kind, err.step.as_str()), (FailureKind::User, "set supplementary groups"));
+        assert!(err.message.contains("maps only root"), "{err:?}");
+        assert_eq!(sys.calls(), ["setgroups [0, 10]"]);
+
+        // Allowed setgroups that fails anyway: no hint about the mapping.
+        let sys = Recorder::new()
+            .file("/proc/self/setgroups", "allow\n")
+            .fail("setgroups", Errno::PERM);
+        let err = become_user(&sys, &user(0, 0, &[0])).unwrap_err();
+        assert!(!err.message.contains("maps only root"), "{err:?}");
+    }
+
+    #[test]
+    fn an_unmapped_id_says_so() {
+        let sys = Recorder::new().fail("setresuid", Errno::INVAL);
+        let err = become_user(&sys, &user(1000, 0, &[0])).unwrap_err();
+        assert_eq!((err.kind, err.step.as_str()), (FailureKind::User, "set uid"));
+        assert!(err.message.starts_with("uid 1000: "), "{err:?}");
+        assert!(err.message.contains("maps only root"), "{err:?}");
+
+        let sys = Recorder::new().fail("setresgid", Errno::PERM);
+        let err = become_user(&sys, &user(0, 5, &[5])).unwrap_err();
+        assert_eq!(err.step, "set gid");
+        assert!(!err.message.contains("maps only root"), "{err:?}");
+        assert_eq!(sys.calls().last().unwrap(), "setresgid 5", "the uid stays");
+    }
+
+    fn tried(name: &str, path: Option<&str>) -> Vec<String> {
+        exec_candidates(name.as_bytes(), path.map(str::as_bytes))
+            .into_iter()
+            .map(|c| String::from_utf8(c).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_name_is_looked_up_only_in_the_given_path() {
+        assert_eq!(tried("sh", Some("/usr/bin:/bin")), ["/usr/bin/sh", "/bin/sh"]);
+        assert_eq!(tried("sh", Some("/bin::")), ["/bin/sh", "./sh", "./sh"]);
+        assert!(tried("sh", None).is_empty(), "no PATH, no search");
+        assert_eq!(tried("./run.sh", None), ["./run.sh"]);
+        assert_eq!(tried("/bin/sh", Some("/usr/bin")), ["/bin/sh"]);
+    }
 }

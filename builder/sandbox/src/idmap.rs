@@ -8,7 +8,7 @@
 
 /// One line of `/etc/subuid` or `/etc/subgid` that belongs to the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SubIdRange {
+pub(crate) struct SubIdRange {
     pub start: u32,
     pub count: u32,
 }
@@ -16,7 +16,7 @@ pub struct SubIdRange {
 /// One line of `/proc/<pid>/uid_map`: `count` ids from `inside` map to ids
 /// from `outside` in the parent namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdMapLine {
+pub(crate) struct IdMapLine {
     pub inside: u32,
     pub outside: u32,
     pub count: u32,
@@ -24,7 +24,7 @@ pub struct IdMapLine {
 
 /// How rbuild's user namespace gets its ids.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IdMapPlan {
+pub(crate) enum IdMapPlan {
     /// Install both maps with newuidmap and newgidmap.
     Ranges {
         uid_map: Vec<IdMapLine>,
@@ -42,7 +42,7 @@ pub enum IdMapPlan {
 /// The ranges `/etc/subuid`-format `text` gives the user called `name`
 /// (when known) with id `id`. Lines may name the user or give the id;
 /// malformed lines and empty ranges are not the user's and are passed over.
-pub fn parse_subid_ranges(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
+pub(crate) fn parse_subid_ranges(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdRange> {
     let id_text = id.to_string();
     let mut ranges = Vec::new();
     for line in text.lines() {
@@ -73,7 +73,7 @@ pub fn parse_subid_ranges(text: &str, name: Option<&str>, id: u32) -> Vec<SubIdR
 /// The maps for a user with `uid`/`gid` (`name` when `/etc/passwd` knows
 /// it), given the contents of `/etc/subuid` and `/etc/subgid` (`None` when
 /// missing) and whether newuidmap/newgidmap were found.
-pub fn plan_id_maps(
+pub(crate) fn plan_id_maps(
     uid: u32,
     gid: u32,
     name: Option<&str>,
@@ -149,7 +149,7 @@ const SUGGESTED_MIN: u32 = 100_000;
 /// The lowest range of `count` ids from [`SUGGESTED_MIN`] up that overlaps no
 /// line, of any user, of the `/etc/subuid`/`/etc/subgid` texts given: a range
 /// the user can add without sharing ids with another user's containers.
-pub fn free_subid_range(files: &[Option<&str>], count: u32) -> SubIdRange {
+pub(crate) fn free_subid_range(files: &[Option<&str>], count: u32) -> SubIdRange {
     let mut taken: Vec<SubIdRange> = files
         .iter()
         .flatten()

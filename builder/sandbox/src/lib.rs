@@ -16,13 +16,25 @@
 //!   directory, the command runs there under `chroot`, and the changes are
 //!   found afterwards by comparing that directory with what was copied.
 //!
-//! Rootless builds call [`enter_user_namespace_if_needed`] first thing in
-//! `main`, so that everything rbuild does afterwards runs as root of a user
-//! namespace and the sandbox works the same way as under real root.
+//! The interface is narrow: [`run`] takes a [`RunSpec`] (the layers, an
+//! empty `upper`, the command and its environment) and returns a
+//! [`RunOutcome`] with the diff left in `upper`. Besides that, rootless
+//! builds call [`enter_user_namespace_if_needed`] first thing in `main`, so
+//! that everything rbuild does afterwards runs as root of a user namespace
+//! and the sandbox works the same way as under real root ([`only_root_mapped`]
+//! is its warning when no subordinate ids are mapped);
+//! [`kill_running_sandboxes`] is for a build that is interrupted; and
+//! [`ChangeTracker`], the chroot isolation's change detection, is public for
+//! the benchmarks.
+//!
+//! The sandbox's decisions (the mount plan, the id maps, what each refusal
+//! of the kernel leads to) make their system calls through the `syscall`
+//! seam, so their unit tests run as any user against a recording fake; the
+//! tests in `tests.rs` run everything for real, as root.
 //!
 //! Files: `namespaces` (the default isolation's process tree), `mounts`,
 //! `lowerstack` and `rootpath` (the root filesystem), `exec` (becoming the
-//! user and exec'ing),
+//! user and exec'ing), `syscall` (the seam, and its fake in `syscall/fake`),
 //! `stubs` (keeping mount points out of the diff), `chroot`, `layers`,
 //! `treediff` and `fscopy` (the copying isolation), `userns` and `idmap` (rootless),
 //! `users` (`USER` resolution), `etcfiles`, `net`, `process` and `protocol`
@@ -44,6 +56,7 @@ mod process;
 mod protocol;
 mod rootpath;
 mod stubs;
+mod syscall;
 mod treediff;
 mod userns;
 mod users;
@@ -54,20 +67,15 @@ mod tests;
 use std::path::PathBuf;
 
 pub use error::SandboxError;
-pub use idmap::{parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
-pub use userns::{enter_user_namespace_if_needed, in_user_namespace, only_root_mapped};
-pub use users::{resolve_user, ExecUser};
-
-/// The `PATH` a command gets when its environment has none (BuildKit's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use userns::{enter_user_namespace_if_needed, only_root_mapped};
 
 /// The hostname a RUN sees unless the build sets another (BuildKit's default).
 pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 
 /// How many lines of output [`RunOutcome::output_tail`] keeps.
-pub const OUTPUT_TAIL_LINES: usize = 20;
+pub(crate) const OUTPUT_TAIL_LINES: usize = 20;
 
 /// The network a RUN step gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,8 +114,9 @@ pub struct RunSpec {
     /// The command; `argv[0]` is looked up in the `PATH` of `env` when it has
     /// no `/`.
     pub argv: Vec<String>,
-    /// The whole environment of the command. `PATH` ([`DEFAULT_PATH`]) and
-    /// `HOME` (from `/etc/passwd`) are added when absent.
+    /// The whole environment of the command. `HOME` (from `/etc/passwd`) is
+    /// added when absent; `PATH` is not: without one, only a command given
+    /// with a `/` can be found (the caller supplies the default `PATH`).
     pub env: Vec<(String, String)>,
     /// The `USER` spec: "", "name", "uid", "name:group", "uid:gid", resolved in
     /// the root filesystem's `/etc/passwd` and `/etc/group`.
@@ -172,7 +181,7 @@ impl std::fmt::Display for ExitKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunOutcome {
     pub exit: ExitKind,
-    /// The last [`OUTPUT_TAIL_LINES`] lines of stdout and stderr, merged.
+    /// The last 20 lines of stdout and stderr, merged.
     pub output_tail: Vec<String>,
     /// Things the sandbox could not provide (only [`Isolation::Chroot`] has
     /// any, e.g. a `/proc` it was not allowed to mount).

@@ -10,20 +10,15 @@
 //! are passed one by one, so no layer count runs into the page-sized option
 //! string of `mount(2)`, and the kernel's own error messages can be read back.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, CWD};
 use rustix::io::Errno;
-use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountPropagationFlags, MoveMountFlags,
-    OpenTreeFlags, UnmountFlags,
-};
+use rustix::mount::MountAttrFlags;
 
 use super::lowerstack;
-use super::prepare::Prepared;
 use super::protocol::{ChildError, FailureKind, Reporter};
-use super::rootpath::{self, Kind, Root};
+use super::rootpath::Kind;
+use super::syscall::{Opt, Syscall};
 
 /// Host devices bind-mounted into the sandbox's `/dev`. Binding instead of
 /// `mknod` works in a user namespace too.
@@ -46,7 +41,7 @@ pub(crate) struct ScratchPaths {
     pub hosts: PathBuf,
     pub resolv_conf: PathBuf,
     pub hostname: PathBuf,
-    /// The layers below [`Prepared::lower`] copied into one directory, when
+    /// The layers below [`Layers::lower`] copied into one directory, when
     /// the stack is deeper than overlayfs takes.
     pub flat: Option<PathBuf>,
     /// A directory of short symlinks to the lower layers, for kernels that
@@ -55,10 +50,20 @@ pub(crate) struct ScratchPaths {
     pub links: Option<PathBuf>,
 }
 
+/// The overlay's layers.
+pub(crate) struct Layers<'a> {
+    /// Mounted directly, bottom → top.
+    pub lower: &'a [PathBuf],
+    pub upper: &'a Path,
+    /// Whether rbuild runs in a user namespace, where overlayfs keeps its
+    /// marks in `user.*` extended attributes.
+    pub in_userns: bool,
+}
+
 /// The lower directories of the overlay, topmost first, as overlayfs lists
 /// them.
-pub(crate) fn lowers_topmost_first<'a>(p: &'a Prepared, paths: &'a ScratchPaths) -> Vec<&'a Path> {
-    let mut tops: Vec<&Path> = p.lower.iter().rev().map(PathBuf::as_path).collect();
+pub(crate) fn lowers_topmost_first<'a>(lower: &'a [PathBuf], paths: &'a ScratchPaths) -> Vec<&'a Path> {
+    let mut tops: Vec<&Path> = lower.iter().rev().map(PathBuf::as_path).collect();
     tops.extend(paths.flat.as_deref());
     if tops.is_empty() {
         tops.push(&paths.empty_lower);
@@ -68,60 +73,61 @@ pub(crate) fn lowers_topmost_first<'a>(p: &'a Prepared, paths: &'a ScratchPaths)
 
 /// Builds the root filesystem and pivots into it. Runs in the sandbox's
 /// pid-1 process, which is in fresh mount and pid namespaces.
-pub(crate) fn setup_root(
-    p: &Prepared,
+pub(crate) fn setup_root<S: Syscall>(
+    sys: &S,
+    layers: &Layers,
     paths: &ScratchPaths,
     reporter: &Reporter,
 ) -> Result<(), ChildError> {
     // Nothing mounted from here on may propagate back to rbuild's namespace.
-    rustix::mount::mount_change(
-        "/",
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
-    .map_err(|e| ChildError::setup("make mounts private", e))?;
+    sys.make_mounts_private()
+        .map_err(|e| ChildError::setup("make mounts private", e))?;
 
-    let overlay = mount_overlay(p, paths)?;
-    rustix::mount::move_mount(
-        overlay.as_fd(),
-        "",
-        CWD,
-        &paths.rootfs,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(|e| {
+    let overlay = mount_overlay(sys, layers, paths)?;
+    sys.attach_at(&overlay, &paths.rootfs).map_err(|e| {
         ChildError::setup(
             format!("attach the overlay at {}", paths.rootfs.display()),
             e,
         )
     })?;
-    let root_fd = rustix::fs::open(
-        &paths.rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ChildError::setup("open the root filesystem", e))?;
     let root = Root {
-        fd: root_fd.as_fd(),
-        host_path: &paths.rootfs,
+        fd: sys
+            .open_dir(&paths.rootfs)
+            .map_err(|e| ChildError::setup("open the root filesystem", e))?,
+        path: &paths.rootfs,
+        reporter,
     };
 
-    mount_proc(&root, reporter)?;
-    mount_dev(&root, reporter)?;
-    mount_sys(&root, reporter)?;
+    mount_proc(sys, &root)?;
+    mount_dev(sys, &root)?;
+    mount_sys(sys, &root)?;
     for (rel, source) in [
         ("etc/hosts", &paths.hosts),
         ("etc/resolv.conf", &paths.resolv_conf),
         ("etc/hostname", &paths.hostname),
     ] {
         let step = format!("mount /{rel}");
-        let target = rootpath::ensure(&root, Path::new(rel), Kind::File, reporter)?;
-        let bind = clone_tree(source, false).map_err(|e| ChildError::setup(&step, e))?;
-        set_attrs(bind.as_fd(), read_only_attrs(), false)
-            .map_err(|e| ChildError::setup(&step, e))?;
-        attach(&bind, &target).map_err(|e| ChildError::setup(&step, e))?;
+        let target = root.ensure(sys, rel, Kind::File)?;
+        let bind = clone_tree(sys, source, false).map_err(|e| ChildError::setup(&step, e))?;
+        set_attrs(sys, &bind, read_only_attrs(), false).map_err(|e| ChildError::setup(&step, e))?;
+        sys.attach(&bind, &target).map_err(|e| ChildError::setup(&step, e))?;
     }
 
-    pivot(root_fd.as_fd())
+    pivot(sys, &root.fd)
+}
+
+/// The root filesystem, open, where it is mounted in rbuild's view, and
+/// where the mount points created in it are reported.
+struct Root<'a, Fd> {
+    fd: Fd,
+    path: &'a Path,
+    reporter: &'a Reporter,
+}
+
+impl<Fd> Root<'_, Fd> {
+    fn ensure<S: Syscall<Fd = Fd>>(&self, sys: &S, rel: &str, kind: Kind) -> Result<Fd, ChildError> {
+        sys.ensure_in_root(&self.fd, self.path, Path::new(rel), kind, self.reporter)
+    }
 }
 
 fn read_only_attrs() -> MountAttrFlags {
@@ -131,63 +137,8 @@ fn read_only_attrs() -> MountAttrFlags {
         | MountAttrFlags::MOUNT_ATTR_NOEXEC
 }
 
-/// An option of a new filesystem: a flag or a key with a value.
-enum Opt<'a> {
-    Flag(&'a str),
-    Str(&'a str, &'a str),
-}
-
-/// A filesystem configuration failure: the error and the kernel's messages.
-struct FsError {
-    errno: Errno,
-    log: Vec<String>,
-}
-
-impl std::fmt::Display for FsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.errno)?;
-        if !self.log.is_empty() {
-            write!(f, " ({})", self.log.join("; "))?;
-        }
-        Ok(())
-    }
-}
-
-/// Creates and mounts (detached) a new `fstype` filesystem.
-fn new_fs(fstype: &str, opts: &[Opt], attrs: MountAttrFlags) -> Result<OwnedFd, FsError> {
-    let fs = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|errno| FsError { errno, log: vec![] })?;
-    let fail = |errno| FsError {
-        errno,
-        log: fs_log(fs.as_fd()),
-    };
-    for opt in opts {
-        match opt {
-            Opt::Flag(key) => rustix::mount::fsconfig_set_flag(&fs, *key),
-            Opt::Str(key, value) => rustix::mount::fsconfig_set_string(&fs, *key, *value),
-        }
-        .map_err(fail)?;
-    }
-    rustix::mount::fsconfig_create(&fs).map_err(fail)?;
-    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(fail)
-}
-
-/// The messages the kernel left on a filesystem context (`e overlay: …`).
-fn fs_log(fs: BorrowedFd) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = rustix::io::read(fs, &mut buf) {
-        if n == 0 {
-            break;
-        }
-        let msg = String::from_utf8_lossy(&buf[..n]);
-        out.push(msg.get(2..).unwrap_or(&msg).trim().to_string());
-    }
-    out
-}
-
-fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildError> {
-    let lowers = lowers_topmost_first(p, paths);
+fn mount_overlay<S: Syscall>(sys: &S, layers: &Layers, paths: &ScratchPaths) -> Result<S::Fd, ChildError> {
+    let lowers = lowers_topmost_first(layers.lower, paths);
     let lowers: Vec<&str> = lowers
         .iter()
         .map(|l| l.to_str().unwrap_or_default())
@@ -199,11 +150,11 @@ fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildErr
             "a layer directory's path is not valid UTF-8",
         ));
     }
-    let upper = p.upper.to_str().unwrap_or_default();
+    let upper = layers.upper.to_str().unwrap_or_default();
     let work = paths.work.to_str().unwrap_or_default();
 
     let mut common: Vec<Opt> = vec![Opt::Str("upperdir", upper), Opt::Str("workdir", work)];
-    if p.in_userns {
+    if layers.in_userns {
         common.push(Opt::Flag("userxattr"));
     }
     // Renaming a lower directory must copy it (EXDEV, which `mv` handles) and
@@ -219,14 +170,14 @@ fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildErr
     // "lowerdir+" (Linux 6.8) takes one layer per call and needs no escaping;
     // older kernels take one colon-separated "lowerdir".
     let mut opts: Vec<Opt> = lowers.iter().map(|l| Opt::Str("lowerdir+", l)).collect();
-    opts.extend(common.iter().map(copy_opt));
-    let result = match new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV) {
+    opts.extend(&common);
+    let result = match sys.new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV) {
         Err(e) if e.errno == Errno::INVAL && e.log.iter().any(|l| l.contains("lowerdir+")) => {
             let joined = match &paths.links {
                 // The kernel resolves relative layer paths from the working
                 // directory of the process that configures the mount.
                 Some(links) => {
-                    std::env::set_current_dir(links)
+                    sys.chdir(links)
                         .map_err(|e| ChildError::setup("enter the layer links", e))?;
                     (0..lowers.len())
                         .map(lowerstack::link_name)
@@ -240,8 +191,8 @@ fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildErr
                     .join(":"),
             };
             let mut opts = vec![Opt::Str("lowerdir", &joined)];
-            opts.extend(common.iter().map(copy_opt));
-            new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV)
+            opts.extend(&common);
+            sys.new_fs("overlay", &opts, MountAttrFlags::MOUNT_ATTR_NODEV)
         }
         other => other,
     };
@@ -254,69 +205,54 @@ fn mount_overlay(p: &Prepared, paths: &ScratchPaths) -> Result<OwnedFd, ChildErr
     })
 }
 
-fn copy_opt<'a>(o: &Opt<'a>) -> Opt<'a> {
-    match o {
-        Opt::Flag(k) => Opt::Flag(k),
-        Opt::Str(k, v) => Opt::Str(k, v),
-    }
-}
-
 /// A layer path inside overlayfs's colon-separated `lowerdir`.
 pub(crate) fn escape_lower(path: &str) -> String {
     path.replace('\\', "\\\\").replace(':', "\\:")
 }
 
-fn mount_proc(root: &Root, reporter: &Reporter) -> Result<(), ChildError> {
+fn mount_proc<S: Syscall>(sys: &S, root: &Root<S::Fd>) -> Result<(), ChildError> {
     let step = "mount /proc";
-    let target = rootpath::ensure(root, Path::new("proc"), Kind::Dir, reporter)?;
+    let target = root.ensure(sys, "proc", Kind::Dir)?;
     let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
         | MountAttrFlags::MOUNT_ATTR_NOEXEC;
-    let proc = new_fs("proc", &[], attrs).map_err(|e| ChildError::setup(step, e))?;
-    attach(&proc, &target).map_err(|e| ChildError::setup(step, e))
+    let proc = sys.new_fs("proc", &[], attrs).map_err(|e| ChildError::setup(step, e))?;
+    sys.attach(&proc, &target).map_err(|e| ChildError::setup(step, e))
 }
 
-fn mount_dev(root: &Root, reporter: &Reporter) -> Result<(), ChildError> {
-    let target = rootpath::ensure(root, Path::new("dev"), Kind::Dir, reporter)?;
-    let tmpfs = new_fs(
-        "tmpfs",
-        &[Opt::Str("mode", "755"), Opt::Str("size", "65536k")],
-        MountAttrFlags::MOUNT_ATTR_NOSUID,
-    )
-    .map_err(|e| ChildError::setup("mount /dev", e))?;
-    attach(&tmpfs, &target).map_err(|e| ChildError::setup("mount /dev", e))?;
+fn mount_dev<S: Syscall>(sys: &S, root: &Root<S::Fd>) -> Result<(), ChildError> {
+    let target = root.ensure(sys, "dev", Kind::Dir)?;
+    let tmpfs = sys
+        .new_fs(
+            "tmpfs",
+            &[Opt::Str("mode", "755"), Opt::Str("size", "65536k")],
+            MountAttrFlags::MOUNT_ATTR_NOSUID,
+        )
+        .map_err(|e| ChildError::setup("mount /dev", e))?;
+    sys.attach(&tmpfs, &target).map_err(|e| ChildError::setup("mount /dev", e))?;
     drop(target);
     // The tmpfs now covers the image's /dev; work inside it.
-    let dev = rootpath::open_in_root(root, Path::new("dev"), true)
+    let dev = sys
+        .open_dir_in_root(&root.fd, root.path, Path::new("dev"))
         .map_err(|e| ChildError::setup("open /dev", e))?;
 
     for name in DEVICES {
         let step = format!("provide /dev/{name}");
         let host = format!("/dev/{name}");
-        let bind = clone_tree(Path::new(&host), false).map_err(|e| ChildError::setup(&step, e))?;
-        rustix::fs::openat(
-            &dev,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o666),
-        )
-        .map_err(|e| ChildError::setup(&step, e))?;
-        let file = rustix::fs::openat(
-            &dev,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ChildError::setup(&step, e))?;
-        attach(&bind, &file).map_err(|e| ChildError::setup(&step, e))?;
+        let bind = clone_tree(sys, Path::new(&host), false).map_err(|e| ChildError::setup(&step, e))?;
+        let file = sys
+            .create_file_at(&dev, name, 0o666)
+            .map_err(|e| ChildError::setup(&step, e))?;
+        sys.attach(&bind, &file).map_err(|e| ChildError::setup(&step, e))?;
     }
     for (name, target) in DEV_LINKS {
-        rustix::fs::symlinkat(target, &dev, name)
+        sys.symlink_at(target, &dev, name)
             .map_err(|e| ChildError::setup(format!("create /dev/{name}"), e))?;
     }
 
-    let pts =
-        make_dir(dev.as_fd(), "pts", 0o755).map_err(|e| ChildError::setup("create /dev/pts", e))?;
+    let pts = sys
+        .make_dir_at(&dev, "pts", 0o755)
+        .map_err(|e| ChildError::setup("create /dev/pts", e))?;
     let pts_attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC;
     let mut pts_opts = vec![
         Opt::Flag("newinstance"),
@@ -325,126 +261,328 @@ fn mount_dev(root: &Root, reporter: &Reporter) -> Result<(), ChildError> {
         Opt::Str("gid", "5"),
     ];
     // gid 5 (tty) does not exist in a user namespace that maps only root.
-    let devpts = new_fs("devpts", &pts_opts, pts_attrs).or_else(|_| {
+    let devpts = sys.new_fs("devpts", &pts_opts, pts_attrs).or_else(|_| {
         pts_opts.pop();
-        new_fs("devpts", &pts_opts, pts_attrs)
+        sys.new_fs("devpts", &pts_opts, pts_attrs)
     });
     let devpts = devpts.map_err(|e| ChildError::setup("mount /dev/pts", e))?;
-    attach(&devpts, &pts).map_err(|e| ChildError::setup("mount /dev/pts", e))?;
+    sys.attach(&devpts, &pts).map_err(|e| ChildError::setup("mount /dev/pts", e))?;
 
-    let shm = make_dir(dev.as_fd(), "shm", 0o1777)
+    let shm = sys
+        .make_dir_at(&dev, "shm", 0o1777)
         .map_err(|e| ChildError::setup("create /dev/shm", e))?;
-    let shm_fs = new_fs(
-        "tmpfs",
-        &[Opt::Str("mode", "1777"), Opt::Str("size", "65536k")],
-        MountAttrFlags::MOUNT_ATTR_NOSUID
-            | MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-    )
-    .map_err(|e| ChildError::setup("mount /dev/shm", e))?;
-    attach(&shm_fs, &shm).map_err(|e| ChildError::setup("mount /dev/shm", e))
+    let shm_fs = sys
+        .new_fs(
+            "tmpfs",
+            &[Opt::Str("mode", "1777"), Opt::Str("size", "65536k")],
+            MountAttrFlags::MOUNT_ATTR_NOSUID
+                | MountAttrFlags::MOUNT_ATTR_NODEV
+                | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| ChildError::setup("mount /dev/shm", e))?;
+    sys.attach(&shm_fs, &shm).map_err(|e| ChildError::setup("mount /dev/shm", e))
 }
 
-fn mount_sys(root: &Root, reporter: &Reporter) -> Result<(), ChildError> {
+fn mount_sys<S: Syscall>(sys: &S, root: &Root<S::Fd>) -> Result<(), ChildError> {
     let step = "mount /sys";
-    let target = rootpath::ensure(root, Path::new("sys"), Kind::Dir, reporter)?;
-    let sysfs = match new_fs("sysfs", &[], read_only_attrs()) {
+    let target = root.ensure(sys, "sys", Kind::Dir)?;
+    let sysfs = match sys.new_fs("sysfs", &[], read_only_attrs()) {
         Ok(fs) => fs,
         // A user namespace may mount sysfs only with a network namespace of
         // its own; with the host's network, show the host's /sys read-only.
         Err(e) if e.errno == Errno::PERM => {
-            let bind =
-                clone_tree(Path::new("/sys"), true).map_err(|e| ChildError::setup(step, e))?;
-            set_attrs(bind.as_fd(), read_only_attrs(), true)
-                .map_err(|e| ChildError::setup(step, e))?;
+            let bind = clone_tree(sys, Path::new("/sys"), true).map_err(|e| ChildError::setup(step, e))?;
+            set_attrs(sys, &bind, read_only_attrs(), true).map_err(|e| ChildError::setup(step, e))?;
             bind
         }
         Err(e) => return Err(ChildError::setup(step, e)),
     };
-    attach(&sysfs, &target).map_err(|e| ChildError::setup(step, e))
-}
-
-fn make_dir(parent: BorrowedFd, name: &str, mode: u32) -> Result<OwnedFd, Errno> {
-    rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode))?;
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    sys.attach(&sysfs, &target).map_err(|e| ChildError::setup(step, e))
 }
 
 /// A detached bind mount of `source` (a host path).
-fn clone_tree(source: &Path, recursive: bool) -> Result<OwnedFd, String> {
-    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= OpenTreeFlags::AT_RECURSIVE;
-    }
-    rustix::mount::open_tree(CWD, source, flags)
+fn clone_tree<S: Syscall>(sys: &S, source: &Path, recursive: bool) -> Result<S::Fd, String> {
+    sys.clone_tree(source, recursive)
         .map_err(|e| format!("bind {}: {e}", source.display()))
 }
 
-/// Attaches the detached mount `mnt` on the object `target` refers to.
-fn attach(mnt: &OwnedFd, target: &OwnedFd) -> Result<(), Errno> {
-    rustix::mount::move_mount(
-        mnt.as_fd(),
-        "",
-        target.as_fd(),
-        "",
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-    )
-}
-
-/// `mount_setattr(2)`'s argument.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-/// Sets flags on a (detached) mount; a bind mount keeps its source's flags
-/// until told otherwise.
-fn set_attrs(mnt: BorrowedFd, attrs: MountAttrFlags, recursive: bool) -> Result<(), String> {
-    let attr = MountAttr {
-        attr_set: attrs.bits() as u64,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let mut flags = libc::AT_EMPTY_PATH;
-    if recursive {
-        flags |= libc::AT_RECURSIVE;
-    }
-    // SAFETY: the syscall reads `attr` (of the size given) and an empty path.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(format!(
-            "make the mount read-only: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
+/// Sets `attrs` on the detached mount `mnt`, which is made read-only.
+fn set_attrs<S: Syscall>(sys: &S, mnt: &S::Fd, attrs: MountAttrFlags, recursive: bool) -> Result<(), String> {
+    sys.set_attrs(mnt, attrs, recursive)
+        .map_err(|e| format!("make the mount read-only: {e}"))
 }
 
 /// Makes the root filesystem `/` and detaches rbuild's root beneath it, so
 /// nothing of the host stays reachable.
-fn pivot(root: BorrowedFd) -> Result<(), ChildError> {
-    rustix::process::fchdir(root).map_err(|e| ChildError::setup("enter the root filesystem", e))?;
+fn pivot<S: Syscall>(sys: &S, root: &S::Fd) -> Result<(), ChildError> {
+    sys.fchdir(root).map_err(|e| ChildError::setup("enter the root filesystem", e))?;
     // With both arguments ".", the old root ends up stacked on the new one
     // and can be detached without a directory for it in the image.
-    rustix::process::pivot_root(".", ".").map_err(|e| ChildError::setup("pivot_root", e))?;
-    rustix::mount::unmount(".", UnmountFlags::DETACH)
+    sys.pivot_root(".", ".").map_err(|e| ChildError::setup("pivot_root", e))?;
+    sys.unmount_detach(".")
         .map_err(|e| ChildError::setup("detach the old root", e))?;
-    rustix::process::chdir("/").map_err(|e| ChildError::setup("enter /", e))
+    sys.chdir(Path::new("/")).map_err(|e| ChildError::setup("enter /", e))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The mount plan against the recording fake: no root, no kernel.
+
+    use super::*;
+    use crate::protocol::FailureKind;
+    use crate::syscall::fake::Recorder;
+
+    fn paths() -> ScratchPaths {
+        ScratchPaths {
+            rootfs: "/s/rootfs".into(),
+            work: "/s/work".into(),
+            empty_lower: "/s/empty".into(),
+            hosts: "/s/hosts".into(),
+            resolv_conf: "/s/resolv.conf".into(),
+            hostname: "/s/hostname".into(),
+            flat: None,
+            links: None,
+        }
+    }
+
+    /// Sets up the root over `lower` (bottom → top) as root outside a user
+    /// namespace; the calls made and the outcome.
+    fn setup(sys: &Recorder, lower: &[&str], paths: &ScratchPaths) -> Result<(), ChildError> {
+        let lower: Vec<PathBuf> = lower.iter().map(PathBuf::from).collect();
+        let layers = Layers {
+            lower: &lower,
+            upper: Path::new("/u"),
+            in_userns: false,
+        };
+        setup_root(sys, &layers, paths, &Reporter { fd: -1 })
+    }
+
+    fn starting_with(sys: &Recorder, prefix: &str) -> Vec<String> {
+        sys.calls().into_iter().filter(|c| c.starts_with(prefix)).collect()
+    }
+
+    const OVERLAY_REST: &str =
+        "upperdir=/u,workdir=/s/work,redirect_dir=nofollow,metacopy=off,index=off] nodev";
+
+    #[test]
+    fn the_root_filesystem_is_mounted_in_this_order() {
+        let sys = Recorder::new();
+        setup(&sys, &["/l/base", "/l/top"], &paths()).unwrap();
+        let mut want = vec![
+            "make mounts private".to_string(),
+            format!("new overlay [lowerdir+=/l/top,lowerdir+=/l/base,{OVERLAY_REST}"),
+            "attach overlay at /s/rootfs".into(),
+            "open /s/rootfs".into(),
+            "ensure dir /proc".into(),
+            "new proc [] nosuid,nodev,noexec".into(),
+            "attach proc on /proc".into(),
+            "ensure dir /dev".into(),
+            "new tmpfs [mode=755,size=65536k] nosuid".into(),
+            "attach tmpfs on /dev".into(),
+            "open /dev in the root".into(),
+        ];
+        for name in DEVICES {
+            want.extend([
+                format!("clone /dev/{name}"),
+                format!("create /dev/{name} 0666"),
+                format!("attach host /dev/{name} on /dev/{name}"),
+            ]);
+        }
+        want.extend(
+            [
+                "symlink /dev/fd -> /proc/self/fd",
+                "symlink /dev/stdin -> /proc/self/fd/0",
+                "symlink /dev/stdout -> /proc/self/fd/1",
+                "symlink /dev/stderr -> /proc/self/fd/2",
+                "symlink /dev/ptmx -> pts/ptmx",
+                "mkdir /dev/pts 0755",
+                "new devpts [newinstance,ptmxmode=0666,mode=0620,gid=5] nosuid,noexec",
+                "attach devpts on /dev/pts",
+                "mkdir /dev/shm 1777",
+                "new tmpfs [mode=1777,size=65536k] nosuid,nodev,noexec",
+                "attach tmpfs on /dev/shm",
+                "ensure dir /sys",
+                "new sysfs [] ro,nosuid,nodev,noexec",
+                "attach sysfs on /sys",
+            ]
+            .map(String::from),
+        );
+        for (rel, source) in [
+            ("etc/hosts", "/s/hosts"),
+            ("etc/resolv.conf", "/s/resolv.conf"),
+            ("etc/hostname", "/s/hostname"),
+        ] {
+            want.extend([
+                format!("ensure file /{rel}"),
+                format!("clone {source}"),
+                format!("set ro,nosuid,nodev,noexec on host {source}"),
+                format!("attach host {source} on /{rel}"),
+            ]);
+        }
+        want.extend(
+            [
+                "fchdir /s/rootfs",
+                "pivot_root . .",
+                "unmount --detach .",
+                "chdir /",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(sys.calls(), want);
+    }
+
+    #[test]
+    fn the_overlay_options_follow_the_stack_and_the_namespace() {
+        // No layer at all: overlayfs needs one lower directory, an empty one.
+        let sys = Recorder::new();
+        setup(&sys, &[], &paths()).unwrap();
+        assert_eq!(
+            starting_with(&sys, "new overlay"),
+            [format!("new overlay [lowerdir+=/s/empty,{OVERLAY_REST}")]
+        );
+
+        // Layers that were flattened sit below the others.
+        let sys = Recorder::new();
+        let mut flat = paths();
+        flat.flat = Some("/s/flat".into());
+        setup(&sys, &["/l/a"], &flat).unwrap();
+        assert_eq!(
+            starting_with(&sys, "new overlay"),
+            [format!("new overlay [lowerdir+=/l/a,lowerdir+=/s/flat,{OVERLAY_REST}")]
+        );
+
+        // Rootless: overlayfs keeps its marks in user.* attributes.
+        let sys = Recorder::new();
+        let lower = [PathBuf::from("/l/a")];
+        let layers = Layers {
+            lower: &lower,
+            upper: Path::new("/u"),
+            in_userns: true,
+        };
+        setup_root(&sys, &layers, &paths(), &Reporter { fd: -1 }).unwrap();
+        assert_eq!(
+            starting_with(&sys, "new overlay"),
+            ["new overlay [lowerdir+=/l/a,upperdir=/u,workdir=/s/work,userxattr,\
+              redirect_dir=nofollow,metacopy=off,index=off] nodev"]
+        );
+    }
+
+    /// What a kernel before 6.8 says to `lowerdir+`.
+    fn without_lowerdir_plus() -> Recorder {
+        Recorder::new().fail_with_log(
+            "new overlay [lowerdir+=",
+            Errno::INVAL,
+            &["overlay: Unknown parameter 'lowerdir+'"],
+        )
+    }
+
+    #[test]
+    fn older_kernels_get_one_escaped_lowerdir() {
+        let sys = without_lowerdir_plus();
+        setup(&sys, &["/l/base", "/l/a:b"], &paths()).unwrap();
+        assert_eq!(
+            starting_with(&sys, "new overlay"),
+            [
+                format!("new overlay [lowerdir+=/l/a:b,lowerdir+=/l/base,{OVERLAY_REST}"),
+                format!("new overlay [lowerdir=/l/a\\:b:/l/base,{OVERLAY_REST}"),
+            ]
+        );
+        assert!(starting_with(&sys, "chdir").iter().all(|c| c == "chdir /"));
+    }
+
+    #[test]
+    fn older_kernels_get_the_links_when_the_paths_are_too_long() {
+        let sys = without_lowerdir_plus();
+        let mut linked = paths();
+        linked.links = Some("/s/l".into());
+        setup(&sys, &["/l/base", "/l/a", "/l/top"], &linked).unwrap();
+        let calls = sys.calls();
+        let chdir = calls.iter().position(|c| c == "chdir /s/l").unwrap();
+        assert_eq!(
+            calls[chdir + 1],
+            format!("new overlay [lowerdir=0:1:2,{OVERLAY_REST}"),
+            "the kernel resolves the link names from the working directory"
+        );
+    }
+
+    #[test]
+    fn a_refused_overlay_is_not_retried_and_says_why() {
+        // EINVAL for another reason than lowerdir+: no second try.
+        let sys = Recorder::new().fail_with_log(
+            "new overlay",
+            Errno::INVAL,
+            &["overlay: upper fs does not support tmpfile"],
+        );
+        let err = setup(&sys, &["/l/base"], &paths()).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Overlay);
+        assert!(err.message.contains("upper fs does not support tmpfile"), "{err:?}");
+        assert_eq!(starting_with(&sys, "new overlay").len(), 1);
+        assert_eq!(sys.calls().last().unwrap(), &starting_with(&sys, "new overlay")[0]);
+
+        let sys = Recorder::new().fail("new overlay", Errno::NODEV);
+        let err = setup(&sys, &["/l/base"], &paths()).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Overlay);
+        assert!(err.message.ends_with("the kernel has no overlayfs (`modprobe overlay`)"), "{err:?}");
+    }
+
+    #[test]
+    fn sysfs_refused_shows_the_hosts_sys_read_only() {
+        let sys = Recorder::new().fail("new sysfs", Errno::PERM);
+        setup(&sys, &["/l/base"], &paths()).unwrap();
+        let calls = sys.calls();
+        let refused = calls.iter().position(|c| c.starts_with("new sysfs")).unwrap();
+        assert_eq!(
+            calls[refused + 1..refused + 4],
+            [
+                "clone /sys recursive",
+                "set ro,nosuid,nodev,noexec on host /sys recursive",
+                "attach host /sys on /sys",
+            ]
+        );
+
+        // Any other refusal is the sandbox's failure.
+        let sys = Recorder::new().fail("new sysfs", Errno::NODEV);
+        let err = setup(&sys, &["/l/base"], &paths()).unwrap_err();
+        assert_eq!((err.kind, err.step.as_str()), (FailureKind::Setup, "mount /sys"));
+        assert!(starting_with(&sys, "clone /sys").is_empty());
+    }
+
+    #[test]
+    fn devpts_without_the_tty_group_is_mounted_without_gid() {
+        let sys = Recorder::new().fail("new devpts [newinstance,ptmxmode=0666,mode=0620,gid=5]", Errno::INVAL);
+        setup(&sys, &["/l/base"], &paths()).unwrap();
+        assert_eq!(
+            starting_with(&sys, "new devpts"),
+            [
+                "new devpts [newinstance,ptmxmode=0666,mode=0620,gid=5] nosuid,noexec",
+                "new devpts [newinstance,ptmxmode=0666,mode=0620] nosuid,noexec",
+            ]
+        );
+        assert_eq!(starting_with(&sys, "attach devpts"), ["attach devpts on /dev/pts"]);
+    }
+
+    #[test]
+    fn a_failed_step_stops_the_setup_and_is_named() {
+        for (call, step) in [
+            ("make mounts private", "make mounts private"),
+            ("attach overlay", "attach the overlay at /s/rootfs"),
+            ("ensure dir /proc", "mount point /proc"),
+            ("attach proc", "mount /proc"),
+            ("clone /dev/tty", "provide /dev/tty"),
+            ("symlink /dev/ptmx", "create /dev/ptmx"),
+            ("attach host /s/resolv.conf", "mount /etc/resolv.conf"),
+            ("set ro,nosuid,nodev,noexec on host /s/hostname", "mount /etc/hostname"),
+            ("pivot_root", "pivot_root"),
+        ] {
+            let sys = Recorder::new().fail(call, Errno::ACCESS);
+            let err = setup(&sys, &["/l/base"], &paths()).unwrap_err();
+            assert_eq!((err.kind, err.step.as_str()), (FailureKind::Setup, step), "{call}");
+            assert!(
+                sys.calls().last().unwrap().starts_with(call),
+                "{call}: nothing runs after the failure: {:?}",
+                sys.calls()
+            );
+            assert!(starting_with(&sys, "chdir /").is_empty(), "{call}: never pivoted");
+        }
+    }
 }

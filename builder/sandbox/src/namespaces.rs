@@ -18,11 +18,14 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
+
 use super::error::SandboxError;
 use super::mounts::{self, ScratchPaths};
 use super::prepare::Prepared;
 use super::process::{self, Forked, Supervisor};
 use super::protocol::{ChildError, FailureKind, Report, Reporter};
+use super::syscall::{Linux, Syscall};
 use super::{etcfiles, exec, layers, lowerstack, net, stubs, NetworkMode, RunOutcome, RunSpec};
 
 pub(crate) fn run(
@@ -132,25 +135,8 @@ fn intermediate(
     keep.extend(p.extra.iter().map(|(_, fd)| fd.as_raw_fd()));
     process::close_fds_except(&keep);
 
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if p.network == NetworkMode::None {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // SAFETY: unshare affects only this single-threaded child.
-    if unsafe { libc::unshare(flags) } != 0 {
-        let err = io::Error::last_os_error();
-        let hint = if err.raw_os_error() == Some(libc::EPERM) {
-            " (the kernel refused new namespaces: this happens inside a container whose seccomp \
-             profile or capabilities forbid namespaces and mounts; rerun with --isolation=chroot, \
-             which runs RUN steps with chroot over a copied filesystem)"
-        } else {
-            ""
-        };
-        reporter.fail(ChildError::setup(
-            "create namespaces",
-            format!("{err}{hint}"),
-        ));
+    if let Err(e) = new_namespaces(&Linux, p.network) {
+        reporter.fail(e);
     }
 
     let lifeline = match process::pipe() {
@@ -180,6 +166,27 @@ fn intermediate(
     }
 }
 
+/// Moves the calling process into new mount, ipc and uts namespaces, its
+/// children into a new pid namespace, and with [`NetworkMode::None`] into a
+/// network namespace of its own.
+fn new_namespaces<S: Syscall>(sys: &S, network: NetworkMode) -> Result<(), ChildError> {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if network == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    sys.unshare(flags).map_err(|errno| {
+        let hint = if errno == Errno::PERM {
+            " (the kernel refused new namespaces: this happens inside a container whose seccomp \
+             profile or capabilities forbid namespaces and mounts; rerun with --isolation=chroot, \
+             which runs RUN steps with chroot over a copied filesystem)"
+        } else {
+            ""
+        };
+        ChildError::setup("create namespaces", format!("{errno}{hint}"))
+    })
+}
+
 /// Pid 1 of the sandbox: sets up the root filesystem and becomes the command.
 fn sandbox_init(
     p: &Prepared,
@@ -207,7 +214,12 @@ fn sandbox_init(
             io::Error::last_os_error(),
         ));
     }
-    if let Err(e) = mounts::setup_root(p, paths, &reporter) {
+    let layers = mounts::Layers {
+        lower: &p.lower,
+        upper: &p.upper,
+        in_userns: p.in_userns,
+    };
+    if let Err(e) = mounts::setup_root(&Linux, &layers, paths, &reporter) {
         reporter.fail(e);
     }
     exec::become_user_and_exec(p, output, reporter)
@@ -263,7 +275,7 @@ impl Scratch {
             layers::merge(&p.flatten, &flat, &mut Vec::new())?;
             scratch.paths.flat = Some(flat);
         }
-        let tops = mounts::lowers_topmost_first(p, &scratch.paths);
+        let tops = mounts::lowers_topmost_first(&p.lower, &scratch.paths);
         let escaped: Vec<String> = tops
             .iter()
             .map(|l| mounts::escape_lower(&l.to_string_lossy()))
@@ -314,4 +326,33 @@ fn write_new(path: &Path, text: &str) -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::io("create", path, e))?;
     f.write_all(text.as_bytes())
         .map_err(|e| SandboxError::io("write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::Recorder;
+
+    #[test]
+    fn namespaces_for_each_network() {
+        let sys = Recorder::new();
+        new_namespaces(&sys, NetworkMode::Host).unwrap();
+        new_namespaces(&sys, NetworkMode::None).unwrap();
+        assert_eq!(
+            sys.calls(),
+            ["unshare mount,pid,ipc,uts", "unshare mount,pid,ipc,uts,net"]
+        );
+    }
+
+    #[test]
+    fn refused_namespaces_point_at_chroot_isolation() {
+        let sys = Recorder::new().fail("unshare", Errno::PERM);
+        let err = new_namespaces(&sys, NetworkMode::Host).unwrap_err();
+        assert_eq!(err.step, "create namespaces");
+        assert!(err.message.contains("rerun with --isolation=chroot"), "{err:?}");
+
+        let sys = Recorder::new().fail("unshare", Errno::NOMEM);
+        let err = new_namespaces(&sys, NetworkMode::Host).unwrap_err();
+        assert!(!err.message.contains("--isolation"), "{err:?}");
+    }
 }

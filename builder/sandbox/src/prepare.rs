@@ -13,7 +13,7 @@ use rustix::fs::MemfdFlags;
 use super::error::SandboxError;
 use super::lowerstack::LowerStack;
 use super::userns::in_user_namespace;
-use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME, DEFAULT_PATH};
+use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME};
 
 /// The highest descriptor number an extra file may ask for.
 const MAX_EXTRA_FD: u32 = 255;
@@ -24,8 +24,10 @@ pub(crate) struct Prepared {
     /// known.
     pub env: Vec<CString>,
     pub has_home: bool,
-    /// The `PATH` the command's name is looked up in.
-    pub path_var: Vec<u8>,
+    /// The `PATH` of `env`, which a command name without `/` is looked up
+    /// in; `None` when `env` has none (the caller supplies the default, as
+    /// it knows the image's config).
+    pub path_var: Option<Vec<u8>>,
     pub user: String,
     /// Absolute and without `.` or `..`.
     pub workdir: PathBuf,
@@ -60,7 +62,7 @@ impl Prepared {
             .map(|a| c_string(a, "argument"))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut env = Vec::with_capacity(spec.env.len() + 2);
+        let mut env = Vec::with_capacity(spec.env.len() + 1);
         let mut path_var = None;
         let mut has_home = false;
         for (key, value) in &spec.env {
@@ -75,16 +77,6 @@ impl Prepared {
             has_home |= key == "HOME";
             env.push(c_string(&format!("{key}={value}"), "environment variable")?);
         }
-        let path_var = match path_var {
-            Some(p) => p,
-            None => {
-                env.push(c_string(
-                    &format!("PATH={DEFAULT_PATH}"),
-                    "environment variable",
-                )?);
-                DEFAULT_PATH.as_bytes().to_vec()
-            }
-        };
 
         let workdir = normalize_workdir(&spec.workdir)?;
         let hostname = if spec.hostname.is_empty() {

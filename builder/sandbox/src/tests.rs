@@ -9,13 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::idmap::map_args;
+use super::idmap::{map_args, parse_subid_ranges, plan_id_maps, IdMapLine, IdMapPlan, SubIdRange};
 use super::process::OutputTail;
 use super::protocol::{Ancestor, ChildError, FailureKind, Report, Stub};
 use super::userns::{diagnose, Knobs};
+use super::users::{resolve_user, ExecUser};
 use super::*;
 
 const BUSYBOX: &str = "/bin/busybox";
+
+/// The `PATH` every fixture spec gives its command: the sandbox adds none.
+const PATH: &str = "/bin";
 
 fn require_root() {
     // SAFETY: geteuid cannot fail.
@@ -95,6 +99,7 @@ impl Fixture {
             upper: self.upper(),
             scratch: self.dir.path().join("scratch"),
             argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![("PATH".into(), PATH.into())],
             ..RunSpec::default()
         }
     }
@@ -208,30 +213,27 @@ fn exec_form_looks_up_the_command_in_the_sandbox_path() {
 }
 
 #[test]
-fn environment_is_exactly_the_given_one_plus_path_and_home() {
+fn environment_is_exactly_the_given_one_plus_home() {
     let f = Fixture::new();
-    let mut spec = f.spec(&["env"]);
+    let mut spec = f.spec(&["/bin/env"]);
     spec.env = vec![
         ("FOO".into(), "bar baz".into()),
         ("EMPTY".into(), String::new()),
     ];
     let out = f.ok(&spec);
     let got: BTreeSet<&str> = out.lines().collect();
-    let path = format!("PATH={DEFAULT_PATH}");
-    let want: BTreeSet<&str> = ["FOO=bar baz", "EMPTY=", &path, "HOME=/root"]
+    let want: BTreeSet<&str> = ["FOO=bar baz", "EMPTY=", "HOME=/root"]
         .into_iter()
         .collect();
-    assert_eq!(got, want);
+    assert_eq!(got, want, "no PATH is added");
 }
 
 #[test]
-fn path_default_only_when_absent() {
+fn commands_are_found_only_in_the_given_path() {
     let f = Fixture::new();
-    assert_eq!(f.ok(&f.sh("echo $PATH")), format!("{DEFAULT_PATH}\n"));
     let mut spec = f.sh("echo $PATH");
     spec.env = vec![("PATH".into(), "/bin:/nowhere".into())];
     assert_eq!(f.ok(&spec), "/bin:/nowhere\n");
-    // The command itself is found in the given PATH only.
     let mut spec = f.spec(&["echo", "x"]);
     spec.env = vec![("PATH".into(), "/nowhere".into())];
     let err = run(&spec, &mut |_| {}).unwrap_err();
@@ -239,6 +241,15 @@ fn path_default_only_when_absent() {
     assert!(
         err.to_string()
             .contains("executable file not found in $PATH"),
+        "{err}"
+    );
+    // Without PATH a name without '/' is not looked up anywhere, not even
+    // in the working directory.
+    spec.env.clear();
+    spec.workdir = "/bin".into();
+    let err = run(&spec, &mut |_| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("the command's environment has no PATH"),
         "{err}"
     );
     f.assert_no_leftovers();
@@ -253,7 +264,7 @@ fn home_comes_from_passwd_unless_set() {
     assert_eq!(f.ok(&spec), "/home/user\n");
     spec.user = "4242".into();
     assert_eq!(f.ok(&spec), "/\n");
-    spec.env = vec![("HOME".into(), "/custom".into())];
+    spec.env.push(("HOME".into(), "/custom".into()));
     assert_eq!(f.ok(&spec), "/custom\n");
 }
 

@@ -106,7 +106,7 @@ impl ChangeTracker {
     /// Writes what changed in `tree` since [`ChangeTracker::record`] into the
     /// empty directory `upper`; returns warnings about skipped entries.
     pub fn write_changes(&self, tree: &Path, upper: &Path) -> Result<Vec<String>, SandboxError> {
-        let markers = Markers::for_namespace(super::in_user_namespace());
+        let markers = Markers::for_namespace(super::userns::in_user_namespace());
         diff(tree, &self.before, &HashSet::new(), &[], upper, markers)
     }
 }

@@ -12,21 +12,20 @@
 //! files on disk carry the mapped ids: stat() shows the image's ids, and
 //! `chown 1000:1000` works when a subordinate range is mapped.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::error::SandboxError;
 use super::idmap::{map_args, plan_id_maps, IdMapLine, IdMapPlan};
 use super::process::{self, Forked};
+use super::syscall::{Linux, Syscall};
 
 /// Whether this process runs in a user namespace other than the initial one,
 /// i.e. rootless. Overlay mounts then need `userxattr`, and overlayfs marks
 /// opaque directories with `user.overlay.opaque` instead of
 /// `trusted.overlay.opaque`.
-pub fn in_user_namespace() -> bool {
+pub(crate) fn in_user_namespace() -> bool {
     match fs::read_to_string("/proc/self/uid_map") {
         // The initial namespace maps all 2^32 - 1 ids onto themselves.
         Ok(map) => map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"],
@@ -51,42 +50,56 @@ pub fn only_root_mapped() -> Option<&'static str> {
 /// a warning on stderr that says what to add. When the system blocks user
 /// namespaces, the error names the cause and the fix.
 pub fn enter_user_namespace_if_needed() -> Result<(), SandboxError> {
-    // SAFETY: these calls cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 {
-        return Ok(());
+    if let Some(warning) = enter_user_namespace(&Linux)? {
+        let _ = writeln!(io::stderr(), "rbuild: warning: {warning}");
+        let _ = ONLY_ROOT_MAPPED.set(warning);
     }
-    ensure_single_threaded()?;
+    Ok(())
+}
 
-    let name = user_name(uid);
+/// [`enter_user_namespace_if_needed`] but for the warning, which is
+/// returned when only root is mapped.
+fn enter_user_namespace<S: Syscall>(sys: &S) -> Result<Option<String>, SandboxError> {
+    let (uid, gid) = sys.effective_ids();
+    if uid == 0 {
+        return Ok(None);
+    }
+    ensure_single_threaded(sys)?;
+
+    let name = user_name(sys, uid);
     let plan = plan_id_maps(
         uid,
         gid,
         name.as_deref(),
-        fs::read_to_string("/etc/subuid").ok().as_deref(),
-        fs::read_to_string("/etc/subgid").ok().as_deref(),
-        find_tool("newuidmap").is_some(),
-        find_tool("newgidmap").is_some(),
+        sys.read_file("/etc/subuid").ok().as_deref(),
+        sys.read_file("/etc/subgid").ok().as_deref(),
+        sys.find_tool("newuidmap").is_some(),
+        sys.find_tool("newgidmap").is_some(),
     );
-    match &plan {
-        IdMapPlan::Ranges { uid_map, gid_map } => enter_with_helpers(uid_map, gid_map)?,
+    let warning = match plan {
+        IdMapPlan::Ranges { uid_map, gid_map } => {
+            sys.enter_with_helpers(&uid_map, &gid_map)?;
+            become_root(sys, true)?;
+            None
+        }
         IdMapPlan::Single {
             uid_map,
             gid_map,
             warning,
         } => {
-            enter_single(*uid_map, *gid_map)?;
-            let _ = writeln!(io::stderr(), "rbuild: warning: {warning}");
-            let _ = ONLY_ROOT_MAPPED.set(warning.clone());
+            enter_single(sys, uid_map, gid_map)?;
+            become_root(sys, false)?;
+            Some(warning)
         }
-    }
-    become_root(matches!(plan, IdMapPlan::Ranges { .. }))?;
-    check_capabilities()
+    };
+    check_capabilities(sys)?;
+    Ok(warning)
 }
 
 /// `unshare(CLONE_NEWUSER)` refuses a process with more than one thread.
-fn ensure_single_threaded() -> Result<(), SandboxError> {
-    let status = fs::read_to_string("/proc/self/status")
+fn ensure_single_threaded<S: Syscall>(sys: &S) -> Result<(), SandboxError> {
+    let status = sys
+        .read_file("/proc/self/status")
         .map_err(|e| SandboxError::io("read", "/proc/self/status", e))?;
     let threads = status
         .lines()
@@ -104,47 +117,30 @@ fn ensure_single_threaded() -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn user_name(uid: u32) -> Option<String> {
-    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+fn user_name<S: Syscall>(sys: &S, uid: u32) -> Option<String> {
+    let passwd = sys.read_file("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
         (fields.len() > 2 && fields[2].parse() == Ok(uid)).then(|| fields[0].to_string())
     })
 }
 
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-fn unshare_user() -> Result<(), SandboxError> {
-    // SAFETY: unshare affects only this (single-threaded) process.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
+fn unshare_user<S: Syscall>(sys: &S) -> Result<(), SandboxError> {
+    let Err(errno) = sys.unshare(libc::CLONE_NEWUSER) else {
         return Ok(());
-    }
-    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let (cause, fix) = diagnose(errno, &Knobs::read());
+    };
+    let (cause, fix) = diagnose(errno.raw_os_error(), &Knobs::read(sys));
     Err(SandboxError::UserNamespaceBlocked { cause, fix })
 }
 
 /// Root-only mapping, which the process may write itself once `setgroups`
 /// is denied (the kernel's condition for an unprivileged gid map).
-fn enter_single(uid_map: IdMapLine, gid_map: IdMapLine) -> Result<(), SandboxError> {
-    unshare_user()?;
+fn enter_single<S: Syscall>(sys: &S, uid_map: IdMapLine, gid_map: IdMapLine) -> Result<(), SandboxError> {
+    unshare_user(sys)?;
     let write = |path: &str, text: String| {
-        fs::write(path, text).map_err(|e| {
+        sys.write_file(path, &text).map_err(|e| {
             if e.raw_os_error() == Some(libc::EPERM) {
-                blocked_after_unshare()
+                blocked_after_unshare(sys)
             } else {
                 SandboxError::io("write", path, e)
             }
@@ -163,10 +159,16 @@ fn enter_single(uid_map: IdMapLine, gid_map: IdMapLine) -> Result<(), SandboxErr
 
 /// Ranged mapping through the setuid helpers, run from a child that stayed
 /// in the original namespace while this process unshares.
-fn enter_with_helpers(uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<(), SandboxError> {
-    let newuidmap = find_tool("newuidmap")
+pub(crate) fn enter_with_helpers(
+    sys: &Linux,
+    uid_map: &[IdMapLine],
+    gid_map: &[IdMapLine],
+) -> Result<(), SandboxError> {
+    let newuidmap = sys
+        .find_tool("newuidmap")
         .ok_or_else(|| SandboxError::sys("find newuidmap", io::ErrorKind::NotFound))?;
-    let newgidmap = find_tool("newgidmap")
+    let newgidmap = sys
+        .find_tool("newgidmap")
         .ok_or_else(|| SandboxError::sys("find newgidmap", io::ErrorKind::NotFound))?;
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
@@ -221,7 +223,7 @@ fn enter_with_helpers(uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<()
         Forked::Parent(helper) => {
             drop(go.read);
             drop(result.write);
-            let unshared = unshare_user();
+            let unshared = unshare_user(sys);
             if unshared.is_ok() {
                 let mut go_write = fs::File::from(go.write);
                 let _ = go_write.write_all(b"g");
@@ -248,29 +250,16 @@ fn enter_with_helpers(uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<()
     }
 }
 
-fn become_root(may_setgroups: bool) -> Result<(), SandboxError> {
-    // SAFETY: plain credential calls on this single-threaded process.
-    unsafe {
-        if libc::setresgid(0, 0, 0) != 0 {
-            return Err(SandboxError::sys(
-                "become gid 0 in the user namespace",
-                io::Error::last_os_error(),
-            ));
-        }
-        if libc::setresuid(0, 0, 0) != 0 {
-            return Err(SandboxError::sys(
-                "become uid 0 in the user namespace",
-                io::Error::last_os_error(),
-            ));
-        }
-        // The caller's supplementary groups are not mapped; drop them. With
-        // ranges the kernel allows it; with root alone setgroups is denied.
-        if may_setgroups && libc::setgroups(0, std::ptr::null()) != 0 {
-            return Err(SandboxError::sys(
-                "clear supplementary groups",
-                io::Error::last_os_error(),
-            ));
-        }
+fn become_root<S: Syscall>(sys: &S, may_setgroups: bool) -> Result<(), SandboxError> {
+    sys.set_res_gid(0)
+        .map_err(|e| SandboxError::sys("become gid 0 in the user namespace", e))?;
+    sys.set_res_uid(0)
+        .map_err(|e| SandboxError::sys("become uid 0 in the user namespace", e))?;
+    // The caller's supplementary groups are not mapped; drop them. With
+    // ranges the kernel allows it; with root alone setgroups is denied.
+    if may_setgroups {
+        sys.set_groups(&[])
+            .map_err(|e| SandboxError::sys("clear supplementary groups", e))?;
     }
     Ok(())
 }
@@ -281,8 +270,9 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// Ubuntu's AppArmor restriction lets `unshare` succeed but leaves the new
 /// namespace without capabilities; catch that here rather than at the first
 /// mount.
-fn check_capabilities() -> Result<(), SandboxError> {
-    let status = fs::read_to_string("/proc/self/status")
+fn check_capabilities<S: Syscall>(sys: &S) -> Result<(), SandboxError> {
+    let status = sys
+        .read_file("/proc/self/status")
         .map_err(|e| SandboxError::io("read", "/proc/self/status", e))?;
     let effective = status
         .lines()
@@ -290,13 +280,13 @@ fn check_capabilities() -> Result<(), SandboxError> {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .unwrap_or(0);
     if effective & (1 << CAP_SYS_ADMIN) == 0 {
-        return Err(blocked_after_unshare());
+        return Err(blocked_after_unshare(sys));
     }
     Ok(())
 }
 
-fn blocked_after_unshare() -> SandboxError {
-    let knobs = Knobs::read();
+fn blocked_after_unshare<S: Syscall>(sys: &S) -> SandboxError {
+    let knobs = Knobs::read(sys);
     let (cause, fix) = if knobs.apparmor_restrict == Some(1) {
         diagnose(libc::EPERM, &knobs)
     } else {
@@ -322,13 +312,13 @@ pub(crate) struct Knobs {
 }
 
 impl Knobs {
-    fn read() -> Self {
+    fn read<S: Syscall>(sys: &S) -> Self {
         let number = |path: &str| {
-            fs::read_to_string(path)
+            sys.read_file(path)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
         };
-        let seccomp_mode = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        let seccomp_mode = sys.read_file("/proc/self/status").ok().and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("Seccomp:"))
                 .and_then(|v| v.trim().parse().ok())
@@ -390,5 +380,118 @@ pub(crate) fn diagnose(errno: i32, knobs: &Knobs) -> (String, String) {
             "check that the kernel has user namespaces (CONFIG_USER_NS) and that no security policy forbids them to unprivileged users"
                 .to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Entering the user namespace against the recording fake: which maps
+    //! are written, and what each refusal becomes.
+
+    use rustix::io::Errno;
+
+    use super::*;
+    use crate::syscall::fake::Recorder;
+
+    /// `/proc/self/status` of a single-threaded process with every
+    /// capability, as after a successful unshare.
+    const STATUS: &str = "Name:\trbuild\nThreads:\t1\nSeccomp:\t0\nCapEff:\t000001ffffffffff\n";
+
+    fn alice() -> Recorder {
+        Recorder::new()
+            .ids(1000, 1000)
+            .file("/proc/self/status", STATUS)
+            .file("/etc/passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
+    }
+
+    #[test]
+    fn root_stays_where_it_is() {
+        let sys = Recorder::new().ids(0, 0);
+        assert_eq!(enter_user_namespace(&sys).unwrap(), None);
+        assert!(sys.calls().is_empty());
+    }
+
+    #[test]
+    fn without_subordinate_ids_only_root_is_mapped_by_the_process_itself() {
+        let sys = alice().tool("newuidmap").tool("newgidmap");
+        let warning = enter_user_namespace(&sys).unwrap().unwrap();
+        assert!(warning.contains("user alice has no subordinate id range in /etc/subuid and /etc/subgid"), "{warning}");
+        assert_eq!(
+            sys.calls(),
+            [
+                "unshare user",
+                r#"write /proc/self/setgroups "deny""#,
+                r#"write /proc/self/uid_map "0 1000 1\n""#,
+                r#"write /proc/self/gid_map "0 1000 1\n""#,
+                "setresgid 0",
+                "setresuid 0",
+            ],
+            "setgroups is denied, so the groups are not cleared"
+        );
+    }
+
+    #[test]
+    fn subordinate_ranges_are_mapped_by_the_helpers() {
+        let sys = alice()
+            .tool("newuidmap")
+            .tool("newgidmap")
+            .file("/etc/subuid", "alice:100000:65536\n")
+            .file("/etc/subgid", "1000:200000:1000\n");
+        assert_eq!(enter_user_namespace(&sys).unwrap(), None);
+        assert_eq!(
+            sys.calls(),
+            [
+                "newuidmap 0 1000 1 1 100000 65536",
+                "newgidmap 0 1000 1 1 200000 1000",
+                "setresgid 0",
+                "setresuid 0",
+                "setgroups []",
+            ]
+        );
+
+        // Ranges without the helpers: root alone, and the warning says what
+        // to install.
+        let sys = alice()
+            .file("/etc/subuid", "alice:100000:65536\n")
+            .file("/etc/subgid", "alice:100000:65536\n");
+        let warning = enter_user_namespace(&sys).unwrap().unwrap();
+        assert!(warning.contains("newuidmap/newgidmap were not found"), "{warning}");
+        assert_eq!(sys.calls()[0], "unshare user");
+    }
+
+    #[test]
+    fn refusals_are_explained() {
+        // The kernel refuses the namespace: the sysctl that says why.
+        let sys = alice()
+            .file("/proc/sys/user/max_user_namespaces", "0\n")
+            .fail("unshare", Errno::NOSPC);
+        match enter_user_namespace(&sys) {
+            Err(SandboxError::UserNamespaceBlocked { cause, .. }) => {
+                assert!(cause.contains("user.max_user_namespaces is 0"), "{cause}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(sys.calls(), ["unshare user"]);
+
+        // The namespace exists but its map may not be written.
+        let sys = alice().fail("write /proc/self/uid_map", Errno::PERM);
+        assert!(matches!(
+            enter_user_namespace(&sys),
+            Err(SandboxError::UserNamespaceBlocked { .. })
+        ));
+        assert!(!sys.calls().iter().any(|c| c.starts_with("setres")));
+
+        // AppArmor's restriction: unshare works, the capabilities are gone.
+        let sys = alice().file("/proc/self/status", "Threads:\t1\nCapEff:\t0000000000000000\n");
+        assert!(matches!(
+            enter_user_namespace(&sys),
+            Err(SandboxError::UserNamespaceBlocked { .. })
+        ));
+
+        // A thread already running: nothing is tried.
+        let sys = alice().file("/proc/self/status", "Threads:\t3\n");
+        let err = enter_user_namespace(&sys).unwrap_err();
+        assert!(err.to_string().contains("already runs 3 threads"), "{err}");
+        assert!(sys.calls().is_empty());
     }
 }

@@ -17,7 +17,7 @@ const MAX_ID: u64 = i32::MAX as u64;
 
 /// Who a RUN command runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ExecUser {
+pub(crate) struct ExecUser {
     pub uid: u32,
     pub gid: u32,
     /// Supplementary groups, the primary gid first.
@@ -40,7 +40,7 @@ struct GroupEntry<'a> {
 
 /// Resolves `spec`; `passwd` and `group` are the files' contents, `None` when
 /// the image has no such file.
-pub fn resolve_user(
+pub(crate) fn resolve_user(
     spec: &str,
     passwd: Option<&str>,
     group: Option<&str>,

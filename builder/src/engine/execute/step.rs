@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId};
+use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId, DEFAULT_PATH};
 use rbuild_store::config::History;
 use rbuild_store::{Compression, LayerOptions, Store};
 
@@ -248,12 +248,18 @@ impl StepRunner {
                 fd => extra_files.push((fd, doc.content.clone().into_bytes())),
             }
         }
+        // The sandbox runs exactly the environment it is given; a RUN whose
+        // image sets no PATH gets the default one, as in BuildKit's exec op.
+        let mut env = run.env.clone();
+        if !env.iter().any(|(key, _)| key == "PATH") {
+            env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
+        }
         let spec = RunSpec {
             lower: parent.layers.iter().map(|l| l.snapshot.clone()).collect(),
             upper: upper.clone(),
             scratch,
             argv: run.argv.clone(),
-            env: run.env.clone(),
+            env,
             user: run.user.clone(),
             workdir: run.workdir.clone(),
             network,
