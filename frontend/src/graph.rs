@@ -233,6 +233,46 @@ pub struct RunOp {
     pub heredocs: Vec<RunHeredoc>,
     pub network: Option<String>,
     pub security: Option<String>,
+    /// `--mount`s, in order. A bind mount, and a cache mount seeded `from` something, reads
+    /// the step input of the edge [`Edge::MountFrom`] with its index.
+    pub mounts: Vec<RunMount>,
+}
+
+/// One `RUN --mount`, expanded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute path in the RUN's filesystem. Empty for a secret given only as an
+    /// environment variable (`env=` without `target=`).
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// Files of the build context, a stage, a named context or an image, read-only unless
+    /// `readwrite` (writes are then discarded).
+    Bind { source: String, readwrite: bool },
+    /// A directory kept between builds under `id`; not part of the step's cache key.
+    /// Seeded from `source` of its input when created, if it has one.
+    Cache { id: String, sharing: CacheSharing, readonly: bool, source: String, mode: u32, uid: u32, gid: u32 },
+    /// An empty tmpfs, `size` bytes at most.
+    Tmpfs { size: Option<u64> },
+    /// A secret of the build (`--secret id=…`) as a file at the target, in the variable
+    /// `env`, or both.
+    Secret { id: String, env: Option<String>, required: bool, mode: u32, uid: u32, gid: u32 },
+    /// An ssh agent of the build (`--ssh id=…`), its socket at the target.
+    Ssh { id: String, required: bool, mode: u32, uid: u32, gid: u32 },
+}
+
+/// How concurrent builds share a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheSharing {
+    /// Every user at once.
+    Shared,
+    /// A user that finds it in use gets a directory of its own.
+    Private,
+    /// A user that finds it in use waits.
+    Locked,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,6 +319,8 @@ pub enum Edge {
     Parent,
     /// The filesystem a COPY/ADD reads from.
     CopyFrom,
+    /// The filesystem the RUN mount with this index reads from.
+    MountFrom(usize),
 }
 
 /// A stage that is part of the build.

@@ -6,6 +6,7 @@
 //! name or index, and the pruning of stages the target does not need.
 
 mod config;
+mod mounts;
 mod scope;
 
 use std::cell::RefCell;
@@ -239,6 +240,14 @@ impl<'a> Lowering<'a> {
                         let from = self.expand(from, &scope).map_err(|e| e.at(command.location))?;
                         if let Ok(StageRef::Stage(i)) = self.stage_ref(&from, stage.index) {
                             needs.insert(i);
+                        }
+                    }
+                    Instruction::Run(run) => {
+                        for from in run.mounts.iter().filter_map(|m| mounts::from_field(m)) {
+                            let from = self.expand(from, &scope).map_err(|e| e.at(command.location))?;
+                            if let Ok(StageRef::Stage(i)) = self.stage_ref(&from, stage.index) {
+                                needs.insert(i);
+                            }
                         }
                     }
                     _ => {}
@@ -606,8 +615,22 @@ impl<'a> Lowering<'a> {
         state: &mut StageState,
         image: &ImageMeta,
     ) -> Result<(), Refusal> {
-        if !run.mounts.is_empty() {
-            return Err(Refusal(format!("RUN --mount={} is not supported yet", run.mounts[0])));
+        let workdir = if image.working_dir.is_empty() { "/".to_string() } else { image.working_dir.clone() };
+        let mut mounts = Vec::new();
+        let mut inputs = Vec::new();
+        for (index, text) in run.mounts.iter().enumerate() {
+            let ssh_index = mounts.iter().filter(|m: &&RunMount| matches!(m.kind, MountKind::Ssh { .. })).count();
+            let expand = |word: &str| self.expand(word, &state.scope).map_err(|r| r.0);
+            let parsed = mounts::parse_mount(text, &workdir, ssh_index, &expand).map_err(|m| Refusal(format!("--mount={text}: {m}")))?;
+            let input = match (&parsed.mount.kind, &parsed.from) {
+                (MountKind::Bind { .. }, None) => Some(self.shared_source(Source::Context)),
+                (_, Some(from)) => Some(self.from_input(from, state.index)?),
+                _ => None,
+            };
+            if let Some(input) = input {
+                inputs.push((input, Edge::MountFrom(index)));
+            }
+            mounts.push(parsed.mount);
         }
         let (argv, heredocs) = run_argv(run, image);
         let args = state.scope.args_with_values();
@@ -623,12 +646,16 @@ impl<'a> Lowering<'a> {
             argv,
             env,
             user: image.user.clone(),
-            workdir: if image.working_dir.is_empty() { "/".into() } else { image.working_dir.clone() },
+            workdir,
             heredocs,
             network: run.network.clone(),
             security: run.security.clone(),
+            mounts,
         });
         self.add_step(state, command, op, HistoryEntry { created_by, empty_layer: false });
+        for (input, edge) in inputs {
+            self.graph.add_edge(input, state.current, edge);
+        }
         Ok(())
     }
 
@@ -639,6 +666,26 @@ impl<'a> Lowering<'a> {
             .process_word(content, scope)
             .map(|e| e.value)
             .map_err(|e| Refusal(format!("failed to expand heredoc: {e}")))
+    }
+
+    /// The step a `--from` (COPY, ADD) or `from=` (RUN --mount) reads: the last step of an
+    /// earlier stage, a named directory context, or an image.
+    fn from_input(&mut self, from: &str, current: usize) -> Result<NodeIndex, Refusal> {
+        match self.stage_ref(from, current)? {
+            StageRef::Stage(i) => match self.stage_results.get(&i) {
+                Some(result) => Ok(result.last),
+                // The stages a build needs are chosen before ENV, a parent stage's ARGs
+                // and a base image's ONBUILD triggers are known; a --from that names a
+                // stage only through those finds it not chosen (and not lowered).
+                None => Err(Refusal(format!(
+                    "invalid --from={from}: stage {i} was not chosen for this build; its name comes from ENV, a parent stage's ARG or a base image's ONBUILD trigger, which are applied after the stages are chosen (name the stage directly or with an ARG of this stage)"
+                ))),
+            },
+            StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
+                Ok(self.shared_source(Source::NamedContext(name)))
+            }
+            StageRef::Image(reference) => Ok(self.resolve_image(&reference)?.1),
+        }
     }
 
     fn lower_copy(
@@ -653,23 +700,7 @@ impl<'a> Lowering<'a> {
             None => self.shared_source(Source::Context),
             Some(from) => {
                 let from = self.expand(from, &state.scope)?;
-                match self.stage_ref(&from, state.index)? {
-                    StageRef::Stage(i) => match self.stage_results.get(&i) {
-                        Some(result) => result.last,
-                        // The stages a build needs are chosen before ENV, a parent stage's ARGs
-                        // and a base image's ONBUILD triggers are known; a --from that names a
-                        // stage only through those finds it not chosen (and not lowered).
-                        None => {
-                            return Err(Refusal(format!(
-                                    "invalid --from={from}: stage {i} was not chosen for this build; its name comes from ENV, a parent stage's ARG or a base image's ONBUILD trigger, which are applied after the stages are chosen (name the stage directly or with an ARG of this stage)"
-                            )))
-                        }
-                    },
-                    StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
-                        self.shared_source(Source::NamedContext(name))
-                    }
-                    StageRef::Image(reference) => self.resolve_image(&reference)?.1,
-                }
+                self.from_input(&from, state.index)?
             }
         };
         let mut sources = Vec::new();

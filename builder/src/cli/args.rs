@@ -130,6 +130,18 @@ pub struct BuildArgs {
     #[arg(long)]
     pub pull: bool,
 
+    /// A secret for RUN --mount=type=secret: id=NAME,src=FILE or id=NAME,env=VAR; repeatable
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
+    pub secrets: Vec<String>,
+
+    /// An ssh agent for RUN --mount=type=ssh: default (your SSH_AUTH_SOCK), or ID=SOCKET|KEY[,KEY]; repeatable
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY]")]
+    pub ssh: Vec<String>,
+
+    /// Keep cache mounts (RUN --mount=type=cache) in DIR instead of the store, for a CI cache to carry between runners
+    #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_MOUNT_DIR")]
+    pub cache_mount_dir: Option<PathBuf>,
+
     /// Reach this registry over plain HTTP (loopback registries always are); repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,

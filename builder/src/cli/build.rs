@@ -17,6 +17,7 @@ use crate::cli::progress_tty::TtyProgress;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, OutputSpec};
 use crate::engine::pulling::insecure_registries;
+use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
@@ -164,6 +165,9 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
             IsolationArg::Chroot => Isolation::Chroot,
         },
         limits: Limits { jobs: args.jobs, cpu: args.jobs.unwrap_or_else(default_jobs) },
+        secrets: Secrets::parse(&args.secrets).map_err(usage)?,
+        ssh: SshAgents::parse(&args.ssh).map_err(usage)?,
+        cache_mount_dir: args.cache_mount_dir.clone(),
     })
 }
 

@@ -71,6 +71,10 @@ pub enum StepError {
     #[error(transparent)]
     FileOp(#[from] FileOpError),
 
+    /// A `--mount` could not be made ready.
+    #[error("--mount target={target}: {reason}")]
+    Mount { target: String, reason: String },
+
     /// The sandbox could not run the command.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),

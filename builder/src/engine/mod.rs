@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod cache_mounts;
 pub mod context;
 pub mod error;
 pub mod events;
@@ -13,8 +14,11 @@ pub mod image_meta;
 pub mod named_contexts;
 pub mod output;
 pub mod plan;
+pub mod redact;
 pub mod pulling;
 pub mod resolver;
+pub mod secrets;
 pub mod settings;
+pub mod ssh_forward;
 pub mod timefmt;
 pub mod timings;

@@ -13,6 +13,7 @@ use rbuild_store::{Compression, Reference};
 use crate::engine::named_contexts::NamedContexts;
 use crate::engine::output::OutputSpec;
 use crate::engine::resolver::BaseImageOptions;
+use crate::engine::secrets::{Secrets, SshAgents};
 
 /// A Dockerfile as read: where from, the name errors call it by, its text.
 #[derive(Clone, Debug)]
@@ -58,6 +59,12 @@ pub struct BuildSettings {
     pub isolation: Isolation,
     /// How many steps may run at once.
     pub limits: Limits,
+    /// `--secret`: what `RUN --mount=type=secret` may read.
+    pub secrets: Secrets,
+    /// `--ssh`: the agents `RUN --mount=type=ssh` may reach.
+    pub ssh: SshAgents,
+    /// `--cache-mount-dir`: where cache mounts live instead of the store.
+    pub cache_mount_dir: Option<PathBuf>,
 }
 
 impl BuildSettings {

@@ -252,11 +252,39 @@ fn base_image_config_and_onbuild_triggers() {
 }
 
 #[test]
-fn run_mount_is_rejected_with_its_line() {
-    let err = lower_src("FROM scratch\n\nRUN --mount=type=cache,target=/c true\n", &options(&[], None), &FakeImages::default())
+fn run_mounts_become_inputs_of_the_step() {
+    let src = "FROM scratch AS build\nFROM scratch AS unused\nFROM scratch\nWORKDIR /app\nARG CACHE=go\n\
+               RUN --mount=type=bind,from=build,source=/out,target=in \\\n    --mount=type=cache,id=$CACHE,target=/c \\\n    --mount=target=/src true\n";
+    let graph = lower_src(src, &options(&[], None), &FakeImages::default()).unwrap();
+    // The stage a mount reads is built; the one nothing reads is not.
+    let built: Vec<_> = graph.stages.iter().map(|s| s.name.clone()).collect();
+    assert_eq!(built, [Some("build".to_string()), None]);
+    let run = graph.graph.node_indices().find(|id| matches!(graph.step(*id).op, Op::Run(_))).unwrap();
+    let Op::Run(op) = &graph.step(run).op else { unreachable!() };
+    assert_eq!(op.mounts[0].target, "/app/in");
+    assert!(matches!(&op.mounts[1].kind, MountKind::Cache { id, .. } if id == "go"));
+    let mut inputs: Vec<(Edge, String)> = graph
+        .graph
+        .edges_directed(run, petgraph::Direction::Incoming)
+        .map(|e| (*e.weight(), graph.step(petgraph::visit::EdgeRef::source(&e)).display.clone()))
+        .collect();
+    inputs.sort_by_key(|(edge, _)| format!("{edge:?}"));
+    let edges: Vec<Edge> = inputs.iter().map(|(e, _)| *e).collect();
+    assert_eq!(edges, [Edge::MountFrom(0), Edge::MountFrom(2), Edge::Parent]);
+    assert_eq!(inputs[1].1, "load build context", "a bind mount without from= reads the context");
+}
+
+#[test]
+fn a_bad_run_mount_is_refused_with_its_line() {
+    let err = lower_src("FROM scratch\n\nRUN --mount=type=cache true\n", &options(&[], None), &FakeImages::default())
         .unwrap_err();
     assert_eq!(err.line, 3);
-    assert!(err.message.contains("not supported yet"));
+    assert!(err.message.contains("--mount=type=cache: a cache mount needs a target"), "{}", err.message);
+    let src = "FROM scratch AS first\nRUN --mount=from=later,target=/x true\nFROM scratch AS later\n";
+    let err = lower_src(src, &options(&[], Some("first")), &FakeImages::default())
+        .unwrap_err();
+    assert_eq!(err.line, 2);
+    assert!(err.message.contains("defined later"), "{}", err.message);
 }
 
 #[test]

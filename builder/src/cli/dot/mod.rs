@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use petgraph::visit::EdgeRef;
-use rbuild_frontend::graph::{Base, BuildGraph, Edge, Op, Source, StagePlan, Step, StepId};
+use rbuild_frontend::graph::{Base, BuildGraph, Edge, MountKind, Op, Source, StagePlan, Step, StepId};
 
 use crate::engine::timings::{BuildTimings, StepTiming};
 use style::{stage_colours, StageColours, TimingScale};
@@ -152,7 +152,7 @@ impl<'a> Picture<'a> {
                 .graph
                 .graph
                 .edges(id)
-                .any(|e| *e.weight() == Edge::CopyFrom),
+                .any(|e| matches!(e.weight(), Edge::CopyFrom | Edge::MountFrom(_))),
             _ => true,
         }
     }
@@ -344,16 +344,20 @@ impl<'a> Picture<'a> {
                 let colour = if source.stage.is_some() { self.stage_border(self.graph.step(to).stage) } else { colour };
                 let _ = writeln!(out, "  {from_node} -> n{} [color=\"{colour}\", weight=4];", to.index());
             }
-            Edge::CopyFrom => {
-                let sources = match &self.graph.step(to).op {
-                    Op::Copy(copy) => copy.sources.clone(),
-                    _ => Vec::new(),
+            Edge::CopyFrom | Edge::MountFrom(_) => {
+                let label = match (&self.graph.step(to).op, kind) {
+                    (Op::Copy(copy), _) => copy.sources.join(" "),
+                    (Op::Run(run), Edge::MountFrom(index)) => match &run.mounts[index].kind {
+                        MountKind::Bind { source, .. } => format!("--mount {source} → {}", run.mounts[index].target),
+                        _ => format!("--mount → {}", run.mounts[index].target),
+                    },
+                    _ => String::new(),
                 };
                 // A COPY of heredocs only is wired to the context but reads nothing from it.
-                if sources.is_empty() && matches!(source.op, Op::Source(Source::Context)) {
+                if label.is_empty() && matches!(source.op, Op::Source(Source::Context)) {
                     return;
                 }
-                let label = shorten(&sources.join(" "), EDGE_LABEL_MAX);
+                let label = shorten(&label, EDGE_LABEL_MAX);
                 // weight=0: copies bend, the stages' chains stay straight.
                 let _ = writeln!(
                     out,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rbuild_frontend::graph::{CopyOp, InlineFile, Op, Platform, RunHeredoc, RunOp, Source, Step};
+use rbuild_frontend::graph::{CopyOp, InlineFile, MountKind, Op, Platform, RunHeredoc, RunMount, RunOp, Source, Step};
 use rbuild_store::Digest;
 use serde::{Deserialize, Serialize};
 
@@ -264,7 +264,7 @@ fn copy_key(copy: &CopyOp, h: &mut FieldHasher, inputs: &mut KeyInputs) {
 
 fn run_key(run: &RunOp, default_network: NetworkMode, h: &mut FieldHasher, inputs: &mut KeyInputs) {
     // Destructured without `..`: a field added to RunOp must be added here.
-    let RunOp { argv, env, user, workdir, heredocs, network, security } = run;
+    let RunOp { argv, env, user, workdir, heredocs, network, security, mounts } = run;
     // What the sandbox will actually use, so `--network=none` on the command
     // line and `RUN --network=none` build the same thing.
     let network = match network.as_deref() {
@@ -309,6 +309,32 @@ fn run_key(run: &RunOp, default_network: NetworkMode, h: &mut FieldHasher, input
     inputs.settings.insert("network".into(), network.to_string());
     if let Some(security) = security {
         inputs.settings.insert("security".into(), security.clone());
+    }
+    h.u64("mounts", mounts.len() as u64);
+    for (index, mount) in mounts.iter().enumerate() {
+        let text = mount_text(mount);
+        h.str("mount", &text);
+        inputs.settings.insert(format!("mount {index}"), text);
+    }
+}
+
+/// A `--mount` as the key sees it: everything but a cache's contents and a secret's value
+/// (which no step input ever holds: the files a bind mount reads are the step's source digest).
+fn mount_text(mount: &RunMount) -> String {
+    let target = &mount.target;
+    match &mount.kind {
+        MountKind::Bind { source, readwrite } => format!("type=bind,target={target},source={source},rw={readwrite}"),
+        MountKind::Cache { id, sharing, readonly, source, mode, uid, gid } => format!(
+            "type=cache,target={target},id={id},sharing={sharing:?},ro={readonly},source={source},mode={mode:o},uid={uid},gid={gid}"
+        ),
+        MountKind::Tmpfs { size } => format!("type=tmpfs,target={target},size={size:?}"),
+        MountKind::Secret { id, env, required, mode, uid, gid } => format!(
+            "type=secret,target={target},id={id},env={},required={required},mode={mode:o},uid={uid},gid={gid}",
+            env.as_deref().unwrap_or("")
+        ),
+        MountKind::Ssh { id, required, mode, uid, gid } => {
+            format!("type=ssh,target={target},id={id},required={required},mode={mode:o},uid={uid},gid={gid}")
+        }
     }
 }
 

@@ -88,6 +88,7 @@ fn run_op(argv: &[&str], env: &[(&str, &str)]) -> RunOp {
         heredocs: Vec::new(),
         network: None,
         security: None,
+        mounts: Vec::new(),
     }
 }
 

@@ -3,14 +3,14 @@
 //! reused; a step that runs leaves a record for later builds. Misses can be
 //! explained (`--explain-cache`).
 
-use rbuild_frontend::graph::{Op, Source, Step, StepId};
+use rbuild_frontend::graph::{CopyOp, MountKind, Op, RunOp, Source, Step, StepId};
 use rbuild_store::config::History;
-use rbuild_store::CacheRecord;
+use rbuild_store::{CacheRecord, Digest};
 
 use super::step::{StepInputs, StepRunner};
 use super::step_cache::{StepCache, StepResult};
 use super::state::{FsState, LayerRef};
-use crate::engine::cache::{self, CacheKey, KeyInputs, SourceDigest, StepIdentity};
+use crate::engine::cache::{self, CacheKey, KeyInputs, SourceDigest, SourceKind, StepIdentity};
 use crate::engine::error::BuildError;
 
 impl StepRunner {
@@ -105,8 +105,46 @@ impl StepRunner {
                 };
                 digest.map(Some).map_err(BuildError::from)
             }
+            Op::Run(run) if !inputs.mounts.is_empty() => self.mounts_digest(cache, run, inputs).map(Some),
             _ => Ok(None),
         }
+    }
+
+    /// What a RUN's bind mounts read, as COPY's selection digests of their sources, in one
+    /// digest. A cache mount's `from=` seeds a new cache only and is not part of it: a cache
+    /// mount's contents never are.
+    fn mounts_digest(&self, cache: &StepCache, run: &RunOp, inputs: &StepInputs) -> Result<SourceDigest, BuildError> {
+        let mut parts = Vec::new();
+        let mut files = Vec::new();
+        let mut kind = SourceKind::Context;
+        for input in &inputs.mounts {
+            let MountKind::Bind { source, .. } = &run.mounts[input.index].kind else { continue };
+            let copy = CopyOp::plain(&[source.as_str()], "/m");
+            let digest = match &self.graph.step(input.source).op {
+                Op::Source(Source::Context) => {
+                    let context = self.context()?;
+                    cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, &copy, stats))
+                }
+                Op::Source(Source::NamedContext(name)) => {
+                    let context = self.named_contexts.open(name)?;
+                    cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, &copy, stats))
+                }
+                _ => {
+                    let rootfs = input.state.clone().unwrap_or_default().rootfs();
+                    let snapshots = self.store.root().join("snapshots");
+                    cache.with_stat_cache(&snapshots, |stats| cache::digest_rootfs_selection(&rootfs, &copy, stats))
+                }
+            }?;
+            parts.push(format!("{} {} {}\n", input.index, digest.kind.as_str(), digest.digest));
+            kind = digest.kind;
+            files.extend(digest.files.iter().cloned());
+        }
+        Ok(SourceDigest {
+            kind,
+            digest: Digest::of_bytes(parts.concat().as_bytes()),
+            files: std::sync::Arc::new(files),
+            stats: Default::default(),
+        })
     }
 
     fn state_from_record(&self, mut state: FsState, record: &CacheRecord, key: CacheKey) -> Result<FsState, BuildError> {

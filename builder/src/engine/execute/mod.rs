@@ -4,6 +4,7 @@
 
 mod cached;
 mod named_context;
+mod run_mounts;
 mod scheduler;
 mod state;
 mod step;

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::step_cache::StepResult;
-use super::step::{StepInputs, StepRunner};
+use super::step::{MountInput, StepInputs, StepRunner};
 use crate::engine::settings::Limits;
 use super::state::FsState;
 use crate::engine::error::BuildError;
@@ -167,6 +167,7 @@ fn inputs_of(runner: &StepRunner, id: StepId, states: &mut HashMap<StepId, FsSta
         match edge.weight() {
             Edge::Parent => inputs.parent = state,
             Edge::CopyFrom => inputs.copy_from = state,
+            Edge::MountFrom(index) => inputs.mounts.push(MountInput { index: *index, source, state }),
         }
     }
     inputs

@@ -1,6 +1,7 @@
 //! Running one step: what a source, COPY/ADD, RUN, WORKDIR or config change
 //! does to the filesystem state it starts from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -11,9 +12,11 @@ use rbuild_store::{Compression, LayerOptions, Store};
 use super::state::{FsState, LayerRef};
 use crate::engine::context::BuildContext;
 use crate::engine::error::{BuildError, StepError};
-use crate::engine::fileops::{self, CopyFrom, CopyRequest};
+use crate::engine::fileops::{self, CopyFrom, CopyRequest, Rootfs};
 use crate::engine::events::Progress;
-use crate::engine::settings::BuildSettings;
+use crate::engine::redact::Redactor;
+use crate::engine::settings::{BuildSettings, CachePolicy};
+use super::run_mounts::{self, MountInputs, PreparedMounts};
 use rbuild_sandbox::{self as sandbox, NetworkMode, RunSpec};
 
 /// Progress shared by the steps that run at the same time.
@@ -46,6 +49,18 @@ pub struct StepInputs {
     /// The layer directory of an earlier run of this step (a COPY that missed
     /// the cache), whose unchanged files the copy may link.
     pub earlier: Option<PathBuf>,
+    /// What the RUN's mounts read.
+    pub mounts: Vec<MountInput>,
+}
+
+/// The input of one `RUN --mount` (a bind mount, or a cache mount seeded `from=`).
+#[derive(Clone)]
+pub struct MountInput {
+    /// The mount's index in the RUN.
+    pub index: usize,
+    /// The step it reads: a context, a stage's last step, an image.
+    pub source: StepId,
+    pub state: Option<FsState>,
 }
 
 impl StepRunner {
@@ -109,7 +124,7 @@ impl StepRunner {
             }
             Op::Run(run) => {
                 let parent = parent.unwrap_or_default();
-                let layer = self.run_layer(step, run, &parent, number)?;
+                let layer = self.run_layer(step, run, &parent, &inputs.mounts, number)?;
                 Ok(self.push_layer(parent, step, layer))
             }
         }
@@ -223,6 +238,7 @@ impl StepRunner {
         step: &Step,
         run: &RunOp,
         parent: &FsState,
+        mount_inputs: &[MountInput],
         number: Option<usize>,
     ) -> Result<Option<LayerRef>, BuildError> {
         let network = match run.network.as_deref() {
@@ -248,9 +264,11 @@ impl StepRunner {
                 fd => extra_files.push((fd, doc.content.clone().into_bytes())),
             }
         }
+        let mounts = self.prepare_mounts(step, run, mount_inputs)?;
         // The sandbox runs exactly the environment it is given; a RUN whose
         // image sets no PATH gets the default one, as in BuildKit's exec op.
         let mut env = run.env.clone();
+        env.extend(mounts.env.iter().cloned());
         if !env.iter().any(|(key, _)| key == "PATH") {
             env.push(("PATH".to_string(), DEFAULT_PATH.to_string()));
         }
@@ -267,13 +285,21 @@ impl StepRunner {
             stdin,
             extra_files,
             isolation: self.settings.isolation,
+            mounts: mounts.mounts.clone(),
         };
-        let outcome = sandbox::run(&spec, &mut |bytes| {
+        let mut redactor = Redactor::new(&mounts.secrets);
+        let show = |bytes: &[u8]| {
             if let Some(n) = number {
-                self.progress().output(n, bytes);
+                if !bytes.is_empty() {
+                    self.progress().output(n, bytes);
+                }
             }
-        })
-        .map_err(|e| self.step_error(step, e.into()))?;
+        };
+        let outcome = sandbox::run(&spec, &mut |bytes| show(&redactor.push(bytes)));
+        show(&redactor.finish());
+        drop(mounts);
+        let mut outcome = outcome.map_err(|e| self.step_error(step, e.into()))?;
+        outcome.output_tail = outcome.output_tail.iter().map(|line| redactor.mask_line(line)).collect();
         for warning in &outcome.warnings {
             self.progress().warning(warning);
         }
@@ -295,6 +321,33 @@ impl StepRunner {
             return Ok(None);
         }
         self.commit_diff(&upper).map(Some)
+    }
+
+    /// Makes the RUN's `--mount`s ready; what they hold is released when the result is dropped.
+    fn prepare_mounts(&self, step: &Step, run: &RunOp, mount_inputs: &[MountInput]) -> Result<PreparedMounts, BuildError> {
+        if run.mounts.is_empty() {
+            return Ok(PreparedMounts::default());
+        }
+        let rootfs: Vec<(usize, Rootfs)> = mount_inputs
+            .iter()
+            .map(|input| (input.index, input.state.clone().unwrap_or_default().rootfs()))
+            .collect();
+        let mut from = BTreeMap::new();
+        for (input, (index, rootfs)) in mount_inputs.iter().zip(&rootfs) {
+            let source = match &self.graph.step(input.source).op {
+                Op::Source(Source::Context) => CopyFrom::Context(self.context()?),
+                Op::Source(Source::NamedContext(name)) => CopyFrom::Context(self.named_contexts.open(name)?),
+                _ => CopyFrom::Image(rootfs),
+            };
+            from.insert(*index, source);
+        }
+        let inputs = MountInputs {
+            store: &self.store,
+            settings: &self.settings,
+            from,
+            fresh_caches: matches!(self.settings.cache_policy, CachePolicy::Ignore),
+        };
+        run_mounts::prepare(&run.mounts, &inputs).map_err(|e| self.step_error(step, e))
     }
 
     fn push_layer(&self, parent: FsState, step: &Step, layer: Option<LayerRef>) -> FsState {
