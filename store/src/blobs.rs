@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::writeback::EarlyWriteback;
+use crate::fs::writeback::EarlyWriteback;
 
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, Result, StoreError};
-use crate::fsutil::sync_dir;
+use crate::fs::sync_dir;
 use crate::lease::ContentRef;
 use crate::Store;
 

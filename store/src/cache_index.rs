@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::layer::Layer;
-use crate::tags::{write_atomically_with, Durability};
+use crate::fs::{list_dir, sync_filesystem_of, write_atomically_with, Durability};
 use crate::Store;
 
 /// How many distinct recent inputs are kept per step: enough to find a close
@@ -126,7 +126,7 @@ impl CacheIndex {
 
     fn write(&self, path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         self.unsynced.store(true, Ordering::Release);
-        write_atomically_with(&self.store, path, bytes, Durability::Deferred)
+        write_atomically_with(&self.store.tmp_dir(), path, bytes, Durability::Deferred)
     }
 
     /// Makes every record and input written through this index (and its
@@ -136,7 +136,7 @@ impl CacheIndex {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        crate::fsutil::sync_filesystem_of(self.store.root())
+        sync_filesystem_of(self.store.root())
     }
 
     /// Marks the record for `key` as used now (for least-recently-used pruning).
@@ -184,7 +184,7 @@ impl CacheIndex {
     /// Drops the inputs recorded for `key`, under whichever step they are
     /// (pruning a record takes them along); a step left with none goes too.
     pub fn forget_inputs(&self, key: &Digest) -> Result<()> {
-        for dir in crate::fsutil::list_dir(&self.inputs)? {
+        for dir in list_dir(&self.inputs)? {
             let path = dir.join(format!("{}.json", key.hex()));
             match fs::remove_file(&path) {
                 Ok(()) => {

@@ -43,7 +43,7 @@ impl Store {
             fs::create_dir_all(dir).at("create directory", dir)?;
         }
         let bytes = serde_json::to_vec(&converted).expect("a layer always serialises");
-        crate::tags::write_atomically(self, &record, &bytes)?;
+        crate::fs::write_atomically(&self.tmp_dir(), &record, &bytes)?;
         Ok(converted)
     }
 

@@ -24,7 +24,7 @@ use std::io;
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
 use crate::lease::{self, ContentRef};
-use crate::fsutil::list_dir;
+use crate::fs::list_dir;
 use crate::records::{GcRecord, RecordKind, SOURCES};
 use crate::usage::{freed_size, store_size};
 use crate::Store;

@@ -171,7 +171,7 @@ impl Store {
     /// Remembers the image under its id, for [`Store::lookup`] by id.
     fn record_image(&self, image: &StoredImage) -> Result<()> {
         let path = self.images_dir().join(image.config_digest.hex());
-        crate::tags::write_atomically(self, &path, image.manifest_digest.to_string().as_bytes())
+        crate::fs::write_atomically(&self.tmp_dir(), &path, image.manifest_digest.to_string().as_bytes())
     }
 
     /// The manifest recorded for the image id `config`, if any.

@@ -34,7 +34,8 @@ use tar::{EntryType, Header};
 use crate::compress::{BackgroundEncoder, Compression};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Result, StoreError};
-use crate::{xattr, Store};
+use crate::fs::xattr;
+use crate::Store;
 
 /// Prefix of an OCI whiteout entry.
 pub const WHITEOUT_PREFIX: &str = ".wh.";

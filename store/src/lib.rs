@@ -22,12 +22,11 @@ mod blobs;
 pub mod cache_index;
 pub mod compress;
 pub mod config;
-mod confined;
 mod convert;
 pub mod digest;
 pub mod error;
 pub mod expansion;
-mod fsutil;
+mod fs;
 pub mod gc;
 pub mod image;
 pub mod import;
@@ -46,16 +45,14 @@ pub mod stat_cache;
 mod tags;
 mod unpack;
 pub mod usage;
-pub mod writeback;
-mod xattr;
 
 #[cfg(test)]
 mod test_util;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use fs::writeback;
 pub use archive::{write_archive, write_oci_dir, ArchiveFormat};
 pub use blobs::BlobWriter;
 pub use cache_index::{CacheIndex, CacheRecord};
@@ -97,11 +94,11 @@ impl Store {
             store.root.join("images"),
             store.root.join("tmp"),
         ] {
-            fs::create_dir_all(&dir).at("create store directory", &dir)?;
+            std::fs::create_dir_all(&dir).at("create store directory", &dir)?;
         }
         store.remove_stale_temp();
         let tmp = store.tmp_dir();
-        fs::create_dir_all(&tmp).at("create store directory", &tmp)?;
+        std::fs::create_dir_all(&tmp).at("create store directory", &tmp)?;
         lease::remove_stale_leases(&store.root);
         store.lease = Some(Arc::new(lease::Lease::take(&store.root, &tmp)?));
         Ok(store)
@@ -148,7 +145,7 @@ impl Store {
     /// before its temp files could be dropped.
     pub fn remove_own_temp(&self) -> Result<(), StoreError> {
         let dir = self.tmp_dir();
-        match fs::remove_dir_all(&dir) {
+        match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::io("remove", &dir, e)),
             _ => Ok(()),
         }
@@ -156,13 +153,13 @@ impl Store {
 
     /// Removes the temp areas of processes that no longer run (killed builds).
     fn remove_stale_temp(&self) {
-        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
             if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
                 // Another process may be removing it at the same time; either wins.
-                let _ = fs::remove_dir_all(entry.path());
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }

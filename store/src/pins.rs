@@ -34,7 +34,7 @@ impl Store {
         let path = self.pin_path(source, platform);
         let dir = self.root().join("pins");
         fs::create_dir_all(&dir).at("create directory", &dir)?;
-        crate::tags::write_atomically(self, &path, manifest.to_string().as_bytes())
+        crate::fs::write_atomically(&self.tmp_dir(), &path, manifest.to_string().as_bytes())
     }
 
     /// The stored image the foreign digest `source` was pinned to, for
@@ -94,7 +94,7 @@ impl Store {
     /// Every file in `pins/` with the stored manifest it names (`None` for
     /// one that is not a pin).
     fn pins(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
-        let paths = crate::fsutil::list_dir(&self.root().join("pins"))?;
+        let paths = crate::fs::list_dir(&self.root().join("pins"))?;
         Ok(paths
             .into_iter()
             .map(|path| {

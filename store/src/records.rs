@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::fsutil::list_dir;
+use crate::fs::list_dir;
 use crate::layer::Layer;
 use crate::lease::ContentRef;
 use crate::reference::Reference;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{RenameFlags, CWD};
 use rustix::io::Errno;
 
-use crate::fsutil::{sync_dir, sync_filesystem_of};
+use crate::fs::{sync_dir, sync_filesystem_of};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::lease::ContentRef;

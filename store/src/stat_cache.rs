@@ -17,14 +17,14 @@
 //! lock on the tree's `.lock` file, merges with what other processes saved
 //! meanwhile, and replaces the file by rename; readers take no lock.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
-use crate::tags::write_atomically;
+use crate::fs::{list_dir, with_lock, write_atomically};
 use crate::Store;
 
 /// Keys are file identities, not input an attacker picks: a fast hash is safe,
@@ -139,36 +139,29 @@ impl StatCache {
         if !self.dirty {
             return Ok(());
         }
-        let lock_path = path.with_extension("lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("open lock file", &lock_path)?;
-        let mut lock = fd_lock::RwLock::new(lock_file);
-        let _guard = lock.write().at("lock", &lock_path)?;
-        for (key, theirs) in read_entries(path)? {
-            let ours = self.entries.entry(key).or_insert(theirs);
-            ours.last_used = ours.last_used.max(theirs.last_used);
-        }
-        let oldest = self.now.saturating_sub(MAX_AGE_SECS);
-        self.entries.retain(|_, slot| slot.last_used >= oldest);
-        let mut kept: Vec<(&StatKey, &Slot)> = self.entries.iter().collect();
-        if kept.len() > MAX_ENTRIES {
-            kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
-            kept.truncate(MAX_ENTRIES);
-        }
-        let scope = self.scope.as_os_str().as_encoded_bytes();
-        let mut bytes = Vec::with_capacity(24 + scope.len() + kept.len() * RECORD_LEN);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(scope.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(scope);
-        bytes.extend_from_slice(&(kept.len() as u64).to_le_bytes());
-        for (key, slot) in kept {
-            encode(&mut bytes, key, slot);
-        }
-        write_atomically(store, path, &bytes)?;
+        with_lock(&path.with_extension("lock"), || {
+            for (key, theirs) in read_entries(path)? {
+                let ours = self.entries.entry(key).or_insert(theirs);
+                ours.last_used = ours.last_used.max(theirs.last_used);
+            }
+            let oldest = self.now.saturating_sub(MAX_AGE_SECS);
+            self.entries.retain(|_, slot| slot.last_used >= oldest);
+            let mut kept: Vec<(&StatKey, &Slot)> = self.entries.iter().collect();
+            if kept.len() > MAX_ENTRIES {
+                kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
+                kept.truncate(MAX_ENTRIES);
+            }
+            let scope = self.scope.as_os_str().as_encoded_bytes();
+            let mut bytes = Vec::with_capacity(24 + scope.len() + kept.len() * RECORD_LEN);
+            bytes.extend_from_slice(MAGIC);
+            bytes.extend_from_slice(&(scope.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(scope);
+            bytes.extend_from_slice(&(kept.len() as u64).to_le_bytes());
+            for (key, slot) in kept {
+                encode(&mut bytes, key, slot);
+            }
+            write_atomically(&store.tmp_dir(), path, &bytes)
+        })?;
         self.dirty = false;
         Ok(())
     }
@@ -272,7 +265,7 @@ fn read_scope(file: &mut fs::File) -> Option<PathBuf> {
 pub(crate) fn remove_stale(store: &Store, also: Option<&Path>) -> Result<usize> {
     let dir = store.root().join("cache").join("stat");
     let mut removed = 0;
-    for path in crate::fsutil::list_dir(&dir)? {
+    for path in list_dir(&dir)? {
         if path.extension().is_none_or(|e| e != "bin") {
             continue;
         }

@@ -6,16 +6,15 @@
 //! lock) always see a whole file, and no update is lost.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::sync_dir;
+use crate::fs::{with_lock, write_atomically};
 use crate::digest::Digest;
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::image::StoredImage;
 use crate::reference::Reference;
 use crate::Store;
@@ -132,20 +131,13 @@ impl Store {
     }
 
     pub(crate) fn update_tags(&self, change: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<()> {
-        let lock_path = self.root().join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("open lock file", &lock_path)?;
-        let mut lock = fd_lock::RwLock::new(lock_file);
-        let _guard = lock.write().at("lock", &lock_path)?;
-        let mut tags = self.read_tags()?;
-        change(&mut tags.tags);
-        let mut bytes = serde_json::to_vec_pretty(&tags).expect("tags always serialise");
-        bytes.push(b'\n');
-        write_atomically(self, &self.tags_path(), &bytes)
+        with_lock(&self.root().join(LOCK_FILE), || {
+            let mut tags = self.read_tags()?;
+            change(&mut tags.tags);
+            let mut bytes = serde_json::to_vec_pretty(&tags).expect("tags always serialise");
+            bytes.push(b'\n');
+            write_atomically(&self.tmp_dir(), &self.tags_path(), &bytes)
+        })
     }
 }
 
@@ -158,76 +150,6 @@ fn tag_key(name: &Reference, purpose: &'static str) -> Result<String> {
             purpose,
         }),
     }
-}
-
-/// Replaces `path` with `bytes`: a temp file under the store's `tmp/`, fsynced,
-/// renamed over `path`, and the rename made durable.
-///
-/// A file that already holds `bytes` (a rebuild records the same image and
-/// tags again) only gets its mtime moved, which records keep as their last
-/// use: its data was synced before it was renamed into place, so only the
-/// rename is made durable, in case its writer died before doing that.
-pub(crate) fn write_atomically(store: &Store, path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_with(store, path, bytes, Durability::Synced)
-}
-
-/// When a file written by [`write_atomically_with`] reaches the disk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// Before the call returns: the data and the rename are fsynced.
-    Synced,
-    /// At the writer's next `syncfs` of the store (see
-    /// `CacheIndex::sync`): for files that may be lost in a power cut and are
-    /// then detected as damaged and ignored, written by the thousand in one
-    /// build, where an fsync each would be most of the build's time.
-    Deferred,
-}
-
-/// [`write_atomically`] with a choice of when the file is made durable. The
-/// rename is atomic either way: readers see the old file or the new one.
-pub(crate) fn write_atomically_with(store: &Store, path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
-    let synced = durability == Durability::Synced;
-    if let Some(file) = open_if_holding(path, bytes) {
-        file.set_modified(std::time::SystemTime::now()).at("set the mtime of", path)?;
-        return match synced {
-            true => sync_dir(path.parent().unwrap_or(path)),
-            false => Ok(()),
-        };
-    }
-    let tmp_dir = store.tmp_dir();
-    let mut temp = tempfile::Builder::new()
-        .prefix("meta-")
-        .tempfile_in(&tmp_dir)
-        .at("create a temp file in", &tmp_dir)?;
-    temp.write_all(bytes).at("write", temp.path())?;
-    // Readable like the rest of the store (temp files start out 0600).
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .at("chmod", temp.path())?;
-    if synced {
-        temp.as_file().sync_all().at("fsync", temp.path())?;
-    }
-    temp.persist(path)
-        .map_err(|e| StoreError::io("replace", path, e.error))?;
-    if synced {
-        sync_dir(path.parent().unwrap_or(path))?;
-    }
-    Ok(())
-}
-
-/// The regular file at `path` (not followed if a symlink), open, when it has
-/// exactly the content `bytes` (read only when the sizes agree).
-fn open_if_holding(path: &Path, bytes: &[u8]) -> Option<fs::File> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() != bytes.len() as u64 {
-        return None;
-    }
-    let mut held = Vec::with_capacity(bytes.len());
-    file.read_to_end(&mut held).ok()?;
-    (held == bytes).then_some(file)
 }
 
 #[cfg(test)]
@@ -352,25 +274,5 @@ mod tests {
             }
         });
         assert_eq!(store.tags().unwrap().len(), 40);
-    }
-
-    #[test]
-    fn rewriting_the_same_bytes_leaves_the_file_in_place() {
-        use std::os::unix::fs::MetadataExt;
-        let (dir, store) = temp_store();
-        let path = dir.path().join("record");
-        super::write_atomically(&store, &path, b"one").unwrap();
-        let inode = std::fs::metadata(&path).unwrap().ino();
-        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(long_ago).unwrap();
-        super::write_atomically(&store, &path, b"one").unwrap();
-        let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(meta.ino(), inode, "an equal file is not replaced");
-        assert!(meta.modified().unwrap() > long_ago, "its mtime, the record's last use, moves");
-        super::write_atomically(&store, &path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
-        super::write_atomically(&store, &path, b"twO").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"twO", "same size, other bytes: replaced");
     }
 }

@@ -37,7 +37,7 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use crate::compress::decoder;
-use crate::confined::{proc_path, remove_at, type_at, ConfinedRoot, ResolveError};
+use crate::fs::confined::{proc_path, remove_at, type_at, ConfinedRoot, ResolveError};
 use crate::digest::HashingReader;
 use crate::expansion::{ExpansionLimits, Meter};
 use crate::error::{Result, StoreError};

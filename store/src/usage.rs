@@ -16,7 +16,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::gc::GcView;
 use crate::layer::Layer;
 use crate::lease::ContentRef;
-use crate::fsutil::list_dir;
+use crate::fs::list_dir;
 use crate::records::RecordKind;
 use crate::Store;
 
