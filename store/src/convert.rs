@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use crate::compress::{decoder, BackgroundEncoder, Compression};
 use crate::digest::HashingReader;
 use crate::error::{IoContext, Result, StoreError};
-use crate::image::StoredImage;
-use crate::layer::Layer;
-use crate::Store;
+use crate::metadata::image::StoredImage;
+use crate::content::layer::Layer;
+use crate::store::Store;
 
 impl Store {
     fn conversion_record(&self, layer: &Layer, target: Compression) -> PathBuf {
@@ -110,7 +110,7 @@ impl Store {
             .iter()
             .map(|l| self.convert_layer(l, target))
             .collect::<Result<Vec<_>>>()?;
-        let manifest_digest = self.write_manifest(&image.config_digest, &layers)?;
+        let manifest_digest = self.images().write_manifest(&image.config_digest, &layers)?;
         Ok(StoredImage {
             manifest_digest,
             layers,

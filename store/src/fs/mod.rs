@@ -113,6 +113,14 @@ fn open_if_holding(path: &Path, bytes: &[u8]) -> Option<File> {
     (held == bytes).then_some(file)
 }
 
+/// A fresh temp directory in `tmp`, removed on drop.
+pub(crate) fn temp_dir_in(tmp: &Path) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("dir-")
+        .tempdir_in(tmp)
+        .at("create a temp directory in", tmp)
+}
+
 /// Runs `locked` while holding an exclusive lock on the file `lock_path`
 /// (created if missing): how updates of one file by several processes
 /// (`tags.json`, a stat cache) are kept from losing each other's changes.

@@ -12,12 +12,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{with_lock, write_atomically};
+use crate::content::blobs::Blobs;
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
-use crate::image::StoredImage;
+use crate::fs::{with_lock, write_atomically};
 use crate::reference::Reference;
-use crate::Store;
 
 const TAGS_FILE: &str = "tags.json";
 const LOCK_FILE: &str = "tags.lock";
@@ -28,15 +27,29 @@ struct TagsFile {
     tags: BTreeMap<String, Digest>,
 }
 
-impl Store {
-    fn tags_path(&self) -> PathBuf {
-        self.root().join(TAGS_FILE)
+/// The tags of one store: `tags.json` and its lock in `root`, naming
+/// manifests in `blobs`.
+#[derive(Clone, Debug)]
+pub(crate) struct Tags {
+    root: PathBuf,
+    tmp: PathBuf,
+    blobs: Blobs,
+}
+
+impl Tags {
+    /// The tags kept in `root`, their file staged in `tmp`.
+    pub(crate) fn new(root: PathBuf, tmp: PathBuf, blobs: Blobs) -> Tags {
+        Tags { root, tmp, blobs }
+    }
+
+    pub(crate) fn tags_path(&self) -> PathBuf {
+        self.root.join(TAGS_FILE)
     }
 
     /// Points `name` (which must carry a tag) at the image manifest `manifest`.
-    pub fn tag(&self, name: &Reference, manifest: &Digest) -> Result<()> {
+    pub(crate) fn tag(&self, name: &Reference, manifest: &Digest) -> Result<()> {
         let key = tag_key(name, "tag an image")?;
-        if !self.has_blob(manifest) {
+        if !self.blobs.has_blob(manifest) {
             return Err(StoreError::BlobNotFound {
                 digest: manifest.clone(),
             });
@@ -47,7 +60,7 @@ impl Store {
     }
 
     /// Removes the tag `name`; returns whether it existed.
-    pub fn untag(&self, name: &Reference) -> Result<bool> {
+    pub(crate) fn untag(&self, name: &Reference) -> Result<bool> {
         let key = tag_key(name, "remove a tag")?;
         let mut existed = false;
         self.update_tags(|tags| existed = tags.remove(&key).is_some())?;
@@ -55,67 +68,14 @@ impl Store {
     }
 
     /// All tags, by full reference.
-    pub fn tags(&self) -> Result<BTreeMap<String, Digest>> {
+    pub(crate) fn tags(&self) -> Result<BTreeMap<String, Digest>> {
         Ok(self.read_tags()?.tags)
     }
 
     /// The manifest `name`'s tag points at.
-    pub fn resolve_tag(&self, name: &Reference) -> Result<Option<Digest>> {
+    pub(crate) fn resolve_tag(&self, name: &Reference) -> Result<Option<Digest>> {
         let key = tag_key(name, "look up a tag")?;
         Ok(self.read_tags()?.tags.remove(&key))
-    }
-
-    /// Finds an image by tag (normalised: `app` is `docker.io/library/app:latest`),
-    /// by `name@sha256:<manifest>`, or by image id: the full config digest, or
-    /// a unique prefix of it with or without `sha256:`.
-    pub fn lookup(&self, name_or_id: &str) -> Result<Option<StoredImage>> {
-        if let Some(hex) = name_or_id.strip_prefix("sha256:") {
-            return self.lookup_id_prefix(hex);
-        }
-        let looks_like_id = !name_or_id.is_empty()
-            && name_or_id
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-        if let Ok(reference) = Reference::parse(name_or_id) {
-            if let Some(manifest) = reference.digest() {
-                // A digest a registry served (pulled images are stored under
-                // a manifest of rbuild's own; see `pins`).
-                if let Some(image) = self.pinned_image(manifest, &crate::Platform::host())? {
-                    return Ok(Some(image));
-                }
-                return if self.has_blob(manifest) {
-                    self.image(manifest).map(Some)
-                } else {
-                    Ok(None)
-                };
-            }
-            if let Some(manifest) = self.resolve_tag(&reference)? {
-                return self.image(&manifest).map(Some);
-            }
-        }
-        // Like Docker, a name that is not a tag may still be an id prefix.
-        if looks_like_id {
-            return self.lookup_id_prefix(name_or_id);
-        }
-        Ok(None)
-    }
-
-    fn lookup_id_prefix(&self, prefix: &str) -> Result<Option<StoredImage>> {
-        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(None);
-        }
-        let ids = self.ids_with_prefix(&prefix.to_ascii_lowercase())?;
-        match ids.as_slice() {
-            [] => Ok(None),
-            [id] => match self.manifest_for_id(id)? {
-                Some(manifest) => self.image(&manifest).map(Some),
-                None => Ok(None),
-            },
-            many => Err(StoreError::AmbiguousImageId {
-                prefix: prefix.to_string(),
-                matches: many.len(),
-            }),
-        }
     }
 
     fn read_tags(&self) -> Result<TagsFile> {
@@ -131,12 +91,12 @@ impl Store {
     }
 
     pub(crate) fn update_tags(&self, change: impl FnOnce(&mut BTreeMap<String, Digest>)) -> Result<()> {
-        with_lock(&self.root().join(LOCK_FILE), || {
+        with_lock(&self.root.join(LOCK_FILE), || {
             let mut tags = self.read_tags()?;
             change(&mut tags.tags);
             let mut bytes = serde_json::to_vec_pretty(&tags).expect("tags always serialise");
             bytes.push(b'\n');
-            write_atomically(&self.tmp_dir(), &self.tags_path(), &bytes)
+            write_atomically(&self.tmp, &self.tags_path(), &bytes)
         })
     }
 }
@@ -155,7 +115,8 @@ fn tag_key(name: &Reference, purpose: &'static str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use crate::test_util::{one_layer_image, temp_store};
-    use crate::{Reference, StoreError};
+    use crate::error::StoreError;
+    use crate::reference::Reference;
 
     #[test]
     fn tag_and_lookup_by_normalised_name() {

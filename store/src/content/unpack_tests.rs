@@ -358,7 +358,7 @@ fn device_nodes_are_skipped_where_not_permitted() {
     let status = std::process::Command::new("unshare")
         .args(["--user", "--map-root-user", "--"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "unpack::tests::device_nodes_are_skipped_where_not_permitted", "--test-threads=1"])
+        .args(["--exact", "content::unpack::tests::device_nodes_are_skipped_where_not_permitted", "--test-threads=1"])
         .env(CHILD, in_userns.path())
         .status()
         .expect("running unshare (util-linux) to test unpacking in a user namespace");
