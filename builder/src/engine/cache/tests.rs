@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rbuild_frontend::graph::{CopyOp, HistoryEntry, InlineFile, Op, Platform, RunHeredoc, RunOp, Source, Step};
 use rbuild_frontend::instructions::Location;
-use rbuild_store::{CacheIndex, CacheRecord, Digest, LayerOptions, StatCache, Store};
+use rbuild_store::{CacheRecord, Digest, LayerOptions, StatCache, Store};
 use tempfile::TempDir;
 
 use super::source::digest_selection;
