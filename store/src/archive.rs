@@ -28,11 +28,11 @@ use serde::Serialize;
 use crate::compress::Compression;
 use crate::digest::{copy_hashed, Digest};
 use crate::error::{IoContext, Result, StoreError};
-use crate::image::{to_json, StoredImage};
+use crate::metadata::image::{to_json, StoredImage};
 #[cfg(test)]
-use crate::image::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::metadata::image::{MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 use crate::reference::Reference;
-use crate::Store;
+use crate::store::Store;
 
 /// Annotation with the full image name (containerd, Docker 25+, podman).
 pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";

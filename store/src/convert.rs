@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use crate::compress::{decoder, BackgroundEncoder, Compression};
 use crate::digest::HashingReader;
 use crate::error::{IoContext, Result, StoreError};
-use crate::image::StoredImage;
-use crate::layer::Layer;
-use crate::Store;
+use crate::metadata::image::StoredImage;
+use crate::content::layer::Layer;
+use crate::store::Store;
 
 impl Store {
     fn conversion_record(&self, layer: &Layer, target: Compression) -> PathBuf {
@@ -43,7 +43,7 @@ impl Store {
             fs::create_dir_all(dir).at("create directory", dir)?;
         }
         let bytes = serde_json::to_vec(&converted).expect("a layer always serialises");
-        crate::tags::write_atomically(self, &record, &bytes)?;
+        crate::fs::write_atomically(&self.tmp_dir(), &record, &bytes)?;
         Ok(converted)
     }
 
@@ -110,7 +110,7 @@ impl Store {
             .iter()
             .map(|l| self.convert_layer(l, target))
             .collect::<Result<Vec<_>>>()?;
-        let manifest_digest = self.write_manifest(&image.config_digest, &layers)?;
+        let manifest_digest = self.images().write_manifest(&image.config_digest, &layers)?;
         Ok(StoredImage {
             manifest_digest,
             layers,

@@ -17,7 +17,7 @@ use super::{import_error, normalise, stored_diff, BlobInfo, ImportSource};
 use crate::compress::auto_decoder;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Result, StoreError};
-use crate::Store;
+use crate::store::Store;
 
 /// Metadata larger than this is refused (a real `manifest.json` or config is
 /// kilobytes), so a hostile archive cannot exhaust memory.

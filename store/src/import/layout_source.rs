@@ -12,7 +12,7 @@ use super::diffid::{DiffId, DiffIdWriter};
 use super::{import_error, BlobInfo, ImportSource};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Result, StoreError};
-use crate::Store;
+use crate::store::Store;
 
 const CHUNK: usize = 256 * 1024;
 /// A real `index.json` is kilobytes.

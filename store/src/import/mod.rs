@@ -27,12 +27,12 @@ use crate::compress::Compression;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
-use crate::image::StoredImage;
-use crate::layer::Layer;
+use crate::metadata::image::StoredImage;
+use crate::content::layer::Layer;
 use crate::manifest::{self, Descriptor, Document};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::Store;
+use crate::store::Store;
 use diffid::DiffId;
 
 /// The annotation with an image's full name (containerd, Docker 25+, rbuild).

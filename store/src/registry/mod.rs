@@ -39,12 +39,12 @@ pub use error::RegistryError;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::image::StoredImage;
-use crate::layer::Layer;
+use crate::metadata::image::StoredImage;
+use crate::content::layer::Layer;
 use crate::manifest::{self, Document, ImageManifestDoc, ACCEPTED_MANIFESTS};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::Store;
+use crate::store::Store;
 use oauth::{Access, TokenExchange};
 use oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
 

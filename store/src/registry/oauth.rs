@@ -186,7 +186,7 @@ impl TokenExchange {
                 return Err(ExchangeError::Refused {
                     realm: challenge.realm.clone(),
                     status,
-                    detail: super::oci_errors::token_server_detail(&body),
+                    detail: token_server_detail(&body),
                     post_refused: None,
                 });
             }
@@ -215,7 +215,7 @@ impl TokenExchange {
             return Err(ExchangeError::Refused {
                 realm: challenge.realm.clone(),
                 status,
-                detail: super::oci_errors::token_server_detail(&body),
+                detail: token_server_detail(&body),
                 post_refused: state.post_refused,
             });
         }
@@ -291,6 +291,28 @@ fn parse_answer(body: &str) -> Result<TokenAnswer, String> {
     let text = |key: &str| value.get(key).and_then(|v| v.as_str()).filter(|t| !t.is_empty()).map(str::to_string);
     let access_token = text("access_token").or_else(|| text("token")).ok_or_else(|| "no access_token in its answer".to_string())?;
     Ok(TokenAnswer { access_token, refresh_token: text("refresh_token") })
+}
+
+/// What a token server's error answer says: the message of its JSON
+/// (`error_description`, `details`, `message`, `errors[].message`, `error`),
+/// else its first line.
+pub(super) fn token_server_detail(body: &str) -> String {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return first_line(body);
+    };
+    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(first_line);
+    ["error_description", "details", "message"]
+        .iter()
+        .find_map(|key| value.get(key).and_then(text))
+        .or_else(|| value.get("errors").and_then(|e| e.get(0)).and_then(|e| e.get("message")).and_then(text))
+        .or_else(|| value.get("error").and_then(text))
+        .unwrap_or_else(|| first_line(body))
+}
+
+/// The first line of a server's text, trimmed and cut short for a message.
+pub(super) fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(300).collect()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 
-use super::oauth::ExchangeError;
+use super::oauth::{first_line, token_server_detail, ExchangeError};
 use super::RegistryError;
 use crate::digest::Digest;
 
@@ -112,22 +112,6 @@ pub(super) fn describe_exchange_error(error: ExchangeError, context: &ErrorConte
     }
 }
 
-/// What a token server's error answer says: the message of its JSON
-/// (`error_description`, `details`, `message`, `errors[].message`, `error`),
-/// else its first line.
-pub(super) fn token_server_detail(body: &str) -> String {
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
-        return first_line(body);
-    };
-    let text = |v: &serde_json::Value| v.as_str().filter(|s| !s.is_empty()).map(first_line);
-    ["error_description", "details", "message"]
-        .iter()
-        .find_map(|key| value.get(key).and_then(text))
-        .or_else(|| value.get("errors").and_then(|e| e.get(0)).and_then(|e| e.get("message")).and_then(text))
-        .or_else(|| value.get("error").and_then(text))
-        .unwrap_or_else(|| first_line(body))
-}
-
 pub(super) fn describe_request_error(error: &reqwest::Error, context: &ErrorContext) -> RegistryError {
     // reqwest's own message repeats the URL the error already names; its
     // causes say what happened (connection refused, a TLS failure).
@@ -213,11 +197,6 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("").trim();
-    line.chars().take(300).collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rbuild_frontend::graph::{CopyOp, HistoryEntry, InlineFile, Op, Platform, RunHeredoc, RunOp, Source, Step};
 use rbuild_frontend::instructions::Location;
-use rbuild_store::{CacheIndex, CacheRecord, Digest, LayerOptions, StatCache, Store};
+use rbuild_store::{CacheRecord, Digest, LayerOptions, StatCache, Store};
 use tempfile::TempDir;
 
 use super::source::digest_selection;
@@ -455,14 +455,14 @@ fn the_stat_cache_spares_reading_unchanged_files_across_processes() {
     let copy = CopyOp::plain(&["."], "/app/");
     let root = ctx.path().canonicalize().unwrap();
 
-    let mut cache = StatCache::open(&store, &root).unwrap();
+    let mut cache = store.stat_cache(&root).unwrap();
     let cold = digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
     assert_eq!((cold.stats.hashed, cold.stats.from_cache), (42, 0));
     assert!(cold.stats.hashed_bytes > 0);
     cache.save().unwrap();
 
     // A later build: a fresh cache loaded from the store reads nothing.
-    let mut cache = StatCache::open(&store, &root).unwrap();
+    let mut cache = store.stat_cache(&root).unwrap();
     let warm = digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
     assert_eq!(warm.digest, cold.digest);
     assert_eq!((warm.stats.hashed, warm.stats.from_cache, warm.stats.hashed_bytes), (0, 42, 0));
@@ -510,7 +510,7 @@ fn the_public_context_digest_is_the_whole_context() {
 #[test]
 fn a_hit_restores_the_layer_and_its_snapshot_without_running_the_step() {
     let (_dir, store) = temp_store();
-    let index = CacheIndex::open(&store).unwrap();
+    let index = store.cache_index().unwrap();
     let diff = TempDir::new().unwrap();
     write(diff.path(), "app/out.txt", "built", 0o644);
     let layer = store.write_layer(diff.path(), &LayerOptions::default()).unwrap();
@@ -536,7 +536,7 @@ fn a_hit_restores_the_layer_and_its_snapshot_without_running_the_step() {
 /// Records `inputs` as the last build of the step, then explains `now`.
 fn explain(now: &KeyInputs, earlier: &[&KeyInputs]) -> Explanation {
     let (_dir, store) = temp_store();
-    let index = CacheIndex::open(&store).unwrap();
+    let index = store.cache_index().unwrap();
     let identity = StepIdentity { dockerfile: "Dockerfile".into(), stage: "build".into(), position: 2 };
     for (i, inputs) in earlier.iter().enumerate() {
         let key = Digest::from_sha256([i as u8; 32]);
@@ -627,7 +627,7 @@ fn explains_against_the_closest_earlier_build() {
 #[test]
 fn record_remembers_inputs_by_step_identity() {
     let (_dir, store) = temp_store();
-    let index = CacheIndex::open(&store).unwrap();
+    let index = store.cache_index().unwrap();
     let identity = StepIdentity { dockerfile: "Dockerfile".into(), stage: "0".into(), position: 0 };
     let parent = scratch_key();
     let (key, inputs) = key_for_step(&step(Op::Run(run_op(&["make"], &[])), 2), Some(&parent), None, &params());

@@ -40,7 +40,7 @@ impl StepCache {
     pub fn new(store: &Store, params: KeyParams, policy: CachePolicy, explain: bool, dockerfile: String) -> Result<StepCache, BuildError> {
         Ok(StepCache {
             store: store.clone(),
-            index: CacheIndex::open(store)?,
+            index: store.cache_index()?,
             params,
             policy,
             explain,
@@ -64,7 +64,7 @@ impl StepCache {
         let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
         let cache = caches.entry(tree.to_path_buf()).or_insert_with(|| {
             let scope = tree.canonicalize().unwrap_or_else(|_| tree.to_path_buf());
-            StatCache::open(&self.store, &scope).unwrap_or_else(|_| StatCache::in_memory())
+            self.store.stat_cache(&scope).unwrap_or_else(|_| StatCache::in_memory())
         });
         f(cache)
     }

@@ -26,11 +26,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::fsutil::list_dir;
-use crate::layer::Layer;
-use crate::lease::ContentRef;
+use crate::fs::list_dir;
+use crate::content::layer::Layer;
+use crate::content::lease::ContentRef;
+use crate::metadata::cache_index::CacheRecord;
 use crate::reference::Reference;
-use crate::Store;
+use crate::store::Store;
 
 /// What a record is, for reports and for the order of pruning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,9 +93,9 @@ impl Store {
     pub(crate) fn image_groups(&self) -> Result<Vec<ImageGroup>> {
         let mut groups: BTreeMap<Digest, ImageGroup> = BTreeMap::new();
         let mut id_of_manifest: BTreeMap<Digest, Digest> = BTreeMap::new();
-        for id in self.ids_with_prefix("")? {
-            let path = self.root().join("images").join(id.hex());
-            let Some(manifest) = self.manifest_for_id(&id)? else {
+        for id in self.images().ids_with_prefix("")? {
+            let path = self.images().record_path(&id);
+            let Some(manifest) = self.images().manifest_for_id(&id)? else {
                 continue;
             };
             let stored_at = mtime(&path)?.unwrap_or(UNIX_EPOCH);
@@ -111,7 +112,7 @@ impl Store {
                 },
             );
         }
-        let tags_time = mtime(&self.root().join("tags.json"))?.unwrap_or(UNIX_EPOCH);
+        let tags_time = mtime(&self.tags_file().tags_path())?.unwrap_or(UNIX_EPOCH);
         for (name, manifest) in self.tags()? {
             let reference = Reference::parse(&name)?;
             let (id, broken) = match id_of_manifest.get(&manifest) {
@@ -138,8 +139,8 @@ impl Store {
 
     /// Removes an image's record and every tag that points at it.
     pub(crate) fn forget_image(&self, id: &Digest, manifests: &BTreeSet<Digest>) -> Result<()> {
-        self.update_tags(|tags| tags.retain(|_, manifest| !manifests.contains(manifest)))?;
-        let path = self.root().join("images").join(id.hex());
+        self.tags_file().update_tags(|tags| tags.retain(|_, manifest| !manifests.contains(manifest)))?;
+        let path = self.images().record_path(id);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 Err(StoreError::io("remove", &path, e))
@@ -225,7 +226,7 @@ impl RecordSource for CacheRecords {
             let Ok(bytes) = fs::read(&path) else { continue };
             let last_used = mtime(&path)?.unwrap_or(UNIX_EPOCH);
             // An unreadable record is a miss for the cache, and keeps nothing.
-            let record = serde_json::from_slice::<crate::cache_index::CacheRecord>(&bytes).ok();
+            let record = serde_json::from_slice::<CacheRecord>(&bytes).ok();
             let refs: BTreeSet<ContentRef> = record
                 .and_then(|r| r.layer)
                 .map(|l| layer_content(std::slice::from_ref(&l)).collect())
@@ -260,7 +261,7 @@ impl RecordSource for CacheRecords {
         let Ok(key) = Digest::from_hex(&record.id) else {
             return Ok(());
         };
-        crate::CacheIndex::open(store)?.forget_inputs(&key)
+        store.cache_index()?.forget_inputs(&key)
     }
 }
 

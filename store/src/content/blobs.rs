@@ -13,40 +13,53 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use crate::writeback::EarlyWriteback;
-
+use crate::content::lease::{ContentRef, LeaseHandle};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{IoContext, Result, StoreError};
-use crate::fsutil::sync_dir;
-use crate::lease::ContentRef;
-use crate::Store;
+use crate::fs::sync_dir;
+use crate::fs::writeback::EarlyWriteback;
 
 /// Buffer between the producer (tar writer, compressor) and the temp file:
 /// large enough that a blob costs few write syscalls.
 const WRITE_BUFFER: usize = 256 * 1024;
 
-impl Store {
-    pub(crate) fn blobs_dir(&self) -> PathBuf {
-        self.root().join("blobs").join("sha256")
+/// The blobs of one store: where they live, where new ones are staged, and
+/// the lease that records each one handed out.
+#[derive(Clone, Debug)]
+pub(crate) struct Blobs {
+    dir: PathBuf,
+    tmp: PathBuf,
+    lease: LeaseHandle,
+}
+
+impl Blobs {
+    /// The blobs under `dir` (`blobs/sha256`), staged in `tmp` (on the same
+    /// filesystem), their uses recorded in `lease`.
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf, lease: LeaseHandle) -> Blobs {
+        Blobs { dir, tmp, lease }
+    }
+
+    pub(crate) fn blobs_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Where the blob with digest `d` lives (whether or not it is there).
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
         self.blobs_dir().join(d.hex())
     }
 
-    pub fn has_blob(&self, d: &Digest) -> bool {
+    pub(crate) fn has_blob(&self, d: &Digest) -> bool {
         // Registered before the check, so a blob found here is not collected
         // under the caller. Registering fails only if `gc.lock` cannot be
         // locked at all, which a yes/no answer has no way to report; the
         // store's next write or read would meet the same trouble and say so.
-        let _ = self.record_use(&ContentRef::Blob(d.clone()));
+        let _ = self.lease.record(&ContentRef::Blob(d.clone()));
         self.blob_path(d).is_file()
     }
 
     /// Stores `bytes` and returns their digest. Writing a blob that is already
     /// there is a no-op.
-    pub fn write_blob(&self, bytes: &[u8]) -> Result<Digest> {
+    pub(crate) fn write_blob(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of_bytes(bytes);
         if self.has_blob(&digest) {
             return Ok(digest);
@@ -60,23 +73,22 @@ impl Store {
     }
 
     /// A writer for a blob whose digest is known only at the end.
-    pub fn blob_writer(&self) -> Result<BlobWriter> {
-        let tmp_dir = self.tmp_dir();
+    pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         let file = tempfile::Builder::new()
             .prefix("blob-")
-            .tempfile_in(&tmp_dir)
-            .at("create a temp file in", &tmp_dir)?;
+            .tempfile_in(&self.tmp)
+            .at("create a temp file in", &self.tmp)?;
         Ok(BlobWriter {
             inner: HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, EarlyWriteback::new(file))),
-            blobs_dir: self.blobs_dir(),
-            store: self.clone(),
+            blobs_dir: self.dir.clone(),
+            lease: self.lease.clone(),
         })
     }
 
     /// Reads a whole blob and checks it against its digest. Meant for small
-    /// blobs (configs, manifests); stream layers with [`Store::open_blob`].
-    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
-        self.record_use(&ContentRef::Blob(d.clone()))?;
+    /// blobs (configs, manifests); stream layers with [`Blobs::open_blob`].
+    pub(crate) fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        self.lease.record(&ContentRef::Blob(d.clone()))?;
         let path = self.blob_path(d);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
@@ -98,8 +110,8 @@ impl Store {
 
     /// Opens a blob for streaming, with its size. The caller that needs the
     /// content verified hashes it while reading (see `digest::HashingReader`).
-    pub fn open_blob(&self, d: &Digest) -> Result<(File, u64)> {
-        self.record_use(&ContentRef::Blob(d.clone()))?;
+    pub(crate) fn open_blob(&self, d: &Digest) -> Result<(File, u64)> {
+        self.lease.record(&ContentRef::Blob(d.clone()))?;
         let path = self.blob_path(d);
         let file = match File::open(&path) {
             Ok(file) => file,
@@ -115,7 +127,7 @@ impl Store {
     /// Copies a blob into `out`, checking its digest on the way. On a mismatch
     /// the bytes have already gone out, but the error fails whatever was being
     /// written (an archive), so a corrupt blob never ends in a finished export.
-    pub fn copy_blob_to(&self, d: &Digest, out: &mut impl Write) -> Result<u64> {
+    pub(crate) fn copy_blob_to(&self, d: &Digest, out: &mut impl Write) -> Result<u64> {
         let (file, _) = self.open_blob(d)?;
         let mut reader = crate::digest::HashingReader::new(file);
         io::copy(&mut reader, out).map_err(|source| StoreError::ArchiveIo { source })?;
@@ -136,8 +148,8 @@ impl Store {
 pub struct BlobWriter {
     inner: HashingWriter<BufWriter<EarlyWriteback<NamedTempFile>>>,
     blobs_dir: PathBuf,
-    /// The store whose lease registers the blob before it becomes visible.
-    store: Store,
+    /// The lease that registers the blob before it becomes visible.
+    lease: LeaseHandle,
 }
 
 impl BlobWriter {
@@ -159,7 +171,7 @@ impl BlobWriter {
             .map_err(|e| e.into_error())
             .at("flush temp blob into", &blobs_dir)?
             .into_inner();
-        self.store.record_use(&ContentRef::Blob(digest.clone()))?;
+        self.lease.record(&ContentRef::Blob(digest.clone()))?;
         publish(temp, &blobs_dir.join(digest.hex()))?;
         Ok((digest, size))
     }
@@ -181,7 +193,7 @@ impl BlobWriter {
             .map_err(|e| e.into_error())
             .at("flush temp blob into", &blobs_dir)?
             .into_inner();
-        self.store.record_use(&ContentRef::Blob(actual.clone()))?;
+        self.lease.record(&ContentRef::Blob(actual.clone()))?;
         publish(temp, &blobs_dir.join(actual.hex()))?;
         Ok(size)
     }

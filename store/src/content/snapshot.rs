@@ -14,26 +14,45 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{RenameFlags, CWD};
 use rustix::io::Errno;
 
-use crate::fsutil::{sync_dir, sync_filesystem_of};
+use crate::content::lease::{ContentRef, LeaseHandle};
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::lease::ContentRef;
-use crate::Store;
+use crate::fs::{sync_dir, sync_filesystem_of, temp_dir_in};
 
-impl Store {
-    pub(crate) fn snapshots_dir(&self) -> PathBuf {
-        self.root().join("snapshots")
+/// The snapshots of one store: where they live, where they are prepared and
+/// removed, and the lease that records each one handed out.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshots {
+    dir: PathBuf,
+    tmp: PathBuf,
+    lease: LeaseHandle,
+}
+
+impl Snapshots {
+    /// The snapshots under `dir`, prepared and removed through `tmp` (on the
+    /// same filesystem), their uses recorded in `lease`.
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf, lease: LeaseHandle) -> Snapshots {
+        Snapshots { dir, tmp, lease }
+    }
+
+    pub(crate) fn snapshots_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh directory to prepare a snapshot in, on the store's filesystem.
+    pub(crate) fn tempdir(&self) -> Result<tempfile::TempDir> {
+        temp_dir_in(&self.tmp)
     }
 
     /// Where the snapshot of the layer with this diff_id lives.
-    pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
-        self.snapshots_dir().join(diff_id.hex())
+    pub(crate) fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
+        self.dir.join(diff_id.hex())
     }
 
-    pub fn has_snapshot(&self, diff_id: &Digest) -> bool {
+    pub(crate) fn has_snapshot(&self, diff_id: &Digest) -> bool {
         // Registered before the check, as `has_blob` does (and for the same
         // reason a failed registration is not an error here).
-        let _ = self.record_use(&ContentRef::Snapshot(diff_id.clone()));
+        let _ = self.lease.record(&ContentRef::Snapshot(diff_id.clone()));
         self.snapshot_path(diff_id).is_dir()
     }
 
@@ -47,8 +66,8 @@ impl Store {
     /// only after a killed process. One `syncfs` does it (a snapshot may hold
     /// 20,000 files; an fsync each would cost far more than one flush of the
     /// filesystem).
-    pub fn commit_snapshot(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
-        self.record_use(&ContentRef::Snapshot(diff_id.clone()))?;
+    pub(crate) fn commit_snapshot(&self, dir: &Path, diff_id: &Digest) -> Result<PathBuf> {
+        self.lease.record(&ContentRef::Snapshot(diff_id.clone()))?;
         let dest = self.snapshot_path(diff_id);
         if !dest.exists() {
             sync_filesystem_of(dir)?;
@@ -79,13 +98,13 @@ impl Store {
             }
             Err(e) => return Err(StoreError::io("move snapshot into place at", &dest, e.into())),
         }
-        sync_dir(&self.snapshots_dir())?;
+        sync_dir(&self.dir)?;
         Ok(dest)
     }
 
     /// Removes the snapshot of `diff_id`, if there is one. The directory is
     /// first renamed away, so no reader sees it half-deleted.
-    pub fn remove_snapshot(&self, diff_id: &Digest) -> Result<()> {
+    pub(crate) fn remove_snapshot(&self, diff_id: &Digest) -> Result<()> {
         let path = self.snapshot_path(diff_id);
         let doomed = self.tempdir()?;
         let target = doomed.path().join("snapshot");

@@ -37,12 +37,13 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use crate::compress::decoder;
-use crate::confined::{proc_path, remove_at, type_at, ConfinedRoot, ResolveError};
+use crate::fs::confined::{proc_path, remove_at, type_at, ConfinedRoot, ResolveError};
 use crate::digest::HashingReader;
 use crate::expansion::{ExpansionLimits, Meter};
 use crate::error::{Result, StoreError};
-use crate::layer::{Layer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
-use crate::Store;
+use crate::content::layer::{Layer, OPAQUE_WHITEOUT, WHITEOUT_PREFIX};
+use crate::content::blobs::Blobs;
+use crate::content::snapshot::Snapshots;
 
 const XATTR_RECORD: &str = "SCHILY.xattr.";
 
@@ -53,70 +54,58 @@ pub struct UnpackReport {
     pub warnings: Vec<String>,
 }
 
-impl Store {
-    /// The snapshot of `layer`, unpacked from its blob first if needed.
-    /// Warnings of the unpack (skipped device nodes) go to stderr; use
-    /// [`Store::ensure_snapshot_reporting`] to have them instead.
-    pub fn ensure_snapshot(&self, layer: &Layer) -> Result<PathBuf> {
-        let (path, report) = self.ensure_snapshot_reporting(layer)?;
-        for warning in report.warnings {
-            eprintln!("rbuild: warning: {warning}");
-        }
-        Ok(path)
+/// The snapshot of `layer` in `snapshots`, unpacked from its blob in
+/// `blobs` first if needed, with the unpack's warnings.
+pub(crate) fn ensure_snapshot(blobs: &Blobs, snapshots: &Snapshots, layer: &Layer) -> Result<(PathBuf, UnpackReport)> {
+    if snapshots.has_snapshot(&layer.diff_id) {
+        return Ok((snapshots.snapshot_path(&layer.diff_id), UnpackReport::default()));
     }
+    let blob_path = blobs.blob_path(&layer.digest);
+    let compression = layer.compression().ok_or_else(|| StoreError::Layer {
+        path: blob_path.clone(),
+        reason: format!("unknown layer media type {:?}", layer.media_type),
+    })?;
+    let staging = snapshots.tempdir()?;
+    let dest = staging.path().join("snapshot");
+    fs::create_dir(&dest).map_err(|e| StoreError::io("create directory", &dest, e))?;
 
-    /// Like [`Store::ensure_snapshot`], returning the unpack's warnings.
-    pub fn ensure_snapshot_reporting(&self, layer: &Layer) -> Result<(PathBuf, UnpackReport)> {
-        if self.has_snapshot(&layer.diff_id) {
-            return Ok((self.snapshot_path(&layer.diff_id), UnpackReport::default()));
-        }
-        let blob_path = self.blob_path(&layer.digest);
-        let compression = layer.compression().ok_or_else(|| StoreError::Layer {
-            path: blob_path.clone(),
-            reason: format!("unknown layer media type {:?}", layer.media_type),
-        })?;
-        let staging = self.tempdir()?;
-        let dest = staging.path().join("snapshot");
-        fs::create_dir(&dest).map_err(|e| StoreError::io("create directory", &dest, e))?;
-
-        let io_err = |e: io::Error| StoreError::io("unpack layer", &blob_path, e);
-        let limits = ExpansionLimits::from_env()
-            .map_err(|error| StoreError::Expansion { layer: layer.digest.to_string(), error })?;
-        let (file, _) = self.open_blob(&layer.digest)?;
-        let compressed = file.metadata().map_err(io_err)?.len();
-        let meter = limits.meter(compressed);
-        let mut blob = HashingReader::new(file);
-        let mut tar = HashingReader::new(meter.reader(decoder(compression, &mut blob).map_err(io_err)?));
-        let named = |e: StoreError| match e {
-            StoreError::Unpack { member, reason, .. } => StoreError::Unpack { layer: layer.digest.to_string(), member, reason },
-            StoreError::Expansion { error, .. } => StoreError::Expansion { layer: layer.digest.to_string(), error },
-            other => other,
-        };
-        let report = unpack_metered(&mut tar, &dest, &meter).map_err(named)?;
-        // Hash what the tar reader left (end-of-archive padding) too.
-        if let Err(e) = io::copy(&mut tar, &mut io::sink()) {
-            return Err(match meter.exceeded() {
-                Some(error) => StoreError::Expansion { layer: layer.digest.to_string(), error },
-                None => io_err(e),
+    let io_err = |e: io::Error| StoreError::io("unpack layer", &blob_path, e);
+    let limits = ExpansionLimits::from_env()
+        .map_err(|error| StoreError::Expansion { layer: layer.digest.to_string(), error })?;
+    let (file, _) = blobs.open_blob(&layer.digest)?;
+    let compressed = file.metadata().map_err(io_err)?.len();
+    let meter = limits.meter(compressed);
+    let mut blob = HashingReader::new(file);
+    let mut tar = HashingReader::new(meter.reader(decoder(compression, &mut blob).map_err(io_err)?));
+    let named = |e: StoreError| match e {
+        StoreError::Unpack { member, reason, .. } => StoreError::Unpack { layer: layer.digest.to_string(), member, reason },
+        StoreError::Expansion { error, .. } => StoreError::Expansion { layer: layer.digest.to_string(), error },
+        other => other,
+    };
+    let report = unpack_metered(&mut tar, &dest, &meter).map_err(named)?;
+    // Hash what the tar reader left (end-of-archive padding) too.
+    if let Err(e) = io::copy(&mut tar, &mut io::sink()) {
+        return Err(match meter.exceeded() {
+            Some(error) => StoreError::Expansion { layer: layer.digest.to_string(), error },
+            None => io_err(e),
+        });
+    }
+    let (diff_id, _) = tar.finish();
+    io::copy(&mut blob, &mut io::sink()).map_err(io_err)?;
+    let (digest, _) = blob.finish();
+    for (what, expected, actual) in [
+        ("layer blob", &layer.digest, digest),
+        ("uncompressed layer", &layer.diff_id, diff_id),
+    ] {
+        if expected != &actual {
+            return Err(StoreError::DigestMismatch {
+                what: format!("{what} {}", blob_path.display()),
+                expected: expected.clone(),
+                actual,
             });
         }
-        let (diff_id, _) = tar.finish();
-        io::copy(&mut blob, &mut io::sink()).map_err(io_err)?;
-        let (digest, _) = blob.finish();
-        for (what, expected, actual) in [
-            ("layer blob", &layer.digest, digest),
-            ("uncompressed layer", &layer.diff_id, diff_id),
-        ] {
-            if expected != &actual {
-                return Err(StoreError::DigestMismatch {
-                    what: format!("{what} {}", blob_path.display()),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
-        Ok((self.commit_snapshot(&dest, &layer.diff_id)?, report))
     }
+    Ok((snapshots.commit_snapshot(&dest, &layer.diff_id)?, report))
 }
 
 /// Unpacks a layer tar stream into the directory `dest`, which should be new

@@ -34,7 +34,8 @@ use tar::{EntryType, Header};
 use crate::compress::{BackgroundEncoder, Compression};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Result, StoreError};
-use crate::{xattr, Store};
+use crate::content::blobs::Blobs;
+use crate::fs::xattr;
 
 /// Prefix of an OCI whiteout entry.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -84,26 +85,24 @@ impl Layer {
     }
 }
 
-impl Store {
-    /// Writes the directory `dir` (a layer diff) as a layer blob.
-    pub fn write_layer(&self, dir: &Path, opts: &LayerOptions) -> Result<Layer> {
-        let io_err = |source| StoreError::LayerIo {
-            dir: dir.to_path_buf(),
-            source,
-        };
-        let blob = self.blob_writer()?;
-        let encoder = BackgroundEncoder::spawn(opts.compression, blob).map_err(io_err)?;
-        let hashed = write_layer_tar(dir, opts.source_date_epoch, HashingWriter::new(encoder))?;
-        let (diff_id, _, encoder) = hashed.finish();
-        let blob = encoder.finish().map_err(io_err)?;
-        let (digest, size) = blob.commit()?;
-        Ok(Layer {
-            digest,
-            diff_id,
-            size,
-            media_type: opts.compression.layer_media_type().to_string(),
-        })
-    }
+/// Writes the directory `dir` (a layer diff) as a layer blob into `blobs`.
+pub(crate) fn write_layer(blobs: &Blobs, dir: &Path, opts: &LayerOptions) -> Result<Layer> {
+    let io_err = |source| StoreError::LayerIo {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let blob = blobs.blob_writer()?;
+    let encoder = BackgroundEncoder::spawn(opts.compression, blob).map_err(io_err)?;
+    let hashed = write_layer_tar(dir, opts.source_date_epoch, HashingWriter::new(encoder))?;
+    let (diff_id, _, encoder) = hashed.finish();
+    let blob = encoder.finish().map_err(io_err)?;
+    let (digest, size) = blob.commit()?;
+    Ok(Layer {
+        digest,
+        diff_id,
+        size,
+        media_type: opts.compression.layer_media_type().to_string(),
+    })
 }
 
 /// Writes the deterministic tar of `dir` into `out` and returns `out`.

@@ -88,12 +88,12 @@ fn a_written_layer_unpacks_to_a_tree_that_writes_the_same_layer() {
             fs::metadata(snapshot.join("usr/bin/alias")).unwrap().ino()
         );
         assert_eq!(
-            crate::xattr::get(&snapshot.join("etc"), "user.overlay.opaque")
+            crate::fs::xattr::get(&snapshot.join("etc"), "user.overlay.opaque")
                 .unwrap()
                 .as_deref(),
             Some(&b"y"[..])
         );
-        let cap = crate::xattr::get(&snapshot.join("usr/bin/tool"), "security.capability").unwrap();
+        let cap = crate::fs::xattr::get(&snapshot.join("usr/bin/tool"), "security.capability").unwrap();
         assert!(cap.is_some(), "file capabilities survive the unpack");
         // Unpacking again is a no-op: the snapshot is there.
         assert_eq!(store.ensure_snapshot(&layer).unwrap(), snapshot);
@@ -318,10 +318,10 @@ fn whiteouts_setuid_bits_and_xattrs_are_data() {
     result.unwrap();
     let su = fs::metadata(dest.join("bin/su")).unwrap();
     assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
-    assert_eq!(crate::xattr::get(&dest.join("bin/su"), "user.note").unwrap().as_deref(), Some(&b"kept"[..]));
+    assert_eq!(crate::fs::xattr::get(&dest.join("bin/su"), "user.note").unwrap().as_deref(), Some(&b"kept"[..]));
     let old = fs::symlink_metadata(dest.join("etc/old")).unwrap();
     assert!(old.file_type().is_char_device() && old.rdev() == 0, "the whiteout replaced the file");
-    assert_eq!(crate::xattr::get(&dest.join("var"), "user.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
+    assert_eq!(crate::fs::xattr::get(&dest.join("var"), "user.overlay.opaque").unwrap().as_deref(), Some(&b"y"[..]));
     outside.assert_untouched("metadata");
 }
 
@@ -358,7 +358,7 @@ fn device_nodes_are_skipped_where_not_permitted() {
     let status = std::process::Command::new("unshare")
         .args(["--user", "--map-root-user", "--"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "unpack::tests::device_nodes_are_skipped_where_not_permitted", "--test-threads=1"])
+        .args(["--exact", "content::unpack::tests::device_nodes_are_skipped_where_not_permitted", "--test-threads=1"])
         .env(CHILD, in_userns.path())
         .status()
         .expect("running unshare (util-linux) to test unpacking in a user namespace");

@@ -23,18 +23,18 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::blobs::Blobs;
+use crate::content::layer::Layer;
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
-use crate::layer::Layer;
-use crate::tags::{write_atomically_with, Durability};
-use crate::Store;
+use crate::error::{IoContext, Result, StoreError};
+use crate::fs::{list_dir, sync_filesystem_of, write_atomically_with, Durability};
 
 /// How many distinct recent inputs are kept per step: enough to find a close
 /// earlier build when a branch switch alternates between a few states.
@@ -67,7 +67,10 @@ impl CacheRecord {
 /// number of threads and processes at once.
 #[derive(Clone, Debug)]
 pub struct CacheIndex {
-    store: Store,
+    /// Where the records' layers are: a record whose blob is gone is a miss.
+    blobs: Blobs,
+    /// The store's temp area, where records are staged.
+    tmp: PathBuf,
     records: PathBuf,
     inputs: PathBuf,
     /// Whether files were written since the last [`CacheIndex::sync`].
@@ -75,10 +78,12 @@ pub struct CacheIndex {
 }
 
 impl CacheIndex {
-    pub fn open(store: &Store) -> Result<CacheIndex> {
-        let cache = store.root().join("cache");
+    /// The index kept under `cache` (the store's `cache/`), its files
+    /// staged in `tmp`, its records' layers in `blobs`.
+    pub(crate) fn open(cache: &Path, tmp: &Path, blobs: Blobs) -> Result<CacheIndex> {
         let index = CacheIndex {
-            store: store.clone(),
+            blobs,
+            tmp: tmp.to_path_buf(),
             records: cache.join("records"),
             inputs: cache.join("inputs"),
             unsynced: Arc::new(AtomicBool::new(false)),
@@ -102,7 +107,7 @@ impl CacheIndex {
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(crate::StoreError::io("open cache record", &path, e)),
+            Err(e) => return Err(StoreError::io("open cache record", &path, e)),
         };
         let last_used = file.metadata().and_then(|m| m.modified()).ok();
         let Ok(mut record) = serde_json::from_reader::<_, CacheRecord>(io::BufReader::new(file))
@@ -110,7 +115,7 @@ impl CacheIndex {
             return Ok(None);
         };
         if let Some(layer) = &record.layer {
-            if !self.store.has_blob(&layer.digest) {
+            if !self.blobs.has_blob(&layer.digest) {
                 return Ok(None);
             }
         }
@@ -124,9 +129,9 @@ impl CacheIndex {
         self.write(&self.record_path(key), &bytes)
     }
 
-    fn write(&self, path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         self.unsynced.store(true, Ordering::Release);
-        write_atomically_with(&self.store, path, bytes, Durability::Deferred)
+        write_atomically_with(&self.tmp, path, bytes, Durability::Deferred)
     }
 
     /// Makes every record and input written through this index (and its
@@ -136,7 +141,7 @@ impl CacheIndex {
         if !self.unsynced.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        crate::fsutil::sync_filesystem_of(self.store.root())
+        sync_filesystem_of(&self.records)
     }
 
     /// Marks the record for `key` as used now (for least-recently-used pruning).
@@ -149,7 +154,7 @@ impl CacheIndex {
                 .set_modified(SystemTime::now())
                 .at("update the time of", &path),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(crate::StoreError::io("open cache record", &path, e)),
+            Err(e) => Err(StoreError::io("open cache record", &path, e)),
         }
     }
 
@@ -173,7 +178,7 @@ impl CacheIndex {
             // Another process may be removing the same old entry.
             match fs::remove_file(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(crate::StoreError::io("remove", &path, e))
+                    return Err(StoreError::io("remove", &path, e))
                 }
                 _ => {}
             }
@@ -184,7 +189,7 @@ impl CacheIndex {
     /// Drops the inputs recorded for `key`, under whichever step they are
     /// (pruning a record takes them along); a step left with none goes too.
     pub fn forget_inputs(&self, key: &Digest) -> Result<()> {
-        for dir in crate::fsutil::list_dir(&self.inputs)? {
+        for dir in list_dir(&self.inputs)? {
             let path = dir.join(format!("{}.json", key.hex()));
             match fs::remove_file(&path) {
                 Ok(()) => {
@@ -193,7 +198,7 @@ impl CacheIndex {
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {}
-                Err(e) => return Err(crate::StoreError::io("remove", &path, e)),
+                Err(e) => return Err(StoreError::io("remove", &path, e)),
             }
         }
         Ok(())
@@ -208,7 +213,7 @@ impl CacheIndex {
                 Ok(bytes) => out.push((key, bytes)),
                 // Dropped by another process since the listing.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(crate::StoreError::io("read", &path, e)),
+                Err(e) => return Err(StoreError::io("read", &path, e)),
             }
         }
         Ok(out)
@@ -222,11 +227,11 @@ impl CacheIndex {
 
     /// The input files in `dir`, newest first (name order among equal times,
     /// so the order is the same for every reader).
-    fn inputs_by_age(&self, dir: &std::path::Path) -> Result<Vec<(Digest, PathBuf)>> {
+    fn inputs_by_age(&self, dir: &Path) -> Result<Vec<(Digest, PathBuf)>> {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(crate::StoreError::io("read directory", dir, e)),
+            Err(e) => return Err(StoreError::io("read directory", dir, e)),
         };
         let mut found = Vec::new();
         for entry in entries {
@@ -252,6 +257,7 @@ impl CacheIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::test_util::temp_store;
     use std::time::Duration;
 
@@ -278,7 +284,7 @@ mod tests {
     #[test]
     fn records_round_trip_and_a_pruned_layer_is_a_miss() {
         let (_dir, store) = temp_store();
-        let index = CacheIndex::open(&store).unwrap();
+        let index = store.cache_index().unwrap();
         assert_eq!(index.get(&key(1)).unwrap(), None);
         let record = layer_record(&store, b"layer bytes");
         index.put(&key(1), &record).unwrap();
@@ -304,7 +310,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_a_miss_and_is_replaced_by_the_next_put() {
         let (_dir, store) = temp_store();
-        let index = CacheIndex::open(&store).unwrap();
+        let index = store.cache_index().unwrap();
         fs::write(index.record_path(&key(3)), b"{\"layer\": nul").unwrap();
         assert_eq!(index.get(&key(3)).unwrap(), None);
         let record = layer_record(&store, b"x");
@@ -315,7 +321,7 @@ mod tests {
     #[test]
     fn touch_moves_last_used_forward() {
         let (_dir, store) = temp_store();
-        let index = CacheIndex::open(&store).unwrap();
+        let index = store.cache_index().unwrap();
         index.put(&key(4), &layer_record(&store, b"y")).unwrap();
         let old = SystemTime::now() - Duration::from_secs(3600);
         File::open(index.record_path(&key(4)))
@@ -332,7 +338,7 @@ mod tests {
     #[test]
     fn recent_inputs_keep_the_newest_few_newest_first() {
         let (_dir, store) = temp_store();
-        let index = CacheIndex::open(&store).unwrap();
+        let index = store.cache_index().unwrap();
         let step = key(7);
         let base = SystemTime::now() - Duration::from_secs(1000);
         for n in 0..6u8 {
@@ -356,7 +362,7 @@ mod tests {
     #[test]
     fn concurrent_writers_never_show_a_reader_half_a_record() {
         let (_dir, store) = temp_store();
-        let index = CacheIndex::open(&store).unwrap();
+        let index = store.cache_index().unwrap();
         // Large records make a torn write likely to be seen if it could happen.
         let records: Vec<CacheRecord> = (0..4u8)
             .map(|n| CacheRecord {

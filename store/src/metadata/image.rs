@@ -3,16 +3,17 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageManifest, ImageManifestBuilder, MediaType, SCHEMA_VERSION};
 use serde::Serialize;
 
 use crate::config::ImageConfig;
+use crate::content::blobs::Blobs;
+use crate::content::layer::Layer;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::layer::Layer;
-use crate::Store;
+use crate::fs::write_atomically;
 
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -35,15 +36,30 @@ impl StoredImage {
     }
 }
 
-impl Store {
-    fn images_dir(&self) -> PathBuf {
-        self.root().join("images")
+/// The images of one store: their config and manifest blobs in `blobs`,
+/// and under `dir` (`images/`) the manifest recorded for each image id.
+#[derive(Clone, Debug)]
+pub(crate) struct Images {
+    dir: PathBuf,
+    tmp: PathBuf,
+    blobs: Blobs,
+}
+
+impl Images {
+    /// The images recorded under `dir`, whose records are staged in `tmp`.
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf, blobs: Blobs) -> Images {
+        Images { dir, tmp, blobs }
+    }
+
+    /// The file that records the manifest of the image id `config`.
+    pub(crate) fn record_path(&self, config: &Digest) -> PathBuf {
+        self.dir.join(config.hex())
     }
 
     /// Stores `config` and an OCI manifest for it and `layers` (whose blobs
     /// must already be in the store). The config's `rootfs` is set from the
     /// layers, so it always matches them.
-    pub fn put_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
+    pub(crate) fn put_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
         let image = self.put_manifest(config, layers)?;
         self.record_image(&image)?;
         Ok(image)
@@ -53,8 +69,8 @@ impl Store {
     /// archive) and is kept byte for byte, so the image id stays the one its
     /// source gave it. The config's diff_ids must match `layers` one to one;
     /// the layers keep their media types.
-    pub fn put_image_with_config_blob(&self, config_digest: &Digest, layers: &[Layer]) -> Result<StoredImage> {
-        let bytes = self.read_blob(config_digest)?;
+    pub(crate) fn put_image_with_config_blob(&self, config_digest: &Digest, layers: &[Layer]) -> Result<StoredImage> {
+        let bytes = self.blobs.read_blob(config_digest)?;
         let config = ImageConfig::from_json(&bytes).map_err(|source| StoreError::Json {
             what: format!("image config {config_digest}"),
             source,
@@ -91,7 +107,7 @@ impl Store {
         let mut config = config.clone();
         config.rootfs.kind = "layers".to_string();
         config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
-        let config_digest = self.write_blob(&config.to_json())?;
+        let config_digest = self.blobs.write_blob(&config.to_json())?;
         let manifest_digest = self.write_manifest(&config_digest, layers)?;
         Ok(StoredImage {
             manifest_digest,
@@ -109,24 +125,24 @@ impl Store {
         layers: &[Layer],
     ) -> Result<Digest> {
         for layer in layers {
-            if !self.has_blob(&layer.digest) {
+            if !self.blobs.has_blob(&layer.digest) {
                 return Err(StoreError::BlobNotFound {
                     digest: layer.digest.clone(),
                 });
             }
         }
-        let (_, config_size) = self.open_blob(config_digest)?;
+        let (_, config_size) = self.blobs.open_blob(config_digest)?;
         let manifest = build_manifest(config_digest, config_size, layers);
-        self.write_blob(&to_json(&manifest))
+        self.blobs.write_blob(&to_json(&manifest))
     }
 
     /// Loads the image whose manifest has digest `manifest`.
-    pub fn image(&self, manifest: &Digest) -> Result<StoredImage> {
+    pub(crate) fn image(&self, manifest: &Digest) -> Result<StoredImage> {
         let invalid = |reason: String| StoreError::InvalidImage {
             manifest: manifest.clone(),
             reason,
         };
-        let bytes = self.read_blob(manifest)?;
+        let bytes = self.blobs.read_blob(manifest)?;
         let parsed: ImageManifest =
             serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
                 what: format!("manifest {manifest}"),
@@ -134,7 +150,7 @@ impl Store {
             })?;
         let config_digest =
             Digest::try_from(parsed.config().digest()).map_err(|e| invalid(e.to_string()))?;
-        let config_bytes = self.read_blob(&config_digest)?;
+        let config_bytes = self.blobs.read_blob(&config_digest)?;
         let config = ImageConfig::from_json(&config_bytes).map_err(|source| StoreError::Json {
             what: format!("image config {config_digest}"),
             source,
@@ -168,15 +184,15 @@ impl Store {
         })
     }
 
-    /// Remembers the image under its id, for [`Store::lookup`] by id.
+    /// Remembers the image under its id, for `Store::lookup` by id.
     fn record_image(&self, image: &StoredImage) -> Result<()> {
-        let path = self.images_dir().join(image.config_digest.hex());
-        crate::tags::write_atomically(self, &path, image.manifest_digest.to_string().as_bytes())
+        let path = self.record_path(&image.config_digest);
+        write_atomically(&self.tmp, &path, image.manifest_digest.to_string().as_bytes())
     }
 
     /// The manifest recorded for the image id `config`, if any.
     pub(crate) fn manifest_for_id(&self, config: &Digest) -> Result<Option<Digest>> {
-        let path = self.images_dir().join(config.hex());
+        let path = self.record_path(config);
         match fs::read_to_string(&path) {
             Ok(text) => Ok(Some(text.trim().parse()?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -184,12 +200,30 @@ impl Store {
         }
     }
 
+    /// Whether the manifest blob `manifest` is here (and recorded as used).
+    pub(crate) fn has_manifest(&self, manifest: &Digest) -> bool {
+        self.blobs.has_blob(manifest)
+    }
+
+    /// The image with manifest `manifest` if it and all its blobs are here.
+    pub(crate) fn complete_image(&self, manifest: &Digest) -> Result<Option<StoredImage>> {
+        if !self.blobs.has_blob(manifest) {
+            return Ok(None);
+        }
+        let image = match self.image(manifest) {
+            Ok(image) => image,
+            Err(StoreError::BlobNotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(image.layers.iter().all(|l| self.blobs.has_blob(&l.digest)).then_some(image))
+    }
+
     /// Ids (config digests) of recorded images whose hex starts with `prefix`.
     pub(crate) fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<Digest>> {
-        let dir = self.images_dir();
+        let dir: &Path = &self.dir;
         let mut ids = Vec::new();
-        for entry in fs::read_dir(&dir).at("list", &dir)? {
-            let entry = entry.at("list", &dir)?;
+        for entry in fs::read_dir(dir).at("list", dir)? {
+            let entry = entry.at("list", dir)?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(prefix) {

@@ -17,17 +17,17 @@
 //! 3. what described removed content: `pins/` of removed images, and the stat
 //!    caches of trees that are gone (and of the snapshots, when some went).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 
-use crate::digest::Digest;
+use crate::content::lease::{self, ContentRef};
 use crate::error::{Result, StoreError};
-use crate::lease::{self, ContentRef};
-use crate::fsutil::list_dir;
-use crate::records::{GcRecord, RecordKind, SOURCES};
-use crate::usage::{freed_size, store_size};
-use crate::Store;
+use crate::maintenance::records::{GcRecord, RecordKind, SOURCES};
+use crate::maintenance::usage::{freed_size, store_size};
+use crate::maintenance::view::GcView;
+use crate::metadata::stat_cache;
+use crate::store::Store;
 
 /// What `prune` may remove.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,82 +57,7 @@ pub struct RemovedRecord {
     pub names: Vec<String>,
 }
 
-/// Everything a collection or a usage report needs to know about the store.
-pub(crate) struct GcView {
-    /// A handle without a lease.
-    pub store: Store,
-    /// What live processes other than this one registered.
-    pub leased: HashSet<ContentRef>,
-    pub lease_holders: usize,
-    /// Records with the index of their source in [`SOURCES`].
-    pub records: Vec<(usize, GcRecord)>,
-    /// How many records name each piece of content.
-    pub refcount: HashMap<ContentRef, usize>,
-}
-
 impl GcView {
-    /// Reads leases and records. `remove_stale` deletes the leases of dead
-    /// processes (for a collector holding the lock).
-    pub fn load(store: &Store, remove_stale: bool) -> Result<GcView> {
-        let live = lease::live_leases(store.root(), store.lease_path(), remove_stale)?;
-        let store = store.without_lease();
-        let mut records = Vec::new();
-        for (index, source) in SOURCES.iter().enumerate() {
-            records.extend(source.records(&store)?.into_iter().map(|r| (index, r)));
-        }
-        let mut refcount = HashMap::new();
-        for (_, record) in &records {
-            for item in &record.refs {
-                *refcount.entry(item.clone()).or_insert(0) += 1;
-            }
-        }
-        Ok(GcView {
-            store,
-            leased: live.items,
-            lease_holders: live.holders,
-            records,
-            refcount,
-        })
-    }
-
-    /// Whether a running process uses the record.
-    pub fn in_use(&self, record: &GcRecord) -> bool {
-        record.anchors.iter().any(|a| self.leased.contains(a))
-    }
-
-    /// Whether a prune with `all` keeps the record.
-    pub fn keeps(&self, record: &GcRecord, all: bool) -> bool {
-        self.in_use(record) || (record.root && !all)
-    }
-
-    /// The content a prune with `all` keeps: what kept records name, and
-    /// what leases name.
-    pub fn kept_content(&self, all: bool) -> HashSet<ContentRef> {
-        let mut kept = self.leased.clone();
-        for (_, record) in &self.records {
-            if self.keeps(record, all) {
-                kept.extend(record.refs.iter().cloned());
-            }
-        }
-        kept
-    }
-
-    /// Every blob and snapshot in the store.
-    pub fn all_content(&self) -> Result<Vec<ContentRef>> {
-        let mut content = Vec::new();
-        for path in list_dir(&self.store.blobs_dir())? {
-            if let Some(d) = digest_named(&path) {
-                content.push(ContentRef::Blob(d));
-            }
-        }
-        for path in list_dir(&self.store.snapshots_dir())? {
-            if let Some(d) = digest_named(&path) {
-                content.push(ContentRef::Snapshot(d));
-            }
-        }
-        Ok(content)
-    }
-
     fn unused(&self, item: &ContentRef) -> bool {
         !self.leased.contains(item) && self.refcount.get(item).copied().unwrap_or(0) == 0
     }
@@ -171,16 +96,12 @@ impl GcView {
     }
 }
 
-fn digest_named(path: &std::path::Path) -> Option<Digest> {
-    Digest::from_hex(path.file_name()?.to_str()?).ok()
-}
-
 impl Store {
     /// Removes garbage and prunable records as [`PruneOptions`] says (see
     /// the module comment for the order). Never removes a record or content
     /// that another running rbuild process registered in its lease.
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport> {
-        let _guard = lease::lock_for_collection(self)?;
+        let _guard = lease::lock_for_collection(self.root(), self.lease_handle())?;
         let mut view = GcView::load(self, true)?;
         let mut report = PruneReport::default();
         for item in view.all_content()? {
@@ -226,17 +147,17 @@ impl Store {
     /// and stat caches of trees that no longer exist (or of the snapshots,
     /// when some were deleted).
     fn remove_stale_descriptions(&self, report: &PruneReport) -> Result<()> {
-        self.remove_stale_pins()?;
+        self.pins().remove_stale_pins()?;
         let snapshots = self.root().join("snapshots");
         let snapshots = snapshots.canonicalize().unwrap_or(snapshots);
-        crate::stat_cache::remove_stale(self, (report.snapshots > 0).then_some(snapshots.as_path()))?;
+        stat_cache::remove_stale(&self.stat_caches_dir(), (report.snapshots > 0).then_some(snapshots.as_path()))?;
         Ok(())
     }
 
     /// Deletes those of `candidates` that nothing names any more (after an
     /// image was removed). Returns what was deleted.
     pub(crate) fn collect(&self, candidates: &BTreeSet<ContentRef>) -> Result<PruneReport> {
-        let _guard = lease::lock_for_collection(self)?;
+        let _guard = lease::lock_for_collection(self.root(), self.lease_handle())?;
         let view = GcView::load(self, true)?;
         let mut report = PruneReport::default();
         for item in candidates {

@@ -9,7 +9,7 @@ use crate::records::ConversionRecords;
 use crate::records::RecordSource;
 use crate::test_util::temp_store;
 use crate::usage::store_size;
-use crate::{Compression, ImageConfig, Layer, LayerOptions, Reference, StoredImage};
+use crate::{Compression, Digest, ImageConfig, Layer, LayerOptions, Reference, StoredImage};
 
 /// `len` bytes that do not compress, different for each `seed`.
 pub(crate) fn noise(seed: &str, len: usize) -> Vec<u8> {
@@ -296,7 +296,7 @@ fn prunes_wait_for_each_other_and_agree() {
 fn step_cache_records_are_pruned_least_recently_used_first_with_their_layers() {
     let (_dir, store) = temp_store();
     let root = store.root().to_path_buf();
-    let index = crate::CacheIndex::open(&store).unwrap();
+    let index = store.cache_index().unwrap();
     let key = |n: &str| Digest::of_bytes(n.as_bytes());
     let mut layers = Vec::new();
     for (name, age) in [("old", 300), ("new", 100)] {
@@ -334,7 +334,7 @@ fn step_cache_records_are_pruned_least_recently_used_first_with_their_layers() {
     assert!(!blob_exists(&root, &layers[0].digest));
     assert!(!pruner.snapshot_path(&layers[0].diff_id).exists());
     assert!(blob_exists(&root, &layers[1].digest));
-    let index = crate::CacheIndex::open(&pruner).unwrap();
+    let index = pruner.cache_index().unwrap();
     assert!(index.get(&key("old")).unwrap().is_none());
     assert!(index.get(&key("new")).unwrap().is_some());
     let inputs = |index: &crate::CacheIndex| index.recent_inputs(&key("step")).unwrap();
@@ -368,7 +368,7 @@ fn prune_takes_the_pins_of_removed_images_and_the_stat_caches_of_gone_trees() {
     let (live, gone) = (trees.path().join("live"), trees.path().join("gone"));
     for tree in [&live, &gone] {
         fs::create_dir(tree).unwrap();
-        let mut cache = crate::StatCache::open(&store, tree).unwrap();
+        let mut cache = store.stat_cache(tree).unwrap();
         cache.insert(
             crate::stat_cache::StatKey { dev: 1, ino: 2, size: 3, mtime: (4, 5), ctime: (6, 7) },
             [9; 32],
@@ -387,5 +387,5 @@ fn prune_takes_the_pins_of_removed_images_and_the_stat_caches_of_gone_trees() {
     assert_eq!(pins, [foreign("kept").hex()], "only the pin of the kept image stays");
     assert_eq!(store.pinned_image(&foreign("kept"), &platform).unwrap().unwrap(), kept);
     assert_eq!(bins(), 1, "the caches of the gone tree and of the old format went");
-    assert_eq!(crate::StatCache::open(&store, &live).unwrap().len(), 1, "the live tree's cache stays whole");
+    assert_eq!(store.stat_cache(&live).unwrap().len(), 1, "the live tree's cache stays whole");
 }

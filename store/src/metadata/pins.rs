@@ -15,32 +15,44 @@ use std::path::PathBuf;
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::image::StoredImage;
+use crate::fs::{list_dir, write_atomically};
+use crate::metadata::image::{Images, StoredImage};
 use crate::platform::Platform;
-use crate::Store;
 
-impl Store {
+/// The pins of one store, under `dir` (`pins/`), and the images they name.
+#[derive(Clone, Debug)]
+pub(crate) struct Pins {
+    dir: PathBuf,
+    tmp: PathBuf,
+    images: Images,
+}
+
+impl Pins {
+    /// The pins under `dir`, staged in `tmp`, naming images of `images`.
+    pub(crate) fn new(dir: PathBuf, tmp: PathBuf, images: Images) -> Pins {
+        Pins { dir, tmp, images }
+    }
+
     fn pin_path(&self, source: &Digest, platform: Option<&Platform>) -> PathBuf {
         let name = match platform {
             None => source.hex().to_string(),
             Some(p) => format!("{}@{}", source.hex(), p.key()),
         };
-        self.root().join("pins").join(name)
+        self.dir.join(name)
     }
 
     /// Remembers that the foreign manifest `source` (or, with `platform`, the
     /// index `source` resolved for that platform) is stored as `manifest`.
-    pub fn pin_digest(&self, source: &Digest, platform: Option<&Platform>, manifest: &Digest) -> Result<()> {
+    pub(crate) fn pin_digest(&self, source: &Digest, platform: Option<&Platform>, manifest: &Digest) -> Result<()> {
         let path = self.pin_path(source, platform);
-        let dir = self.root().join("pins");
-        fs::create_dir_all(&dir).at("create directory", &dir)?;
-        crate::tags::write_atomically(self, &path, manifest.to_string().as_bytes())
+        fs::create_dir_all(&self.dir).at("create directory", &self.dir)?;
+        write_atomically(&self.tmp, &path, manifest.to_string().as_bytes())
     }
 
     /// The stored image the foreign digest `source` was pinned to, for
     /// `platform` if it is an index; `None` when nothing was pinned or the
     /// image is no longer complete in the store.
-    pub fn pinned_image(&self, source: &Digest, platform: &Platform) -> Result<Option<StoredImage>> {
+    pub(crate) fn pinned_image(&self, source: &Digest, platform: &Platform) -> Result<Option<StoredImage>> {
         for path in [self.pin_path(source, None), self.pin_path(source, Some(platform))] {
             let text = match fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -48,7 +60,7 @@ impl Store {
                 Err(e) => return Err(StoreError::io("read", &path, e)),
             };
             let manifest: Digest = text.trim().parse()?;
-            if let Some(image) = self.complete_image(&manifest)? {
+            if let Some(image) = self.images.complete_image(&manifest)? {
                 return Ok(Some(image));
             }
         }
@@ -57,7 +69,7 @@ impl Store {
 
     /// The foreign digests pinned to the stored manifest `manifest` (a
     /// registry's manifest or index digests for a pulled image), sorted.
-    pub fn pinned_digests(&self, manifest: &Digest) -> Result<Vec<Digest>> {
+    pub(crate) fn pinned_digests(&self, manifest: &Digest) -> Result<Vec<Digest>> {
         let mut digests = Vec::new();
         for (path, target) in self.pins()? {
             if target.as_ref() != Some(manifest) {
@@ -80,7 +92,7 @@ impl Store {
     pub(crate) fn remove_stale_pins(&self) -> Result<usize> {
         let mut removed = 0;
         for (path, target) in self.pins()? {
-            if target.is_some_and(|m| self.has_blob(&m)) {
+            if target.is_some_and(|m| self.images.has_manifest(&m)) {
                 continue;
             }
             match fs::remove_file(&path) {
@@ -94,7 +106,7 @@ impl Store {
     /// Every file in `pins/` with the stored manifest it names (`None` for
     /// one that is not a pin).
     fn pins(&self) -> Result<Vec<(PathBuf, Option<Digest>)>> {
-        let paths = crate::fsutil::list_dir(&self.root().join("pins"))?;
+        let paths = list_dir(&self.dir)?;
         Ok(paths
             .into_iter()
             .map(|path| {
@@ -103,25 +115,13 @@ impl Store {
             })
             .collect())
     }
-
-    /// The image with manifest `manifest` if it and all its blobs are here.
-    pub(crate) fn complete_image(&self, manifest: &Digest) -> Result<Option<StoredImage>> {
-        if !self.has_blob(manifest) {
-            return Ok(None);
-        }
-        let image = match self.image(manifest) {
-            Ok(image) => image,
-            Err(StoreError::BlobNotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        Ok(image.layers.iter().all(|l| self.has_blob(&l.digest)).then_some(image))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::digest::Digest;
+    use crate::platform::Platform;
     use crate::test_util::{one_layer_image, temp_store};
-    use crate::{Digest, Platform};
 
     #[test]
     fn pins_find_images_by_foreign_digest() {

@@ -12,13 +12,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::compress::decoder;
+use crate::content::layer::Layer;
+use crate::content::lease::ContentRef;
 use crate::error::{IoContext, Result, StoreError};
-use crate::gc::GcView;
-use crate::layer::Layer;
-use crate::lease::ContentRef;
-use crate::fsutil::list_dir;
-use crate::records::RecordKind;
-use crate::Store;
+use crate::fs::list_dir;
+use crate::maintenance::records::RecordKind;
+use crate::maintenance::view::GcView;
+use crate::store::Store;
 
 /// One line of `rbuild du`.
 #[derive(Clone, Debug, PartialEq, Eq)]

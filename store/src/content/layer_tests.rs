@@ -13,6 +13,7 @@ use tar::EntryType;
 
 use super::*;
 use crate::compress::decoder;
+use crate::store::Store;
 use crate::test_util::temp_store;
 
 /// One tar entry, as a reader sees it after PAX records are applied.

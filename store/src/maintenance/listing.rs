@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::content::lease::ContentRef;
 use crate::digest::Digest;
 use crate::error::{Result, StoreError};
-use crate::gc::PruneReport;
-use crate::image::StoredImage;
-use crate::lease::ContentRef;
-use crate::records::layer_content;
+use crate::maintenance::gc::PruneReport;
+use crate::maintenance::records::layer_content;
+use crate::metadata::image::StoredImage;
 use crate::reference::Reference;
-use crate::Store;
+use crate::store::Store;
 
 /// One image of [`Store::list_images`].
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! Leases: what running rbuild processes use, so that garbage collection
 //! (`rbuild prune`, `rbuild rmi`) never deletes it under them.
 //!
-//! Every open [`Store`] holds a lease: a file `leases/<pid>-<random>` that its
+//! Every open `Store` holds a lease: a file `leases/<pid>-<random>` that its
 //! process keeps locked (`flock`, exclusive) for as long as the store handle
 //! lives, and to which the store appends, once each, every blob and snapshot it
 //! hands out or writes (`blob sha256:…`, `snapshot sha256:…`) *before* the
@@ -9,7 +9,7 @@
 //! anything: looking an image up, unpacking a snapshot, writing a layer all go
 //! through accessors that record. Content it reaches some other way (a path
 //! kept from an earlier run, a cache record naming a snapshot) it registers
-//! with one call, [`Store::hold`].
+//! with one call, `Store::hold`.
 //!
 //! The collector reads the leases of live processes and keeps what they name.
 //! A lease whose lock it can take belongs to a process that died (`kill -9`
@@ -35,14 +35,13 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
-use crate::Store;
 
 pub(crate) const LEASES_DIR: &str = "leases";
 const GC_LOCK: &str = "gc.lock";
@@ -185,32 +184,35 @@ impl Drop for Lease {
     }
 }
 
-impl Store {
-    /// Registers content this process is about to use, so that no concurrent
-    /// `prune` or `rmi` deletes it while this store handle lives. The store's
-    /// own accessors (`has_blob`, `open_blob`, `read_blob`, `has_snapshot`,
-    /// `ensure_snapshot`, blob and snapshot commits) register what they touch;
-    /// this is for content reached another way, e.g. a snapshot path taken
-    /// from a cache record: hold it first, then check it exists, then use it.
-    pub fn hold(&self, items: &[ContentRef]) -> Result<()> {
-        for item in items {
-            self.record_use(item)?;
-        }
-        Ok(())
+/// The lease a handle records its uses in: this process's, shared by all
+/// its handles; none for the collector's handles, which record nothing.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LeaseHandle(Option<Arc<Lease>>);
+
+impl LeaseHandle {
+    pub(crate) fn new(lease: Lease) -> LeaseHandle {
+        LeaseHandle(Some(Arc::new(lease)))
     }
 
-    /// Records one use in this handle's lease (a handle without a lease, the
-    /// collector's own, records nothing).
-    pub(crate) fn record_use(&self, item: &ContentRef) -> Result<()> {
-        match &self.lease {
+    /// Records one use (a handle without a lease records nothing).
+    pub(crate) fn record(&self, item: &ContentRef) -> Result<()> {
+        match &self.0 {
             Some(lease) => lease.record(item),
             None => Ok(()),
         }
     }
 
-    /// The path of this handle's lease file, if it has one.
-    pub(crate) fn lease_path(&self) -> Option<&Path> {
-        self.lease.as_deref().map(Lease::path)
+    /// The path of the lease file, if there is one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.0.as_deref().map(Lease::path)
+    }
+
+    /// Ends a pin (see the module comment), before this process collects.
+    pub(crate) fn unpin(&self) -> Result<()> {
+        match &self.0 {
+            Some(lease) => lease.unpin(),
+            None => Ok(()),
+        }
     }
 }
 
@@ -302,11 +304,9 @@ pub(crate) struct GcGuard {
 /// Takes `gc.lock` exclusively, waiting for lease appends in flight (they
 /// are short), for processes that pinned the store, and for any other
 /// collection.
-pub(crate) fn lock_for_collection(store: &Store) -> Result<GcGuard> {
-    if let Some(lease) = &store.lease {
-        lease.unpin()?;
-    }
-    let (file, path) = open_gc_lock(store.root())?;
+pub(crate) fn lock_for_collection(root: &Path, own: &LeaseHandle) -> Result<GcGuard> {
+    own.unpin()?;
+    let (file, path) = open_gc_lock(root)?;
     lock(&file, FlockOperation::LockExclusive).at("lock", &path)?;
     Ok(GcGuard { _file: file })
 }

@@ -17,15 +17,14 @@
 //! lock on the tree's `.lock` file, merges with what other processes saved
 //! meanwhile, and replaces the file by rename; readers take no lock.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::digest::Digest;
-use crate::error::{IoContext, Result};
-use crate::tags::write_atomically;
-use crate::Store;
+use crate::error::{IoContext, Result, StoreError};
+use crate::fs::{list_dir, with_lock, write_atomically};
 
 /// Keys are file identities, not input an attacker picks: a fast hash is safe,
 /// and a 20,000-entry cache loads in a fraction of SipHash's time.
@@ -68,8 +67,9 @@ struct Slot {
 /// memory only, for one-off hashing and benchmarks).
 #[derive(Debug)]
 pub struct StatCache {
-    /// The store and the file it persists to; `None` in memory only.
-    file: Option<(Store, PathBuf)>,
+    /// The store's temp area and the file the cache persists to; `None` in
+    /// memory only.
+    file: Option<(PathBuf, PathBuf)>,
     /// The tree the cache describes.
     scope: PathBuf,
     entries: EntryMap,
@@ -79,16 +79,16 @@ pub struct StatCache {
 }
 
 impl StatCache {
-    /// The stat cache of the tree at `scope` (a canonical path) in `store`. A
-    /// missing or unreadable file is an empty cache.
-    pub fn open(store: &Store, scope: &Path) -> Result<StatCache> {
-        let dir = store.root().join("cache").join("stat");
-        fs::create_dir_all(&dir).at("create cache directory", &dir)?;
+    /// The stat cache of the tree at `scope` (a canonical path), kept in
+    /// `dir` (the store's `cache/stat/`) and staged in `tmp`. A missing or
+    /// unreadable file is an empty cache.
+    pub(crate) fn open(dir: &Path, tmp: &Path, scope: &Path) -> Result<StatCache> {
+        fs::create_dir_all(dir).at("create cache directory", dir)?;
         let name = Digest::of_bytes(scope.as_os_str().as_encoded_bytes());
         let path = dir.join(format!("{}.bin", &name.hex()[..32]));
         let entries = read_entries(&path)?;
         Ok(StatCache {
-            file: Some((store.clone(), path)),
+            file: Some((tmp.to_path_buf(), path)),
             scope: scope.to_path_buf(),
             entries,
             dirty: false,
@@ -133,42 +133,35 @@ impl StatCache {
     /// Writes the cache back if anything changed, merged with what other
     /// processes saved since it was loaded.
     pub fn save(&mut self) -> Result<()> {
-        let Some((store, path)) = &self.file else {
+        let Some((tmp, path)) = &self.file else {
             return Ok(());
         };
         if !self.dirty {
             return Ok(());
         }
-        let lock_path = path.with_extension("lock");
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at("open lock file", &lock_path)?;
-        let mut lock = fd_lock::RwLock::new(lock_file);
-        let _guard = lock.write().at("lock", &lock_path)?;
-        for (key, theirs) in read_entries(path)? {
-            let ours = self.entries.entry(key).or_insert(theirs);
-            ours.last_used = ours.last_used.max(theirs.last_used);
-        }
-        let oldest = self.now.saturating_sub(MAX_AGE_SECS);
-        self.entries.retain(|_, slot| slot.last_used >= oldest);
-        let mut kept: Vec<(&StatKey, &Slot)> = self.entries.iter().collect();
-        if kept.len() > MAX_ENTRIES {
-            kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
-            kept.truncate(MAX_ENTRIES);
-        }
-        let scope = self.scope.as_os_str().as_encoded_bytes();
-        let mut bytes = Vec::with_capacity(24 + scope.len() + kept.len() * RECORD_LEN);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(scope.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(scope);
-        bytes.extend_from_slice(&(kept.len() as u64).to_le_bytes());
-        for (key, slot) in kept {
-            encode(&mut bytes, key, slot);
-        }
-        write_atomically(store, path, &bytes)?;
+        with_lock(&path.with_extension("lock"), || {
+            for (key, theirs) in read_entries(path)? {
+                let ours = self.entries.entry(key).or_insert(theirs);
+                ours.last_used = ours.last_used.max(theirs.last_used);
+            }
+            let oldest = self.now.saturating_sub(MAX_AGE_SECS);
+            self.entries.retain(|_, slot| slot.last_used >= oldest);
+            let mut kept: Vec<(&StatKey, &Slot)> = self.entries.iter().collect();
+            if kept.len() > MAX_ENTRIES {
+                kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
+                kept.truncate(MAX_ENTRIES);
+            }
+            let scope = self.scope.as_os_str().as_encoded_bytes();
+            let mut bytes = Vec::with_capacity(24 + scope.len() + kept.len() * RECORD_LEN);
+            bytes.extend_from_slice(MAGIC);
+            bytes.extend_from_slice(&(scope.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(scope);
+            bytes.extend_from_slice(&(kept.len() as u64).to_le_bytes());
+            for (key, slot) in kept {
+                encode(&mut bytes, key, slot);
+            }
+            write_atomically(tmp, path, &bytes)
+        })?;
         self.dirty = false;
         Ok(())
     }
@@ -221,7 +214,7 @@ fn read_entries(path: &Path) -> Result<EntryMap> {
     let mut file = match fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(EntryMap::default()),
-        Err(e) => return Err(crate::StoreError::io("read stat cache", path, e)),
+        Err(e) => return Err(StoreError::io("read stat cache", path, e)),
     };
     let len = file.metadata().at("read stat cache", path)?.len();
     let Some(scope) = read_scope(&mut file) else { return Ok(EntryMap::default()) };
@@ -269,10 +262,9 @@ fn read_scope(file: &mut fs::File) -> Option<PathBuf> {
 /// Removes the stat caches whose tree is gone, and the one of `also` (a tree
 /// whose files changed under the cache, like the store's snapshots after a
 /// prune); returns how many went. Files that are not whole caches go too.
-pub(crate) fn remove_stale(store: &Store, also: Option<&Path>) -> Result<usize> {
-    let dir = store.root().join("cache").join("stat");
+pub(crate) fn remove_stale(dir: &Path, also: Option<&Path>) -> Result<usize> {
     let mut removed = 0;
-    for path in crate::fsutil::list_dir(&dir)? {
+    for path in list_dir(dir)? {
         if path.extension().is_none_or(|e| e != "bin") {
             continue;
         }
@@ -285,7 +277,7 @@ pub(crate) fn remove_stale(store: &Store, also: Option<&Path>) -> Result<usize> 
             for gone in [path.clone(), path.with_extension("lock")] {
                 match fs::remove_file(&gone) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(crate::StoreError::io("remove", &gone, e))
+                        return Err(StoreError::io("remove", &gone, e))
                     }
                     _ => {}
                 }
@@ -315,35 +307,35 @@ mod tests {
     fn entries_survive_a_save_and_reopen() {
         let (dir, store) = temp_store();
         let scope = dir.path().join("ctx");
-        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let mut cache = store.stat_cache(&scope).unwrap();
         assert!(cache.is_empty());
         cache.insert(key(1), [1; 32]);
         cache.insert(key(2), [2; 32]);
         cache.save().unwrap();
-        let mut again = StatCache::open(&store, &scope).unwrap();
+        let mut again = store.stat_cache(&scope).unwrap();
         assert_eq!(again.len(), 2);
         assert_eq!(again.get(&key(1)), Some([1; 32]));
         assert_eq!(again.get(&key(2)), Some([2; 32]));
         let changed = StatKey { ctime: (key(1).ctime.0, 0), ..key(1) };
         assert_eq!(again.get(&changed), None);
         // Another tree has its own file.
-        assert!(StatCache::open(&store, &dir.path().join("other")).unwrap().is_empty());
+        assert!(store.stat_cache(&dir.path().join("other")).unwrap().is_empty());
     }
 
     #[test]
     fn a_damaged_file_is_an_empty_cache() {
         let (dir, store) = temp_store();
         let scope = dir.path().join("ctx");
-        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let mut cache = store.stat_cache(&scope).unwrap();
         cache.insert(key(1), [1; 32]);
         cache.save().unwrap();
         let (_, path) = cache.file.clone().unwrap();
         let mut bytes = fs::read(&path).unwrap();
         bytes.pop();
         fs::write(&path, &bytes).unwrap();
-        assert!(StatCache::open(&store, &scope).unwrap().is_empty());
+        assert!(store.stat_cache(&scope).unwrap().is_empty());
         fs::write(&path, b"garbage").unwrap();
-        assert!(StatCache::open(&store, &scope).unwrap().is_empty());
+        assert!(store.stat_cache(&scope).unwrap().is_empty());
     }
 
     #[test]
@@ -355,14 +347,14 @@ mod tests {
                 let (store, scope) = (&store, &scope);
                 s.spawn(move || {
                     for round in 0..5 {
-                        let mut cache = StatCache::open(store, scope).unwrap();
+                        let mut cache = store.stat_cache(scope).unwrap();
                         cache.insert(key(t * 100 + round), [t as u8; 32]);
                         cache.save().unwrap();
                     }
                 });
             }
         });
-        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let mut cache = store.stat_cache(&scope).unwrap();
         assert_eq!(cache.len(), 20);
         assert_eq!(cache.get(&key(304)), Some([3; 32]));
     }
@@ -371,13 +363,13 @@ mod tests {
     fn old_entries_are_dropped_and_unchanged_caches_are_not_rewritten() {
         let (dir, store) = temp_store();
         let scope = dir.path().join("ctx");
-        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let mut cache = store.stat_cache(&scope).unwrap();
         cache.insert(key(1), [1; 32]);
         cache.insert(key(2), [2; 32]);
         cache.entries.get_mut(&key(2)).unwrap().last_used = cache.now - MAX_AGE_SECS - 1;
         cache.save().unwrap();
         let (_, path) = cache.file.clone().unwrap();
-        let mut again = StatCache::open(&store, &scope).unwrap();
+        let mut again = store.stat_cache(&scope).unwrap();
         assert_eq!(again.len(), 1);
         fs::remove_file(&path).unwrap();
         assert!(again.get(&key(1)).is_some());
@@ -390,13 +382,13 @@ mod tests {
     fn a_cache_larger_than_one_read_loads_whole() {
         let (dir, store) = temp_store();
         let scope = dir.path().join("ctx");
-        let mut cache = StatCache::open(&store, &scope).unwrap();
+        let mut cache = store.stat_cache(&scope).unwrap();
         let count = RECORDS_PER_READ * 2 + 7;
         for n in 0..count as u64 {
             cache.insert(key(n), [n as u8; 32]);
         }
         cache.save().unwrap();
-        let mut again = StatCache::open(&store, &scope).unwrap();
+        let mut again = store.stat_cache(&scope).unwrap();
         assert_eq!(again.len(), count);
         for n in [0, RECORDS_PER_READ as u64, count as u64 - 1] {
             assert_eq!(again.get(&key(n)), Some([n as u8; 32]));

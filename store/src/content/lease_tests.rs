@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::store::Store;
 use crate::test_util::{one_layer_image, temp_store};
 
 fn lease_lines(store: &Store) -> Vec<String> {
@@ -97,7 +98,7 @@ fn a_dead_process_lease_protects_nothing_and_is_removed() {
 fn registering_waits_while_a_collection_runs() {
     let (_dir, store) = temp_store();
     let builder = Store::open(store.root()).unwrap();
-    let guard = lock_for_collection(&store).unwrap();
+    let guard = lock_for_collection(store.root(), store.lease_handle()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let thread = {
         let done = done.clone();
@@ -160,7 +161,7 @@ fn a_lease_that_cannot_grow_pins_the_store_until_its_process_ends() {
     let collector = {
         let (done, store) = (done.clone(), store.clone());
         std::thread::spawn(move || {
-            let _guard = lock_for_collection(&store).unwrap();
+            let _guard = lock_for_collection(store.root(), store.lease_handle()).unwrap();
             done.store(true, Ordering::SeqCst);
         })
     };
@@ -177,10 +178,7 @@ fn a_lease_that_cannot_grow_pins_the_store_until_its_process_ends() {
 #[test]
 fn a_process_collecting_itself_lets_go_of_its_pin() {
     let (_dir, store) = temp_store();
-    let pinned = Store {
-        root: store.root().to_path_buf(),
-        lease: Some(Arc::new(lease_that_cannot_grow(&store))),
-    };
+    let pinned = Store::with_lease(store.root().to_path_buf(), LeaseHandle::new(lease_that_cannot_grow(&store)));
     pinned
         .hold(&[ContentRef::Blob(Digest::of_bytes(b"x"))])
         .unwrap();
