@@ -190,6 +190,74 @@ impl CacheMounts {
     }
 }
 
+impl CacheMounts {
+    /// Writes the cache mounts `ids` (all of them when empty) as a tar: for each, `N/id`
+    /// and its files under `N/data/`, owners, modes and times kept.
+    pub fn export(&self, ids: &[String], out: impl io::Write) -> io::Result<()> {
+        let all = self.list()?;
+        let chosen: Vec<&CacheMountInfo> = match ids.is_empty() {
+            true => all.iter().collect(),
+            false => ids
+                .iter()
+                .map(|id| {
+                    all.iter().find(|m| &m.id == id).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, format!("no cache mount {id:?} in {}", self.root.display()))
+                    })
+                })
+                .collect::<io::Result<_>>()?,
+        };
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        tar.mode(tar::HeaderMode::Complete);
+        for (n, mount) in chosen.iter().enumerate() {
+            let lock = lock_file(&mount.dir.join("lock"))?;
+            // A `locked` or `private` user may be writing: wait for it.
+            flock(&lock, FlockOperation::LockExclusive)?;
+            let mut header = tar::Header::new_gnu();
+            header.set_size(mount.id.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_uid(0);
+            header.set_gid(0);
+            tar.append_data(&mut header, format!("{n}/id"), mount.id.as_bytes())?;
+            tar.append_dir_all(format!("{n}/data"), mount.dir.join("data"))?;
+        }
+        tar.into_inner()?.flush()
+    }
+
+    /// Reads a tar [`CacheMounts::export`] wrote and puts its cache mounts in place,
+    /// replacing those of the same ids; `scratch` is an empty directory on the same
+    /// filesystem as the cache mounts. Returns the ids. Entries that would land outside
+    /// `scratch` (`..`, absolute paths, through symlinks) are refused.
+    pub fn import(&self, input: impl io::Read, scratch: &Path) -> io::Result<Vec<String>> {
+        let mut archive = tar::Archive::new(input);
+        archive.set_preserve_permissions(true);
+        archive.set_preserve_ownerships(true);
+        archive.set_preserve_mtime(true);
+        archive.set_unpack_xattrs(false);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            if !entry.unpack_in(scratch)? {
+                let path = entry.path()?.display().to_string();
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("refusing the archive entry {path:?}: it leads outside the cache")));
+            }
+        }
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(scratch)? {
+            let dir = entry?.path();
+            let id = fs::read_to_string(dir.join("id"))
+                .map_err(|e| io::Error::new(e.kind(), format!("{} has no id: not a cache-mount archive", dir.display())))?;
+            if !dir.join("data").is_dir() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("cache mount {id:?} has no data/ in the archive")));
+            }
+            fs::create_dir_all(&self.root)?;
+            self.install(&id, &dir.join("data"))?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+}
+
 fn lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).truncate(false).write(true).open(path)
 }
@@ -236,6 +304,45 @@ mod tests {
         assert!(mounts.remove("/root/.cache").unwrap());
         assert!(mounts.list().unwrap().is_empty());
         assert!(!mounts.remove("/root/.cache").unwrap());
+    }
+
+    #[test]
+    fn an_export_imported_elsewhere_gives_the_same_files() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = CacheMounts::new(root.path().join("a"));
+        let lease = mounts.open("go", CacheSharing::Shared, &plain()).unwrap();
+        fs::create_dir(lease.path.join("sub")).unwrap();
+        fs::write(lease.path.join("sub/f"), "data").unwrap();
+        drop(lease);
+        let mut tar = Vec::new();
+        mounts.export(&[], &mut tar).unwrap();
+        assert!(mounts.export(&["nope".into()], Vec::new()).is_err());
+
+        let other = CacheMounts::new(root.path().join("b"));
+        let scratch = tempfile::tempdir_in(root.path()).unwrap();
+        assert_eq!(other.import(&tar[..], scratch.path()).unwrap(), ["go"]);
+        let lease = other.open("go", CacheSharing::Shared, &plain()).unwrap();
+        assert_eq!(fs::read_to_string(lease.path.join("sub/f")).unwrap(), "data");
+    }
+
+    #[test]
+    fn an_archive_leading_outside_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // `append_data` refuses `..` itself; the raw name is what a hostile archive carries.
+        header.as_gnu_mut().unwrap().name[..10].copy_from_slice(b"../escaped");
+        header.set_cksum();
+        builder.append(&header, &b"x"[..]).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let scratch = root.path().join("scratch");
+        fs::create_dir(&scratch).unwrap();
+        let error = CacheMounts::new(root.path().join("m")).import(&tar[..], &scratch).unwrap_err();
+        assert!(error.to_string().contains("outside"), "{error}");
+        assert!(!root.path().join("escaped").exists());
     }
 
     #[test]

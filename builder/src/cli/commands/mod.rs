@@ -2,6 +2,7 @@
 //! Each subcommand lives in a module of its own with its own clap parser and
 //! is listed in [`SUBCOMMANDS`]; `main` dispatches on the first argument.
 
+pub mod cache_mount;
 mod common;
 pub mod du;
 mod format;
@@ -55,6 +56,12 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     store_command("save", "Write images to a docker-archive tar (stdout by default)", "rbuild save app:1.0 | docker load", save::run),
     store_command("load", "Load images from a docker or OCI archive (stdin by default)", "docker save base:1 | rbuild load", load::run),
     store_command("pull", "Pull an image from a registry into the store", "rbuild pull 127.0.0.1:5000/team/base:1", pull::run),
+    store_command(
+        "cache-mount",
+        "List, export, import and remove the cache mounts of RUN --mount=type=cache",
+        "rbuild cache-mount export -o caches.tar",
+        cache_mount::run,
+    ),
     store_command("du", "Show the store's disk usage by kind", "rbuild du --format json", du::run),
     store_command(
         "prune",
