@@ -71,7 +71,13 @@ impl CacheMounts {
         let dir = self.dir_of(id);
         self.create(&dir, id, new)?;
         let lease = match sharing {
-            CacheSharing::Shared => CacheMountLease { path: dir.join("data"), _lock: None },
+            // Shared users take the lock shared: they run together, and a `locked` user,
+            // an export or a prune waits for them (or passes a cache in use by).
+            CacheSharing::Shared => {
+                let lock = lock_file(&dir.join("lock"))?;
+                flock(&lock, FlockOperation::LockShared)?;
+                CacheMountLease { path: dir.join("data"), _lock: Some(lock) }
+            }
             CacheSharing::Locked => {
                 let lock = lock_file(&dir.join("lock"))?;
                 flock(&lock, FlockOperation::LockExclusive)?;
@@ -170,6 +176,31 @@ impl CacheMounts {
         fs::rename(&dir, &doomed)?;
         fs::remove_dir_all(&doomed)?;
         Ok(true)
+    }
+
+    /// Removes cache mounts no build is using, least recently used first, until `enough`
+    /// says so (given the bytes freed so far; never, to remove them all). Returns the
+    /// removed ones.
+    pub fn prune(&self, enough: &dyn Fn(u64) -> bool) -> io::Result<Vec<CacheMountInfo>> {
+        let mut mounts = self.list()?;
+        mounts.reverse();
+        let mut removed = Vec::new();
+        let mut freed = 0;
+        for mount in mounts {
+            if enough(freed) {
+                break;
+            }
+            let lock = lock_file(&mount.dir.join("lock"))?;
+            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+                continue;
+            }
+            let doomed = self.root.join(format!(".removing-{}", std::process::id()));
+            fs::rename(&mount.dir, &doomed)?;
+            fs::remove_dir_all(&doomed)?;
+            freed += mount.size;
+            removed.push(mount);
+        }
+        Ok(removed)
     }
 
     /// Puts `data` (a directory filled by an import) in place as the cache mount `id`,
@@ -358,6 +389,24 @@ mod tests {
         // The freed private directory is taken again.
         let again = mounts.open("x", CacheSharing::Private, &plain()).unwrap();
         assert!(again.path.ends_with("private/1/data"), "{}", again.path.display());
+    }
+
+    #[test]
+    fn a_prune_passes_caches_in_use_and_goes_least_recently_used_first() {
+        let root = tempfile::tempdir().unwrap();
+        let mounts = CacheMounts::new(root.path().to_path_buf());
+        for id in ["old", "new", "busy"] {
+            let lease = mounts.open(id, CacheSharing::Shared, &plain()).unwrap();
+            fs::write(lease.path.join("f"), id).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let busy = mounts.open("busy", CacheSharing::Shared, &plain()).unwrap();
+        let first = mounts.prune(&|freed| freed > 0).unwrap();
+        assert_eq!(first.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["old"]);
+        let rest = mounts.prune(&|_| false).unwrap();
+        assert_eq!(rest.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["new"]);
+        drop(busy);
+        assert_eq!(mounts.list().unwrap().len(), 1);
     }
 
     #[test]

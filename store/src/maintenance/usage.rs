@@ -45,6 +45,9 @@ pub enum UsageKind {
     Unreferenced,
     /// Temp areas of running (and dead) processes.
     Temp,
+    /// The builder's `RUN --mount=type=cache` directories (`cache-mounts/`), which the
+    /// builder counts: the store only keeps the room for them.
+    CacheMounts,
 }
 
 impl UsageKind {
@@ -55,6 +58,7 @@ impl UsageKind {
             UsageKind::Snapshots => "Snapshots",
             UsageKind::Unreferenced => "Unreferenced blobs",
             UsageKind::Temp => "Temp",
+            UsageKind::CacheMounts => "Cache mounts",
         }
     }
 }

@@ -5,7 +5,7 @@
 //! `Total` one; a template (see [`super::format`]) formats the kinds' rows.
 
 use clap::Parser;
-use rbuild_store::usage::DiskUsage;
+use rbuild_store::usage::{DiskUsage, UsageKind, UsageRow};
 use serde_json::json;
 
 use super::common::{open_store, parse_args};
@@ -13,6 +13,7 @@ use super::format::{field, json_lines, Field, Format, Row};
 use super::human;
 use super::table::Table;
 use crate::cli::failure::Failure;
+use crate::engine::cache_mounts::CacheMounts;
 
 /// The fields of a row for `--format`, with their column names.
 const FIELDS: &[Field] = &[
@@ -42,7 +43,13 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     };
     let format = Format::parse(&args.format, FIELDS)?;
     let store = open_store()?;
-    let usage = store.disk_usage().map_err(|e| Failure::Build(e.into()))?;
+    let mut usage = store.disk_usage().map_err(|e| Failure::Build(e.into()))?;
+    // Cache mounts (`RUN --mount=type=cache`) are the builder's; they live in the store's root.
+    let cache_mounts = CacheMounts::new(store.root().join("cache-mounts"))
+        .list()
+        .map_err(|e| Failure::Build(anyhow::anyhow!("listing cache mounts: {e}")))?;
+    let size = cache_mounts.iter().map(|m| m.size).sum();
+    usage.rows.push(UsageRow { kind: UsageKind::CacheMounts, count: cache_mounts.len(), active: 0, size, reclaimable: size });
     let rows: Vec<Row> = usage
         .rows
         .iter()

@@ -1,7 +1,8 @@
 //! `rbuild prune [--all] [--keep-storage SIZE]`: frees space in the store.
 //! Content nothing uses goes first; then build cache and untagged images,
 //! least recently used first (tagged images too with `--all`); with
-//! `--keep-storage`, only until the store is no larger than SIZE. Nothing a
+//! `--keep-storage`, only until the store is no larger than SIZE; then cache
+//! mounts (`RUN --mount=type=cache`), least recently used first. Nothing a
 //! running rbuild process uses is ever removed.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -13,6 +14,7 @@ use rbuild_store::records::RecordKind;
 use super::common::{open_store, parse_args};
 use super::human;
 use crate::cli::failure::Failure;
+use crate::engine::cache_mounts::CacheMounts;
 
 /// Remove unused data from rbuild's store.
 #[derive(Debug, Parser)]
@@ -74,10 +76,25 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         }
         println!();
     }
-    println!(
-        "Total reclaimed space: {}",
-        human::size(report.reclaimed, 4)
-    );
+    // Cache mounts are build cache too: after the store's own, least recently used first.
+    let cache_mounts = CacheMounts::new(store.root().join("cache-mounts"));
+    let removed = match args.keep_storage {
+        Some(keep) => {
+            let size = store.disk_usage().map_err(|e| Failure::Build(e.into()))?.total;
+            cache_mounts.prune(&|freed| size.saturating_sub(freed) <= keep)
+        }
+        None => cache_mounts.prune(&|_| false),
+    }
+    .map_err(|e| Failure::Build(anyhow::anyhow!("pruning cache mounts: {e}")))?;
+    if !removed.is_empty() {
+        println!("Deleted cache mounts:");
+        for mount in &removed {
+            println!("{}", mount.id);
+        }
+        println!();
+    }
+    let reclaimed = report.reclaimed + removed.iter().map(|m| m.size).sum::<u64>();
+    println!("Total reclaimed space: {}", human::size(reclaimed, 4));
     Ok(())
 }
 
@@ -87,7 +104,7 @@ fn confirmed(all: bool) -> Result<bool, Failure> {
     let mut err = std::io::stderr();
     let _ = write!(
         err,
-        "WARNING! This will remove:\n  - {images}\n  - all build cache\n  - all content nothing uses (left by interrupted builds)\n\nAre you sure you want to continue? [y/N] "
+        "WARNING! This will remove:\n  - {images}\n  - all build cache and cache mounts\n  - all content nothing uses (left by interrupted builds)\n\nAre you sure you want to continue? [y/N] "
     );
     let _ = err.flush();
     let mut answer = String::new();
