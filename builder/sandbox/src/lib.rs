@@ -55,6 +55,7 @@ mod prepare;
 mod process;
 mod protocol;
 mod rootpath;
+mod runmount;
 mod stubs;
 mod syscall;
 mod treediff;
@@ -132,6 +133,33 @@ pub struct RunSpec {
     /// refused.
     pub extra_files: Vec<(u32, Vec<u8>)>,
     pub isolation: Isolation,
+    /// Filesystems mounted for this run only (`RUN --mount`), in order: a
+    /// later one may sit under an earlier one's target.
+    pub mounts: Vec<RunMount>,
+}
+
+/// A filesystem mounted into the command's root for this run only. Nothing of it lands in
+/// the diff: neither what is written under it nor the mount point the sandbox had to create.
+///
+/// Under [`Isolation::Chroot`], which may not mount, it is emulated by copying: the source
+/// is copied in before the run and, for a writable bind, copied back after it (replacing
+/// the source's contents); a read-only bind's copy can be written, and the writes are
+/// dropped. A unix socket is reached through a socket in the tree that forwards each
+/// connection to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMount {
+    /// Absolute path inside the root filesystem (already resolved against WORKDIR by the caller).
+    pub target: String,
+    pub kind: MountKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host directory, file or unix socket (cache mounts, bind mounts, secrets, the ssh-agent socket).
+    /// Writable binds write through to `source` (that is how cache mounts keep their contents).
+    Bind { source: PathBuf, readonly: bool },
+    /// An empty tmpfs; `size` in bytes (`None`: the kernel's default).
+    Tmpfs { size: Option<u64> },
 }
 
 impl Default for RunSpec {
@@ -149,6 +177,7 @@ impl Default for RunSpec {
             stdin: None,
             extra_files: Vec::new(),
             isolation: Isolation::default(),
+            mounts: Vec::new(),
         }
     }
 }

@@ -145,7 +145,7 @@ fn ensure_inner(
             }
             Err(Errno::NOTDIR) => {
                 let what = if last {
-                    "is not a directory"
+                    "exists in the image but is not a directory"
                 } else {
                     "has a parent that is not a directory"
                 };

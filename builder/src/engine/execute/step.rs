@@ -267,6 +267,7 @@ impl StepRunner {
             stdin,
             extra_files,
             isolation: self.settings.isolation,
+            mounts: Vec::new(),
         };
         let outcome = sandbox::run(&spec, &mut |bytes| {
             if let Some(n) = number {
