@@ -35,12 +35,15 @@
 //! Files: `namespaces` (the default isolation's process tree), `mounts`,
 //! `lowerstack` and `rootpath` (the root filesystem), `exec` (becoming the
 //! user and exec'ing), `syscall` (the seam, and its fake in `syscall/fake`),
-//! `stubs` (keeping mount points out of the diff), `chroot`, `layers`,
+//! `stubs` (keeping mount points out of the diff), `runmount` (the run
+//! mounts, planned for either isolation), `chroot`, `chrootmount` (its
+//! emulated run mounts), `layers`,
 //! `treediff` and `fscopy` (the copying isolation), `userns` and `idmap` (rootless),
 //! `users` (`USER` resolution), `etcfiles`, `net`, `process` and `protocol`
 //! (plumbing between rbuild and its children).
 
 mod chroot;
+mod chrootmount;
 mod error;
 mod etcfiles;
 mod exec;

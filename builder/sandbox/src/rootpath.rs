@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::protocol::{Ancestor, ChildError, Report, Reporter, Stub};
+use super::protocol::{Ancestor, ChildError, Report, Stub};
 
 /// Symlinks followed by hand before giving up, as the kernel's limit.
 const MAX_HOPS: u32 = 40;
@@ -35,21 +35,22 @@ pub(crate) struct Root<'a> {
 }
 
 /// An `O_PATH` descriptor of `rel` inside `root`, created (with missing
-/// parents) when absent.
+/// parents) when absent; what it creates goes to `report` (a child's
+/// [`super::protocol::Reporter`], or the chroot isolation's own list).
 pub(crate) fn ensure(
     root: &Root,
     rel: &Path,
     kind: Kind,
-    reporter: &Reporter,
+    report: &dyn Fn(&Report),
 ) -> Result<OwnedFd, ChildError> {
-    ensure_inner(root, rel.to_path_buf(), kind, reporter, 0)
+    ensure_inner(root, rel.to_path_buf(), kind, report, 0)
 }
 
 fn ensure_inner(
     root: &Root,
     rel: PathBuf,
     kind: Kind,
-    reporter: &Reporter,
+    report: &dyn Fn(&Report),
     hops: u32,
 ) -> Result<OwnedFd, ChildError> {
     let step = format!("mount point /{}", rel.display());
@@ -107,12 +108,12 @@ fn ensure_inner(
                 match created {
                     Ok(()) => {
                         if !reported_ancestors {
-                            report_ancestors(root, &parent_rel, reporter);
+                            report_ancestors(root, &parent_rel, report);
                             reported_ancestors = true;
                         }
                         let mut stub_rel = parent_rel.clone();
                         stub_rel.push(name);
-                        reporter.send(&Report::Stub(Stub {
+                        report(&Report::Stub(Stub {
                             rel: stub_rel.as_os_str().as_bytes().to_vec(),
                             dir: want_dir,
                         }));
@@ -138,7 +139,7 @@ fn ensure_inner(
                         for rest in &comps[i + 1..] {
                             next.push(rest);
                         }
-                        return ensure_inner(root, next, kind, reporter, hops + 1);
+                        return ensure_inner(root, next, kind, report, hops + 1);
                     }
                     Err(e) => return Err(ChildError::setup(step, format!("create: {e}"))),
                 }
@@ -179,7 +180,7 @@ pub(crate) fn open_in_root(root: &Root, rel: &Path, dir: bool) -> Result<OwnedFd
 
 /// Where `fd` is, relative to the root: what the kernel says its path is,
 /// less the root's own path.
-fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
+pub(crate) fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let path = std::fs::read_link(&link).map_err(|e| format!("read {link}: {e}"))?;
     match path.strip_prefix(root.host_path) {
@@ -193,11 +194,11 @@ fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
 
 /// Reports the directories from `parent_rel` up to the root, which creating
 /// a stub in `parent_rel` copies up into the diff.
-fn report_ancestors(root: &Root, parent_rel: &Path, reporter: &Reporter) {
+fn report_ancestors(root: &Root, parent_rel: &Path, report: &dyn Fn(&Report)) {
     let mut dir = Some(parent_rel);
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(st) = rustix::fs::statat(root.fd, d, AtFlags::SYMLINK_NOFOLLOW) {
-            reporter.send(&Report::Ancestor(Ancestor {
+            report(&Report::Ancestor(Ancestor {
                 rel: d.as_os_str().as_bytes().to_vec(),
                 mode: st.st_mode & 0o7777,
                 uid: st.st_uid,

@@ -693,6 +693,11 @@ fn run_mount_writable_bind_writes_through() {
     writable_bind_writes_through(Isolation::Namespaces);
 }
 
+#[test]
+fn chroot_run_mount_writable_bind_writes_through() {
+    writable_bind_writes_through(Isolation::Chroot);
+}
+
 /// Writes to a read-only bind fail with the namespaces isolation; the
 /// chroot isolation's copy takes them and drops them.
 fn readonly_bind_keeps_the_source(isolation: Isolation, want: &str) {
@@ -714,6 +719,11 @@ fn run_mount_readonly_bind_refuses_writes() {
     readonly_bind_keeps_the_source(Isolation::Namespaces, "refused");
 }
 
+#[test]
+fn chroot_run_mount_readonly_bind_drops_writes() {
+    readonly_bind_keeps_the_source(Isolation::Chroot, "written");
+}
+
 fn file_bind_is_readable_and_leaves_nothing(isolation: Isolation) {
     let f = Fixture::new();
     let secrets = host_dir(&f, "secrets", &[("token", "s3cret")]);
@@ -732,6 +742,11 @@ fn file_bind_is_readable_and_leaves_nothing(isolation: Isolation) {
 #[test]
 fn run_mount_file_bind() {
     file_bind_is_readable_and_leaves_nothing(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_file_bind() {
+    file_bind_is_readable_and_leaves_nothing(Isolation::Chroot);
 }
 
 fn tmpfs_is_empty_and_not_in_the_diff(isolation: Isolation) {
@@ -756,6 +771,11 @@ fn run_mount_tmpfs() {
     let spec = mount_spec(&f, Isolation::Namespaces, vec![tmpfs], "grep ' /t ' /proc/mounts");
     let out = f.ok(&spec);
     assert!(out.contains(" /t tmpfs rw,nosuid,nodev") && out.contains("size=1024k"), "{out}");
+}
+
+#[test]
+fn chroot_run_mount_tmpfs() {
+    tmpfs_is_empty_and_not_in_the_diff(Isolation::Chroot);
 }
 
 /// Parents missing from the image are created and taken out of the diff
@@ -789,6 +809,11 @@ fn run_mount_missing_parents_and_nesting() {
     missing_parents_and_nesting(Isolation::Namespaces);
 }
 
+#[test]
+fn chroot_run_mount_missing_parents_and_nesting() {
+    missing_parents_and_nesting(Isolation::Chroot);
+}
+
 /// A target reached through the image's symlinks (to an absolute host
 /// path, or climbing with `..`) stays inside the root.
 fn symlinked_target_stays_inside(isolation: Isolation) {
@@ -814,6 +839,11 @@ fn run_mount_through_symlinks_stays_inside_the_root() {
     symlinked_target_stays_inside(Isolation::Namespaces);
 }
 
+#[test]
+fn chroot_run_mount_through_symlinks_stays_inside_the_root() {
+    symlinked_target_stays_inside(Isolation::Chroot);
+}
+
 /// A listening socket on the host, answering "pong" to each connection.
 fn pong_server(path: &Path) {
     let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
@@ -833,6 +863,49 @@ fn run_mount_unix_socket() {
     let mounts = vec![bind_mount("/run/buildkit/agent", &sockets.join("agent.sock"), false)];
     let spec = mount_spec(&f, Isolation::Namespaces, mounts, "test -S /run/buildkit/agent && echo socket");
     assert_eq!(f.ok(&spec), "socket\n");
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+/// The chroot isolation's stand-in socket forwards connections: the test
+/// connects to it (busybox has no unix-socket client) while the command
+/// waits, then lets the command end through a tmpfs.
+#[test]
+fn chroot_run_mount_unix_socket_forwards() {
+    let f = Fixture::new();
+    let sockets = host_dir(&f, "sockets", &[]);
+    pong_server(&sockets.join("agent.sock"));
+    let mounts = vec![
+        bind_mount("/run/buildkit/agent", &sockets.join("agent.sock"), false),
+        RunMount {
+            target: "/sync".into(),
+            kind: MountKind::Tmpfs { size: None },
+        },
+    ];
+    let spec = mount_spec(
+        &f,
+        Isolation::Chroot,
+        mounts,
+        "test -S /run/buildkit/agent && echo socket; i=0; \
+         while [ ! -e /sync/done ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; cat /sync/done",
+    );
+    let tree = f.dir.path().join("scratch/rootfs");
+    let client = std::thread::spawn(move || {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let socket = tree.join("run/buildkit/agent");
+        while !fs::symlink_metadata(&socket).map(|m| m.file_type().is_socket()).unwrap_or(false) {
+            assert!(Instant::now() < deadline, "no socket in the tree");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut reply = String::new();
+        std::os::unix::net::UnixStream::connect(&socket)
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+        fs::write(tree.join("sync/done"), &reply).unwrap();
+    });
+    assert_eq!(f.ok(&spec), "socket\npong");
+    client.join().unwrap();
     assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
 }
 
@@ -870,6 +943,11 @@ fn mount_errors_name_the_target(isolation: Isolation) {
 #[test]
 fn run_mount_errors_name_the_target() {
     mount_errors_name_the_target(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_errors_name_the_target() {
+    mount_errors_name_the_target(Isolation::Chroot);
 }
 
 // ---- pure parts --------------------------------------------------------------
