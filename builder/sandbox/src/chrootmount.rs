@@ -309,3 +309,84 @@ fn join(client: UnixStream, agent: UnixStream) -> io::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    //! On plain directories, as any user.
+
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::runmount::plan;
+    use crate::{MountKind, RunMount};
+
+    fn names(dir: &Path) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                out.insert(path.strip_prefix(dir).unwrap().display().to_string());
+                if path.is_dir() && !path.is_symlink() {
+                    stack.push(path);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mounts_are_copied_in_written_back_and_taken_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, scratch, cache) = (dir.path().join("tree"), dir.path().join("scratch"), dir.path().join("cache"));
+        for d in [&tree.join("var/cache/app"), &scratch, &cache] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(tree.join("var/cache/app/image"), "image").unwrap();
+        fs::write(cache.join("old"), "old").unwrap();
+        fs::write(dir.path().join("secret"), "s").unwrap();
+        let before = names(&tree);
+        let bind = |target: &str, source: PathBuf, readonly| RunMount {
+            target: target.into(),
+            kind: MountKind::Bind { source, readonly },
+        };
+        let mounts = plan(&[
+            bind("/var/cache/app", cache.clone(), false),
+            bind("/run/secret", dir.path().join("secret"), true),
+            RunMount {
+                target: "/var/cache/app/tmp".into(),
+                kind: MountKind::Tmpfs { size: None },
+            },
+        ])
+        .unwrap();
+        let emulated = Emulated::place(&tree, &scratch, &mounts, &mut Vec::new()).unwrap();
+        assert_eq!(
+            emulated.targets().collect::<Vec<_>>(),
+            ["var/cache/app", "run/secret", "var/cache/app/tmp"].map(PathBuf::from)
+        );
+        assert_eq!(
+            emulated.created().collect::<Vec<_>>(),
+            ["run", "run/secret", "var/cache/app/tmp"].map(PathBuf::from)
+        );
+        // The image's entry is aside; the source is in its place.
+        assert_eq!(
+            names(&tree.join("var/cache/app")),
+            BTreeSet::from(["old", "tmp"].map(String::from))
+        );
+        assert_eq!(fs::read_to_string(tree.join("run/secret")).unwrap(), "s");
+        assert_eq!(fs::metadata(tree.join("var/cache/app/tmp")).unwrap().mode() & 0o7777, 0o1777);
+
+        // The command.
+        fs::remove_file(tree.join("var/cache/app/old")).unwrap();
+        fs::write(tree.join("var/cache/app/new"), "new").unwrap();
+        fs::write(tree.join("var/cache/app/tmp/scratch"), "gone").unwrap();
+        fs::write(tree.join("run/secret"), "overwritten").unwrap();
+
+        emulated.finish(&tree).unwrap();
+        assert_eq!(names(&cache), BTreeSet::from(["new".to_string()]));
+        assert_eq!(fs::read_to_string(dir.path().join("secret")).unwrap(), "s");
+        assert_eq!(names(&tree), before);
+        assert_eq!(fs::read_to_string(tree.join("var/cache/app/image")).unwrap(), "image");
+        assert_eq!(names(&scratch), BTreeSet::new());
+    }
+}

@@ -208,3 +208,78 @@ fn report_ancestors(root: &Root, parent_rel: &Path, report: &dyn Fn(&Report)) {
         dir = d.parent();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! On a plain directory: no root, no mount.
+
+    use std::cell::RefCell;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// Ensures `rel` in `tree`; where it ended up and the stubs reported.
+    fn ensure_in(tree: &Path, rel: &str, kind: Kind) -> Result<(PathBuf, Vec<(String, bool)>), ChildError> {
+        let fd = rustix::fs::open(tree, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let root = Root {
+            fd: fd.as_fd(),
+            host_path: tree,
+        };
+        let stubs = RefCell::new(Vec::new());
+        let found = ensure(&root, Path::new(rel), kind, &|r| {
+            if let Report::Stub(s) = r {
+                let rel = String::from_utf8(s.rel.clone()).unwrap();
+                stubs.borrow_mut().push((rel, s.dir));
+            }
+        })?;
+        Ok((rel_of(&root, found.as_fd()).unwrap(), stubs.into_inner()))
+    }
+
+    #[test]
+    fn missing_parents_and_the_mount_point_are_stubs() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        fs::create_dir(tree.join("etc")).unwrap();
+        let (at, stubs) = ensure_in(tree, "etc/secrets/token", Kind::File).unwrap();
+        assert_eq!(at, Path::new("etc/secrets/token"));
+        assert_eq!(stubs, [("etc/secrets".into(), true), ("etc/secrets/token".into(), false)]);
+        assert!(tree.join("etc/secrets/token").is_file());
+        // Found again, nothing is created.
+        assert_eq!(ensure_in(tree, "etc/secrets/token", Kind::File).unwrap().1, []);
+    }
+
+    #[test]
+    fn symlinks_lead_only_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir(&tree).unwrap();
+        symlink(&outside, tree.join("abs")).unwrap();
+        symlink("../../..", tree.join("up")).unwrap();
+        let (at, stubs) = ensure_in(&tree, "abs/m", Kind::Dir).unwrap();
+        let inside = outside.strip_prefix("/").unwrap().join("m");
+        assert_eq!(at, inside);
+        assert_eq!(stubs.last().unwrap(), &(inside.display().to_string(), true));
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing outside");
+        let (at, _) = ensure_in(&tree, "up/climbed", Kind::Dir).unwrap();
+        assert_eq!(at, Path::new("climbed"));
+        assert!(tree.join("climbed").is_dir() && !dir.path().join("climbed").exists());
+    }
+
+    #[test]
+    fn an_entry_of_the_wrong_kind_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("f"), "").unwrap();
+        for (rel, kind, message) in [
+            ("f", Kind::Dir, "exists in the image but is not a directory"),
+            ("f/sub", Kind::Dir, "has a parent that is not a directory"),
+            ("d", Kind::File, "exists in the image but is not a regular file"),
+        ] {
+            let err = ensure_in(dir.path(), rel, kind).unwrap_err();
+            assert_eq!((err.step, err.message), (format!("mount point /{rel}"), message.to_string()));
+        }
+    }
+}

@@ -648,7 +648,11 @@ fn bind_mount(target: &str, source: &Path, readonly: bool) -> RunMount {
 
 /// A host directory next to the fixture's, holding `files` (name, text).
 fn host_dir(f: &Fixture, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = f.dir.path().join(name);
+    host_dir_in(f.dir.path(), name, files)
+}
+
+fn host_dir_in(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join(name);
     fs::create_dir(&dir).unwrap();
     for (file, text) in files {
         fs::write(dir.join(file), text).unwrap();
@@ -702,7 +706,15 @@ fn chroot_run_mount_writable_bind_writes_through() {
 /// chroot isolation's copy takes them and drops them.
 fn readonly_bind_keeps_the_source(isolation: Isolation, want: &str) {
     let f = Fixture::new();
-    let src = host_dir(&f, "context", &[("f", "ctx\n")]);
+    // Under `run_mounts_in_a_user_namespace`, on a nosuid,nodev,noexec
+    // mount, whose flags the user namespace locks.
+    let src = match std::env::var_os(NOSUID_DIR) {
+        Some(dir) => {
+            let parent = tempfile::tempdir_in(dir).unwrap().keep();
+            host_dir_in(&parent, "context", &[("f", "ctx\n")])
+        }
+        None => host_dir(&f, "context", &[("f", "ctx\n")]),
+    };
     let spec = mount_spec(
         &f,
         isolation,
@@ -717,6 +729,31 @@ fn readonly_bind_keeps_the_source(isolation: Isolation, want: &str) {
 #[test]
 fn run_mount_readonly_bind_refuses_writes() {
     readonly_bind_keeps_the_source(Isolation::Namespaces, "refused");
+}
+
+/// Where `run_mounts_in_a_user_namespace` mounted a nosuid,nodev,noexec tmpfs.
+const NOSUID_DIR: &str = "RBUILD_TEST_NOSUID_DIR";
+
+/// The namespaces isolation's run-mount tests once more as root of a user
+/// namespace that maps only root, as a rootless rbuild runs: this test
+/// binary runs them under unshare(1), in a mount namespace of its own with
+/// a nosuid,nodev,noexec tmpfs for the read-only bind's source.
+#[test]
+fn run_mounts_in_a_user_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o nosuid,nodev,noexec tmpfs "$0" && exec unshare --user --map-root-user "$1" tests::run_mount_"#)
+        .arg(dir.path())
+        .arg(std::env::current_exe().unwrap())
+        .env(NOSUID_DIR, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test tests::run_mount_readonly_bind_refuses_writes ... ok"), "{stdout}");
+    assert!(!stdout.contains("chroot") && stdout.contains(" 0 failed"), "{stdout}");
 }
 
 #[test]
