@@ -8,13 +8,15 @@
 //!   pid, ipc and uts namespaces (and the network one for
 //!   [`NetworkMode::None`]), mounts overlayfs with the snapshots as lower
 //!   layers, a fresh `/proc`, a minimal `/dev`, `/sys`, and read-only
-//!   `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, pivots into it,
+//!   `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, then the step's
+//!   run mounts ([`RunMount`], `RUN --mount`), pivots into it,
 //!   drops to the `USER` and execs the command as pid 1 of its pid namespace.
 //!   Every mount lives in the child's mount namespace, so nothing outlives it.
 //! - [`Isolation::Chroot`]: for environments that forbid namespaces and mounts
 //!   (root in an unprivileged container). The lower layers are copied into a
 //!   directory, the command runs there under `chroot`, and the changes are
 //!   found afterwards by comparing that directory with what was copied.
+//!   Run mounts are emulated by copying (see [`RunMount`]).
 //!
 //! The interface is narrow: [`run`] takes a [`RunSpec`] (the layers, an
 //! empty `upper`, the command and its environment) and returns a
