@@ -4,7 +4,8 @@
 //! The layers are copied into `scratch/rootfs` together with what the
 //! command expects to find (device nodes, `/etc/hosts`…), the state of that
 //! tree is recorded, the command runs there under `chroot`, and what changed
-//! is written to `upper` as overlayfs would have.
+//! is written to `upper` as overlayfs would have. Run mounts are emulated
+//! in the tree (`chrootmount`).
 //!
 //! Without a pid namespace the process tree is held together differently:
 //! the intermediate process is a child subreaper, so every orphan of the
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FileType, Mode, CWD};
 
+use super::chrootmount::Emulated;
 use super::error::SandboxError;
 use super::namespaces::child_error;
 use super::prepare::Prepared;
@@ -45,8 +47,15 @@ pub(crate) fn run(
     let mut warnings = Vec::new();
     layers::merge(&p.flatten, &rootfs.0, &mut warnings)?;
     layers::merge(&p.lower, &rootfs.0, &mut warnings)?;
-    let injected = inject(&rootfs.0, p, &mut warnings)?;
-    let before = Index::scan(&rootfs.0)?;
+    let mut injected = inject(&rootfs.0, p, &mut warnings)?;
+    let emulated = Emulated::place(&rootfs.0, &p.scratch, &p.mounts, &mut warnings)?;
+    injected.extend(emulated.created());
+    let skip: HashSet<PathBuf> = NOT_IN_DIFF
+        .iter()
+        .map(PathBuf::from)
+        .chain(emulated.targets())
+        .collect();
+    let before = Index::scan_except(&rootfs.0, &skip)?;
 
     let output = process::pipe()?;
     let report = process::pipe()?;
@@ -87,11 +96,12 @@ pub(crate) fn run(
         &rootfs.0,
         &before,
         &injected,
-        &NOT_IN_DIFF,
+        &skip,
         &p.upper,
         Markers::for_namespace(p.in_userns),
     )?;
     warnings.extend(diff_warnings);
+    warnings.extend(emulated.finish(&rootfs.0)?);
     rootfs.remove()?;
     Ok(RunOutcome {
         exit: process::decode_status(status),

@@ -39,6 +39,10 @@ pub enum SandboxError {
     #[error("exec {program:?}: {message}")]
     Exec { program: String, message: String },
 
+    /// A `RUN --mount` cannot be provided at its target.
+    #[error("RUN --mount target {target}: {message}")]
+    Mount { target: String, message: String },
+
     /// The kernel refused the overlay mount of the layers.
     #[error("mounting the layers with overlayfs failed: {message}{hint}")]
     Overlay { message: String, hint: String },

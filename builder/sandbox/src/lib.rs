@@ -8,13 +8,15 @@
 //!   pid, ipc and uts namespaces (and the network one for
 //!   [`NetworkMode::None`]), mounts overlayfs with the snapshots as lower
 //!   layers, a fresh `/proc`, a minimal `/dev`, `/sys`, and read-only
-//!   `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, pivots into it,
+//!   `/etc/hosts`, `/etc/resolv.conf` and `/etc/hostname`, then the step's
+//!   run mounts ([`RunMount`], `RUN --mount`), pivots into it,
 //!   drops to the `USER` and execs the command as pid 1 of its pid namespace.
 //!   Every mount lives in the child's mount namespace, so nothing outlives it.
 //! - [`Isolation::Chroot`]: for environments that forbid namespaces and mounts
 //!   (root in an unprivileged container). The lower layers are copied into a
 //!   directory, the command runs there under `chroot`, and the changes are
 //!   found afterwards by comparing that directory with what was copied.
+//!   Run mounts are emulated by copying (see [`RunMount`]).
 //!
 //! The interface is narrow: [`run`] takes a [`RunSpec`] (the layers, an
 //! empty `upper`, the command and its environment) and returns a
@@ -35,12 +37,15 @@
 //! Files: `namespaces` (the default isolation's process tree), `mounts`,
 //! `lowerstack` and `rootpath` (the root filesystem), `exec` (becoming the
 //! user and exec'ing), `syscall` (the seam, and its fake in `syscall/fake`),
-//! `stubs` (keeping mount points out of the diff), `chroot`, `layers`,
+//! `stubs` (keeping mount points out of the diff), `runmount` (the run
+//! mounts, planned for either isolation), `chroot`, `chrootmount` (its
+//! emulated run mounts), `layers`,
 //! `treediff` and `fscopy` (the copying isolation), `userns` and `idmap` (rootless),
 //! `users` (`USER` resolution), `etcfiles`, `net`, `process` and `protocol`
 //! (plumbing between rbuild and its children).
 
 mod chroot;
+mod chrootmount;
 mod error;
 mod etcfiles;
 mod exec;
@@ -55,6 +60,7 @@ mod prepare;
 mod process;
 mod protocol;
 mod rootpath;
+mod runmount;
 mod stubs;
 mod syscall;
 mod treediff;
@@ -132,12 +138,19 @@ pub struct RunSpec {
     /// refused.
     pub extra_files: Vec<(u32, Vec<u8>)>,
     pub isolation: Isolation,
-    /// Filesystems mounted for this run only (`RUN --mount`), in order.
+    /// Filesystems mounted for this run only (`RUN --mount`), in order: a
+    /// later one may sit under an earlier one's target.
     pub mounts: Vec<RunMount>,
 }
 
 /// A filesystem mounted into the command's root for this run only. Nothing of it lands in
 /// the diff: neither what is written under it nor the mount point the sandbox had to create.
+///
+/// Under [`Isolation::Chroot`], which may not mount, it is emulated by copying: the source
+/// is copied in before the run and, for a writable bind, copied back after it (replacing
+/// the source's contents); a read-only bind's copy can be written, and the writes are
+/// dropped. A unix socket is reached through a socket in the tree that forwards each
+/// connection to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunMount {
     /// Absolute path inside the root filesystem (already resolved against WORKDIR by the caller).

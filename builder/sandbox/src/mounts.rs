@@ -9,6 +9,10 @@
 //! target found with `RESOLVE_IN_ROOT` (see `rootpath`). The overlay options
 //! are passed one by one, so no layer count runs into the page-sized option
 //! string of `mount(2)`, and the kernel's own error messages can be read back.
+//!
+//! The step's run mounts (`RUN --mount`) come last, in their order, so one
+//! may sit under another's target, and each finds its target through
+//! whatever was mounted before it.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +22,7 @@ use rustix::mount::MountAttrFlags;
 use super::lowerstack;
 use super::protocol::{ChildError, FailureKind, Reporter};
 use super::rootpath::Kind;
+use super::runmount::{Planned, PlannedMount};
 use super::syscall::{Opt, Syscall};
 
 /// Host devices bind-mounted into the sandbox's `/dev`. Binding instead of
@@ -77,6 +82,7 @@ pub(crate) fn setup_root<S: Syscall>(
     sys: &S,
     layers: &Layers,
     paths: &ScratchPaths,
+    run_mounts: &[PlannedMount],
     reporter: &Reporter,
 ) -> Result<(), ChildError> {
     // Nothing mounted from here on may propagate back to rbuild's namespace.
@@ -112,6 +118,9 @@ pub(crate) fn setup_root<S: Syscall>(
         set_attrs(sys, &bind, read_only_attrs(), false).map_err(|e| ChildError::setup(&step, e))?;
         sys.attach(&bind, &target).map_err(|e| ChildError::setup(&step, e))?;
     }
+    for mount in run_mounts {
+        mount_run_mount(sys, &root, mount)?;
+    }
 
     pivot(sys, &root.fd)
 }
@@ -125,9 +134,43 @@ struct Root<'a, Fd> {
 }
 
 impl<Fd> Root<'_, Fd> {
-    fn ensure<S: Syscall<Fd = Fd>>(&self, sys: &S, rel: &str, kind: Kind) -> Result<Fd, ChildError> {
-        sys.ensure_in_root(&self.fd, self.path, Path::new(rel), kind, self.reporter)
+    fn ensure<S: Syscall<Fd = Fd>>(&self, sys: &S, rel: impl AsRef<Path>, kind: Kind) -> Result<Fd, ChildError> {
+        sys.ensure_in_root(&self.fd, self.path, rel.as_ref(), kind, self.reporter)
     }
+}
+
+/// Mounts one run mount at its target, which is resolved inside the root
+/// and created, with its missing parents, as stubs when absent. Failures
+/// name the target as the step gave it.
+fn mount_run_mount<S: Syscall>(sys: &S, root: &Root<S::Fd>, mount: &PlannedMount) -> Result<(), ChildError> {
+    let fail = |message: String| ChildError::of(FailureKind::Mount, &mount.target, message);
+    let target = root
+        .ensure(sys, &mount.rel, mount.mount_point())
+        .map_err(|e| fail(format!("{}: {}", e.step, e.message)))?;
+    let fs = match &mount.what {
+        Planned::Bind { source, readonly, .. } => {
+            // Recursive, as BuildKit's `rbind`: mounts under the source come along.
+            let bind = clone_tree(sys, source, true).map_err(fail)?;
+            if *readonly {
+                // Only `ro` is added: the other flags stay as they are, so
+                // the nosuid, nodev and noexec that a user namespace locks
+                // on a mount of its parent's are kept (clearing a locked
+                // flag is refused), and programs in a read-only bind of the
+                // build context still run.
+                sys.set_attrs(&bind, MountAttrFlags::MOUNT_ATTR_RDONLY, true)
+                    .map_err(|e| fail(format!("make the mount read-only: {e}")))?;
+            }
+            bind
+        }
+        Planned::Tmpfs { size } => {
+            let size = size.map(|bytes| bytes.to_string());
+            let opts: Vec<Opt> = size.iter().map(|s| Opt::Str("size", s)).collect();
+            let attrs = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+            sys.new_fs("tmpfs", &opts, attrs)
+                .map_err(|e| fail(format!("mount a tmpfs: {e}")))?
+        }
+    };
+    sys.attach(&fs, &target).map_err(|e| fail(format!("attach the mount: {e}")))
 }
 
 fn read_only_attrs() -> MountAttrFlags {
@@ -330,6 +373,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::FailureKind;
+    use crate::runmount::SourceKind;
     use crate::syscall::fake::Recorder;
 
     fn paths() -> ScratchPaths {
@@ -348,13 +392,22 @@ mod tests {
     /// Sets up the root over `lower` (bottom → top) as root outside a user
     /// namespace; the calls made and the outcome.
     fn setup(sys: &Recorder, lower: &[&str], paths: &ScratchPaths) -> Result<(), ChildError> {
+        setup_with_mounts(sys, lower, paths, &[])
+    }
+
+    fn setup_with_mounts(
+        sys: &Recorder,
+        lower: &[&str],
+        paths: &ScratchPaths,
+        run_mounts: &[PlannedMount],
+    ) -> Result<(), ChildError> {
         let lower: Vec<PathBuf> = lower.iter().map(PathBuf::from).collect();
         let layers = Layers {
             lower: &lower,
             upper: Path::new("/u"),
             in_userns: false,
         };
-        setup_root(sys, &layers, paths, &Reporter { fd: -1 })
+        setup_root(sys, &layers, paths, run_mounts, &Reporter { fd: -1 })
     }
 
     fn starting_with(sys: &Recorder, prefix: &str) -> Vec<String> {
@@ -459,7 +512,7 @@ mod tests {
             upper: Path::new("/u"),
             in_userns: true,
         };
-        setup_root(&sys, &layers, &paths(), &Reporter { fd: -1 }).unwrap();
+        setup_root(&sys, &layers, &paths(), &[], &Reporter { fd: -1 }).unwrap();
         assert_eq!(
             starting_with(&sys, "new overlay"),
             ["new overlay [lowerdir+=/l/a,upperdir=/u,workdir=/s/work,userxattr,\
@@ -584,5 +637,94 @@ mod tests {
             );
             assert!(starting_with(&sys, "chdir /").is_empty(), "{call}: never pivoted");
         }
+    }
+
+    fn planned(target: &str, what: Planned) -> PlannedMount {
+        PlannedMount {
+            target: target.into(),
+            rel: target.trim_start_matches('/').into(),
+            what,
+        }
+    }
+
+    fn bind(target: &str, source: &str, kind: SourceKind, readonly: bool) -> PlannedMount {
+        let source = source.into();
+        planned(target, Planned::Bind { source, kind, readonly })
+    }
+
+    /// The calls from the first run mount's up to `pivot_root`.
+    fn run_mount_calls(sys: &Recorder) -> Vec<String> {
+        let calls = sys.calls();
+        let hostname = calls.iter().position(|c| c == "attach host /s/hostname on /etc/hostname").unwrap();
+        let pivot = calls.iter().position(|c| c == "fchdir /s/rootfs").unwrap();
+        calls[hostname + 1..pivot].to_vec()
+    }
+
+    #[test]
+    fn run_mounts_come_last_in_their_order() {
+        let sys = Recorder::new();
+        let mounts = [
+            bind("/cache", "/h/cache", SourceKind::Dir, false),
+            // Nested under the one before: found through it.
+            planned("/cache/tmp", Planned::Tmpfs { size: Some(1 << 20) }),
+            bind("/src", "/h/context", SourceKind::Dir, true),
+            bind("/run/secrets/token", "/h/token", SourceKind::File, true),
+            bind("/run/ssh.sock", "/h/agent.sock", SourceKind::Socket, false),
+            planned("/scratch", Planned::Tmpfs { size: None }),
+        ];
+        setup_with_mounts(&sys, &["/l/base"], &paths(), &mounts).unwrap();
+        assert_eq!(
+            run_mount_calls(&sys),
+            [
+                "ensure dir /cache",
+                "clone /h/cache recursive",
+                "attach host /h/cache on /cache",
+                "ensure dir /cache/tmp",
+                "new tmpfs [size=1048576] nosuid,nodev",
+                "attach tmpfs on /cache/tmp",
+                "ensure dir /src",
+                "clone /h/context recursive",
+                // Read-only adds `ro` alone: the locked flags a user
+                // namespace puts on the source stay, and nothing is cleared.
+                "set ro on host /h/context recursive",
+                "attach host /h/context on /src",
+                // A file or a socket is mounted over a file.
+                "ensure file /run/secrets/token",
+                "clone /h/token recursive",
+                "set ro on host /h/token recursive",
+                "attach host /h/token on /run/secrets/token",
+                "ensure file /run/ssh.sock",
+                "clone /h/agent.sock recursive",
+                "attach host /h/agent.sock on /run/ssh.sock",
+                "ensure dir /scratch",
+                "new tmpfs [] nosuid,nodev",
+                "attach tmpfs on /scratch",
+            ]
+        );
+        assert_eq!(sys.calls().last().unwrap(), "chdir /");
+    }
+
+    #[test]
+    fn a_failed_run_mount_is_named_by_its_target() {
+        let mounts = [
+            planned("/t", Planned::Tmpfs { size: None }),
+            bind("/data", "/h/data", SourceKind::Dir, true),
+        ];
+        for (call, errno, message) in [
+            ("ensure dir /data", Errno::NOTDIR, "mount point /data: "),
+            ("clone /h/data", Errno::NOENT, "bind /h/data: "),
+            ("set ro on host /h/data", Errno::PERM, "make the mount read-only: "),
+            ("attach host /h/data", Errno::ACCESS, "attach the mount: "),
+        ] {
+            let sys = Recorder::new().fail(call, errno);
+            let err = setup_with_mounts(&sys, &["/l/base"], &paths(), &mounts).unwrap_err();
+            assert_eq!((err.kind, err.step.as_str()), (FailureKind::Mount, "/data"), "{call}");
+            assert!(err.message.starts_with(message), "{call}: {err:?}");
+            assert!(sys.calls().last().unwrap().starts_with(call), "{call}: stops there");
+        }
+        let sys = Recorder::new().fail("new tmpfs []", Errno::NOMEM);
+        let err = setup_with_mounts(&sys, &["/l/base"], &paths(), &mounts).unwrap_err();
+        assert_eq!((err.kind, err.step.as_str()), (FailureKind::Mount, "/t"));
+        assert!(err.message.starts_with("mount a tmpfs: "), "{err:?}");
     }
 }

@@ -101,6 +101,10 @@ pub(crate) fn child_error(spec: &RunSpec, p: &Prepared, f: ChildError) -> Sandbo
             spec: spec.user.clone(),
             message: format!("{}: {}", f.step, f.message),
         },
+        FailureKind::Mount => SandboxError::Mount {
+            target: f.step,
+            message: f.message,
+        },
         FailureKind::Exec => SandboxError::Exec {
             program: spec.argv[0].clone(),
             message: f.message,
@@ -219,7 +223,7 @@ fn sandbox_init(
         upper: &p.upper,
         in_userns: p.in_userns,
     };
-    if let Err(e) = mounts::setup_root(&Linux, &layers, paths, &reporter) {
+    if let Err(e) = mounts::setup_root(&Linux, &layers, paths, &p.mounts, &reporter) {
         reporter.fail(e);
     }
     exec::become_user_and_exec(p, output, reporter)

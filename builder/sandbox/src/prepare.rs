@@ -12,6 +12,7 @@ use rustix::fs::MemfdFlags;
 
 use super::error::SandboxError;
 use super::lowerstack::LowerStack;
+use super::runmount::{self, PlannedMount};
 use super::userns::in_user_namespace;
 use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME};
 
@@ -49,6 +50,8 @@ pub(crate) struct Prepared {
     /// Layers below `lower` that are copied into one directory first, for
     /// stacks deeper than overlayfs takes; usually empty.
     pub flatten: Vec<PathBuf>,
+    /// The run mounts, in order.
+    pub mounts: Vec<PlannedMount>,
 }
 
 impl Prepared {
@@ -155,6 +158,7 @@ impl Prepared {
             scratch,
             lower,
             flatten,
+            mounts: runmount::plan(&spec.mounts)?,
         })
     }
 }

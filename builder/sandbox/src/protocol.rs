@@ -17,6 +17,8 @@ pub(crate) enum FailureKind {
     User = 2,
     Exec = 3,
     Overlay = 4,
+    /// A run mount (`RUN --mount`) failed; the step is its target.
+    Mount = 5,
 }
 
 /// A failure inside a child, before the command ran.
@@ -138,6 +140,7 @@ impl Report {
                         2 => FailureKind::User,
                         3 => FailureKind::Exec,
                         4 => FailureKind::Overlay,
+                        5 => FailureKind::Mount,
                         _ => return (out, false),
                     };
                     let step_len = u16::from_le_bytes([p[1], p[2]]) as usize;

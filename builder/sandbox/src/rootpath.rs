@@ -17,7 +17,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use super::protocol::{Ancestor, ChildError, Report, Reporter, Stub};
+use super::protocol::{Ancestor, ChildError, Report, Stub};
 
 /// Symlinks followed by hand before giving up, as the kernel's limit.
 const MAX_HOPS: u32 = 40;
@@ -35,21 +35,22 @@ pub(crate) struct Root<'a> {
 }
 
 /// An `O_PATH` descriptor of `rel` inside `root`, created (with missing
-/// parents) when absent.
+/// parents) when absent; what it creates goes to `report` (a child's
+/// [`super::protocol::Reporter`], or the chroot isolation's own list).
 pub(crate) fn ensure(
     root: &Root,
     rel: &Path,
     kind: Kind,
-    reporter: &Reporter,
+    report: &dyn Fn(&Report),
 ) -> Result<OwnedFd, ChildError> {
-    ensure_inner(root, rel.to_path_buf(), kind, reporter, 0)
+    ensure_inner(root, rel.to_path_buf(), kind, report, 0)
 }
 
 fn ensure_inner(
     root: &Root,
     rel: PathBuf,
     kind: Kind,
-    reporter: &Reporter,
+    report: &dyn Fn(&Report),
     hops: u32,
 ) -> Result<OwnedFd, ChildError> {
     let step = format!("mount point /{}", rel.display());
@@ -107,12 +108,12 @@ fn ensure_inner(
                 match created {
                     Ok(()) => {
                         if !reported_ancestors {
-                            report_ancestors(root, &parent_rel, reporter);
+                            report_ancestors(root, &parent_rel, report);
                             reported_ancestors = true;
                         }
                         let mut stub_rel = parent_rel.clone();
                         stub_rel.push(name);
-                        reporter.send(&Report::Stub(Stub {
+                        report(&Report::Stub(Stub {
                             rel: stub_rel.as_os_str().as_bytes().to_vec(),
                             dir: want_dir,
                         }));
@@ -138,14 +139,14 @@ fn ensure_inner(
                         for rest in &comps[i + 1..] {
                             next.push(rest);
                         }
-                        return ensure_inner(root, next, kind, reporter, hops + 1);
+                        return ensure_inner(root, next, kind, report, hops + 1);
                     }
                     Err(e) => return Err(ChildError::setup(step, format!("create: {e}"))),
                 }
             }
             Err(Errno::NOTDIR) => {
                 let what = if last {
-                    "is not a directory"
+                    "exists in the image but is not a directory"
                 } else {
                     "has a parent that is not a directory"
                 };
@@ -179,7 +180,7 @@ pub(crate) fn open_in_root(root: &Root, rel: &Path, dir: bool) -> Result<OwnedFd
 
 /// Where `fd` is, relative to the root: what the kernel says its path is,
 /// less the root's own path.
-fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
+pub(crate) fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let path = std::fs::read_link(&link).map_err(|e| format!("read {link}: {e}"))?;
     match path.strip_prefix(root.host_path) {
@@ -193,11 +194,11 @@ fn rel_of(root: &Root, fd: BorrowedFd) -> Result<PathBuf, String> {
 
 /// Reports the directories from `parent_rel` up to the root, which creating
 /// a stub in `parent_rel` copies up into the diff.
-fn report_ancestors(root: &Root, parent_rel: &Path, reporter: &Reporter) {
+fn report_ancestors(root: &Root, parent_rel: &Path, report: &dyn Fn(&Report)) {
     let mut dir = Some(parent_rel);
     while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
         if let Ok(st) = rustix::fs::statat(root.fd, d, AtFlags::SYMLINK_NOFOLLOW) {
-            reporter.send(&Report::Ancestor(Ancestor {
+            report(&Report::Ancestor(Ancestor {
                 rel: d.as_os_str().as_bytes().to_vec(),
                 mode: st.st_mode & 0o7777,
                 uid: st.st_uid,
@@ -205,5 +206,80 @@ fn report_ancestors(root: &Root, parent_rel: &Path, reporter: &Reporter) {
             }));
         }
         dir = d.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! On a plain directory: no root, no mount.
+
+    use std::cell::RefCell;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// Ensures `rel` in `tree`; where it ended up and the stubs reported.
+    fn ensure_in(tree: &Path, rel: &str, kind: Kind) -> Result<(PathBuf, Vec<(String, bool)>), ChildError> {
+        let fd = rustix::fs::open(tree, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let root = Root {
+            fd: fd.as_fd(),
+            host_path: tree,
+        };
+        let stubs = RefCell::new(Vec::new());
+        let found = ensure(&root, Path::new(rel), kind, &|r| {
+            if let Report::Stub(s) = r {
+                let rel = String::from_utf8(s.rel.clone()).unwrap();
+                stubs.borrow_mut().push((rel, s.dir));
+            }
+        })?;
+        Ok((rel_of(&root, found.as_fd()).unwrap(), stubs.into_inner()))
+    }
+
+    #[test]
+    fn missing_parents_and_the_mount_point_are_stubs() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path();
+        fs::create_dir(tree.join("etc")).unwrap();
+        let (at, stubs) = ensure_in(tree, "etc/secrets/token", Kind::File).unwrap();
+        assert_eq!(at, Path::new("etc/secrets/token"));
+        assert_eq!(stubs, [("etc/secrets".into(), true), ("etc/secrets/token".into(), false)]);
+        assert!(tree.join("etc/secrets/token").is_file());
+        // Found again, nothing is created.
+        assert_eq!(ensure_in(tree, "etc/secrets/token", Kind::File).unwrap().1, []);
+    }
+
+    #[test]
+    fn symlinks_lead_only_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir(&tree).unwrap();
+        symlink(&outside, tree.join("abs")).unwrap();
+        symlink("../../..", tree.join("up")).unwrap();
+        let (at, stubs) = ensure_in(&tree, "abs/m", Kind::Dir).unwrap();
+        let inside = outside.strip_prefix("/").unwrap().join("m");
+        assert_eq!(at, inside);
+        assert_eq!(stubs.last().unwrap(), &(inside.display().to_string(), true));
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing outside");
+        let (at, _) = ensure_in(&tree, "up/climbed", Kind::Dir).unwrap();
+        assert_eq!(at, Path::new("climbed"));
+        assert!(tree.join("climbed").is_dir() && !dir.path().join("climbed").exists());
+    }
+
+    #[test]
+    fn an_entry_of_the_wrong_kind_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        fs::write(dir.path().join("f"), "").unwrap();
+        for (rel, kind, message) in [
+            ("f", Kind::Dir, "exists in the image but is not a directory"),
+            ("f/sub", Kind::Dir, "has a parent that is not a directory"),
+            ("d", Kind::File, "exists in the image but is not a regular file"),
+        ] {
+            let err = ensure_in(dir.path(), rel, kind).unwrap_err();
+            assert_eq!((err.step, err.message), (format!("mount point /{rel}"), message.to_string()));
+        }
     }
 }

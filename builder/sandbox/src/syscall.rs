@@ -227,7 +227,7 @@ impl Syscall for Linux {
         kind: Kind,
         reporter: &Reporter,
     ) -> Result<OwnedFd, ChildError> {
-        rootpath::ensure(&root_of(root, root_path), rel, kind, reporter)
+        rootpath::ensure(&root_of(root, root_path), rel, kind, &|r| reporter.send(r))
     }
 
     fn open_dir_in_root(&self, root: &OwnedFd, root_path: &Path, rel: &Path) -> Result<OwnedFd, Errno> {

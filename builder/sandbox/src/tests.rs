@@ -634,6 +634,359 @@ fn kill_rbuild_during(spec: &RunSpec, marker: &str) {
     }
 }
 
+// ---- run mounts (RUN --mount), in both isolations ---------------------------
+
+fn bind_mount(target: &str, source: &Path, readonly: bool) -> RunMount {
+    RunMount {
+        target: target.into(),
+        kind: MountKind::Bind {
+            source: source.to_path_buf(),
+            readonly,
+        },
+    }
+}
+
+/// A host directory next to the fixture's, holding `files` (name, text).
+fn host_dir(f: &Fixture, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    host_dir_in(f.dir.path(), name, files)
+}
+
+fn host_dir_in(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = parent.join(name);
+    fs::create_dir(&dir).unwrap();
+    for (file, text) in files {
+        fs::write(dir.join(file), text).unwrap();
+    }
+    dir
+}
+
+fn mount_spec(f: &Fixture, isolation: Isolation, mounts: Vec<RunMount>, script: &str) -> RunSpec {
+    let mut spec = f.sh(script);
+    spec.isolation = isolation;
+    spec.mounts = mounts;
+    spec
+}
+
+fn names_in(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn writable_bind_writes_through(isolation: Isolation) {
+    let f = Fixture::new();
+    let cache = host_dir(&f, "cache", &[("old", "old\n"), ("kept", "kept\n")]);
+    let spec = mount_spec(
+        &f,
+        isolation,
+        vec![bind_mount("/var/cache/app", &cache, false)],
+        "cat /var/cache/app/old && rm /var/cache/app/old && echo new > /var/cache/app/new && mkdir /var/cache/app/d",
+    );
+    assert_eq!(f.ok(&spec), "old\n");
+    assert_eq!(names_in(&cache), BTreeSet::from(["d", "kept", "new"].map(String::from)));
+    assert_eq!(fs::read_to_string(cache.join("new")).unwrap(), "new\n");
+    // Neither the writes nor the mount point /var/cache/app (and /var).
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+    // The next run sees what the last one left.
+    let spec = mount_spec(&f, isolation, vec![bind_mount("/c", &cache, false)], "cat /c/new /c/kept");
+    assert_eq!(f.ok(&spec), "new\nkept\n");
+}
+
+#[test]
+fn run_mount_writable_bind_writes_through() {
+    writable_bind_writes_through(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_writable_bind_writes_through() {
+    writable_bind_writes_through(Isolation::Chroot);
+}
+
+/// Writes to a read-only bind fail with the namespaces isolation; the
+/// chroot isolation's copy takes them and drops them.
+fn readonly_bind_keeps_the_source(isolation: Isolation, want: &str) {
+    let f = Fixture::new();
+    // Under `run_mounts_in_a_user_namespace`, on a nosuid,nodev,noexec
+    // mount, whose flags the user namespace locks.
+    let src = match std::env::var_os(NOSUID_DIR) {
+        Some(dir) => {
+            let parent = tempfile::tempdir_in(dir).unwrap().keep();
+            host_dir_in(&parent, "context", &[("f", "ctx\n")])
+        }
+        None => host_dir(&f, "context", &[("f", "ctx\n")]),
+    };
+    let spec = mount_spec(
+        &f,
+        isolation,
+        vec![bind_mount("/src", &src, true)],
+        "cat /src/f; (echo x > /src/g) 2>/dev/null && echo written || echo refused",
+    );
+    assert_eq!(f.ok(&spec), format!("ctx\n{want}\n"));
+    assert_eq!(names_in(&src), BTreeSet::from(["f".to_string()]));
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+#[test]
+fn run_mount_readonly_bind_refuses_writes() {
+    readonly_bind_keeps_the_source(Isolation::Namespaces, "refused");
+}
+
+/// Where `run_mounts_in_a_user_namespace` mounted a nosuid,nodev,noexec tmpfs.
+const NOSUID_DIR: &str = "RBUILD_TEST_NOSUID_DIR";
+
+/// The namespaces isolation's run-mount tests once more as root of a user
+/// namespace that maps only root, as a rootless rbuild runs: this test
+/// binary runs them under unshare(1), in a mount namespace of its own with
+/// a nosuid,nodev,noexec tmpfs for the read-only bind's source.
+#[test]
+fn run_mounts_in_a_user_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o nosuid,nodev,noexec tmpfs "$0" && exec unshare --user --map-root-user "$1" tests::run_mount_"#)
+        .arg(dir.path())
+        .arg(std::env::current_exe().unwrap())
+        .env(NOSUID_DIR, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("test tests::run_mount_readonly_bind_refuses_writes ... ok"), "{stdout}");
+    assert!(!stdout.contains("chroot") && stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn chroot_run_mount_readonly_bind_drops_writes() {
+    readonly_bind_keeps_the_source(Isolation::Chroot, "written");
+}
+
+fn file_bind_is_readable_and_leaves_nothing(isolation: Isolation) {
+    let f = Fixture::new();
+    let secrets = host_dir(&f, "secrets", &[("token", "s3cret")]);
+    let spec = mount_spec(
+        &f,
+        isolation,
+        vec![bind_mount("/run/secrets/token", &secrets.join("token"), true)],
+        "cat /run/secrets/token; echo; touch /run/next",
+    );
+    assert_eq!(f.ok(&spec), "s3cret\n");
+    // /run stays, for what the command wrote next to the mount; the stub
+    // /run/secrets and the mount point do not.
+    assert_eq!(f.upper_entries(), BTreeSet::from(["run", "run/next"].map(String::from)));
+}
+
+#[test]
+fn run_mount_file_bind() {
+    file_bind_is_readable_and_leaves_nothing(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_file_bind() {
+    file_bind_is_readable_and_leaves_nothing(Isolation::Chroot);
+}
+
+fn tmpfs_is_empty_and_not_in_the_diff(isolation: Isolation) {
+    let f = Fixture::new();
+    let tmpfs = RunMount {
+        target: "/etc/tmp".into(),
+        kind: MountKind::Tmpfs { size: Some(1 << 20) },
+    };
+    let spec = mount_spec(&f, isolation, vec![tmpfs], "ls -A /etc/tmp; echo x > /etc/tmp/f && cat /etc/tmp/f");
+    assert_eq!(f.ok(&spec), "x\n");
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+#[test]
+fn run_mount_tmpfs() {
+    tmpfs_is_empty_and_not_in_the_diff(Isolation::Namespaces);
+    let f = Fixture::new();
+    let tmpfs = RunMount {
+        target: "/t".into(),
+        kind: MountKind::Tmpfs { size: Some(1 << 20) },
+    };
+    let spec = mount_spec(&f, Isolation::Namespaces, vec![tmpfs], "grep ' /t ' /proc/mounts");
+    let out = f.ok(&spec);
+    assert!(out.contains(" /t tmpfs rw,nosuid,nodev") && out.contains("size=1024k"), "{out}");
+}
+
+#[test]
+fn chroot_run_mount_tmpfs() {
+    tmpfs_is_empty_and_not_in_the_diff(Isolation::Chroot);
+}
+
+/// Parents missing from the image are created and taken out of the diff
+/// again, also when the command writes next to them; a nested mount sits
+/// on the one before it.
+fn missing_parents_and_nesting(isolation: Isolation) {
+    let f = Fixture::new();
+    let outer = host_dir(&f, "outer", &[("o", "o\n")]);
+    let inner = host_dir(&f, "inner", &[("i", "i\n")]);
+    let mounts = vec![
+        bind_mount("/a/b/c", &outer, false),
+        bind_mount("/a/b/c/in", &inner, false),
+    ];
+    let spec = mount_spec(&f, isolation, mounts.clone(), "cat /a/b/c/o /a/b/c/in/i; echo w > /a/b/c/in/w");
+    assert_eq!(f.ok(&spec), "o\ni\n");
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+    assert_eq!(names_in(&inner), BTreeSet::from(["i", "w"].map(String::from)));
+    // The inner mount point, created in the outer source, stays there as it
+    // would in a real mount; nothing of the inner source leaks into it.
+    assert!(!outer.join("in/i").exists() && !outer.join("in/w").exists());
+
+    fs::remove_dir_all(f.upper()).unwrap();
+    fs::create_dir(f.upper()).unwrap();
+    let spec = mount_spec(&f, isolation, mounts, "echo n > /a/next");
+    f.ok(&spec);
+    assert_eq!(f.upper_entries(), BTreeSet::from(["a", "a/next"].map(String::from)));
+}
+
+#[test]
+fn run_mount_missing_parents_and_nesting() {
+    missing_parents_and_nesting(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_missing_parents_and_nesting() {
+    missing_parents_and_nesting(Isolation::Chroot);
+}
+
+/// A target reached through the image's symlinks (to an absolute host
+/// path, or climbing with `..`) stays inside the root.
+fn symlinked_target_stays_inside(isolation: Isolation) {
+    let f = Fixture::new();
+    let outside = host_dir(&f, "outside", &[]);
+    let src = host_dir(&f, "src", &[("f", "in\n")]);
+    symlink(&outside, f.lower[0].join("abs")).unwrap();
+    symlink("../../../../../../../..", f.lower[0].join("etc/up")).unwrap();
+    let mounts = vec![
+        bind_mount("/abs/m", &src, false),
+        bind_mount("/etc/up/tmp/climbed", &src, false),
+    ];
+    let check = format!("cat /abs/m/f {}/m/f /tmp/climbed/f", outside.display());
+    let spec = mount_spec(&f, isolation, mounts, &check);
+    assert_eq!(f.ok(&spec), "in\nin\nin\n");
+    assert!(names_in(&outside).is_empty(), "{:?}", names_in(&outside));
+    assert!(!Path::new("/tmp/climbed").exists());
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+#[test]
+fn run_mount_through_symlinks_stays_inside_the_root() {
+    symlinked_target_stays_inside(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_through_symlinks_stays_inside_the_root() {
+    symlinked_target_stays_inside(Isolation::Chroot);
+}
+
+/// A listening socket on the host, answering "pong" to each connection.
+fn pong_server(path: &Path) {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            use std::io::Write;
+            let _ = stream.and_then(|mut s| s.write_all(b"pong"));
+        }
+    });
+}
+
+#[test]
+fn run_mount_unix_socket() {
+    let f = Fixture::new();
+    let sockets = host_dir(&f, "sockets", &[]);
+    pong_server(&sockets.join("agent.sock"));
+    let mounts = vec![bind_mount("/run/buildkit/agent", &sockets.join("agent.sock"), false)];
+    let spec = mount_spec(&f, Isolation::Namespaces, mounts, "test -S /run/buildkit/agent && echo socket");
+    assert_eq!(f.ok(&spec), "socket\n");
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+/// The chroot isolation's stand-in socket forwards connections: the test
+/// connects to it (busybox has no unix-socket client) while the command
+/// waits, then lets the command end through a tmpfs.
+#[test]
+fn chroot_run_mount_unix_socket_forwards() {
+    let f = Fixture::new();
+    let sockets = host_dir(&f, "sockets", &[]);
+    pong_server(&sockets.join("agent.sock"));
+    let mounts = vec![
+        bind_mount("/run/buildkit/agent", &sockets.join("agent.sock"), false),
+        RunMount {
+            target: "/sync".into(),
+            kind: MountKind::Tmpfs { size: None },
+        },
+    ];
+    let spec = mount_spec(
+        &f,
+        Isolation::Chroot,
+        mounts,
+        "test -S /run/buildkit/agent && echo socket; i=0; \
+         while [ ! -e /sync/done ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; cat /sync/done",
+    );
+    let tree = f.dir.path().join("scratch/rootfs");
+    let client = std::thread::spawn(move || {
+        use std::io::Read;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let socket = tree.join("run/buildkit/agent");
+        while !fs::symlink_metadata(&socket).map(|m| m.file_type().is_socket()).unwrap_or(false) {
+            assert!(Instant::now() < deadline, "no socket in the tree");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut reply = String::new();
+        std::os::unix::net::UnixStream::connect(&socket)
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+        fs::write(tree.join("sync/done"), &reply).unwrap();
+    });
+    assert_eq!(f.ok(&spec), "socket\npong");
+    client.join().unwrap();
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+fn mount_errors_name_the_target(isolation: Isolation) {
+    let f = Fixture::new();
+    let dir = host_dir(&f, "dir", &[]);
+    for (target, message) in [
+        ("/etc/passwd", "exists in the image but is not a directory"),
+        ("/etc/passwd/sub", "has a parent that is not a directory"),
+        ("relative", "the target must be an absolute path"),
+    ] {
+        let spec = mount_spec(&f, isolation, vec![bind_mount(target, &dir, false)], "true");
+        match run(&spec, &mut |_| {}) {
+            Err(SandboxError::Mount { target: t, message: m }) => {
+                assert_eq!(t, target);
+                assert!(m.contains(message), "{target}: {m}");
+            }
+            other => panic!("{target}: {other:?}"),
+        }
+        f.assert_no_leftovers();
+    }
+    let spec = mount_spec(
+        &f,
+        isolation,
+        vec![bind_mount("/bin", &f.lower[0].join("etc/passwd"), false)],
+        "true",
+    );
+    let err = run(&spec, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().starts_with("RUN --mount target /bin: "), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    f.assert_no_leftovers();
+    assert!(f.upper_entries().is_empty(), "{:?}", f.upper_entries());
+}
+
+#[test]
+fn run_mount_errors_name_the_target() {
+    mount_errors_name_the_target(Isolation::Namespaces);
+}
+
+#[test]
+fn chroot_run_mount_errors_name_the_target() {
+    mount_errors_name_the_target(Isolation::Chroot);
+}
+
 // ---- pure parts --------------------------------------------------------------
 
 #[test]

@@ -60,25 +60,31 @@ pub(crate) struct Index {
 
 impl Index {
     pub fn scan(root: &Path) -> Result<Self, SandboxError> {
+        Self::scan_except(root, &HashSet::new())
+    }
+
+    /// Records `root` without looking inside the directories `skip` (paths
+    /// relative to `root`), which the diff leaves out too.
+    pub fn scan_except(root: &Path, skip: &HashSet<PathBuf>) -> Result<Self, SandboxError> {
         let mut index = Index {
             entries: HashMap::new(),
             children: HashMap::new(),
         };
         index
-            .scan_dir(root, PathBuf::new())
+            .scan_dir(root, PathBuf::new(), skip)
             .map_err(|e| SandboxError::io("scan", root, e))?;
         Ok(index)
     }
 
-    fn scan_dir(&mut self, root: &Path, rel: PathBuf) -> io::Result<()> {
+    fn scan_dir(&mut self, root: &Path, rel: PathBuf, skip: &HashSet<PathBuf>) -> io::Result<()> {
         let mut names = Vec::new();
         for entry in fs::read_dir(root.join(&rel))? {
             let name = entry?.file_name();
             let child = rel.join(&name);
             let snap = Snap::of(&root.join(&child))?;
             self.entries.insert(child.clone(), snap);
-            if snap.is_dir {
-                self.scan_dir(root, child)?;
+            if snap.is_dir && !skip.contains(&child) {
+                self.scan_dir(root, child, skip)?;
             }
             names.push(name);
         }
@@ -107,7 +113,7 @@ impl ChangeTracker {
     /// empty directory `upper`; returns warnings about skipped entries.
     pub fn write_changes(&self, tree: &Path, upper: &Path) -> Result<Vec<String>, SandboxError> {
         let markers = Markers::for_namespace(super::userns::in_user_namespace());
-        diff(tree, &self.before, &HashSet::new(), &[], upper, markers)
+        diff(tree, &self.before, &HashSet::new(), &HashSet::new(), upper, markers)
     }
 }
 
@@ -138,21 +144,21 @@ impl Markers {
 
 /// Writes into the empty directory `upper` what changed in `tree` since
 /// `before` was taken. Entries in `injected` were put there by rbuild, not
-/// by an image layer: their removal needs no whiteout. The top-level
-/// directories in `skip` are not part of the diff at all. Returns warnings
+/// by an image layer: their removal needs no whiteout. The entries in
+/// `skip` (paths relative to `tree`) are not part of the diff at all. Returns warnings
 /// about entries that could not be copied (sockets, refused device nodes).
 pub(crate) fn diff(
     tree: &Path,
     before: &Index,
     injected: &HashSet<PathBuf>,
-    skip: &[&str],
+    skip: &HashSet<PathBuf>,
     upper: &Path,
     markers: Markers,
 ) -> Result<Vec<String>, SandboxError> {
     let mut writer = Writer {
         tree,
         upper,
-        skip: skip.iter().map(PathBuf::from).collect(),
+        skip,
         warnings: Vec::new(),
         markers,
         links: Links::new(),
@@ -175,7 +181,7 @@ pub(crate) fn diff(
 struct Writer<'a> {
     tree: &'a Path,
     upper: &'a Path,
-    skip: HashSet<PathBuf>,
+    skip: &'a HashSet<PathBuf>,
     /// What could not be carried into the diff.
     warnings: Vec<String>,
     markers: Markers,
