@@ -426,7 +426,7 @@ impl<'a> Lowering<'a> {
         let Some(platform) = &stage.platform else { return Ok(()) };
         let text = self.expand(platform, &self.global, stage.location)?;
         let wanted = Platform::parse(&text).map_err(|m| DockerfileError::at(stage.location, m))?;
-        if !Platform::host().matches(&wanted) {
+        if !wanted.matches(&Platform::host()) {
             return Err(DockerfileError::at(
                 stage.location,
                 format!(

@@ -16,14 +16,14 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::image::StoredImage;
-use crate::platform::Platform;
+use crate::platform::{file_key, Platform};
 use crate::Store;
 
 impl Store {
     fn pin_path(&self, source: &Digest, platform: Option<&Platform>) -> PathBuf {
         let name = match platform {
             None => source.hex().to_string(),
-            Some(p) => format!("{}@{}", source.hex(), p.key()),
+            Some(p) => format!("{}@{}", source.hex(), file_key(p)),
         };
         self.root().join("pins").join(name)
     }

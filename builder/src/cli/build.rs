@@ -216,9 +216,8 @@ fn built_image(store: &Store, image: &rbuild_store::StoredImage, tags: &[Referen
 
 /// Where base images come from: `--pull`, `--build-context`, `--insecure-registry`.
 fn base_image_options(args: &BuildArgs, request: &Request) -> Result<BaseImageOptions, Failure> {
-    let p = &request.platform;
     Ok(BaseImageOptions {
-        platform: rbuild_store::Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
+        platform: request.platform.clone(),
         always_pull: args.pull,
         insecure_registries: crate::engine::pulling::insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?,
         contexts: crate::engine::named_contexts::NamedContexts::parse(&args.build_contexts).map_err(Failure::Usage)?,
@@ -260,7 +259,7 @@ fn check_request(args: &BuildArgs) -> Result<Request, Failure> {
         None => Platform::host(),
         Some(text) => {
             let wanted = Platform::parse(text).map_err(usage)?;
-            if !Platform::host().matches(&wanted) {
+            if !wanted.matches(&Platform::host()) {
                 return Err(usage(format!(
                     "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
                     Platform::host()
