@@ -18,7 +18,13 @@ use crate::instructions::Location;
 
 pub use petgraph::graph::NodeIndex as StepId;
 
-/// The platform an image is built for, in OCI terms.
+/// A platform (`os/arch[/variant]`) in OCI terms: what an image is built for,
+/// and what image indexes and configs name. The one definition for the
+/// lowering and the store, which picks manifests by it.
+///
+/// Names are normalised as containerd's platform matcher (which Docker and
+/// BuildKit use) does: `x86_64` is `amd64`, `aarch64` is `arm64`, and `arm64`
+/// without a variant is `arm64/v8`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
     pub os: String,
@@ -27,48 +33,87 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// The platform of the machine rbuild runs on.
+    /// The platform of the machine rbuild runs on, in Go's naming, which
+    /// images use.
     pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "x86" => ("386", None),
+            "aarch64" => ("arm64", Some("v8")),
+            "arm" => ("arm", Some("v7")),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "riscv64" => ("riscv64", None),
+            "s390x" => ("s390x", None),
+            "loongarch64" => ("loong64", None),
+            other => (other, None),
         };
-        let variant = (architecture == "arm64").then(|| "v8".to_string());
         Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant,
+            os: "linux".to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.map(str::to_string),
         }
     }
 
-    /// Parses `os/arch[/variant]`.
+    /// Parses `os/arch[/variant]`, normalising the names.
     pub fn parse(text: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = text.split('/').collect();
-        match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Ok(Platform {
-                    os: os.to_string(),
-                    architecture: arch.to_string(),
-                    variant: Some(variant.to_string()),
-                })
-            }
-            _ => Err(format!("invalid platform {text:?}: expected os/arch[/variant]")),
+        let bad = || format!("invalid platform {text:?}: expected os/arch[/variant]");
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] if !variant.is_empty() => (*os, *arch, Some(*variant)),
+            _ => return Err(bad()),
+        };
+        if os.is_empty() || arch.is_empty() {
+            return Err(bad());
         }
+        Ok(Platform::new(os, arch, variant))
     }
 
-    /// Whether `other` names this platform (a missing variant matches any).
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (other.variant.is_none() || self.variant == other.variant)
+    /// A platform from the fields of an index entry or an image config.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        let os = os.to_ascii_lowercase();
+        let (architecture, variant) = normalise_arch(&architecture.to_ascii_lowercase(), variant);
+        Platform { os, architecture, variant }
+    }
+
+    /// Whether an image built for `candidate` runs where `self` is wanted (a
+    /// variant `self` does not name matches any).
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        self.os == candidate.os
+            && self.architecture == candidate.architecture
+            && (self.variant.is_none() || self.variant == candidate.variant)
+    }
+}
+
+/// containerd's normalisation: the names uname and Go use map to OCI's, and
+/// the default variant of an architecture is made explicit (or dropped).
+fn normalise_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
+    let variant = variant.map(str::to_ascii_lowercase);
+    match arch {
+        "i386" | "x86" => ("386".into(), None),
+        "x86_64" | "x86-64" | "amd64" => {
+            // amd64/v1 is plain amd64.
+            let variant = variant.filter(|v| v != "v1");
+            ("amd64".into(), variant)
+        }
+        "aarch64" | "arm64" => {
+            let variant = match variant.as_deref() {
+                None | Some("8") | Some("v8") => Some("v8".to_string()),
+                Some(_) => variant,
+            };
+            ("arm64".into(), variant)
+        }
+        "armhf" => ("arm".into(), Some("v7".into())),
+        "armel" => ("arm".into(), Some("v6".into())),
+        "arm" => {
+            let variant = match variant.as_deref() {
+                None | Some("7") => Some("v7".to_string()),
+                Some("5") | Some("6") | Some("8") => variant.map(|v| format!("v{v}")),
+                Some(_) => variant,
+            };
+            ("arm".into(), variant)
+        }
+        other => (other.to_string(), variant),
     }
 }
 
@@ -389,5 +434,35 @@ impl BuildGraph {
     pub fn execution_order(&self) -> Vec<NodeIndex> {
         petgraph::algo::toposort(&self.graph, None)
             .expect("lowering only ever adds edges from earlier steps, so the graph has no cycle")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Platform;
+
+    #[test]
+    fn platforms_parse_and_normalise() {
+        let p = Platform::parse("linux/amd64").unwrap();
+        assert_eq!(p.to_string(), "linux/amd64");
+        assert_eq!(Platform::parse("linux/x86_64").unwrap(), p);
+        assert_eq!(Platform::parse("linux/aarch64").unwrap().to_string(), "linux/arm64/v8");
+        assert_eq!(Platform::parse("linux/arm").unwrap().to_string(), "linux/arm/v7");
+        for bad in ["linux", "", "linux/", "/amd64", "linux/amd64/", "a/b/c/d"] {
+            assert!(Platform::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_variant_the_wanted_platform_does_not_name_matches_any() {
+        let want = Platform::parse("linux/arm").unwrap();
+        assert!(want.matches(&Platform::new("linux", "arm", Some("v7"))));
+        assert!(!want.matches(&Platform::new("linux", "arm", Some("v6"))));
+        let any_arm64 = Platform { variant: None, ..Platform::parse("linux/arm64").unwrap() };
+        assert!(any_arm64.matches(&Platform::new("linux", "arm64", None)));
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        assert!(amd64.matches(&Platform::new("linux", "amd64", None)));
+        assert!(!amd64.matches(&Platform::new("windows", "amd64", None)));
+        assert!(!amd64.matches(&Platform::new("linux", "arm64", None)));
     }
 }

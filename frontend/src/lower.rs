@@ -453,7 +453,7 @@ impl<'a> Lowering<'a> {
         let Some(platform) = &stage.platform else { return Ok(()) };
         let text = self.expand(platform, &self.global)?;
         let wanted = Platform::parse(&text).map_err(Refusal)?;
-        if !Platform::host().matches(&wanted) {
+        if !wanted.matches(&Platform::host()) {
             return Err(Refusal(format!("FROM --platform={text}: only the host platform ({}) can be built", Platform::host())));
         }
         Ok(())

@@ -233,9 +233,9 @@ impl ImageConfig {
 
     /// An empty config for the platform rbuild runs on.
     pub fn for_host() -> ImageConfig {
-        let (architecture, variant) = host_architecture();
-        let mut config = ImageConfig::new("linux", architecture);
-        config.variant = variant.map(str::to_string);
+        let host = crate::Platform::host();
+        let mut config = ImageConfig::new(&host.os, &host.architecture);
+        config.variant = host.variant;
         config
     }
 
@@ -252,21 +252,6 @@ impl ImageConfig {
     /// The image id this config would have.
     pub fn digest(&self) -> Digest {
         Digest::of_bytes(&self.to_json())
-    }
-}
-
-/// The host's architecture (and variant) in Go's naming, which images use.
-pub fn host_architecture() -> (&'static str, Option<&'static str>) {
-    match std::env::consts::ARCH {
-        "x86_64" => ("amd64", None),
-        "x86" => ("386", None),
-        "aarch64" => ("arm64", Some("v8")),
-        "arm" => ("arm", Some("v7")),
-        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-        "riscv64" => ("riscv64", None),
-        "s390x" => ("s390x", None),
-        "loongarch64" => ("loong64", None),
-        other => (other, None),
     }
 }
 

@@ -124,7 +124,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         None => Platform::host(),
         Some(text) => {
             let wanted = Platform::parse(text).map_err(usage)?;
-            if !Platform::host().matches(&wanted) {
+            if !wanted.matches(&Platform::host()) {
                 return Err(usage(format!(
                     "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
                     Platform::host()

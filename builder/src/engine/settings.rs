@@ -75,9 +75,8 @@ impl BuildSettings {
 
     /// Where base images come from.
     pub fn base_images(&self) -> BaseImageOptions {
-        let p = &self.platform;
         BaseImageOptions {
-            platform: rbuild_store::Platform::new(&p.os, &p.architecture, p.variant.as_deref()),
+            platform: self.platform.clone(),
             always_pull: self.always_pull,
             insecure_registries: self.insecure_registries.clone(),
             contexts: self.named_contexts.clone(),

@@ -17,7 +17,7 @@ use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::fs::{list_dir, write_atomically};
 use crate::metadata::image::{Images, StoredImage};
-use crate::platform::Platform;
+use crate::platform::{file_key, Platform};
 
 /// The pins of one store, under `dir` (`pins/`), and the images they name.
 #[derive(Clone, Debug)]
@@ -36,7 +36,7 @@ impl Pins {
     fn pin_path(&self, source: &Digest, platform: Option<&Platform>) -> PathBuf {
         let name = match platform {
             None => source.hex().to_string(),
-            Some(p) => format!("{}@{}", source.hex(), p.key()),
+            Some(p) => format!("{}@{}", source.hex(), file_key(p)),
         };
         self.dir.join(name)
     }

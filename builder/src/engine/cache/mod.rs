@@ -18,15 +18,16 @@
 //! `--no-cache` and `--no-cache-filter` are the caller's: keys do not depend
 //! on them, so a forced rebuild stores a record later builds can use.
 //!
-//! A COPY reads the context after its key was computed, so a file edited in
-//! between would be cached under the old content's key. A caller that wants to
+//! A COPY that misses writes the entries its key was computed from (the
+//! selection comes along), but reads their contents after the key was
+//! computed, so a file edited in between would be cached under the old
+//! content's key. A caller that wants to
 //! rule this out digests the selection again after the copy (all stat-cache
 //! hits when nothing changed) and records only if the digest is the same.
 
 mod explain;
 mod hasher;
 mod key;
-mod selection;
 mod source;
 
 #[cfg(test)]
@@ -41,6 +42,7 @@ use crate::engine::fileops::FileOpError;
 
 pub use explain::{explain_miss, Difference, Explanation, StepIdentity};
 pub use key::{key_for_step, CacheKey, KeyInputs, KeyParams, ParentInputs, SourceInputs, Variable};
+pub(crate) use source::digest_copy_sources;
 pub use source::{
     digest_context_selection, digest_rootfs_selection, digest_whole_context, HashStats, SelectedFile,
     SourceDigest, SourceKind,

@@ -32,12 +32,11 @@ use sha2::{Digest as _, Sha256};
 
 use super::hasher::FieldHasher;
 use super::key::copy_text;
-use super::selection::{select, Content, Part};
 use super::CacheError;
 use crate::engine::context::BuildContext;
 use crate::engine::fileops::fsio;
-use crate::engine::fileops::tree::LayeredTree;
-use crate::engine::fileops::{EntryKind, Rootfs};
+use crate::engine::fileops::selection::{Content, Selection};
+use crate::engine::fileops::{select_sources, CopyFrom, EntryKind, Rootfs};
 
 /// A file changed this recently (ctime) may change again within the same
 /// tick of the file system's clock without its times moving, so its digest
@@ -126,7 +125,7 @@ pub fn digest_context_selection(
     copy: &CopyOp,
     stat_cache: &mut StatCache,
 ) -> Result<SourceDigest, CacheError> {
-    digest_selection(&ctx.tree(), copy, SourceKind::Context, stat_cache, RACY_MARGIN)
+    digest_copy_sources(copy, CopyFrom::Context(ctx), stat_cache).map(|(digest, _)| digest)
 }
 
 /// The digest of what `copy` (a `COPY --from`) selects from another stage's
@@ -136,7 +135,7 @@ pub fn digest_rootfs_selection(
     copy: &CopyOp,
     stat_cache: &mut StatCache,
 ) -> Result<SourceDigest, CacheError> {
-    digest_selection(&rootfs.tree(), copy, SourceKind::Stage, stat_cache, RACY_MARGIN)
+    digest_copy_sources(copy, CopyFrom::Image(rootfs), stat_cache).map(|(digest, _)| digest)
 }
 
 /// The digest of the whole context, as `COPY . /` selects it: the shape a
@@ -146,35 +145,48 @@ pub fn digest_whole_context(ctx: &BuildContext, stat_cache: &mut StatCache) -> R
     digest_context_selection(ctx, &CopyOp::plain(&["."], "/"), stat_cache)
 }
 
-pub(crate) fn digest_selection(
-    tree: &LayeredTree<'_>,
+/// The digest of what `copy` selects from `from` (the build context, a
+/// directory named with `--build-context`, or a stage's filesystem), and the
+/// selection itself: a copy that runs after a miss writes exactly what the
+/// key covers.
+pub(crate) fn digest_copy_sources(
     copy: &CopyOp,
-    kind: SourceKind,
+    from: CopyFrom<'_>,
+    stat_cache: &mut StatCache,
+) -> Result<(SourceDigest, Selection), CacheError> {
+    digest_selection(copy, from, stat_cache, RACY_MARGIN)
+}
+
+pub(crate) fn digest_selection(
+    copy: &CopyOp,
+    from: CopyFrom<'_>,
     stat_cache: &mut StatCache,
     racy_margin: Duration,
-) -> Result<SourceDigest, CacheError> {
+) -> Result<(SourceDigest, Selection), CacheError> {
     let scan_start = SystemTime::now();
-    let parts = select(tree, copy, kind == SourceKind::Context).map_err(|source| {
-        CacheError::Select {
-            instruction: copy_text(copy),
-            source,
-        }
+    let selection = select_sources(copy, from).map_err(|source| CacheError::Select {
+        instruction: copy_text(copy),
+        source,
     })?;
+    let tree = from.tree();
+    let kind = match from {
+        CopyFrom::Context(_) => SourceKind::Context,
+        CopyFrom::Image(_) => SourceKind::Stage,
+    };
 
+    let entries = &selection.entries;
     let mut stats = HashStats::default();
-    let mut digests: Vec<Option<[u8; 32]>> = vec![None; parts.len()];
+    let mut digests: Vec<Option<[u8; 32]>> = vec![None; entries.len()];
     let mut jobs = Vec::new();
-    for (i, part) in parts.iter().enumerate() {
-        if let Part::Entry(entry) = part {
-            if let Content::File { layer, stat } = &entry.content {
-                stats.files += 1;
-                match stat_cache.get(stat) {
-                    Some(d) => {
-                        digests[i] = Some(d);
-                        stats.from_cache += 1;
-                    }
-                    None => jobs.push((i, tree.layer_dir(*layer).join(&entry.path), *stat)),
+    for (i, entry) in entries.iter().enumerate() {
+        if let Content::File { layer, stat } = &entry.content {
+            stats.files += 1;
+            match stat_cache.get(stat) {
+                Some(d) => {
+                    digests[i] = Some(d);
+                    stats.from_cache += 1;
                 }
+                None => jobs.push((i, tree.layer_dir(*layer).join(entry.node.path.to_relative()), *stat)),
             }
         }
     }
@@ -192,66 +204,63 @@ pub(crate) fn digest_selection(
 
     let mut h = FieldHasher::new("rbuild-source/v1");
     h.str("kind", kind.as_str());
-    let mut files: Vec<SelectedFile> = Vec::with_capacity(parts.len());
-    // Where each entry of `parts` went in `files`: a hard link names the
-    // path of an earlier entry, whose own path has been moved there.
-    let mut file_index: Vec<usize> = Vec::with_capacity(parts.len());
-    for (i, part) in parts.into_iter().enumerate() {
-        file_index.push(files.len());
-        match part {
-            Part::Item(item) => {
-                h.str("item-spec", &item.spec)
-                    .str("item-name", &item.name)
-                    .str("item-path", &item.path);
-            }
-            Part::Entry(entry) => {
-                h.str("path", &entry.path)
-                    .u64("kind", kind_char(entry.kind) as u64)
-                    .u64("mode", entry.mode as u64);
-                match entry.owner {
-                    Some((uid, gid)) => h.u64("uid", uid as u64).u64("gid", gid as u64),
-                    None => h.str("owner", "forced"),
-                };
-                let (kind, content) = match &entry.content {
-                    Content::File { .. } => {
-                        let digest = digests[i].expect("every file was looked up or hashed");
-                        h.bytes("file", &digest);
-                        ('f', short_hex(&digest))
+    // One per entry: a hard link names the path of an earlier entry by its index.
+    let mut files: Vec<SelectedFile> = Vec::with_capacity(entries.len());
+    for item in &selection.items {
+        h.str("item-spec", &item.spec)
+            .str("item-name", &item.name.to_string_lossy())
+            .str("item-path", &item.node.path.to_slash_relative());
+        for i in item.entries.clone() {
+            let entry = &entries[i];
+            let path = entry.node.path.to_slash_relative();
+            let entry_kind = entry.node.attrs.kind;
+            h.str("path", &path)
+                .u64("kind", kind_char(entry_kind) as u64)
+                .u64("mode", entry.mode as u64);
+            match entry.owner {
+                Some((uid, gid)) => h.u64("uid", uid as u64).u64("gid", gid as u64),
+                None => h.str("owner", "forced"),
+            };
+            let (kind, content) = match &entry.content {
+                Content::File { .. } => {
+                    let digest = digests[i].expect("every file was looked up or hashed");
+                    h.bytes("file", &digest);
+                    ('f', short_hex(&digest))
+                }
+                Content::HardLink(first) => {
+                    let first = &files[*first].path;
+                    h.str("hardlink", first);
+                    ('h', first.clone())
+                }
+                Content::Other { link, rdev, xattrs } => {
+                    h.bytes("link", link).u64("rdev", *rdev);
+                    let xattr_digest = hash_xattrs(&mut h, xattrs);
+                    let mut shown = String::from_utf8_lossy(link).into_owned();
+                    if *rdev != 0 {
+                        shown = format!("{}:{}", rustix::fs::major(*rdev), rustix::fs::minor(*rdev));
                     }
-                    Content::HardLink(first) => {
-                        let first = &files[file_index[*first]].path;
-                        h.str("hardlink", first);
-                        ('h', first.clone())
+                    if let Some(x) = xattr_digest {
+                        shown.push_str(&format!(" xattrs {x}"));
                     }
-                    Content::Other { link, rdev, xattrs } => {
-                        h.bytes("link", link).u64("rdev", *rdev);
-                        let xattr_digest = hash_xattrs(&mut h, xattrs);
-                        let mut shown = String::from_utf8_lossy(link).into_owned();
-                        if *rdev != 0 {
-                            shown = format!("{}:{}", rustix::fs::major(*rdev), rustix::fs::minor(*rdev));
-                        }
-                        if let Some(x) = xattr_digest {
-                            shown.push_str(&format!(" xattrs {x}"));
-                        }
-                        (kind_char(entry.kind), shown)
-                    }
-                };
-                files.push(SelectedFile {
-                    path: entry.path,
-                    kind,
-                    mode: entry.mode,
-                    owner: entry.owner,
-                    content,
-                });
-            }
+                    (kind_char(entry_kind), shown)
+                }
+            };
+            files.push(SelectedFile {
+                path,
+                kind,
+                mode: entry.mode,
+                owner: entry.owner,
+                content,
+            });
         }
     }
-    Ok(SourceDigest {
+    let digest = SourceDigest {
         kind,
         digest: h.finish(),
         files: Arc::new(files),
         stats,
-    })
+    };
+    Ok((digest, selection))
 }
 
 /// The first 8 bytes of `digest` in hex: how explanations show contents.

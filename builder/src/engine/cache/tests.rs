@@ -54,7 +54,7 @@ fn digest_of(root: &Path, copy: &CopyOp) -> SourceDigest {
 
 fn digest_with(root: &Path, copy: &CopyOp, cache: &mut StatCache, margin: Duration) -> SourceDigest {
     let ctx = BuildContext::open(root, None).unwrap();
-    digest_selection(&ctx.tree(), copy, SourceKind::Context, cache, margin).unwrap()
+    digest_selection(copy, CopyFrom::Context(&ctx), cache, margin).unwrap().0
 }
 
 fn params() -> KeyParams {
@@ -367,16 +367,8 @@ fn the_digest_covers_exactly_the_files_the_copy_copies() {
 
         // The copy itself writes as many files as the digest covers.
         let context = BuildContext::open(ctx.path(), None).unwrap();
-        let request = CopyRequest {
-            sources: copy.sources.clone(),
-            dest: copy.dest.clone(),
-            workdir: copy.workdir.clone(),
-            parents: copy.parents,
-            exclude: copy.exclude.clone(),
-            ..CopyRequest::default()
-        };
         let out = TempDir::new().unwrap();
-        let stats = copy_into(&request, CopyFrom::Context(&context), &Rootfs::empty(), out.path()).unwrap();
+        let stats = copy_into(CopyRequest::from(&copy), CopyFrom::Context(&context), &Rootfs::empty(), out.path()).unwrap();
         let selected: Vec<&SelectedFile> = base.files.iter().filter(|f| f.kind == 'f').collect();
         assert_eq!(stats.files as usize, selected.len(), "{name}: {selected:?}");
         assert_eq!(base.stats.files, selected.len(), "{name}");

@@ -12,6 +12,8 @@ use super::step_cache::{StepCache, StepResult};
 use super::state::{FsState, LayerRef};
 use crate::engine::cache::{self, CacheKey, KeyInputs, SourceDigest, SourceKind, StepIdentity};
 use crate::engine::error::BuildError;
+use crate::engine::fileops::selection::Selection;
+use crate::engine::fileops::CopyFrom;
 
 impl StepRunner {
     /// Runs step `id`, or reuses its cached result.
@@ -21,7 +23,7 @@ impl StepRunner {
             return Ok(StepResult { state, cached: false });
         };
         let step = self.graph.step(id);
-        let input = match self.source_digest(cache, id, step, &inputs) {
+        let (input, selection) = match self.source_digest(cache, id, step, &inputs) {
             Ok(input) => input,
             // The step would fail the same way: let it run and report that.
             Err(_) => {
@@ -62,6 +64,7 @@ impl StepRunner {
         let mut inputs = inputs;
         if matches!(step.op, Op::Copy(_)) {
             inputs.earlier = identity.as_ref().and_then(|identity| self.earlier_layer_dir(cache, identity));
+            inputs.selection = selection;
         }
         let mut state = self.execute(id, inputs, number)?;
         self.record(cache, &key, &key_inputs, identity.as_ref(), &state, layers_before)?;
@@ -78,35 +81,42 @@ impl StepRunner {
         self.store.has_snapshot(&layer.diff_id).then_some(dir)
     }
 
-    /// What the step reads besides its parent: the files a COPY/ADD selects,
-    /// or the id of a base image.
-    fn source_digest(&self, cache: &StepCache, id: StepId, step: &Step, inputs: &StepInputs) -> Result<Option<SourceDigest>, BuildError> {
+    /// What the step reads besides its parent: the files a COPY/ADD selects
+    /// (with the selection, for the copy to write), or the id of a base image.
+    fn source_digest(
+        &self,
+        cache: &StepCache,
+        id: StepId,
+        step: &Step,
+        inputs: &StepInputs,
+    ) -> Result<(Option<SourceDigest>, Option<Selection>), BuildError> {
         match &step.op {
             Op::Source(Source::Image(reference)) => {
                 let image = self.store.lookup(reference)?;
-                Ok(image.map(|i| SourceDigest::image(&i.config_digest)))
+                Ok((image.map(|i| SourceDigest::image(&i.config_digest)), None))
             }
             Op::Copy(copy) => {
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
-                let digest = match &self.graph.step(from).op {
+                let selected = match &self.graph.step(from).op {
                     Op::Source(Source::Context) => {
                         let context = self.context()?;
-                        cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, copy, stats))
+                        cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(copy, CopyFrom::Context(context), stats))
                     }
                     Op::Source(Source::NamedContext(name)) => {
                         let context = self.named_contexts.open(name)?;
-                        cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, copy, stats))
+                        cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(copy, CopyFrom::Context(context), stats))
                     }
                     _ => {
                         let rootfs = inputs.copy_from.clone().unwrap_or_default().rootfs();
                         let snapshots = self.store.root().join("snapshots");
-                        cache.with_stat_cache(&snapshots, |stats| cache::digest_rootfs_selection(&rootfs, copy, stats))
+                        cache.with_stat_cache(&snapshots, |stats| cache::digest_copy_sources(copy, CopyFrom::Image(&rootfs), stats))
                     }
                 };
-                digest.map(Some).map_err(BuildError::from)
+                let (digest, selection) = selected?;
+                Ok((Some(digest), Some(selection)))
             }
-            Op::Run(run) if !inputs.mounts.is_empty() => self.mounts_digest(cache, run, inputs).map(Some),
-            _ => Ok(None),
+            Op::Run(run) if !inputs.mounts.is_empty() => Ok((Some(self.mounts_digest(cache, run, inputs)?), None)),
+            _ => Ok((None, None)),
         }
     }
 
@@ -120,19 +130,19 @@ impl StepRunner {
         for input in &inputs.mounts {
             let MountKind::Bind { source, .. } = &run.mounts[input.index].kind else { continue };
             let copy = CopyOp::plain(&[source.as_str()], "/m");
-            let digest = match &self.graph.step(input.source).op {
+            let rootfs = input.state.clone().unwrap_or_default().rootfs();
+            let (digest, _) = match &self.graph.step(input.source).op {
                 Op::Source(Source::Context) => {
                     let context = self.context()?;
-                    cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, &copy, stats))
+                    cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(&copy, CopyFrom::Context(context), stats))
                 }
                 Op::Source(Source::NamedContext(name)) => {
                     let context = self.named_contexts.open(name)?;
-                    cache.with_stat_cache(context.root(), |stats| cache::digest_context_selection(context, &copy, stats))
+                    cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(&copy, CopyFrom::Context(context), stats))
                 }
                 _ => {
-                    let rootfs = input.state.clone().unwrap_or_default().rootfs();
                     let snapshots = self.store.root().join("snapshots");
-                    cache.with_stat_cache(&snapshots, |stats| cache::digest_rootfs_selection(&rootfs, &copy, stats))
+                    cache.with_stat_cache(&snapshots, |stats| cache::digest_copy_sources(&copy, CopyFrom::Image(&rootfs), stats))
                 }
             }?;
             parts.push(format!("{} {} {}\n", input.index, digest.kind.as_str(), digest.digest));

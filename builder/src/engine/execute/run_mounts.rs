@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rbuild_frontend::graph::{MountKind, RunMount};
+use rbuild_frontend::graph::{CopyOp, MountKind, RunMount};
 use rbuild_sandbox::{MountKind as SandboxKind, RunMount as SandboxMount};
 use rbuild_store::Store;
 
@@ -137,15 +137,15 @@ fn cache_mounts(inputs: &MountInputs<'_>) -> CacheMounts {
 /// Copies `source` of `from` to `dir/m` with COPY's rules (and the context's `.dockerignore`):
 /// a directory's contents, or a file as `m`. Returns `dir/m`.
 fn copy_selection(from: CopyFrom<'_>, source: &str, dir: &Path) -> Result<PathBuf, StepError> {
-    let request = CopyRequest { sources: vec![source.to_string()], dest: "/m".into(), ..CopyRequest::default() };
-    fileops::copy_into(&request, from, &Rootfs::empty(), dir)?;
+    let op = CopyOp::plain(&[source], "/m");
+    fileops::copy_into(CopyRequest::from(&op), from, &Rootfs::empty(), dir)?;
     Ok(dir.join("m"))
 }
 
 /// Fills a new cache directory with `source` of `from` (`from=` on a cache mount).
 fn seed_cache(from: CopyFrom<'_>, source: &str, dir: &Path) -> Result<(), StepError> {
-    let request = CopyRequest { sources: vec![source.to_string()], dest: "/".into(), ..CopyRequest::default() };
-    fileops::copy_into(&request, from, &Rootfs::empty(), dir)?;
+    let op = CopyOp::plain(&[source], "/");
+    fileops::copy_into(CopyRequest::from(&op), from, &Rootfs::empty(), dir)?;
     Ok(())
 }
 

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rbuild_frontend::graph::{BuildGraph, CopyOp, Op, RunOp, Source, Step, StepId, DEFAULT_PATH};
+use rbuild_frontend::graph::{BuildGraph, Op, RunOp, Source, Step, StepId, DEFAULT_PATH};
 use rbuild_store::config::History;
 use rbuild_store::{Compression, LayerOptions, Store};
 
 use super::state::{FsState, LayerRef};
 use crate::engine::context::BuildContext;
 use crate::engine::error::{BuildError, StepError};
+use crate::engine::fileops::selection::Selection;
 use crate::engine::fileops::{self, CopyFrom, CopyRequest, Rootfs};
 use crate::engine::events::Progress;
 use crate::engine::redact::Redactor;
@@ -49,6 +50,9 @@ pub struct StepInputs {
     /// The layer directory of an earlier run of this step (a COPY that missed
     /// the cache), whose unchanged files the copy may link.
     pub earlier: Option<PathBuf>,
+    /// What a COPY's cache key covers (a COPY that missed the cache): the
+    /// copy writes exactly that.
+    pub(crate) selection: Option<Selection>,
     /// What the RUN's mounts read.
     pub mounts: Vec<MountInput>,
 }
@@ -109,16 +113,16 @@ impl StepRunner {
             Op::Copy(copy) => {
                 let parent = parent.unwrap_or_default();
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
-                let earlier = inputs.earlier;
+                let request = CopyRequest { op: copy, earlier: inputs.earlier.as_deref(), selection: inputs.selection };
                 let layer = if matches!(self.graph.step(from).op, Op::Source(Source::Context)) {
                     let context = self.context()?;
-                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
+                    self.copy_layer(step, request, CopyFrom::Context(context), &parent)?
                 } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
                     let context = self.named_contexts.open(name)?;
-                    self.copy_layer(step, copy, CopyFrom::Context(context), &parent, earlier)?
+                    self.copy_layer(step, request, CopyFrom::Context(context), &parent)?
                 } else {
                     let source = inputs.copy_from.unwrap_or_default().rootfs();
-                    self.copy_layer(step, copy, CopyFrom::Image(&source), &parent, earlier)?
+                    self.copy_layer(step, request, CopyFrom::Image(&source), &parent)?
                 };
                 Ok(self.push_layer(parent, step, layer))
             }
@@ -167,39 +171,20 @@ impl StepRunner {
     fn copy_layer(
         &self,
         step: &Step,
-        copy: &CopyOp,
+        request: CopyRequest<'_>,
         from: CopyFrom<'_>,
         parent: &FsState,
-        earlier: Option<PathBuf>,
     ) -> Result<Option<LayerRef>, BuildError> {
-        if copy.checksum.is_some() {
+        if request.op.checksum.is_some() {
             return Err(self.step_error(
                 step,
                 StepError::Unsupported("ADD --checksum is only valid for URL sources, which are not supported yet".into()),
             ));
         }
-        let request = CopyRequest {
-            sources: copy.sources.clone(),
-            inline_files: copy
-                .inline_files
-                .iter()
-                .map(|f| (f.name.clone(), f.content.clone().into_bytes()))
-                .collect(),
-            dest: copy.dest.clone(),
-            workdir: copy.workdir.clone(),
-            chown: copy.chown.clone(),
-            chmod: copy.chmod.clone(),
-            link: copy.link,
-            parents: copy.parents,
-            exclude: copy.exclude.clone(),
-            is_add: copy.is_add,
-            unpack: copy.unpack,
-            earlier,
-        };
         let target = parent.rootfs();
         // COPY always makes a layer, even an empty one, as BuildKit does.
         self.layer_from(step, |out| {
-            fileops::copy_into(&request, from, &target, out).map(|_| true).map_err(StepError::from)
+            fileops::copy_into(request, from, &target, out).map(|_| true).map_err(StepError::from)
         })
     }
 

@@ -10,7 +10,9 @@
 //! `--chmod`), owned by the `--chown` owner or root.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use rbuild_frontend::graph::CopyOp;
 
 use crate::engine::context::BuildContext;
 
@@ -21,9 +23,9 @@ use super::fsio;
 use super::imagepath::ImagePath;
 use super::output::{NewDir, OutputLayer};
 use super::owner::resolve_owner;
-use super::patterns::compile_excludes;
 use super::rootfs::Rootfs;
-use super::sources::{expand, SourceItem};
+use super::selection::{select, Item, Selection};
+use super::tree::LayeredTree;
 use super::treecopy::{CopyOptions, CopyStats, TreeCopier};
 
 /// Where a COPY reads from.
@@ -35,73 +37,77 @@ pub enum CopyFrom<'a> {
     Image(&'a Rootfs),
 }
 
-/// One COPY or ADD instruction, variables already expanded.
-#[derive(Clone, Debug, Default)]
-pub struct CopyRequest {
-    /// Paths in the source, possibly with wildcards (Go `filepath.Match` rules).
-    pub sources: Vec<String>,
-    /// Heredoc sources (`COPY <<EOF /dest`): file name and content.
-    pub inline_files: Vec<(String, Vec<u8>)>,
-    /// The destination; relative to `workdir` unless absolute.
-    pub dest: String,
-    /// The stage's WORKDIR; empty means `/`.
-    pub workdir: String,
-    /// `--chown`: `user`, `user:group`, ids or names of the target image.
-    pub chown: Option<String>,
-    /// `--chmod`: octal (`0755`) or symbolic (`u+x,go-w`).
-    pub chmod: Option<String>,
-    /// `--link`: copied like a plain COPY (the layer holds only the copy anyway).
-    pub link: bool,
-    /// `--parents`: keep the sources' directories (below a `/./` pivot).
-    pub parents: bool,
-    /// `--exclude` patterns, relative to each source.
-    pub exclude: Vec<String>,
-    /// ADD rather than COPY.
-    pub is_add: bool,
-    /// ADD's `--unpack`: `Some(false)` copies a local archive as a file
-    /// instead of extracting it into the destination.
-    pub unpack: Option<bool>,
+/// One COPY or ADD to run: the instruction (variables already expanded), and
+/// what the build knows besides.
+pub struct CopyRequest<'a> {
+    pub op: &'a CopyOp,
     /// The layer directory of an earlier run of this step: a file there that
     /// is exactly what this copy would write is linked instead of copied.
-    pub earlier: Option<PathBuf>,
+    pub earlier: Option<&'a Path>,
+    /// What the step cache selected to compute the step's key: the copy
+    /// writes exactly that. Selected by the copy when `None`.
+    pub(crate) selection: Option<Selection>,
+}
+
+/// The copy `op`, nothing known besides.
+impl<'a> From<&'a CopyOp> for CopyRequest<'a> {
+    fn from(op: &'a CopyOp) -> Self {
+        CopyRequest { op, earlier: None, selection: None }
+    }
+}
+
+/// Selects what `op` copies from `from`, reporting a source that
+/// `.dockerignore` hides as such.
+pub(crate) fn select_sources(op: &CopyOp, from: CopyFrom<'_>) -> Result<Selection> {
+    let tree = from.tree();
+    let not_found = |spec: &str, e| match (e, from) {
+        (FileOpError::SourceNotFound { path }, CopyFrom::Context(ctx)) => match ctx.ignored_source(spec) {
+            Some((pattern, file)) => FileOpError::SourceIgnored { path, pattern, file },
+            None => FileOpError::SourceNotFound { path },
+        },
+        (e, _) => e,
+    };
+    select(&tree, op, matches!(from, CopyFrom::Context(_)), &not_found)
+}
+
+impl CopyFrom<'_> {
+    /// The tree a copy reads.
+    pub(crate) fn tree(&self) -> LayeredTree<'_> {
+        match self {
+            CopyFrom::Context(ctx) => ctx.tree(),
+            CopyFrom::Image(rootfs) => rootfs.tree(),
+        }
+    }
 }
 
 /// Runs a COPY/ADD: writes its diff against `target` into `out_dir`, an empty
 /// directory.
 pub fn copy_into(
-    req: &CopyRequest,
+    req: CopyRequest<'_>,
     from: CopyFrom<'_>,
     target: &Rootfs,
     out_dir: &Path,
 ) -> Result<CopyStats> {
-    check_local_sources(req)?;
-    let owner = req
+    let op = req.op;
+    check_local_sources(op)?;
+    let owner = op
         .chown
         .as_deref()
         .map(|spec| resolve_owner(spec, target))
         .transpose()?;
-    let chmod = req.chmod.as_deref().map(ModeSpec::parse).transpose()?;
-    let exclude = compile_excludes(&req.exclude)?;
-    let (tree, source_owner) = match from {
-        CopyFrom::Context(ctx) => (ctx.tree(), Some((0, 0))),
-        CopyFrom::Image(rootfs) => (rootfs.tree(), None),
+    let chmod = op.chmod.as_deref().map(ModeSpec::parse).transpose()?;
+    let selection = match req.selection {
+        Some(selection) => selection,
+        None => select_sources(op, from)?,
     };
+    let tree = from.tree();
+    // Context files are root's; the selection left their owner to the copy.
+    let source_owner = matches!(from, CopyFrom::Context(_)).then_some((0, 0));
 
-    let mut items = Vec::new();
-    for spec in &req.sources {
-        let expanded = expand(&tree, spec, req.parents).map_err(|e| match (e, &from) {
-            (FileOpError::SourceNotFound { path }, CopyFrom::Context(ctx)) => match ctx.ignored_source(spec) {
-                Some((pattern, file)) => FileOpError::SourceIgnored { path, pattern, file },
-                None => FileOpError::SourceNotFound { path },
-            },
-            (e, _) => e,
-        })?;
-        items.extend(expanded);
-    }
     let dest = Destination::new(
-        &req.dest,
-        &req.workdir,
-        items.len() + req.inline_files.len() > 1,
+        &op.dest,
+        &op.workdir,
+        selection.items.len() + op.inline_files.len() > 1,
     );
     let (uid, gid) = owner.unwrap_or((0, 0));
     let new_dir = NewDir {
@@ -115,13 +121,12 @@ pub fn copy_into(
     let options = CopyOptions {
         owner: owner.or(source_owner),
         chmod: chmod.as_ref(),
-        exclude: exclude.as_ref(),
-        earlier: req.earlier.as_deref(),
+        earlier: req.earlier,
     };
     let mut copier = TreeCopier::new(&tree, &mut out, options);
     let mut archives = 0;
-    for item in &items {
-        if req.is_add && req.unpack != Some(false) && is_archive(&tree, &item.node)? {
+    for item in &selection.items {
+        if op.is_add && op.unpack != Some(false) && is_archive(&tree, &item.node)? {
             // An archive always unpacks into the destination as a directory.
             let out = copier.output();
             let dir = out.resolve_path(&dest.path, true)?;
@@ -136,13 +141,13 @@ pub fn copy_into(
             archives += 1;
             continue;
         }
-        copy_item(&mut copier, item, &dest, &new_dir)?;
+        copy_item(&mut copier, &selection, item, &dest, &new_dir)?;
     }
-    for (name, content) in &req.inline_files {
-        let cleaned = ImagePath::lexical(name);
-        let name = cleaned.file_name().unwrap_or(OsStr::new(name));
+    for file in &op.inline_files {
+        let cleaned = ImagePath::lexical(&file.name);
+        let name = cleaned.file_name().unwrap_or(OsStr::new(&file.name));
         let target = file_target(copier.output(), &dest, name, &new_dir)?;
-        copier.copy_inline(content, &target)?;
+        copier.copy_inline(file.content.as_bytes(), &target)?;
     }
     let mut stats = copier.stats;
     stats.archives = archives;
@@ -184,7 +189,8 @@ impl Destination {
 /// Copies one expanded source to the destination.
 fn copy_item(
     copier: &mut TreeCopier<'_>,
-    item: &SourceItem,
+    selection: &Selection,
+    item: &Item,
     dest: &Destination,
     new_dir: &NewDir,
 ) -> Result<()> {
@@ -199,7 +205,7 @@ fn copy_item(
     } else {
         file_target(copier.output(), dest, &item.name, new_dir)?
     };
-    copier.copy_source(&item.node, &target, item.include.as_ref())
+    copier.copy_item(selection, item, &target)
 }
 
 /// Where a file source named `name` lands, its directory created.
@@ -221,8 +227,8 @@ fn file_target(
 }
 
 /// Remote sources are for ADD only, and rbuild cannot fetch them yet.
-fn check_local_sources(req: &CopyRequest) -> Result<()> {
-    for src in &req.sources {
+fn check_local_sources(op: &CopyOp) -> Result<()> {
+    for src in &op.sources {
         let what = if is_git_source(src) {
             "a git repository"
         } else if src.starts_with("http://") || src.starts_with("https://") {
@@ -230,7 +236,7 @@ fn check_local_sources(req: &CopyRequest) -> Result<()> {
         } else {
             continue;
         };
-        if req.is_add {
+        if op.is_add {
             return Err(FileOpError::Unsupported {
                 what: format!("ADD from {what} ({src})"),
             });

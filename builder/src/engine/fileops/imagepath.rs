@@ -108,6 +108,21 @@ impl ImagePath {
                 && matches!(self.joined.get(prefix.joined.len()), None | Some(b'/')))
     }
 
+    /// This path, which lies at or below `from`, moved below `onto`: where an
+    /// entry of a copied directory lands.
+    pub(crate) fn rebase(&self, from: &ImagePath, onto: &ImagePath) -> Self {
+        debug_assert!(self.starts_with(from), "{} lies below {}", self.display(), from.display());
+        let below = self.joined.get(from.joined.len()..).unwrap_or_default();
+        let below = below.strip_prefix(b"/").unwrap_or(below);
+        let mut joined = Vec::with_capacity(onto.joined.len() + 1 + below.len());
+        joined.extend_from_slice(&onto.joined);
+        if !joined.is_empty() && !below.is_empty() {
+            joined.push(b'/');
+        }
+        joined.extend_from_slice(below);
+        ImagePath { joined }
+    }
+
     /// The path relative to the root, for joining onto a host directory.
     pub(crate) fn to_relative(&self) -> PathBuf {
         PathBuf::from(OsStr::from_bytes(&self.joined))
@@ -173,6 +188,15 @@ pub(crate) fn split_names(path: &[u8]) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rebase_moves_a_path_below_another() {
+        let (entry, from) = (ImagePath::lexical("/src/m1/f.rs"), ImagePath::lexical("/src"));
+        assert_eq!(entry.rebase(&from, &ImagePath::lexical("/app")).display(), "/app/m1/f.rs");
+        assert_eq!(entry.rebase(&from, &ImagePath::root()).display(), "/m1/f.rs");
+        assert_eq!(entry.rebase(&ImagePath::root(), &ImagePath::lexical("/x")).display(), "/x/src/m1/f.rs");
+        assert_eq!(from.rebase(&from, &ImagePath::lexical("/app")).display(), "/app");
+    }
 
     #[test]
     fn lexical_cleaning_clamps_dotdot_at_root() {

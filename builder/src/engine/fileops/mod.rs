@@ -11,7 +11,9 @@
 //! - `tree`: the merged view of layer directories (and of the build context);
 //! - `resolve`: symlink resolution that cannot leave the root;
 //! - `output`: the output layer, written through confined descriptors;
-//! - `treecopy`, `sources`, `glob`, `patterns`, `chmod`, `owner`: the COPY rules;
+//! - `sources`, `glob`, `patterns`, `chmod`, `owner`: the COPY rules;
+//! - `selection`: what a COPY copies, for the step cache's key and the copier;
+//! - `treecopy`: writing a selection into an output layer;
 //! - `copy`, `extract`, `workdir`: the instructions themselves.
 
 pub(crate) mod chmod;
@@ -26,6 +28,7 @@ mod owner;
 pub(crate) mod patterns;
 mod resolve;
 mod rootfs;
+pub(crate) mod selection;
 pub(crate) mod sources;
 pub(crate) mod tree;
 mod treecopy;
@@ -37,6 +40,7 @@ mod tests;
 mod testutil;
 
 pub use copy::{copy_into, CopyFrom, CopyRequest};
+pub(crate) use copy::select_sources;
 pub use error::{FileOpError, Result};
 pub use fsio::EntryKind;
 pub use owner::resolve_owner;

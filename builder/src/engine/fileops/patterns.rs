@@ -46,9 +46,8 @@ impl IncludePattern {
 
 /// The filters of one copied source: `--exclude` and the `--parents`
 /// selection, matched against an entry's path below the source (`rel`, its
-/// names; empty at the source itself, which is never filtered). The copy and
-/// the step cache's walk decide with the same code, so a key covers exactly
-/// what the copy takes.
+/// names; empty at the source itself, which is never filtered). Only the
+/// selection walk applies them; the copy writes what it selected.
 #[derive(Clone, Copy)]
 pub(crate) struct SourceFilter<'a> {
     pub exclude: Option<&'a IgnorePatterns>,

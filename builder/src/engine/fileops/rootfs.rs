@@ -1,8 +1,9 @@
 //! [`Rootfs`]: an image's file system as a stack of snapshot directories, read
 //! through the merged view (whiteouts and opaque directories honoured).
 
-use std::ffi::OsStr;
 use std::io::Read;
+
+use rbuild_frontend::graph::CopyOp;
 use std::path::{Path, PathBuf};
 
 use super::error::{FileOpError, Result};
@@ -10,6 +11,7 @@ use super::fsio::EntryKind;
 use super::imagepath::ImagePath;
 use super::output::OutputLayer;
 use super::resolve::resolve;
+use super::selection::select;
 use super::tree::{LayeredTree, Node};
 use super::treecopy::{CopyOptions, TreeCopier};
 
@@ -121,12 +123,12 @@ impl Rootfs {
     /// modes, times, xattrs and hard links kept, whiteouts applied and dropped.
     pub fn materialize(&self, dest: &Path) -> Result<()> {
         let tree = self.tree();
-        let root = tree.root()?;
+        // Everything, as `COPY --from` of the whole image would select it.
+        let selection = select(&tree, &CopyOp::plain(&["/"], "/"), false, &|_, e| e)?;
         let mut out = OutputLayer::new(&Rootfs::empty(), dest)?;
         let mut copier = TreeCopier::new(&tree, &mut out, CopyOptions::preserve());
-        for child in tree.children(&root)? {
-            let name = child.path.file_name().unwrap_or(OsStr::new("")).to_owned();
-            copier.copy_entry(&child, &ImagePath::root().join(&name))?;
+        for item in &selection.items {
+            copier.copy_item(&selection, item, &ImagePath::root())?;
         }
         out.finish()
     }

@@ -1,31 +1,28 @@
-//! Copying entries of a source tree into an output layer, the way `cp -a` would
-//! with the COPY rules on top:
+//! Copying the entries a [`Selection`] lists into an output layer, the way
+//! `cp -a` would with the COPY rules on top (the selection has applied
+//! `--exclude`, `--parents` and `--chmod` already):
 //!
 //! - symlinks are copied as links, never followed; hard links between copied
 //!   files stay hard links;
 //! - each entry keeps its mode, times and xattrs, and its owner unless an owner
 //!   is forced (`--chown`, or root for build-context files);
 //! - `--chmod` replaces or edits the mode of every copied file and directory;
-//! - `--exclude` rules and the `--parents` selection skip entries; a directory
-//!   that is only passed through is created when something inside it is copied;
+//! - a directory that is only passed through is created when missing;
 //! - a directory merges into an existing directory; an existing top-level
 //!   destination directory keeps its metadata except the times;
 //! - a directory onto a non-directory, or a file onto a directory, is an error.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-
-use rbuild_frontend::dockerignore::IgnorePatterns;
 
 use super::chmod::ModeSpec;
 use super::error::Result;
 use super::fsio::{self, EntryKind};
 use super::imagepath::ImagePath;
 use super::output::{Clash, Meta, OutputLayer};
-use super::patterns::{Filtered, IncludePattern, SourceFilter};
+use super::selection::{Content, Entry, Item, Selection};
 use super::tree::{LayeredTree, Node};
 
 /// What happened during a copy.
@@ -49,11 +46,11 @@ pub struct CopyStats {
 /// How entries are transformed on the way.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct CopyOptions<'a> {
-    /// Owner of every copied entry; `None` keeps the source's.
+    /// Owner of every copied entry whose owner the selection leaves to the
+    /// instruction.
     pub owner: Option<(u32, u32)>,
+    /// `--chmod`, for inline files (the selection applied it to the others).
     pub chmod: Option<&'a ModeSpec>,
-    /// `--exclude`, matched against paths relative to each copied source.
-    pub exclude: Option<&'a IgnorePatterns>,
     /// An earlier result of the same step (its layer directory), whose
     /// unchanged files are linked rather than copied.
     pub earlier: Option<&'a Path>,
@@ -66,21 +63,14 @@ impl CopyOptions<'_> {
     }
 }
 
-/// A directory passed through without being selected itself; created on demand.
-struct PendingDir {
-    src: Node,
-    dest: ImagePath,
-    done: bool,
-}
-
 /// Copies entries of `src` into an output layer.
 pub(crate) struct TreeCopier<'a> {
     src: &'a LayeredTree<'a>,
     out: &'a mut OutputLayer,
     opts: CopyOptions<'a>,
-    /// First copy of every multiply-linked source inode, to link the others to.
-    hardlinks: HashMap<(u64, u64), ImagePath>,
-    pending: Vec<PendingDir>,
+    /// Where the first entry of every multiply-linked inode was written, by
+    /// its index in the selection, for the others to link to.
+    hardlinks: HashMap<usize, ImagePath>,
     /// Inodes of the earlier result linked into this layer: each at most once,
     /// so that two files never become one.
     linked: HashSet<(u64, u64)>,
@@ -100,7 +90,6 @@ impl<'a> TreeCopier<'a> {
             out,
             opts,
             hardlinks: HashMap::new(),
-            pending: Vec::new(),
             linked: HashSet::new(),
             compare: (Vec::new(), Vec::new()),
             stats: CopyStats::default(),
@@ -112,25 +101,17 @@ impl<'a> TreeCopier<'a> {
         self.out
     }
 
-    /// Copies one source (a file, or a directory's contents) to `dest`, whose
-    /// parent exists. `include` is the `--parents` selection below the source.
-    pub(crate) fn copy_source(
-        &mut self,
-        src: &Node,
-        dest: &ImagePath,
-        include: Option<&IncludePattern>,
-    ) -> Result<()> {
-        self.copy_node(src, &mut Vec::new(), dest, false, include)
-    }
-
-    /// Copies one entry (and everything inside it) to `dest`, metadata included.
-    pub(crate) fn copy_entry(&mut self, src: &Node, dest: &ImagePath) -> Result<()> {
-        let name = src
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.copy_node(src, &mut vec![name], dest, true, None)
+    /// Copies one item of `selection` (a file, or a directory's contents) to
+    /// `dest`, whose parent exists: each entry lands at its path below the
+    /// item's, appended to `dest`.
+    pub(crate) fn copy_item(&mut self, selection: &Selection, item: &Item, dest: &ImagePath) -> Result<()> {
+        for index in item.entries.clone() {
+            let entry = &selection.entries[index];
+            let top = index == item.entries.start;
+            let target = if top { dest.clone() } else { entry.node.path.rebase(&item.node.path, dest) };
+            self.copy_entry(index, entry, &target, top)?;
+        }
+        Ok(())
     }
 
     /// Writes an in-memory file (a heredoc source): mode 0644 before `--chmod`,
@@ -152,155 +133,82 @@ impl<'a> TreeCopier<'a> {
         Ok(())
     }
 
-    /// `rel` holds the path of `src` relative to the copied source; it is what
-    /// `--exclude` and the `--parents` selection `include` are matched against.
-    /// At the top (`rel` empty) nothing is filtered.
-    fn copy_node(
-        &mut self,
-        src: &Node,
-        rel: &mut Vec<String>,
-        dest: &ImagePath,
-        overwrite_meta: bool,
-        include: Option<&IncludePattern>,
-    ) -> Result<()> {
-        if let Filtered::Skipped { excluded } = self.filter(include).judge(rel) {
-            return self.pass_through(src, rel, dest, excluded, include);
+    /// Writes one selected entry at `dest`. The item's own entry (`top`) is
+    /// the destination when it is a directory: it keeps its metadata but the
+    /// times.
+    fn copy_entry(&mut self, index: usize, entry: &Entry, dest: &ImagePath, top: bool) -> Result<()> {
+        let src = &entry.node;
+        if entry.pass_through {
+            if self.out.prepare_dir(dest, Clash::Error)? {
+                let meta = self.meta_for(entry);
+                self.out.create_dir(dest, &meta)?;
+                self.stats.dirs += 1;
+            }
+            return Ok(());
         }
-        self.create_pending_dirs()?;
-        match src.attrs.kind {
-            EntryKind::Directory => self.copy_dir(src, rel, dest, overwrite_meta, include),
-            EntryKind::File => self.copy_file(src, dest),
-            EntryKind::Symlink => {
-                let target = self.src.read_link(src)?;
+        match (src.attrs.kind, &entry.content) {
+            (EntryKind::Directory, _) => self.copy_dir(entry, dest, !top),
+            (EntryKind::File, Content::HardLink(first)) => match self.hardlinks.get(first) {
+                Some(first) => {
+                    let first = first.clone();
+                    self.out.prepare_non_dir(dest, Clash::Error)?;
+                    self.out.write_hardlink(dest, &first)?;
+                    self.stats.hardlinks += 1;
+                    Ok(())
+                }
+                // The first was not copied (an ADD archive, extracted instead).
+                None => self.copy_file(index, entry, dest),
+            },
+            (EntryKind::File, _) => self.copy_file(index, entry, dest),
+            (EntryKind::Symlink, Content::Other { link, .. }) => {
                 self.out.prepare_non_dir(dest, Clash::Error)?;
-                let meta = self.meta_for(src);
-                self.out.write_symlink(dest, &target, &meta)?;
+                let meta = self.meta_for(entry);
+                self.out.write_symlink(dest, link, &meta)?;
                 self.stats.symlinks += 1;
                 Ok(())
             }
             // A 0:0 character device would read as a deletion in the new layer.
-            EntryKind::CharDevice if src.attrs.rdev == 0 => Ok(()),
-            kind @ (EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo) => {
+            (EntryKind::CharDevice, _) if src.attrs.rdev == 0 => Ok(()),
+            (kind @ (EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Fifo), _) => {
                 self.out.prepare_non_dir(dest, Clash::Error)?;
-                let meta = self.meta_for(src);
+                let meta = self.meta_for(entry);
                 self.out.write_special(dest, kind, src.attrs.rdev, &meta)?;
                 self.stats.special += 1;
                 Ok(())
             }
             // A socket belongs to a running process; there is nothing to copy.
-            EntryKind::Socket => Ok(()),
+            (EntryKind::Socket, _) => Ok(()),
+            (EntryKind::Symlink, _) => unreachable!("the selection reads every link's target"),
         }
     }
 
-    /// An unselected entry: a directory is still searched when a selected path
-    /// may lie inside it.
-    fn pass_through(
-        &mut self,
-        src: &Node,
-        rel: &mut Vec<String>,
-        dest: &ImagePath,
-        excluded: bool,
-        include: Option<&IncludePattern>,
-    ) -> Result<()> {
-        if !src.is_dir() {
-            return Ok(());
-        }
-        if !self.filter(include).may_select_below(rel, excluded) {
-            return Ok(());
-        }
-        self.pending.push(PendingDir {
-            src: src.clone(),
-            dest: dest.clone(),
-            done: false,
-        });
-        let result = self.copy_children(src, rel, dest, include);
-        self.pending.pop();
-        result
-    }
-
-    /// Creates the passed-through directories above a selected entry.
-    fn create_pending_dirs(&mut self) -> Result<()> {
-        for i in 0..self.pending.len() {
-            if self.pending[i].done {
-                continue;
-            }
-            let (src, dest) = (self.pending[i].src.clone(), self.pending[i].dest.clone());
-            if self.out.prepare_dir(&dest, Clash::Error)? {
-                let meta = self.meta_for(&src);
-                self.out.create_dir(&dest, &meta)?;
-                self.stats.dirs += 1;
-            }
-            self.pending[i].done = true;
-        }
-        Ok(())
-    }
-
-    fn copy_dir(
-        &mut self,
-        src: &Node,
-        rel: &mut Vec<String>,
-        dest: &ImagePath,
-        overwrite_meta: bool,
-        include: Option<&IncludePattern>,
-    ) -> Result<()> {
+    fn copy_dir(&mut self, entry: &Entry, dest: &ImagePath, overwrite_meta: bool) -> Result<()> {
         let created = self.out.prepare_dir(dest, Clash::Error)?;
         if created || overwrite_meta {
-            let meta = self.meta_for(src);
+            let meta = self.meta_for(entry);
             if created {
                 self.out.create_dir(dest, &meta)?;
             } else {
                 self.out.set_meta(dest, &meta, EntryKind::Directory)?;
             }
             self.stats.dirs += 1;
-        }
-        self.copy_children(src, rel, dest, include)?;
-        if !created && !overwrite_meta {
+        } else {
             // The destination directory of the copy keeps its owner and mode,
-            // but takes the times of the directory copied into it.
-            self.out
-                .set_dir_times(dest, src.attrs.atime, src.attrs.mtime);
+            // but takes the times of the directory copied into it (applied
+            // when the layer is finished, after everything inside is written).
+            let a = &entry.node.attrs;
+            self.out.set_dir_times(dest, a.atime, a.mtime);
         }
         Ok(())
     }
 
-    fn copy_children(
-        &mut self,
-        src: &Node,
-        rel: &mut Vec<String>,
-        dest: &ImagePath,
-        include: Option<&IncludePattern>,
-    ) -> Result<()> {
-        let filter = self.filter(include);
-        for child in self.src.children(src)? {
-            let name: OsString = child.path.file_name().unwrap_or_default().to_owned();
-            rel.push(filter.rel_name(&name));
-            let result = self.copy_node(&child, rel, &dest.join(&name), true, include);
-            rel.pop();
-            result?;
-        }
-        Ok(())
-    }
-
-    fn filter<'f>(&self, include: Option<&'f IncludePattern>) -> SourceFilter<'f>
-    where
-        'a: 'f,
-    {
-        SourceFilter { exclude: self.opts.exclude, include }
-    }
-
-    fn copy_file(&mut self, src: &Node, dest: &ImagePath) -> Result<()> {
+    fn copy_file(&mut self, index: usize, entry: &Entry, dest: &ImagePath) -> Result<()> {
+        let src = &entry.node;
         self.out.prepare_non_dir(dest, Clash::Error)?;
         if src.attrs.nlink > 1 {
-            let key = (src.attrs.dev, src.attrs.ino);
-            if let Some(first) = self.hardlinks.get(&key) {
-                let first = first.clone();
-                self.out.write_hardlink(dest, &first)?;
-                self.stats.hardlinks += 1;
-                return Ok(());
-            }
-            self.hardlinks.insert(key, dest.clone());
+            self.hardlinks.insert(index, dest.clone());
         }
-        let meta = self.meta_for(src);
+        let meta = self.meta_for(entry);
         if self.link_unchanged(src, dest, &meta) {
             self.stats.linked += 1;
             self.stats.files += 1;
@@ -355,23 +263,24 @@ impl<'a> TreeCopier<'a> {
         true
     }
 
-    /// The metadata a copy of `src` gets.
-    fn meta_for(&self, src: &Node) -> Meta {
-        let a = &src.attrs;
-        let (uid, gid) = self.opts.owner.unwrap_or((a.uid, a.gid));
-        let mode = match (a.kind, self.opts.chmod) {
-            (EntryKind::Symlink, _) | (_, None) => a.mode,
-            (kind, Some(spec)) => spec.apply(a.mode, kind == EntryKind::Directory),
+    /// The metadata a copy of `entry` gets: the mode and owner the selection
+    /// decided, the source's times and extended attributes.
+    fn meta_for(&self, entry: &Entry) -> Meta {
+        let a = &entry.node.attrs;
+        let (uid, gid) = entry.owner.or(self.opts.owner).unwrap_or((a.uid, a.gid));
+        let xattrs = match &entry.content {
+            Content::Other { xattrs, .. } => xattrs.clone(),
+            // Attributes that cannot be read are skipped, as they would be
+            // when they cannot be written.
+            _ => self.src.xattrs(&entry.node).unwrap_or_default(),
         };
         Meta {
-            mode,
+            mode: entry.mode,
             uid,
             gid,
             atime: a.atime,
             mtime: a.mtime,
-            // Attributes that cannot be read are skipped, as they would be
-            // when they cannot be written.
-            xattrs: self.src.xattrs(src).unwrap_or_default(),
+            xattrs,
         }
     }
 }

@@ -62,7 +62,7 @@ fn sample() -> Vec<u8> {
     ])
 }
 
-fn add(name: &str, dest: &str) -> CopyRequest {
+fn add(name: &str, dest: &str) -> CopyOp {
     let mut req = request(&[name], dest);
     req.is_add = true;
     req

@@ -403,7 +403,7 @@ fn parents_keep_the_source_directories() {
 fn heredoc_sources_are_written_as_files() {
     let ctx = Ctx::new();
     let mut req = request(&[], "/etc/motd");
-    req.inline_files = vec![("EOF".into(), b"hello\n".to_vec())];
+    req.inline_files = vec![InlineFile { name: "EOF".into(), content: "hello\n".into() }];
     let (out, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
     r.unwrap();
     assert_eq!(read(&out.path().join("etc/motd")), "hello\n");
@@ -477,8 +477,8 @@ fn a_rerun_links_the_files_its_earlier_result_holds_unchanged() {
     set_mtime(&edited, 1_000);
     std::fs::set_permissions(ctx.path("src/chmodded"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     set_mtime(&ctx.path("src/touched"), 2_000);
-    let rerun = CopyRequest { earlier: Some(earlier.path().to_path_buf()), ..req.clone() };
-    let (out, stats) = copy_ctx(&rerun, &ctx, &Rootfs::empty());
+    let rerun = CopyRequest { earlier: Some(earlier.path()), ..CopyRequest::from(&req) };
+    let (out, stats) = copy_ctx(rerun, &ctx, &Rootfs::empty());
     let stats = stats.unwrap();
     let (plain, r) = copy_ctx(&req, &ctx, &Rootfs::empty());
     r.unwrap();
@@ -512,8 +512,9 @@ fn an_earlier_file_is_linked_at_most_once_per_layer() {
     std::os::unix::fs::chown(&first, Some(0), Some(0)).unwrap();
     set_mtime(&first, 1_000);
     std::fs::hard_link(&first, earlier.path().join("d/b")).unwrap();
-    let req = CopyRequest { earlier: Some(earlier.path().to_path_buf()), ..request(&["a", "b"], "/d/") };
-    let (out, stats) = copy_ctx(&req, &ctx, &Rootfs::empty());
+    let op = request(&["a", "b"], "/d/");
+    let req = CopyRequest { earlier: Some(earlier.path()), ..CopyRequest::from(&op) };
+    let (out, stats) = copy_ctx(req, &ctx, &Rootfs::empty());
     assert_eq!(stats.unwrap().linked, 1);
     let (a, b) = (out.path().join("d/a"), out.path().join("d/b"));
     assert_ne!(std::fs::metadata(&a).unwrap().ino(), std::fs::metadata(&b).unwrap().ino());

@@ -4,9 +4,9 @@ use super::*;
 use crate::engine::fileops::testutil::{listing, owner, Layers};
 use crate::engine::fileops::{copy_into, FileOpError};
 
-fn copy_img(req: &CopyRequest, source: &Rootfs, target: &Rootfs) -> (TempDir, Result<CopyStats>) {
+fn copy_img(req: &CopyOp, source: &Rootfs, target: &Rootfs) -> (TempDir, Result<CopyStats>) {
     let out = TempDir::new().unwrap();
-    let result = copy_into(req, CopyFrom::Image(source), target, out.path());
+    let result = copy_into(req.into(), CopyFrom::Image(source), target, out.path());
     (out, result)
 }
 

@@ -8,6 +8,7 @@ mod rootfs;
 
 use std::path::{Path, PathBuf};
 
+use rbuild_frontend::graph::{CopyOp, InlineFile};
 use tempfile::TempDir;
 
 use super::testutil::write_file;
@@ -60,19 +61,14 @@ impl Ctx {
 }
 
 /// A COPY of `sources` to `dest` with everything else default.
-fn request(sources: &[&str], dest: &str) -> CopyRequest {
-    CopyRequest {
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        dest: dest.to_owned(),
-        workdir: "/".to_owned(),
-        ..CopyRequest::default()
-    }
+fn request(sources: &[&str], dest: &str) -> CopyOp {
+    CopyOp::plain(sources, dest)
 }
 
 /// Runs a COPY from the context into a fresh output directory.
-fn copy_ctx(req: &CopyRequest, ctx: &Ctx, target: &Rootfs) -> (TempDir, Result<CopyStats>) {
+fn copy_ctx<'a>(req: impl Into<CopyRequest<'a>>, ctx: &Ctx, target: &Rootfs) -> (TempDir, Result<CopyStats>) {
     let out = TempDir::new().unwrap();
-    let result = copy_into(req, CopyFrom::Context(&ctx.open()), target, out.path());
+    let result = copy_into(req.into(), CopyFrom::Context(&ctx.open()), target, out.path());
     (out, result)
 }
 

@@ -1,43 +1,53 @@
 //! Which entries of a source tree a COPY/ADD copies, and the metadata each one
-//! gets in the new layer, without copying anything.
+//! gets in the new layer: one walk, whose result both the step cache's key and
+//! the copier consume, so the key covers exactly what the copy writes.
 //!
-//! The walk follows the rules of `fileops` step by step (`sources::expand` for
-//! wildcards, links and `--parents`; then `treecopy`'s selection: `--exclude`,
-//! the `--parents` pattern, pass-through directories created only when
-//! something inside them is copied; hard links; `--chmod`; the forced owner of
-//! context files and `--chown`), because the cache key must cover exactly what
-//! the copy reads: a file it leaves out must not cause a miss, and a file it
-//! copies must. The `the_digest_covers_exactly_the_files_the_copy_copies` test holds the two
-//! together.
+//! The walk follows the COPY rules: `sources::expand` for wildcards, links and
+//! `--parents`; then `--exclude`, the `--parents` pattern, pass-through
+//! directories kept only when something inside them is selected; hard links;
+//! `--chmod`; the forced owner of context files and `--chown`.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::ops::Range;
 
 use rbuild_frontend::dockerignore::IgnorePatterns;
 use rbuild_frontend::graph::CopyOp;
 use rbuild_store::StatKey;
 
-use crate::engine::fileops::chmod::ModeSpec;
-use crate::engine::fileops::patterns::{compile_excludes, Filtered, IncludePattern, SourceFilter};
-use crate::engine::fileops::sources::expand;
-use crate::engine::fileops::tree::{LayeredTree, Node};
-use crate::engine::fileops::{EntryKind, Result};
+use super::chmod::ModeSpec;
+use super::error::{FileOpError, Result};
+use super::fsio::EntryKind;
+use super::patterns::{compile_excludes, Filtered, IncludePattern, SourceFilter};
+use super::sources::expand;
+use super::tree::{LayeredTree, Node};
 
-/// One expanded source: how it is named, before its entries.
+/// What a COPY/ADD copies, in copy order.
+#[derive(Debug, Default)]
+pub(crate) struct Selection {
+    pub items: Vec<Item>,
+    /// The entries of all items, each item's in one run.
+    pub entries: Vec<Entry>,
+}
+
+/// One expanded source: how it is named, and its entries.
 #[derive(Debug)]
 pub(crate) struct Item {
+    /// The source as written.
     pub spec: String,
+    /// The entry, links at its own path followed.
+    pub node: Node,
     /// The name a file source is copied under (the matched name, before links).
-    pub name: String,
-    /// The entry's path in the tree, '/'-separated, without the leading '/'.
-    pub path: String,
+    pub name: OsString,
+    /// Its entries in [`Selection::entries`]: the item's own entry first
+    /// (never filtered), then what is selected below it.
+    pub entries: Range<usize>,
 }
 
 /// One entry the copy writes, with the metadata it gets.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    /// Path in the source tree, '/'-separated, without the leading '/'.
-    pub path: String,
-    pub kind: EntryKind,
+    pub node: Node,
     /// The mode in the layer: after `--chmod` (symlinks keep theirs).
     pub mode: u32,
     /// The owner in the layer; `None` when the instruction decides it (context
@@ -45,6 +55,9 @@ pub(crate) struct Entry {
     /// covered by the instruction and the parent instead of the source.
     pub owner: Option<(u32, u32)>,
     pub content: Content,
+    /// A directory not selected itself but holding selected entries: created
+    /// when missing, an existing one left as it is.
+    pub pass_through: bool,
 }
 
 #[derive(Debug)]
@@ -56,20 +69,19 @@ pub(crate) enum Content {
     HardLink(usize),
     /// A symlink's target; a device's number; nothing for directories, FIFOs
     /// and sockets. Extended attributes of these are read during the walk
-    /// (files' are hashed with their content, so the stat cache covers them).
-    Other { link: Vec<u8>, rdev: u64, xattrs: Vec<(std::ffi::OsString, Vec<u8>)> },
-}
-
-/// What the walk produces, in copy order.
-#[derive(Debug)]
-pub(crate) enum Part {
-    Item(Item),
-    Entry(Entry),
+    /// (files' are read with their content, so the stat cache covers them).
+    Other { link: Vec<u8>, rdev: u64, xattrs: Vec<(OsString, Vec<u8>)> },
 }
 
 /// Lists what `copy` copies from `tree`. `owner_forced` is true for the build
 /// context, whose files always belong to root (or the `--chown` owner).
-pub(crate) fn select(tree: &LayeredTree<'_>, copy: &CopyOp, owner_forced: bool) -> Result<Vec<Part>> {
+/// `not_found` turns a source's expansion error into the one to report.
+pub(crate) fn select(
+    tree: &LayeredTree<'_>,
+    copy: &CopyOp,
+    owner_forced: bool,
+    not_found: &dyn Fn(&str, FileOpError) -> FileOpError,
+) -> Result<Selection> {
     let chmod = copy.chmod.as_deref().map(ModeSpec::parse).transpose()?;
     let exclude = compile_excludes(&copy.exclude)?;
     let mut walk = Walk {
@@ -77,26 +89,29 @@ pub(crate) fn select(tree: &LayeredTree<'_>, copy: &CopyOp, owner_forced: bool) 
         chmod: chmod.as_ref(),
         exclude: exclude.as_ref(),
         owner_forced: owner_forced || copy.chown.is_some(),
-        parts: Vec::new(),
+        selection: Selection::default(),
         inodes: HashMap::new(),
     };
     for spec in &copy.sources {
-        for item in expand(tree, spec, copy.parents)? {
+        let items = expand(tree, spec, copy.parents).map_err(|e| not_found(spec, e))?;
+        for item in items {
             // A whole directory is walked: list it on every core first. With
             // `--exclude` or a `--parents` pattern the walk may skip most of it.
             if walk.exclude.is_none() && item.include.is_none() {
                 let listed = tree.prefetch(&item.node, prefetch_threads());
-                walk.parts.reserve(listed + 1);
+                walk.selection.entries.reserve(listed + 1);
             }
-            walk.parts.push(Part::Item(Item {
-                spec: item.spec.clone(),
-                name: item.name.to_string_lossy().into_owned(),
-                path: item.node.path.to_slash_relative(),
-            }));
-            walk.node(&item.node, &mut Vec::new(), item.include.as_ref())?;
+            let start = walk.selection.entries.len();
+            walk.node(item.node.clone(), &mut Vec::new(), item.include.as_ref())?;
+            walk.selection.items.push(Item {
+                spec: item.spec,
+                node: item.node,
+                name: item.name,
+                entries: start..walk.selection.entries.len(),
+            });
         }
     }
-    Ok(walk.parts)
+    Ok(walk.selection)
 }
 
 /// Threads that list a big source tree ahead of the walk: the stats of
@@ -110,31 +125,31 @@ struct Walk<'a, 't> {
     chmod: Option<&'a ModeSpec>,
     exclude: Option<&'a IgnorePatterns>,
     owner_forced: bool,
-    parts: Vec<Part>,
-    /// First entry of every multiply-linked inode, as the copier links them.
+    selection: Selection,
+    /// First entry of every multiply-linked inode, for the others to link to.
     inodes: HashMap<(u64, u64), usize>,
 }
 
 impl<'a> Walk<'a, '_> {
-    /// Mirrors `TreeCopier::copy_node`: `rel` is the path below the copied
-    /// source, empty at its top, where nothing is filtered.
-    fn node(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
+    /// `rel` is the path below the copied source, empty at its top, where
+    /// nothing is filtered.
+    fn node(&mut self, src: Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
         if let Filtered::Skipped { excluded } = self.filter(include).judge(rel) {
             return self.pass_through(src, rel, excluded, include);
         }
-        self.record(src)?;
-        if src.is_dir() {
-            self.children(src, rel, include)?;
+        let is_dir = src.is_dir();
+        let index = self.record(src, false)?;
+        if is_dir {
+            self.children(index, rel, include)?;
         }
         Ok(())
     }
 
-    /// Mirrors `TreeCopier::pass_through`: an unselected directory is searched
-    /// when something inside may be selected, and is created (with its own
-    /// metadata) only when something is.
+    /// An unselected directory is searched when something inside may be
+    /// selected, and kept only when something is.
     fn pass_through(
         &mut self,
-        src: &Node,
+        src: Node,
         rel: &mut Vec<String>,
         excluded: bool,
         include: Option<&IncludePattern>,
@@ -145,20 +160,21 @@ impl<'a> Walk<'a, '_> {
         if !self.filter(include).may_select_below(rel, excluded) {
             return Ok(());
         }
-        let mark = self.parts.len();
-        self.record(src)?;
-        self.children(src, rel, include)?;
-        if self.parts.len() == mark + 1 {
-            self.parts.truncate(mark);
+        let mark = self.record(src, true)?;
+        self.children(mark, rel, include)?;
+        if self.selection.entries.len() == mark + 1 {
+            self.selection.entries.truncate(mark);
         }
         Ok(())
     }
 
-    fn children(&mut self, src: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
+    /// Walks the children of the directory recorded as entry `dir`.
+    fn children(&mut self, dir: usize, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
         let filter = self.filter(include);
-        for child in self.tree.children(src)? {
+        let tree = self.tree;
+        for child in tree.children(&self.selection.entries[dir].node)? {
             rel.push(filter.rel_name(child.path.file_name().unwrap_or_default()));
-            let result = self.node(&child, rel, include);
+            let result = self.node(child, rel, include);
             rel.pop();
             result?;
         }
@@ -172,28 +188,28 @@ impl<'a> Walk<'a, '_> {
         SourceFilter { exclude: self.exclude, include }
     }
 
-    /// Records one entry as the copier would write it (`TreeCopier::meta_for`).
-    fn record(&mut self, src: &Node) -> Result<()> {
+    /// Records one entry as the copy writes it; returns its index.
+    fn record(&mut self, src: Node, pass_through: bool) -> Result<usize> {
         let a = &src.attrs;
         let mode = match (a.kind, self.chmod) {
             (EntryKind::Symlink, _) | (_, None) => a.mode,
             (kind, Some(spec)) => spec.apply(a.mode, kind == EntryKind::Directory),
         };
         let owner = (!self.owner_forced).then_some((a.uid, a.gid));
-        let index = self.parts.len();
+        let index = self.selection.entries.len();
         let content = match a.kind {
             EntryKind::File if a.nlink > 1 => match self.inodes.get(&(a.dev, a.ino)) {
                 Some(first) => Content::HardLink(*first),
                 None => {
                     self.inodes.insert((a.dev, a.ino), index);
-                    self.file(src)?
+                    file(&src)?
                 }
             },
-            EntryKind::File => self.file(src)?,
+            EntryKind::File => file(&src)?,
             EntryKind::Symlink => Content::Other {
-                link: self.tree.read_link(src)?,
+                link: self.tree.read_link(&src)?,
                 rdev: 0,
-                xattrs: self.tree.xattrs(src).unwrap_or_default(),
+                xattrs: self.tree.xattrs(&src).unwrap_or_default(),
             },
             // Sockets are skipped by the copy, and a 0:0 character device would
             // read as a whiteout; both still make pass-through directories appear.
@@ -204,34 +220,27 @@ impl<'a> Walk<'a, '_> {
             _ => Content::Other {
                 link: Vec::new(),
                 rdev: a.rdev,
-                // Unreadable attributes are skipped, as the copier skips them.
-                xattrs: self.tree.xattrs(src).unwrap_or_default(),
+                // Attributes that cannot be read are skipped, as they would be
+                // when they cannot be written.
+                xattrs: self.tree.xattrs(&src).unwrap_or_default(),
             },
         };
-        self.parts.push(Part::Entry(Entry {
-            path: src.path.to_slash_relative(),
-            kind: a.kind,
-            mode,
-            owner,
-            content,
-        }));
-        Ok(())
+        self.selection.entries.push(Entry { node: src, mode, owner, content, pass_through });
+        Ok(index)
     }
+}
 
-    fn file(&self, src: &Node) -> Result<Content> {
-        let layer = src.layer().ok_or_else(|| crate::engine::fileops::FileOpError::NotAFile {
-            path: src.path.display(),
-        })?;
-        let a = &src.attrs;
-        Ok(Content::File {
-            layer,
-            stat: StatKey {
-                dev: a.dev,
-                ino: a.ino,
-                size: a.size,
-                mtime: (a.mtime.tv_sec, a.mtime.tv_nsec as u32),
-                ctime: (a.ctime.tv_sec, a.ctime.tv_nsec as u32),
-            },
-        })
-    }
+fn file(src: &Node) -> Result<Content> {
+    let layer = src.layer().ok_or_else(|| FileOpError::NotAFile { path: src.path.display() })?;
+    let a = &src.attrs;
+    Ok(Content::File {
+        layer,
+        stat: StatKey {
+            dev: a.dev,
+            ino: a.ino,
+            size: a.size,
+            mtime: (a.mtime.tv_sec, a.mtime.tv_nsec as u32),
+            ctime: (a.ctime.tv_sec, a.ctime.tv_nsec as u32),
+        },
+    })
 }
