@@ -299,15 +299,15 @@ fn a_failing_run_reports_line_status_output_and_snippet() {
 }
 
 #[test]
-fn run_mount_is_refused_naming_the_line() {
-    let env = TestEnv::new("run-mount");
+fn run_device_is_refused_naming_the_line() {
+    let env = TestEnv::new("run-device");
     let ctx = Context::with_busybox();
-    ctx.dockerfile(&with_shell(&["RUN --mount=type=cache,target=/cache true"]));
+    ctx.dockerfile(&with_shell(&["RUN --device=vendor.com/gpu=all true"]));
     let out = env.rbuild().arg("build").arg(ctx.path()).run();
     out.assert_code(1)
         .assert_stderr_contains("Dockerfile:4")
-        .assert_stderr_contains("--mount")
-        .assert_stderr_contains("not supported yet");
+        .assert_stderr_contains("--device")
+        .assert_stderr_contains("not supported");
 }
 
 #[test]

@@ -375,3 +375,45 @@ fn a_target_reached_through_a_symlink_stays_in_the_image() {
     env.build(&ctx, &[]);
     assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0, "the mount point was made outside the image");
 }
+
+#[test]
+fn sharing_modes_hold_between_steps_running_at_once() {
+    let env = TestEnv::new("mount-sharing");
+    let ctx = Context::with_busybox();
+    // Two stages per mode run at the same time (RUN steps are not limited to one per CPU).
+    let step = |mode: &str, me: &str| {
+        format!(
+            "RUN --mount=type=cache,id={mode},sharing={mode},target=/c \
+             if [ -e /c/busy ]; then echo overlapped > /result; fi; touch /c/busy /c/{me}; sleep 2; \
+             ls /c > /listing; rm /c/busy; echo done >> /result"
+        )
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for mode in ["locked", "private"] {
+        for me in ["one", "two"] {
+            lines.push(format!("FROM base AS {mode}-{me}"));
+            lines.push(step(mode, me));
+        }
+    }
+    lines.push("FROM scratch".into());
+    for mode in ["locked", "private"] {
+        for me in ["one", "two"] {
+            lines.push(format!("COPY --from={mode}-{me} /result /{mode}-{me}.result"));
+            lines.push(format!("COPY --from={mode}-{me} /listing /{mode}-{me}.listing"));
+        }
+    }
+    let mut dockerfile: Vec<&str> = vec!["FROM scratch AS base", "COPY busybox /bin/busybox", r#"RUN ["/bin/busybox","--install","-s","/bin"]"#];
+    dockerfile.extend(lines.iter().map(String::as_str));
+    ctx.dockerfile(&dockerfile);
+    let archive = env.build(&ctx, &[]).archive();
+    for me in ["one", "two"] {
+        assert_eq!(file_in(&archive, &format!("locked-{me}.result")).unwrap(), "done\n", "locked steps ran one after the other");
+    }
+    // Private: each found the cache free, or got a directory of its own: never the other's busy marker.
+    for me in ["one", "two"] {
+        assert_eq!(file_in(&archive, &format!("private-{me}.result")).unwrap(), "done\n");
+    }
+    let one = file_in(&archive, "private-one.listing").unwrap();
+    let two = file_in(&archive, "private-two.listing").unwrap();
+    assert!(!(one.contains("two") && two.contains("one")), "both private users saw one directory:\n{one}\n{two}");
+}

@@ -398,7 +398,8 @@ fn du_and_prune_keep_tagged_images_and_free_the_rest() {
             "Build cache",
             "Snapshots",
             "Unreferenced blobs",
-            "Temp"
+            "Temp",
+            "Cache mounts"
         ]
     );
     assert!(
@@ -716,7 +717,7 @@ fn format_prints_json_lines_or_a_template_for_images_history_and_du() {
             (kind.to_string(), bytes.parse().unwrap())
         })
         .collect();
-    assert_eq!(sizes.len(), 5, "{sizes:?}");
+    assert_eq!(sizes.len(), 6, "{sizes:?}");
     assert_eq!(sizes[0].0, "Images");
     for (kind, bytes) in &sizes {
         if kind != "Temp" {
