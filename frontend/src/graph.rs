@@ -249,6 +249,30 @@ impl CopyOp {
     /// `COPY SOURCES… DEST` with no flags, from the root directory: what a
     /// whole directory loaded as a stage's filesystem, or a plain copy in a
     /// test, needs.
+    /// `COPY --chown=… --chmod=… src… dest`, variables expanded: how explanations and
+    /// errors show the operation.
+    pub fn text(&self) -> String {
+        let mut words = vec![if self.is_add { "ADD" } else { "COPY" }.to_string()];
+        let flags = [
+            ("chown", self.chown.clone()),
+            ("chmod", self.chmod.clone()),
+            ("link", self.link.then(|| "true".to_string())),
+            ("parents", self.parents.then(|| "true".to_string())),
+            ("unpack", self.unpack.map(|u| u.to_string())),
+            ("checksum", self.checksum.clone()),
+        ];
+        for (flag, value) in flags {
+            if let Some(value) = value {
+                words.push(format!("--{flag}={value}"));
+            }
+        }
+        words.extend(self.exclude.iter().map(|e| format!("--exclude={e}")));
+        words.extend(self.sources.iter().cloned());
+        words.extend(self.inline_files.iter().map(|f| format!("<<{}", f.name)));
+        words.push(self.dest.clone());
+        words.join(" ")
+    }
+
     pub fn plain(sources: &[&str], dest: &str) -> CopyOp {
         CopyOp {
             is_add: false,

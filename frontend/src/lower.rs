@@ -624,7 +624,7 @@ impl<'a> Lowering<'a> {
             let parsed = mounts::parse_mount(text, &workdir, ssh_index, &expand).map_err(|m| Refusal(format!("--mount={text}: {m}")))?;
             let input = match (&parsed.mount.kind, &parsed.from) {
                 (MountKind::Bind { .. }, None) => Some(self.shared_source(Source::Context)),
-                (_, Some(from)) => Some(self.from_input(from, state.index)?),
+                (_, Some(from)) => Some(self.input_named(from, state.index)?),
                 _ => None,
             };
             if let Some(input) = input {
@@ -670,7 +670,7 @@ impl<'a> Lowering<'a> {
 
     /// The step a `--from` (COPY, ADD) or `from=` (RUN --mount) reads: the last step of an
     /// earlier stage, a named directory context, or an image.
-    fn from_input(&mut self, from: &str, current: usize) -> Result<NodeIndex, Refusal> {
+    fn input_named(&mut self, from: &str, current: usize) -> Result<NodeIndex, Refusal> {
         match self.stage_ref(from, current)? {
             StageRef::Stage(i) => match self.stage_results.get(&i) {
                 Some(result) => Ok(result.last),
@@ -700,7 +700,7 @@ impl<'a> Lowering<'a> {
             None => self.shared_source(Source::Context),
             Some(from) => {
                 let from = self.expand(from, &state.scope)?;
-                self.from_input(&from, state.index)?
+                self.input_named(&from, state.index)?
             }
         };
         let mut sources = Vec::new();

@@ -51,6 +51,7 @@ mod etcfiles;
 mod exec;
 mod fscopy;
 mod idmap;
+mod idmap_helpers;
 mod layers;
 mod lowerstack;
 mod mounts;

@@ -6,12 +6,13 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::MemfdFlags;
 
 use super::error::SandboxError;
 use super::lowerstack::LowerStack;
+use super::rootpath;
 use super::runmount::{self, PlannedMount};
 use super::userns::in_user_namespace;
 use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME};
@@ -168,25 +169,11 @@ fn c_string(s: &str, what: &str) -> Result<CString, SandboxError> {
         .map_err(|_| SandboxError::InvalidSpec(format!("{what} {s:?} contains a NUL byte")))
 }
 
-/// The working directory as an absolute path without `.` and `..` (resolved
-/// lexically, as BuildKit does before it looks at the filesystem).
-pub(crate) fn normalize_workdir(workdir: &str) -> Result<PathBuf, SandboxError> {
-    if workdir.contains('\0') {
-        return Err(SandboxError::InvalidSpec(format!(
-            "working directory {workdir:?} contains a NUL byte"
-        )));
-    }
-    let mut out = PathBuf::from("/");
-    for component in Path::new(workdir).components() {
-        match component {
-            Component::Normal(c) => out.push(c),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(out)
+/// The working directory as an absolute path without `.` and `..`.
+fn normalize_workdir(workdir: &str) -> Result<PathBuf, SandboxError> {
+    rootpath::lexical(workdir).ok_or_else(|| {
+        SandboxError::InvalidSpec(format!("working directory {workdir:?} contains a NUL byte"))
+    })
 }
 
 fn absolute_dir(path: &Path, what: &str) -> Result<PathBuf, SandboxError> {

@@ -19,6 +19,26 @@ use rustix::io::Errno;
 
 use super::protocol::{Ancestor, ChildError, Report, Stub};
 
+/// `path` as an absolute path without `.` and `..`, resolved lexically (as BuildKit
+/// resolves a working directory or a mount target before it looks at the filesystem);
+/// `None` when it holds a NUL byte.
+pub(crate) fn lexical(path: &str) -> Option<PathBuf> {
+    if path.contains('\0') {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
+}
+
 /// Symlinks followed by hand before giving up, as the kernel's limit.
 const MAX_HOPS: u32 = 40;
 

@@ -8,8 +8,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use super::error::SandboxError;
-use super::prepare::normalize_workdir;
-use super::rootpath::Kind;
+use super::rootpath::{self, Kind};
 use super::{MountKind, RunMount};
 
 /// What a bind mount's source is on the host.
@@ -69,7 +68,7 @@ fn plan_one(mount: &RunMount) -> Result<PlannedMount, SandboxError> {
     }
     // `..` is resolved lexically, as BuildKit cleans a target before it
     // looks at the filesystem, so a target cannot climb out of the root.
-    let target = normalize_workdir(&mount.target).map_err(|_| refuse("the target contains a NUL byte"))?;
+    let target = rootpath::lexical(&mount.target).ok_or_else(|| refuse("the target contains a NUL byte"))?;
     let rel = target.strip_prefix("/").unwrap_or(&target).to_path_buf();
     if rel.as_os_str().is_empty() {
         return Err(refuse("cannot mount over the root directory"));

@@ -28,6 +28,7 @@ use rustix::mount::{
 
 use super::error::SandboxError;
 use super::idmap::IdMapLine;
+use super::idmap_helpers;
 use super::protocol::{ChildError, Reporter};
 use super::rootpath::{self, Kind, Root};
 
@@ -115,10 +116,14 @@ pub(crate) trait Syscall {
     fn write_file(&self, path: &str, text: &str) -> io::Result<()>;
     /// Where the program `name` is installed, if it is.
     fn find_tool(&self, name: &str) -> Option<PathBuf>;
-    /// Unshares the user namespace while a helper left behind in the
-    /// current one installs the maps with newuidmap and newgidmap.
-    fn enter_with_helpers(&self, uid_map: &[IdMapLine], gid_map: &[IdMapLine])
-        -> Result<(), SandboxError>;
+    /// Unshares the user namespace (with `unshare`, which says why it failed) while a
+    /// helper left behind in the current one installs the maps with newuidmap and newgidmap.
+    fn enter_with_helpers(
+        &self,
+        uid_map: &[IdMapLine],
+        gid_map: &[IdMapLine],
+        unshare: &dyn Fn() -> Result<(), SandboxError>,
+    ) -> Result<(), SandboxError>;
     fn set_groups(&self, gids: &[u32]) -> Result<(), Errno>;
     fn set_res_gid(&self, gid: u32) -> Result<(), Errno>;
     fn set_res_uid(&self, uid: u32) -> Result<(), Errno>;
@@ -309,8 +314,16 @@ impl Syscall for Linux {
             .find(|p| is_executable(p))
     }
 
-    fn enter_with_helpers(&self, uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<(), SandboxError> {
-        super::userns::enter_with_helpers(self, uid_map, gid_map)
+    fn enter_with_helpers(
+        &self,
+        uid_map: &[IdMapLine],
+        gid_map: &[IdMapLine],
+        unshare: &dyn Fn() -> Result<(), SandboxError>,
+    ) -> Result<(), SandboxError> {
+        let tool = |name: &str| {
+            self.find_tool(name).ok_or_else(|| SandboxError::sys(format!("find {name}"), io::ErrorKind::NotFound))
+        };
+        idmap_helpers::map_through_helpers(tool("newuidmap")?, tool("newgidmap")?, uid_map, gid_map, unshare)
     }
 
     fn set_groups(&self, gids: &[u32]) -> Result<(), Errno> {

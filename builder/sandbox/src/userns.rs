@@ -13,12 +13,10 @@
 //! `chown 1000:1000` works when a subordinate range is mapped.
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{self, Write};
 
 use super::error::SandboxError;
-use super::idmap::{map_args, plan_id_maps, IdMapLine, IdMapPlan};
-use super::process::{self, Forked};
+use super::idmap::{plan_id_maps, IdMapLine, IdMapPlan};
 use super::syscall::{Linux, Syscall};
 
 /// Whether this process runs in a user namespace other than the initial one,
@@ -78,7 +76,7 @@ fn enter_user_namespace<S: Syscall>(sys: &S) -> Result<Option<String>, SandboxEr
     );
     let warning = match plan {
         IdMapPlan::Ranges { uid_map, gid_map } => {
-            sys.enter_with_helpers(&uid_map, &gid_map)?;
+            sys.enter_with_helpers(&uid_map, &gid_map, &|| unshare_user(sys))?;
             become_root(sys, true)?;
             None
         }
@@ -155,99 +153,6 @@ fn enter_single<S: Syscall>(sys: &S, uid_map: IdMapLine, gid_map: IdMapLine) -> 
         "/proc/self/gid_map",
         format!("{} {} {}\n", gid_map.inside, gid_map.outside, gid_map.count),
     )
-}
-
-/// Ranged mapping through the setuid helpers, run from a child that stayed
-/// in the original namespace while this process unshares.
-pub(crate) fn enter_with_helpers(
-    sys: &Linux,
-    uid_map: &[IdMapLine],
-    gid_map: &[IdMapLine],
-) -> Result<(), SandboxError> {
-    let newuidmap = sys
-        .find_tool("newuidmap")
-        .ok_or_else(|| SandboxError::sys("find newuidmap", io::ErrorKind::NotFound))?;
-    let newgidmap = sys
-        .find_tool("newgidmap")
-        .ok_or_else(|| SandboxError::sys("find newgidmap", io::ErrorKind::NotFound))?;
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
-    let go = process::pipe()?;
-    let result = process::pipe()?;
-    let jobs = [
-        (newuidmap, map_args(uid_map)),
-        (newgidmap, map_args(gid_map)),
-    ];
-
-    match process::fork().map_err(|e| SandboxError::sys("fork the id-mapping helper", e))? {
-        Forked::Child => {
-            drop(go.write);
-            drop(result.read);
-            process::die_with_parent(Some(me), None);
-            let mut byte = [0u8; 1];
-            let mut go_read = fs::File::from(go.read);
-            if go_read.read(&mut byte).unwrap_or(0) == 0 {
-                // The parent could not unshare and has already said why.
-                process::exit_child(1);
-            }
-            let mut failure = String::new();
-            for (tool, args) in &jobs {
-                let outcome = Command::new(tool)
-                    .arg(me.to_string())
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .output();
-                let (status, stderr) = match outcome {
-                    Ok(out) if out.status.success() => continue,
-                    Ok(out) => (
-                        out.status.to_string(),
-                        String::from_utf8_lossy(&out.stderr).trim().to_string(),
-                    ),
-                    Err(e) => ("not started".to_string(), e.to_string()),
-                };
-                failure = [
-                    tool.display().to_string(),
-                    format!("{me} {}", args.join(" ")),
-                    status,
-                    stderr,
-                ]
-                .join("\0");
-                break;
-            }
-            let mut out = fs::File::from(result.write);
-            let _ = out.write_all(failure.as_bytes());
-            process::exit_child(0)
-        }
-        Forked::Parent(helper) => {
-            drop(go.read);
-            drop(result.write);
-            let unshared = unshare_user(sys);
-            if unshared.is_ok() {
-                let mut go_write = fs::File::from(go.write);
-                let _ = go_write.write_all(b"g");
-            } else {
-                // End-of-file tells the helper there is nothing to map.
-                drop(go.write);
-            }
-            let mut failure = String::new();
-            let _ = fs::File::from(result.read).read_to_string(&mut failure);
-            let _ = process::wait_for(helper);
-            unshared?;
-            if !failure.is_empty() {
-                let mut parts = failure.splitn(4, '\0').map(str::to_string);
-                let mut next = || parts.next().unwrap_or_default();
-                return Err(SandboxError::IdMapTool {
-                    tool: next(),
-                    args: next(),
-                    status: next(),
-                    stderr: next(),
-                });
-            }
-            Ok(())
-        }
-    }
 }
 
 fn become_root<S: Syscall>(sys: &S, may_setgroups: bool) -> Result<(), SandboxError> {
@@ -441,6 +346,8 @@ mod tests {
         assert_eq!(
             sys.calls(),
             [
+                // The parent unshares while the helper waits in the old namespace.
+                "unshare user",
                 "newuidmap 0 1000 1 1 100000 65536",
                 "newgidmap 0 1000 1 1 200000 1000",
                 "setresgid 0",

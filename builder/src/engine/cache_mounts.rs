@@ -42,13 +42,16 @@ pub struct CacheMountInfo {
     pub dir: PathBuf,
 }
 
+/// Fills a new cache directory before it is put in place.
+pub type Seed<'a> = &'a dyn Fn(&Path) -> io::Result<()>;
+
 /// How a new cache directory starts.
 pub struct NewCache<'a> {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
     /// Fills the new directory (a `from=` seed); called before it is renamed into place.
-    pub seed: Option<&'a dyn Fn(&Path) -> io::Result<()>>,
+    pub seed: Option<Seed<'a>>,
 }
 
 impl CacheMounts {

@@ -257,7 +257,13 @@ impl Syscall for Recorder {
             .then(|| Path::new("/usr/bin").join(name))
     }
 
-    fn enter_with_helpers(&self, uid_map: &[IdMapLine], gid_map: &[IdMapLine]) -> Result<(), SandboxError> {
+    fn enter_with_helpers(
+        &self,
+        uid_map: &[IdMapLine],
+        gid_map: &[IdMapLine],
+        unshare: &dyn Fn() -> Result<(), SandboxError>,
+    ) -> Result<(), SandboxError> {
+        unshare()?;
         for (tool, map) in [("newuidmap", uid_map), ("newgidmap", gid_map)] {
             self.errno(format!("{tool} {}", map_args(map).join(" ")))
                 .map_err(|e| SandboxError::sys(tool, e))?;

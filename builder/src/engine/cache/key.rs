@@ -258,7 +258,7 @@ fn copy_key(copy: &CopyOp, h: &mut FieldHasher, inputs: &mut KeyInputs) {
         h.str("inline-name", name).str("inline-content", content);
         inputs.settings.insert(format!("inline file {name}"), short_digest(content));
     }
-    inputs.instruction = copy_text(copy);
+    inputs.instruction = copy.text();
     inputs.settings.insert("workdir".into(), workdir.clone());
 }
 
@@ -336,29 +336,6 @@ fn mount_text(mount: &RunMount) -> String {
             format!("type=ssh,target={target},id={id},required={required},mode={mode:o},uid={uid},gid={gid}")
         }
     }
-}
-
-/// `COPY --chown=… --chmod=… src… dest`, as explanations and errors show it.
-pub(crate) fn copy_text(copy: &CopyOp) -> String {
-    let mut words = vec![if copy.is_add { "ADD" } else { "COPY" }.to_string()];
-    let flags = [
-        ("chown", copy.chown.clone()),
-        ("chmod", copy.chmod.clone()),
-        ("link", copy.link.then(|| "true".to_string())),
-        ("parents", copy.parents.then(|| "true".to_string())),
-        ("unpack", copy.unpack.map(|u| u.to_string())),
-        ("checksum", copy.checksum.clone()),
-    ];
-    for (flag, value) in flags {
-        if let Some(value) = value {
-            words.push(format!("--{flag}={value}"));
-        }
-    }
-    words.extend(copy.exclude.iter().map(|e| format!("--exclude={e}")));
-    words.extend(copy.sources.iter().cloned());
-    words.extend(copy.inline_files.iter().map(|f| format!("<<{}", f.name)));
-    words.push(copy.dest.clone());
-    words.join(" ")
 }
 
 pub(crate) fn short_digest(value: &str) -> String {

@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::hasher::FieldHasher;
-use super::key::copy_text;
 use super::CacheError;
 use crate::engine::context::BuildContext;
 use crate::engine::fileops::fsio;
@@ -165,7 +164,7 @@ pub(crate) fn digest_selection(
 ) -> Result<(SourceDigest, Selection), CacheError> {
     let scan_start = SystemTime::now();
     let selection = select_sources(copy, from).map_err(|source| CacheError::Select {
-        instruction: copy_text(copy),
+        instruction: copy.text(),
         source,
     })?;
     let tree = from.tree();

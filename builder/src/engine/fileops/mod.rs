@@ -20,6 +20,7 @@ pub(crate) mod chmod;
 mod copy;
 mod error;
 mod extract;
+mod materialize;
 pub(crate) mod fsio;
 pub(crate) mod glob;
 pub(crate) mod imagepath;

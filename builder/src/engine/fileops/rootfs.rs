@@ -3,17 +3,12 @@
 
 use std::io::Read;
 
-use rbuild_frontend::graph::CopyOp;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::error::{FileOpError, Result};
 use super::fsio::EntryKind;
-use super::imagepath::ImagePath;
-use super::output::OutputLayer;
 use super::resolve::resolve;
-use super::selection::select;
 use super::tree::{LayeredTree, Node};
-use super::treecopy::{CopyOptions, TreeCopier};
 
 /// An image file system: snapshot directories, bottom → top, each holding one
 /// layer's diff in overlayfs form.
@@ -117,20 +112,6 @@ impl Rootfs {
             .iter()
             .filter_map(|c| c.path.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect())
-    }
-
-    /// Writes the merged file system into `dest`, an empty directory: ownership,
-    /// modes, times, xattrs and hard links kept, whiteouts applied and dropped.
-    pub fn materialize(&self, dest: &Path) -> Result<()> {
-        let tree = self.tree();
-        // Everything, as `COPY --from` of the whole image would select it.
-        let selection = select(&tree, &CopyOp::plain(&["/"], "/"), false, &|_, e| e)?;
-        let mut out = OutputLayer::new(&Rootfs::empty(), dest)?;
-        let mut copier = TreeCopier::new(&tree, &mut out, CopyOptions::preserve());
-        for item in &selection.items {
-            copier.copy_item(&selection, item, &ImagePath::root())?;
-        }
-        out.finish()
     }
 
     fn lookup_followed(&self, tree: &LayeredTree<'_>, path: &str) -> Result<Option<Node>> {
