@@ -19,6 +19,7 @@ import sys
 def labels(p):
     """What each workload does, with the sizes this run used."""
     files, big, w5 = f"{p.get('small_files', 20000):,}", p.get("big_mib", 250), p.get("w5_mib", 512)
+    w8 = f"{p.get('w8_files', 5000):,} files + {p.get('w8_mib', 100)} MiB"
     return {
         "W1": "20 RUN steps, cold",
         "W2": f"COPY . of {files} files + {big} MiB, cold",
@@ -28,6 +29,9 @@ def labels(p):
         "W5z": f"{w5} MiB zero RUN layer, build + archive",
         "W6": "4 parallel 2 s stages + COPY --from, cold",
         "W7": f"pull of a {p.get('pull_mib', 96)} MiB-payload base from a local registry",
+        "W8": f"one-file-edit rebuild, RUN reading a warm cache mount of {w8}",
+        "W8c": f"cold runner given W8's cache mount ({w8}) by the last build "
+               "(BuildKit cannot: a plain cold build)",
     }
 
 

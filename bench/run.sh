@@ -7,23 +7,25 @@
 #                     [--runs N] [--tiny] [--dir DIR] [--keep] [--verbose]
 #   --quick      every workload once per builder, no warm-up run, a shorter layer-writing part
 #                (default: 5 runs after 1 warm-up)
-#   --only       workloads: W1 W2 W3 W4 W5 W5z W6 W7 (default all), and LAYER for the layer-writing
+#   --only       workloads: W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c (default all), and LAYER for the layer-writing
 #                comparison alone (it runs by default whenever W5 or W5z does)
 #   --builders   default rbuild,buildkit,buildah
 #   --runs N     timed runs per cell (overrides --quick's 1)
-#   --tiny       small data (1,000 files + 8 MiB, 16 MiB layers, 4 MiB pull image): smoke test
+#   --tiny       small data (1,000 files + 8 MiB, 16 MiB layers, 4 MiB pull image, a W8 cache
+#                mount of 500 files + 8 MiB): smoke test
 #   --dir DIR    work in DIR (contexts, bases, builder state), kept; default: a temp dir, removed
 #   --keep       keep the temp dir
 #   --verbose    print the builders' output as it comes (it is always logged in the results dir)
 # env: RBUILD (use this binary instead of building target/release/rbuild), DOCKER (client,
 #      default /usr/bin/docker), W7_PORT (first port tried for the local registry, default 5077),
-#      BUILDAH_DRIVER, BUILDAH_ISOLATION, BUILDAH_JOBS (see builders/buildah.sh).
+#      BUILDAH_DRIVER, BUILDAH_ISOLATION, BUILDAH_JOBS (see builders/buildah.sh), RBUILD_W8C
+#      (import or dir: how rbuild's W8c carries the cache mount; see builders/rbuild.sh).
 # Needs root for apt-get (hyperfine, time, busybox-static, pigz, skopeo, docker-registry,
 # buildah, docker.io are installed when missing) and to start dockerd when none answers.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(dirname "$here")
-usage() { sed -n 6,22p "$0" >&2; exit 2; }
+usage() { sed -n 6,25p "$0" >&2; exit 2; }
 
 quick=0 only=all builders=rbuild,buildkit,buildah runs= tiny=0 work= keep=0 verbose=0
 while [ $# -gt 0 ]; do
@@ -46,16 +48,21 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ALL=(W1 W2 W3 W4 W5 W5z W6 W7)
-declare -A CONTEXT=([W1]=w1 [W2]=w2 [W3]=w2 [W4]=w2 [W5]=w5r [W5z]=w5z [W6]=w6 [W7]=w7)
+ALL=(W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c)
+declare -A CONTEXT=([W1]=w1 [W2]=w2 [W3]=w2 [W4]=w2 [W5]=w5r [W5z]=w5z [W6]=w6 [W7]=w7 [W8]=w8 [W8c]=w8)
 # cold: nothing cached; nochange: all cached, nothing changed; edit: all cached, one small file
-# rewritten before each run; export: cold, build + archive timed; pull: base removed, pull timed.
-declare -A MODE=([W1]=cold [W2]=cold [W3]=nochange [W4]=edit [W5]=export [W5z]=export [W6]=cold [W7]=pull)
+# rewritten before each run; export: cold, build + archive timed; pull: base removed, pull timed;
+# carried: a cold runner that gets the cache mounts of an earlier build (the builder's `stash`),
+# restoring them timed (`carried`).
+declare -A MODE=([W1]=cold [W2]=cold [W3]=nochange [W4]=edit [W5]=export [W5z]=export [W6]=cold [W7]=pull
+                 [W8]=edit [W8c]=carried)
+# the file that edit mode rewrites, per context
+declare -A EDIT=([w2]=d00/s0/f00000.bin [w8]=src/d00/s0/f00000.bin)
 if [ "$only" = all ]; then workloads=("${ALL[@]}") layer=1
 else
   IFS=, read -ra workloads <<<"${only^^}"; layer=0
   for i in "${!workloads[@]}"; do
-    w=${workloads[$i]/W5Z/W5z}; workloads[$i]=$w
+    w=${workloads[$i]/W5Z/W5z}; w=${w/W8C/W8c}; workloads[$i]=$w
     [ "$w" = LAYER ] && { layer=1; unset "workloads[$i]"; continue; }
     [ -n "${CONTEXT[$w]:-}" ] || { echo "unknown workload $w" >&2; usage; }
   done
@@ -67,7 +74,8 @@ for b in "${builders[@]}"; do [ -x "$here/builders/$b.sh" ] || { echo "no builde
 has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 if [ -z "$runs" ]; then runs=$([ $quick = 1 ] && echo 1 || echo 5); fi
 warmup=$([ $quick = 1 ] && echo 0 || echo 1)
-if [ $tiny = 1 ]; then small=1000 big=8 w5=16 pull=4; else small=20000 big=250 w5=512 pull=96; fi
+if [ $tiny = 1 ]; then small=1000 big=8 w5=16 pull=4 w8files=500 w8mib=8
+else small=20000 big=250 w5=512 pull=96 w8files=5000 w8mib=100; fi
 
 log() { printf '== %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -150,7 +158,7 @@ fi
 # ---- bases and workloads ----------------------------------------------------------------------
 log "bases (built by rbuild) and workloads in $WORK"
 "$here/make-bases.sh" "$RBUILD" "$WORK" "$pull" >&2
-"$here/make-workloads.sh" "$WORK" "$small" "$big" "$w5" >&2
+"$here/make-workloads.sh" "$WORK" "$small" "$big" "$w5" "$w8files" "$w8mib" >&2
 
 # ---- local registry for W7 --------------------------------------------------------------------
 PULL_REF=
@@ -179,10 +187,11 @@ export PULL_REF
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "hyperfine: $(hyperfine --version)"
   echo "rbuild: $("$RBUILD" --version 2>&1 | head -1) ($RBUILD)"
-  echo "runs per cell: $runs after $warmup warm-up; sizes: w2 $small files + $big MiB, W5 $w5 MiB, W7 $pull MiB payload"
+  echo "runs per cell: $runs after $warmup warm-up; sizes: w2 $small files + $big MiB, W5 $w5 MiB, W7 $pull MiB payload, W8 cache mount $w8files files + $w8mib MiB"
+  if has W8c "${workloads[@]}"; then echo "rbuild's W8c carries the cache mount by: ${RBUILD_W8C:-import}"; fi
 } > "$res/machine.txt"
-printf '{"small_files": %d, "big_mib": %d, "w5_mib": %d, "pull_mib": %d, "runs": %d, "warmup": %d}\n' \
-  "$small" "$big" "$w5" "$pull" "$runs" "$warmup" > "$res/params.json"
+printf '{"small_files": %d, "big_mib": %d, "w5_mib": %d, "pull_mib": %d, "w8_files": %d, "w8_mib": %d, "runs": %d, "warmup": %d}\n' \
+  "$small" "$big" "$w5" "$pull" "$w8files" "$w8mib" "$runs" "$warmup" > "$res/params.json"
 
 # ---- builders ---------------------------------------------------------------------------------
 ready=()
@@ -226,12 +235,16 @@ bench_cell() { # WORKLOAD BUILDER
     export) prep=(--prepare "$B cold $sink; rm -f $(q "$OUT")"); verb=export ;;
     pull)   prep=(--prepare "$B unpull $sink && $B cold $sink"); verb=pull ;;
     nochange|edit)
-      if [ ! -f "$STATE/w2.ready" ]; then   # W2 left it built, unless W2 was not run just before
-        "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && touch "$STATE/w2.ready" || return 1
+      local ready=$STATE/${CONTEXT[$w]}.ready   # W2 left w2 built, unless W2 was not run just before
+      if [ ! -f "$ready" ]; then
+        "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && touch "$ready" || return 1
       fi
       if [ $mode = edit ]; then
-        prep=(--prepare "$B untag $sink; date +%s%N | dd of=$(q "$CTX/d00/s0/f00000.bin") conv=notrunc status=none")
+        prep=(--prepare "$B untag $sink; date +%s%N | dd of=$(q "$CTX/${EDIT[${CONTEXT[$w]}]}") conv=notrunc status=none")
       fi ;;
+    carried)   # one build fills the cache mounts, the builder puts them aside; each run: a cold runner
+      "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && "$B" stash >>"$logf" 2>&1 || return 1
+      prep=(--prepare "$B runner $sink"); verb=carried ;;
   esac
   timer="/usr/bin/time -a -o $(q "$res/$id.rss") -f %M $B $verb $sink"
   if [ "$b" = buildkit ]; then
@@ -260,7 +273,7 @@ for w in "${workloads[@]}"; do
       export STATE=$WORK/state/$b TAG=rbuild-bench/${CONTEXT[$w]}-$b:latest
       case $w in W2|W3|W4) ;; *) "$here/builders/$b.sh" cold >/dev/null 2>&1 || true ;; esac
       [ "$w" != W7 ] || "$here/builders/$b.sh" unpull >/dev/null 2>&1 || true
-      rm -f "$WORK/state/$b/out.tar"
+      rm -f "$WORK/state/$b/out.tar" "$WORK/state/$b/stash.tar"
     fi
     printf '%s\t%s\t%s\n' "$w" "$b" "$status" >> "$res/cells.tsv"
   done

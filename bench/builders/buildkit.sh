@@ -4,7 +4,10 @@
 #   cold:   `docker rmi TAG` + `docker builder prune -af` (the daemon's WHOLE build cache)
 #   export: build, then `docker save` (this BuildKit has no image-archive exporter)
 #   pull:   a build of `FROM REF` (context w7), so that BuildKit's own puller runs
-# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|cleanup|daemons
+#   stash, runner, carried (W8c): BuildKit cannot hand its cache mounts to another runner (they
+#           are not in any cache export, and this `docker build` has no --cache-to anyway), so
+#           stash does nothing, runner is cold and carried is a plain cold build
+# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|stash|runner|carried|cleanup|daemons
 set -euo pipefail
 DOCKER=${DOCKER:-docker}
 build() { DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none -t "$TAG" "$1"; }
@@ -15,10 +18,13 @@ case $1 in
            "$DOCKER" image inspect rbuild-bench/busybox:1 >/dev/null ;;
   build)   build "$CTX" ;;
   export)  build "$CTX" && "$DOCKER" save -o "$OUT" "$TAG" ;;
-  cold)    rm -f "$STATE/w2.ready"; "$0" untag; "$DOCKER" builder prune -af >/dev/null ;;
+  cold)    rm -f "$STATE"/*.ready; "$0" untag; "$DOCKER" builder prune -af >/dev/null ;;   # cache mounts too
   untag)   "$DOCKER" rmi -f "$TAG" >/dev/null 2>&1 || true ;;
   pull)    build "$WORK/w7" ;;
   unpull)  "$DOCKER" rmi -f "$PULL_REF" >/dev/null 2>&1 || true; "$0" cold ;;
+  stash)   echo "BuildKit cannot carry its cache mounts to another runner: W8c is a cold build" ;;
+  runner)  "$0" cold ;;
+  carried) build "$CTX" ;;
   cleanup) "$0" cold
            ids=$("$DOCKER" images -q 'rbuild-bench/*' | sort -u)
            [ -z "$ids" ] || "$DOCKER" rmi -f $ids >/dev/null 2>&1 || true

@@ -4,22 +4,38 @@
 #           so FROM rbuild-bench/busybox:1 resolves and nothing else is cached
 #   export: `rbuild build -o type=docker,dest=$OUT`: build and archive in one command
 #   pull:   `rbuild pull REF` if rbuild has that command, else a build of `FROM REF` (context w7)
-# usage: rbuild.sh setup|version|build|export|cold|untag|pull|unpull|cleanup   env: see ../run.sh
+#   stash:  after a build, the cache mounts (RUN --mount=type=cache) put aside as $STATE/stash.tar
+#           for a new runner: `rbuild cache-mount export` (RBUILD_W8C=dir: a tar of the
+#           --cache-mount-dir)
+#   runner: a cold store, the stash kept
+#   carried: the cold runner's build with the stash: `rbuild cache-mount import` + build
+#           (RBUILD_W8C=dir: `tar -x` into the --cache-mount-dir + build with it)
+# usage: rbuild.sh setup|version|build|export|cold|untag|pull|unpull|stash|runner|carried|cleanup
+# env: see ../run.sh; RBUILD_W8C=import (default) or dir: how W8c carries the cache mounts
 set -euo pipefail
 RBUILD=${RBUILD:-rbuild}
 export RBUILD_ROOT=$STATE/root
-rb() { "$RBUILD" build --progress plain --network none "$@"; }
+mounts=()   # where the cache mounts live: the store, or with RBUILD_W8C=dir a directory
+[ "${RBUILD_W8C:-import}" != dir ] || mounts=(--cache-mount-dir "$STATE/cache-mounts")
+rb() { "$RBUILD" build --progress plain --network none "${mounts[@]}" "$@"; }
 case $1 in
   version) "$RBUILD" --version ;;
   setup)   [ -d "$BASES/rbuild-root" ] || { echo "no $BASES/rbuild-root (make-bases.sh)" >&2; exit 1; }
            "$0" cold ;;
   build)   rb -t "$TAG" "$CTX" ;;
   export)  rb -t "$TAG" -o "type=docker,dest=$OUT" "$CTX" ;;
-  cold)    rm -rf "$RBUILD_ROOT" "$STATE/w2.ready" && mkdir -p "$STATE" && cp -a "$BASES/rbuild-root" "$RBUILD_ROOT" ;;
+  cold)    rm -rf "$RBUILD_ROOT" "$STATE/cache-mounts" "$STATE"/*.ready && mkdir -p "$STATE" &&
+           cp -a "$BASES/rbuild-root" "$RBUILD_ROOT" ;;
   untag)   : ;;   # rbuild has no rmi; the next build moves the tag
   pull)    if "$RBUILD" --help 2>/dev/null | grep -qE '^ +pull +'; then "$RBUILD" pull "$PULL_REF"
            else rb -t "$TAG" "$WORK/w7"; fi ;;
   unpull)  "$0" cold ;;
-  cleanup) rm -rf "$RBUILD_ROOT" ;;
+  stash)   if [ ${#mounts[@]} = 0 ]; then "$RBUILD" cache-mount export -o "$STATE/stash.tar"
+           else tar -cf "$STATE/stash.tar" -C "$STATE/cache-mounts" .; fi ;;
+  runner)  "$0" cold ;;
+  carried) if [ ${#mounts[@]} = 0 ]; then "$RBUILD" cache-mount import "$STATE/stash.tar"
+           else mkdir -p "$STATE/cache-mounts" && tar -xf "$STATE/stash.tar" -C "$STATE/cache-mounts"; fi
+           rb -t "$TAG" "$CTX" ;;
+  cleanup) rm -rf "$RBUILD_ROOT" "$STATE/cache-mounts" "$STATE/stash.tar" ;;
   *) echo "unknown verb $1" >&2; exit 2 ;;
 esac
