@@ -87,12 +87,47 @@ fn cache_mount_case(env: &TestEnv, isolation: &str) {
 
 #[test]
 fn cache_mounts_keep_their_files_between_builds_and_out_of_layers() {
-    cache_mount_case(&TestEnv::new("mount-cache"), "namespaces");
+    let env = TestEnv::new("mount-cache");
+    cache_mount_case(&env, "namespaces");
+    several_mounts_with_network_and_heredoc(&env, "namespaces");
 }
 
 #[test]
 fn cache_mounts_under_the_chroot_isolation() {
-    cache_mount_case(&TestEnv::new("mount-cache-chroot"), "chroot");
+    let env = TestEnv::new("mount-cache-chroot");
+    cache_mount_case(&env, "chroot");
+    several_mounts_with_network_and_heredoc(&env, "chroot");
+}
+
+/// One RUN with a cache, a bind, a tmpfs and a secret mount, `--network=none` and a heredoc.
+fn several_mounts_with_network_and_heredoc(env: &TestEnv, isolation: &str) {
+    let ctx = Context::with_busybox();
+    ctx.file("input.txt", "bound\n");
+    let secret = env.path("several-secret");
+    fs::write(&secret, "several-secret-value").unwrap();
+    ctx.dockerfile(&with_shell(&[
+        "RUN --network=none --mount=type=cache,target=/c,id=several --mount=source=input.txt,target=/in.txt \\",
+        "    --mount=type=tmpfs,target=/t --mount=type=secret,id=s,target=/s <<EOF",
+        "echo seen >> /c/log",
+        "cat /in.txt > /out-bind",
+        "echo x > /t/x && ls /t > /out-tmpfs",
+        "wc -c < /s > /out-secret-size",
+        "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort > /out-interfaces",
+        "EOF",
+    ]));
+    let flag = format!("id=s,src={}", secret.display());
+    let archive = env.build(&ctx, &["--isolation", isolation, "--secret", &flag]).archive();
+    assert_eq!(file_in(&archive, "out-bind").unwrap(), "bound\n");
+    assert_eq!(file_in(&archive, "out-tmpfs").unwrap(), "x\n");
+    assert_eq!(file_in(&archive, "out-secret-size").unwrap().trim(), "20");
+    if isolation == "namespaces" {
+        // The chroot isolation has no network namespace of its own (nor /proc).
+        assert_eq!(file_in(&archive, "out-interfaces").unwrap(), "lo\n");
+    }
+    let paths = all_layer_paths(&archive);
+    for mount in ["c", "in.txt", "t", "s"] {
+        assert!(!paths.iter().any(|p| p == mount || p.starts_with(&format!("{mount}/"))), "{mount} in a layer: {paths:?}");
+    }
 }
 
 #[test]
@@ -324,6 +359,7 @@ fn mounts_work_rootless() {
         "RUN --mount=type=cache,target=/cache,uid=1000 echo run >> /cache/runs && stat -c %u /cache > /cache-owner",
         "RUN --mount=target=/ctx cat /ctx/src/a.txt > /bound",
         "RUN --mount=type=secret,id=tok,uid=1000 stat -c %u /run/secrets/tok > /secret-owner",
+        "RUN --mount=type=tmpfs,target=/t echo x > /t/x && ls /t > /tmpfs-listing",
     ]));
     let ws = user.workspace(&ctx);
     let secret = ws.out("token");
@@ -343,6 +379,7 @@ fn mounts_work_rootless() {
     assert_eq!(file_in(&archive, "cache-owner").unwrap().trim(), "1000");
     assert_eq!(file_in(&archive, "bound").unwrap(), "from the context\n");
     assert_eq!(file_in(&archive, "secret-owner").unwrap().trim(), "1000");
+    assert_eq!(file_in(&archive, "tmpfs-listing").unwrap(), "x\n");
     let _ = env;
 }
 
