@@ -454,3 +454,49 @@ fn sharing_modes_hold_between_steps_running_at_once() {
     let two = file_in(&archive, "private-two.listing").unwrap();
     assert!(!(one.contains("two") && two.contains("one")), "both private users saw one directory:\n{one}\n{two}");
 }
+
+#[test]
+fn an_ssh_agent_answers_rootless() {
+    let user = SuiteUser::with_range();
+    let ctx = Context::with_busybox();
+    add_dynamic_binary(&ctx, "/usr/bin/ssh-add");
+    ctx.dockerfile(&with_shell(&[
+        "COPY sysroot/ /",
+        "RUN --mount=type=ssh,uid=1000 stat -c %u \"$SSH_AUTH_SOCK\" > /sock-owner && ssh-add -l > /keys",
+    ]));
+    let ws = user.workspace(&ctx);
+    // The user's own agent, holding a key the user owns.
+    let key = ws.out("id_ed25519");
+    let socket = ws.out("agent.sock");
+    let as_user = |program: &str, args: &[&str]| {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", user.name, "--", program]).args(args);
+        cmd
+    };
+    let keygen = as_user("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", "rootless-test-key", "-f", key.to_str().unwrap()]).status();
+    assert!(keygen.unwrap().success());
+    let mut agent = as_user("ssh-agent", &["-D", "-a", socket.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("starting ssh-agent as the user");
+    while !socket.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let added = as_user("env", &[&format!("SSH_AUTH_SOCK={}", socket.display()), "ssh-add", key.to_str().unwrap()]).output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let archive_path = ws.out("image.tar");
+    let out = ws.rbuild(&[
+        "build",
+        "--ssh",
+        &format!("default={}", socket.display()),
+        "-o",
+        archive_path.to_str().unwrap(),
+        ws.context().to_str().unwrap(),
+    ]);
+    let _ = Command::new("kill").arg(agent.id().to_string()).status();
+    let _ = agent.wait();
+    out.assert_success();
+    let archive = Archive::open(&archive_path);
+    assert_eq!(file_in(&archive, "sock-owner").unwrap().trim(), "1000");
+    assert!(file_in(&archive, "keys").unwrap().contains("rootless-test-key"));
+}
