@@ -7,9 +7,7 @@
 //! [`Edge::CopyFrom`] edge from the step whose filesystem it reads. Stages the
 //! target does not need are never added, so everything in the graph is built.
 
-use std::collections::{BTreeMap, BTreeSet};
 
-use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
@@ -127,70 +125,7 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// A container health check, as the image config stores it (durations in ns).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Healthcheck {
-    pub test: Vec<String>,
-    pub interval: Option<i64>,
-    pub timeout: Option<i64>,
-    pub start_period: Option<i64>,
-    pub start_interval: Option<i64>,
-    pub retries: Option<i64>,
-}
-
-/// The PATH an image gets when its base sets none (BuildKit's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The parts of an image config a Dockerfile can change; lowering tracks it
-/// through every instruction of a stage.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ImageMeta {
-    /// `KEY=value` pairs in the order each key was first set.
-    pub env: IndexMap<String, String>,
-    pub user: String,
-    pub working_dir: String,
-    pub cmd: Option<Vec<String>>,
-    pub entrypoint: Option<Vec<String>>,
-    pub labels: BTreeMap<String, String>,
-    /// `80/tcp`, `53/udp`.
-    pub exposed_ports: BTreeSet<String>,
-    pub volumes: BTreeSet<String>,
-    pub stop_signal: Option<String>,
-    pub healthcheck: Option<Healthcheck>,
-    pub on_build: Vec<String>,
-    /// Empty means the default `/bin/sh -c`.
-    pub shell: Vec<String>,
-    pub author: Option<String>,
-}
-
-impl ImageMeta {
-    /// The config of BuildKit's empty image, which `FROM scratch` and a stage
-    /// on a local directory context start from: `PATH` in the environment and
-    /// `/` as the working directory, nothing else.
-    pub fn empty() -> Self {
-        let mut image = ImageMeta { working_dir: "/".into(), ..ImageMeta::default() };
-        image.set_env("PATH", DEFAULT_PATH);
-        image
-    }
-
-    pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.env.get(key).map(String::as_str)
-    }
-
-    /// Sets `key`; a key set before keeps its place in the order.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.env.insert(key.to_string(), value.to_string());
-    }
-
-    /// The shell used for shell-form commands.
-    pub fn shell_or_default(&self) -> Vec<String> {
-        if self.shell.is_empty() {
-            vec!["/bin/sh".into(), "-c".into()]
-        } else {
-            self.shell.clone()
-        }
-    }
-}
+pub use crate::image::{Healthcheck, ImageMeta, DEFAULT_PATH};
 
 /// Where a stage starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

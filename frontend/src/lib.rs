@@ -9,6 +9,7 @@
 pub mod dockerignore;
 pub mod excerpt;
 pub mod graph;
+pub mod image;
 pub mod instructions;
 pub mod lower;
 pub mod parser;

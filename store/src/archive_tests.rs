@@ -201,7 +201,7 @@ fn images_sharing_a_layer_store_it_once() {
     let (_d, store) = temp_store();
     let base = one_layer_image(&store, "base");
     let mut config = ImageConfig::new("linux", "amd64");
-    config.config.env = vec!["X=1".to_string()];
+    config.config.set_env("X", "1");
     let other = store.put_image(&config, &base.layers).unwrap();
     assert_ne!(other.config_digest, base.config_digest);
     let bytes = export(

@@ -7,20 +7,16 @@
 //! fixed order, maps sorted, and empty values left out the way Docker's
 //! `omitempty` leaves them out. Fields rbuild does not know (from a base image
 //! written by another tool) are kept in `extra` and written back, so a base
-//! image's config survives being extended.
+//! image's config survives being extended. The container config (`config`) is
+//! the frontend's image metadata type, [`ContainerConfig`] = `ImageMeta`, the
+//! one type for what a Dockerfile changes; it carries its own Docker JSON form.
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Deserializer, Serialize};
+use rbuild_frontend::image::nullable;
+pub use rbuild_frontend::image::{ExtraFields, Healthcheck};
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
-/// Unknown fields, kept verbatim.
-pub type ExtraFields = BTreeMap<String, serde_json::Value>;
-
-/// The `{}` value of Docker's port and volume sets.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Empty {}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
@@ -61,128 +57,10 @@ pub struct ImageConfig {
     pub extra: ExtraFields,
 }
 
-/// The runtime defaults of a container started from the image.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerConfig {
-    #[serde(
-        rename = "User",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub user: String,
-    #[serde(
-        rename = "ExposedPorts",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub exposed_ports: BTreeMap<String, Empty>,
-    #[serde(
-        rename = "Env",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub env: Vec<String>,
-    #[serde(
-        rename = "Entrypoint",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub entrypoint: Vec<String>,
-    #[serde(
-        rename = "Cmd",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub cmd: Vec<String>,
-    #[serde(
-        rename = "Volumes",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub volumes: BTreeMap<String, Empty>,
-    #[serde(
-        rename = "WorkingDir",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub working_dir: String,
-    #[serde(
-        rename = "Labels",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub labels: BTreeMap<String, String>,
-    #[serde(
-        rename = "StopSignal",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub stop_signal: String,
-    /// Windows-only in Docker's reading, but Dockerfiles set it and Docker
-    /// writes it; kept for fidelity.
-    #[serde(
-        rename = "ArgsEscaped",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
-    )]
-    pub args_escaped: bool,
-    #[serde(
-        rename = "Healthcheck",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub healthcheck: Option<Healthcheck>,
-    #[serde(
-        rename = "OnBuild",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub on_build: Vec<String>,
-    #[serde(
-        rename = "Shell",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub shell: Vec<String>,
-    #[serde(flatten)]
-    pub extra: ExtraFields,
-}
-
-/// Docker's HEALTHCHECK settings. Durations are in nanoseconds, as Docker
-/// stores them; zero means "use the default".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Healthcheck {
-    /// `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
-    #[serde(
-        rename = "Test",
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub test: Vec<String>,
-    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
-    pub interval: i64,
-    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
-    pub timeout: i64,
-    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
-    pub start_period: i64,
-    #[serde(rename = "StartInterval", default, skip_serializing_if = "is_zero")]
-    pub start_interval: i64,
-    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero_i32")]
-    pub retries: i32,
-}
+/// The runtime defaults of a container started from the image: the frontend's image
+/// metadata type, which serialises as Docker's container config (its `author` is this
+/// config's own `author`, kept at the top).
+pub type ContainerConfig = rbuild_frontend::image::ImageMeta;
 
 /// The layers of the image, by diff_id, bottom first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,12 +94,24 @@ pub struct History {
     #[serde(
         default,
         deserialize_with = "nullable",
-        skip_serializing_if = "is_false"
+        skip_serializing_if = "std::ops::Not::not"
     )]
     pub empty_layer: bool,
 }
 
 impl ImageConfig {
+    /// The image's runtime config with its author: what a Dockerfile building on it starts from.
+    pub fn meta(&self) -> ContainerConfig {
+        ContainerConfig { author: self.author.clone(), ..self.config.clone() }
+    }
+
+    /// Makes `meta` the image's runtime config; its author goes to the top of the config,
+    /// where Docker keeps it.
+    pub fn set_meta(&mut self, meta: &ContainerConfig) {
+        self.author = meta.author.clone();
+        self.config = ContainerConfig { author: None, ..meta.clone() };
+    }
+
     /// An empty config for this platform, as `FROM scratch` starts.
     pub fn new(os: &str, architecture: &str) -> ImageConfig {
         ImageConfig {
@@ -255,27 +145,6 @@ impl ImageConfig {
     }
 }
 
-/// Reads `null` as the type's default: Docker writes `"Cmd": null` and the like.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-fn is_zero_i32(n: &i32) -> bool {
-    *n == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,13 +157,13 @@ mod tests {
     fn parses_a_docker_config_and_keeps_unknown_fields() {
         let config = ImageConfig::from_json(DOCKER_CONFIG.as_bytes()).unwrap();
         assert_eq!(config.architecture, "amd64");
-        assert_eq!(config.config.cmd, vec!["sh"]);
-        assert!(config.config.entrypoint.is_empty());
+        assert_eq!(config.config.cmd, Some(vec!["sh".to_string()]));
+        assert!(config.config.entrypoint.is_none());
         assert_eq!(
             config.config.healthcheck.as_ref().unwrap().interval,
-            30_000_000_000
+            Some(30_000_000_000)
         );
-        assert_eq!(config.config.healthcheck.as_ref().unwrap().retries, 3);
+        assert_eq!(config.config.healthcheck.as_ref().unwrap().retries, Some(3));
         assert_eq!(config.history.len(), 2);
         assert!(config.history[1].empty_layer);
         assert_eq!(config.rootfs.diff_ids.len(), 1);
@@ -316,7 +185,7 @@ mod tests {
     fn serialisation_is_fixed_and_omits_empty_fields() {
         let mut config = ImageConfig::new("linux", "amd64");
         config.created = Some("2024-01-01T00:00:00Z".to_string());
-        config.config.env = vec!["A=1".to_string()];
+        config.config.set_env("A", "1");
         config
             .config
             .labels
@@ -328,7 +197,7 @@ mod tests {
         config
             .config
             .exposed_ports
-            .insert("8080/tcp".to_string(), Empty {});
+            .insert("8080/tcp".to_string());
         config.config.healthcheck = Some(Healthcheck {
             test: vec!["NONE".to_string()],
             ..Healthcheck::default()

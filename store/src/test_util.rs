@@ -19,6 +19,6 @@ pub(crate) fn one_layer_image(store: &Store, content: &str) -> StoredImage {
         .write_layer(src.path(), &LayerOptions::default())
         .unwrap();
     let mut config = ImageConfig::new("linux", "amd64");
-    config.config.cmd = vec!["cat".to_string(), "/file".to_string()];
+    config.config.cmd = Some(vec!["cat".to_string(), "/file".to_string()]);
     store.put_image(&config, &[layer]).unwrap()
 }

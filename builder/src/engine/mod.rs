@@ -10,7 +10,6 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod fileops;
-pub mod image_meta;
 pub mod named_contexts;
 pub mod output;
 pub mod plan;

@@ -16,7 +16,6 @@ use rbuild_frontend::lower::ImageResolver;
 use rbuild_store::registry::Registry;
 use rbuild_store::{ImportedImage, Platform, Reference, Store, StoredImage};
 
-use crate::engine::image_meta::meta_from_config;
 use crate::engine::named_contexts::{ContextSource, NamedContext, NamedContexts};
 use crate::engine::pulling::{open_registry, pull_logged};
 
@@ -203,7 +202,7 @@ fn pick_image(name: &str, context: &str, images: Vec<ImportedImage>) -> Result<S
 
 impl ImageResolver for BaseImageResolver<'_> {
     fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
-        self.find(reference).map(|image| meta_from_config(&image.config))
+        self.find(reference).map(|image| image.config.meta())
     }
 
     fn pinned(&self, reference: &str) -> String {
@@ -269,7 +268,7 @@ mod tests {
         std::fs::write(dir.path().join("f"), architecture).unwrap();
         let layer = store.write_layer(dir.path(), &LayerOptions::default()).unwrap();
         let mut config = ImageConfig::new("linux", architecture);
-        config.config.env = vec![format!("ARCH={architecture}")];
+        config.config.set_env("ARCH", architecture);
         store.put_image(&config, &[layer]).unwrap()
     }
 

@@ -36,7 +36,7 @@ pub(crate) fn layer(store: &Store, name: &str, content: &[u8]) -> Layer {
 /// An image of `layers`, told apart from others by `label`.
 pub(crate) fn image(store: &Store, label: &str, layers: &[Layer]) -> StoredImage {
     let mut config = ImageConfig::new("linux", "amd64");
-    config.config.cmd = vec![label.to_string()];
+    config.config.cmd = Some(vec![label.to_string()]);
     store.put_image(&config, layers).unwrap()
 }
 

@@ -14,7 +14,6 @@ use rbuild_store::Store;
 
 use crate::cli::args::DockerfileArgs;
 use crate::cli::failure::Failure;
-use crate::engine::image_meta::meta_from_config;
 use crate::engine::named_contexts::{ContextSource, NamedContexts};
 use crate::engine::plan::plan_build;
 use crate::engine::timings::read_timings;
@@ -104,7 +103,7 @@ impl ImageResolver for LenientResolver<'_> {
             None => reference.to_string(),
         };
         match self.store.lookup(&image) {
-            Ok(Some(image)) => Ok(meta_from_config(&image.config)),
+            Ok(Some(image)) => Ok(image.config.meta()),
             Ok(None) => Ok(self.not_stored(reference)),
             Err(e) => Err(format!("looking up image {reference:?}: {e}")),
         }

@@ -24,7 +24,6 @@ pub use step::SharedProgress;
 
 use crate::engine::error::BuildError;
 use crate::engine::settings::BuildSettings;
-use crate::engine::image_meta::apply_meta;
 use crate::engine::timefmt;
 use step::StepRunner;
 
@@ -80,7 +79,7 @@ impl Executor {
         config.variant = self.graph.platform.variant.clone();
         let mut meta = target.image.clone();
         meta.labels.extend(self.settings.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        apply_meta(&mut config, &meta);
+        config.set_meta(&meta);
         // The newest history time: a fully cached rebuild reuses every
         // step's original time, so it gives the same image id.
         let newest = state.history.iter().filter_map(|h| h.created.clone()).max();
