@@ -49,14 +49,14 @@ pub enum RegistryError {
         reference: String,
         looked: String,
     },
-    #[error("{action} {reference}: registry {registry} refused {sent} ({looked}){detail}")]
+    #[error("{action} {reference}: registry {registry} refused {sent}{detail}")]
     AuthRefused {
         action: Action,
         registry: String,
         reference: String,
-        /// What was sent: "the credentials of alice", "the identity token".
+        /// What was sent and where it was found: "the credentials of alice
+        /// ($HOME/.docker/config.json)".
         sent: String,
-        looked: String,
         detail: String,
     },
     #[error("cannot read credentials for registry {registry} from {looked}: {reason}")]

@@ -34,8 +34,7 @@ impl ErrorContext {
                 action: self.action,
                 registry: self.registry.clone(),
                 reference: self.reference.clone(),
-                sent: sent.clone(),
-                looked: self.looked.clone(),
+                sent: format!("{sent} ({})", self.looked),
                 detail: if detail.is_empty() { String::new() } else { format!(": {detail}") },
             },
         }

@@ -49,8 +49,6 @@ pub enum PushEvent {
     Exists { digest: Digest },
     /// The registry mounted this blob from another of its repositories.
     Mounted { digest: Digest, from: String },
-    /// A blob upload started.
-    Uploading { digest: Digest, size: u64 },
     /// A blob is at the registry.
     Uploaded { digest: Digest, size: u64 },
     /// A request failed in a way worth trying again, and will be.
@@ -194,7 +192,6 @@ impl PushJob<'_> {
                 }
                 Outcome::Uploaded => {
                     counts.uploaded += 1;
-                    on_event(PushEvent::Uploading { digest: digest.clone(), size });
                     on_event(PushEvent::Uploaded { digest, size });
                 }
             }
