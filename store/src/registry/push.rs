@@ -311,7 +311,7 @@ where
     let mut wait = FIRST_BACKOFF;
     let mut attempt = 1;
     loop {
-        match request().await {
+        match request().await.map_err(with_status) {
             Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
                 retries.push((step.to_string(), attempt, transient_reason(&e)));
                 tokio::time::sleep(wait).await;
@@ -320,6 +320,19 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// oci-client's `HEAD` reports a refusal as reqwest's status error: made the
+/// `ServerError` other requests give, so that it is judged by its status.
+fn with_status(error: OciDistributionError) -> OciDistributionError {
+    match error {
+        OciDistributionError::RequestError(e) if e.status().is_some() => OciDistributionError::ServerError {
+            code: e.status().map_or(0, |s| s.as_u16()),
+            url: e.url().map(|u| u.to_string()).unwrap_or_default(),
+            message: String::new(),
+        },
+        other => other,
     }
 }
 
