@@ -17,6 +17,8 @@
 //!   image by rbuild, and a tiny `.deb` (alone or in a local `file:` repository) to install.
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
+//! - [`fault_proxy`]: a proxy before a registry that fails a blob upload with 500 and drops
+//!   the next one half-way, for the push tests' retries.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
 //! - [`registry`]: a local `docker-registry` on 127.0.0.1 (anonymous, with basic auth, or with
 //!   bearer tokens) for the pull tests, images pushed to it with skopeo, `DOCKER_CONFIG`
@@ -35,6 +37,8 @@ pub mod archive;
 pub mod context;
 #[path = "harness/debian.rs"]
 pub mod debian;
+#[path = "harness/fault_proxy.rs"]
+pub mod fault_proxy;
 #[path = "harness/docker.rs"]
 pub mod docker;
 #[path = "harness/env.rs"]

@@ -9,6 +9,7 @@
 //! snapshots/<hex>/       unpacked layer diffs, by diff_id
 //! images/<hex>           image id (config digest) → manifest digest
 //! tags.json, tags.lock   tags → manifest digests, and the lock guarding updates
+//! pins/, sources/        registry digests → stored manifests; pulled blob → its repository
 //! cache/                 step cache records, recent step inputs, stat caches
 //! tmp/                   temp files and dirs, renamed into place when complete
 //! leases/, gc.lock       what running processes use; garbage collection's lock
@@ -27,8 +28,8 @@
 //! 3. `content`: what the store holds by digest. Leases record what a process
 //!    uses; `Blobs` and `Snapshots` are handles on their directories; layers
 //!    are written into blobs and unpacked into snapshots.
-//! 4. `metadata`: what names content. `Images`, `Tags` and `Pins` are handles
-//!    over blobs; the step cache index and the stat caches.
+//! 4. `metadata`: what names content. `Images`, `Tags`, `Pins` and `Sources`
+//!    are handles over blobs; the step cache index and the stat caches.
 //! 5. `store`: [`Store`], which opens a root and composes the handles above
 //!    (blobs, snapshots, images, tags, pins) into the one handle rbuild holds.
 //! 6. Operations over a whole `Store`: `maintenance` (records, garbage

@@ -20,6 +20,7 @@ use crate::fs::temp_dir_in;
 use crate::metadata::cache_index::CacheIndex;
 use crate::metadata::image::{Images, StoredImage};
 use crate::metadata::pins::Pins;
+use crate::metadata::sources::Sources;
 use crate::metadata::stat_cache::StatCache;
 use crate::metadata::tags::Tags;
 use crate::platform::Platform;
@@ -42,6 +43,7 @@ pub struct Store {
     images: Images,
     tags: Tags,
     pins: Pins,
+    sources: Sources,
 }
 
 impl Store {
@@ -52,8 +54,9 @@ impl Store {
         let snapshots = Snapshots::new(root.join("snapshots"), tmp.clone(), lease.clone());
         let images = Images::new(root.join("images"), tmp.clone(), blobs.clone());
         let tags = Tags::new(root.clone(), tmp.clone(), blobs.clone());
+        let sources = Sources::new(root.join("sources"), tmp.clone());
         let pins = Pins::new(root.join("pins"), tmp, images.clone());
-        Store { root, lease, blobs, snapshots, images, tags, pins }
+        Store { root, lease, blobs, snapshots, images, tags, pins, sources }
     }
 
     /// Opens the store at `root`, creating its layout if needed.
@@ -291,6 +294,17 @@ impl Store {
     /// The manifest `name`'s tag points at.
     pub fn resolve_tag(&self, name: &Reference) -> Result<Option<Digest>> {
         self.tags.resolve_tag(name)
+    }
+
+    /// Remembers that `blob` is in `repository` (`registry/path`), pulled
+    /// or pushed, for cross-repository mounts (see `metadata::sources`).
+    pub fn record_blob_source(&self, blob: &Digest, repository: &str) -> Result<()> {
+        self.sources.record(blob, repository)
+    }
+
+    /// The repository of `registry` that `blob` was last seen in, if any.
+    pub fn blob_source(&self, blob: &Digest, registry: &str) -> Result<Option<String>> {
+        self.sources.source(blob, registry)
     }
 
     /// Remembers that the foreign manifest `source` (or, with `platform`, the

@@ -131,7 +131,13 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The registry's log so far, for failure messages.
+    /// The port it listens on (for a proxy in front of it).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The registry's log so far (with every request, as its access log), for failure
+    /// messages and for tests that check which requests were made.
     pub fn log(&self) -> String {
         let mut text = String::new();
         if let Ok(mut file) = std::fs::File::open(self.dir.path().join("registry.log")) {
@@ -298,7 +304,7 @@ fn write_htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
 /// The registry's config.yml; `auth` is its `auth:` section, or "".
 fn registry_config(dir: &Path, port: u16, auth: &str) -> String {
     format!(
-        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+        "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
         dir.join("data").display()
     )
 }

@@ -257,7 +257,7 @@ fn an_unknown_command_is_named_with_the_nearest_one() {
         ("imgaes", "unknown command \"imgaes\" (did you mean images?)"),
         ("prnue", "(did you mean prune?)"),
         ("biuld", "(did you mean build?)"),
-        ("push", "unknown command \"push\": pushing to a registry is not supported yet"),
+        ("run", "unknown command \"run\": rbuild builds images and does not run containers"),
         ("frobnicate", "unknown command \"frobnicate\""),
     ] {
         let out = env.rbuild().arg(typed).run();

@@ -162,7 +162,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
 
-    /// Output: FILE.tar, FILE.tar.gz, - (stdout), or type=docker|oci|tar|local,dest=PATH[,compression=gzip|zstd]
+    /// Push the image to its registry as each -t name (short for -o type=registry)
+    #[arg(long)]
+    pub push: bool,
+
+    /// Output: FILE.tar, FILE.tar.gz, - (stdout), type=docker|oci|tar|local,dest=PATH[,compression=gzip|zstd], or type=registry,name=REG/REPO:TAG[,name=…]
     #[arg(short = 'o', long = "output", value_name = "OUTPUT")]
     pub outputs: Vec<String>,
 }

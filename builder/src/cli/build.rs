@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, Result};
 use rbuild_frontend::graph::Platform;
 use rbuild_sandbox::{Isolation, NetworkMode};
-use rbuild_store::{Reference, Store};
+use rbuild_store::{Compression, Reference, Store};
 
 use crate::cli::args::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::cli::dockerfile::DockerfileInput;
@@ -112,11 +112,18 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         .map(|t| Reference::parse(t).map_err(|e| usage(format!("invalid tag {t:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let labels = key_values(&args.labels, false, "--label").map_err(usage)?;
-    let outputs = args
+    let mut outputs = args
         .outputs
         .iter()
         .map(|o| parse_output(o).map_err(|e| usage(format!("invalid --output {o:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if args.push {
+        outputs.push(OutputSpec::Registry { names: Vec::new(), compression: Compression::Gzip });
+    }
+    let unnamed_push = |o: &OutputSpec| matches!(o, OutputSpec::Registry { names, .. } if names.is_empty());
+    if tags.is_empty() && outputs.iter().any(unnamed_push) {
+        return Err(usage("a push needs a name to push as: -t REGISTRY/REPOSITORY:TAG or name=".into()));
+    }
     if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
         return Err(usage("only one --output can write to stdout".into()));
     }

@@ -5,13 +5,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use rbuild_frontend::graph::BuildGraph;
-use rbuild_store::{write_archive, ArchiveFormat, Reference, Store, StoredImage};
+use rbuild_store::registry::RegistryError;
+use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, StoredImage};
 
 use crate::engine::error::BuildError;
 use crate::engine::events::BuiltImage;
 use crate::engine::execute::{Executor, FsState, SharedProgress, StepTiming};
 use crate::engine::output::{write_output, Destination, OutputSpec};
 use crate::engine::plan::plan_build;
+use crate::engine::pulling::{open_registry, push_logged};
 use crate::engine::resolver::BaseImageResolver;
 use crate::engine::settings::BuildSettings;
 
@@ -52,10 +54,17 @@ pub fn build(
         })?;
         shown().info(&format!("naming to {} done", tag.full()));
     }
+    // What `--metadata-file` describes: the image as pushed, if it was (its layers
+    // compressed as the push asked), else as stored.
+    let mut described = built.image.clone();
     for output in &settings.outputs {
-        export(store, &built.image, &built.state, settings, output, stdout)?;
+        if let OutputSpec::Registry { names, compression } = output {
+            described = push(store, &built.image, settings, names, *compression, &log)?;
+        } else {
+            export(store, &built.image, &built.state, settings, output, stdout)?;
+        }
     }
-    let image = built_image(store, &built.image, &settings.tags)?;
+    let image = built_image(store, &described, &settings.tags)?;
     shown().image_built(&image);
     Ok(image)
 }
@@ -129,6 +138,8 @@ fn export(
             })
             .map_err(writing(dest))
         }
+        // Pushed by `push`, which `build` calls for it.
+        OutputSpec::Registry { .. } => Ok(()),
         OutputSpec::Local { dir } => {
             std::fs::create_dir_all(dir).map_err(|e| BuildError::Finish {
                 action: format!("creating {}", dir.display()),
@@ -137,6 +148,34 @@ fn export(
             materialize(state, dir, format!("writing the image's filesystem to {}", dir.display()))
         }
     }
+}
+
+/// Pushes `image` as each of `names` (the build's tags when there are none); returns the
+/// image as pushed.
+fn push(
+    store: &Store,
+    image: &StoredImage,
+    settings: &BuildSettings,
+    names: &[Reference],
+    compression: rbuild_store::Compression,
+    log: &dyn Fn(&str),
+) -> Result<StoredImage, BuildError> {
+    let names = if names.is_empty() { &settings.tags[..] } else { names };
+    let failed = |action: String| move |e: RegistryError| BuildError::Finish { action, source: e.into() };
+    if names.is_empty() {
+        return Err(BuildError::Finish {
+            action: "pushing the image".into(),
+            source: "no name to push it as: name one with -t or name=".into(),
+        });
+    }
+    let registry = open_registry(Platform::host(), settings.insecure_registries.clone())
+        .map_err(failed("pushing the image".into()))?;
+    for name in names {
+        push_logged(&registry, store, image, name, compression, &mut |line| log(&line))
+            .map_err(failed(format!("the image was built, but pushing it as {} failed", name.full())))?;
+    }
+    // The conversion is remembered: this costs a lookup.
+    store.convert_image(image, compression).map_err(BuildError::from)
 }
 
 /// Writes the image's final filesystem into `dir`; `action` says what for, in an error.

@@ -27,6 +27,9 @@ pub enum OutputSpec {
     RootfsTar { dest: Destination },
     /// The final root filesystem written into a directory.
     Local { dir: PathBuf },
+    /// Pushed to a registry as each of `names` (the build's tags when empty), its layers
+    /// compressed with `compression`: `type=registry`, `type=image,push=true`, `--push`.
+    Registry { names: Vec<Reference>, compression: Compression },
 }
 
 impl std::fmt::Display for Destination {
@@ -133,6 +136,7 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     let mut compression = None;
     let mut names = Vec::new();
     let mut oci_mediatypes = None;
+    let mut push = false;
     for field in text.split(',') {
         let (key, value) = field
             .split_once('=')
@@ -151,11 +155,7 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
                     return Err("force-compression=false is not supported: rbuild always writes every layer in the requested compression".into());
                 }
             }
-            "push" => {
-                if boolean("push", value)? {
-                    return Err(PUSH_NOT_YET.into());
-                }
-            }
+            "push" => push = boolean("push", value)?,
             "compression-level" => {
                 return Err("compression-level= is not supported yet: gzip layers use level 1 (fast; layers are compressed at disk speed), zstd level 3".into())
             }
@@ -164,7 +164,10 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     }
     let kind = kind.unwrap_or_else(|| "local".into());
     if matches!(kind.as_str(), "registry" | "image") {
-        return Err(format!("type={kind}: {PUSH_NOT_YET}"));
+        return registry_output(&kind, push, dest, compression, names, oci_mediatypes);
+    }
+    if push {
+        return Err(format!("push=true applies to type=image, not type={kind}"));
     }
     match (kind.as_str(), oci_mediatypes) {
         ("docker", Some(true)) => {
@@ -178,11 +181,7 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
         return Err(format!("name= applies to image outputs (type=docker or type=oci), not type={kind}"));
     }
     let dest = dest.ok_or_else(|| format!("--output type={kind} needs dest=PATH"))?;
-    let compression = match compression.as_deref() {
-        None | Some("gzip") => Compression::Gzip,
-        Some("zstd") => Compression::Zstd,
-        Some(other) => return Err(format!("unsupported compression {other:?} (gzip or zstd)")),
-    };
+    let compression = compression_named(compression.as_deref())?;
     match kind.as_str() {
         "docker" => {
             if compression == Compression::Zstd {
@@ -203,8 +202,39 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     }
 }
 
-/// What `-o type=registry` and `push=true` are told.
-const PUSH_NOT_YET: &str = "pushing to a registry is not supported yet; write type=oci,dest=FILE and push it with `skopeo copy oci-archive:FILE docker://REF`";
+/// `type=registry` or `type=image` (which pushes only with `push=true`: the build's image
+/// is always stored, `-t` names it).
+fn registry_output(
+    kind: &str,
+    push: bool,
+    dest: Option<String>,
+    compression: Option<String>,
+    names: Vec<Reference>,
+    oci_mediatypes: Option<bool>,
+) -> Result<OutputSpec, String> {
+    if kind == "image" && !push {
+        return Err("type=image without push=true: rbuild stores every image it builds; name it with -t, or add push=true to push it".into());
+    }
+    if dest.is_some() {
+        return Err(format!("type={kind} pushes to the registry its name= names; it takes no dest="));
+    }
+    if oci_mediatypes == Some(false) {
+        return Err("pushed images use OCI media types; oci-mediatypes=false is not supported".into());
+    }
+    if let Some(name) = names.iter().find(|n| n.digest().is_some()) {
+        return Err(format!("name={} names a digest; a push names a tag (the registry computes the digest)", name.familiar()));
+    }
+    Ok(OutputSpec::Registry { names, compression: compression_named(compression.as_deref())? })
+}
+
+/// The layer compression `compression=` names; gzip by default.
+pub fn compression_named(value: Option<&str>) -> Result<Compression, String> {
+    match value {
+        None | Some("gzip") => Ok(Compression::Gzip),
+        Some("zstd") => Ok(Compression::Zstd),
+        Some(other) => Err(format!("unsupported compression {other:?} (gzip or zstd)")),
+    }
+}
 
 /// `true`/`false` of an `--output` attribute.
 fn boolean(key: &str, value: &str) -> Result<bool, String> {
@@ -248,8 +278,25 @@ mod tests {
     }
 
     #[test]
+    fn push_forms() {
+        let names = vec![Reference::parse("r.example/a:1").unwrap(), Reference::parse("r.example/b:2").unwrap()];
+        assert_eq!(
+            parse_output("type=registry,name=r.example/a:1,name=r.example/b:2").unwrap(),
+            OutputSpec::Registry { names: names.clone(), compression: Compression::Gzip }
+        );
+        assert_eq!(
+            parse_output("type=image,name=r.example/a:1,name=r.example/b:2,push=true,compression=zstd").unwrap(),
+            OutputSpec::Registry { names, compression: Compression::Zstd }
+        );
+        assert_eq!(parse_output("type=registry").unwrap(), OutputSpec::Registry { names: vec![], compression: Compression::Gzip });
+    }
+
+    #[test]
     fn bad_forms() {
         assert!(parse_output("type=registry,dest=x").is_err());
+        assert!(parse_output("type=image,name=r/app:1").is_err());
+        assert!(parse_output("type=registry,name=r/app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_err());
+        assert!(parse_output("type=docker,dest=x,push=true").is_err());
         assert!(parse_output("type=oci").is_err());
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
         assert!(parse_output("type=local,dest=-").is_err());
@@ -264,8 +311,6 @@ mod tests {
         assert!(parse_output("type=oci,dest=a.tar,oci-mediatypes=true,force-compression=true").is_ok());
         assert!(parse_output("type=docker,dest=a.tar,oci-mediatypes=false").is_ok());
         for (value, expected) in [
-            ("type=registry,name=r/app:1", "type=registry: pushing to a registry is not supported yet"),
-            ("type=image,name=r/app:1,push=true", "is not supported yet"),
             ("type=docker,dest=a.tar,oci-mediatypes=true", "use type=oci"),
             ("type=oci,dest=a.tar,oci-mediatypes=false", "use type=docker"),
             ("type=oci,dest=a.tar,oci-mediatypes=maybe", "expected true or false"),

@@ -1,8 +1,10 @@
-//! Pulling from registries for `rbuild build` and `rbuild pull`: which
-//! registries are spoken to over plain HTTP, and progress lines for a pull.
+//! Pulling from and pushing to registries for `rbuild build`, `rbuild pull` and `rbuild
+//! push`: which registries are spoken to over plain HTTP, and progress lines.
 
-use rbuild_store::registry::{CredentialSource, PullEvent, PullOptions, Pulled, Registry, RegistryError};
-use rbuild_store::{Platform, Reference, Store};
+use rbuild_store::registry::{
+    CredentialSource, PullEvent, PullOptions, Pulled, PushEvent, Pushed, Registry, RegistryError,
+};
+use rbuild_store::{Compression, Platform, Reference, Store, StoredImage};
 
 /// The environment variable naming more plain-HTTP registries, separated by
 /// commas or white space.
@@ -64,6 +66,33 @@ pub fn pull_logged(
     };
     log(format!("pulled {} as image {} ({what})", reference.familiar(), pulled.image.config_digest));
     Ok(pulled)
+}
+
+/// Pushes `image` as `destination`, telling `log` what happens, one line at a time.
+pub fn push_logged(
+    registry: &Registry,
+    store: &Store,
+    image: &StoredImage,
+    destination: &Reference,
+    compression: Compression,
+    log: &mut dyn FnMut(String),
+) -> Result<Pushed, RegistryError> {
+    log(format!("pushing {} to {}", image.config_digest, destination.full()));
+    let pushed = registry.push(store, image, destination, compression, &mut |event| match event {
+        PushEvent::Exists { digest } => log(format!("{digest}: already in the registry")),
+        PushEvent::Mounted { digest, from } => log(format!("{digest}: mounted from {from}")),
+        PushEvent::Uploaded { digest, size } => log(format!("{digest}: uploaded ({})", human_size(size))),
+        PushEvent::Retrying { step, attempt, reason } => log(format!("{step}: {reason}; trying again (attempt {})", attempt + 1)),
+    })?;
+    log(format!(
+        "pushed {} as {} ({} uploaded, {} mounted, {} already there)",
+        destination.full(),
+        pushed.digest,
+        pushed.uploaded,
+        pushed.mounted,
+        pushed.existing
+    ));
+    Ok(pushed)
 }
 
 /// `1.5 MB`, as Docker shows sizes (powers of 1000).

@@ -93,7 +93,7 @@ impl BuildSettings {
             .iter()
             .find_map(|output| match output {
                 OutputSpec::Docker { .. } => Some(Compression::Gzip),
-                OutputSpec::Oci { compression, .. } => Some(*compression),
+                OutputSpec::Oci { compression, .. } | OutputSpec::Registry { compression, .. } => Some(*compression),
                 OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. } => None,
             })
             .unwrap_or(Compression::None)

@@ -1,5 +1,5 @@
 //! Pulling images from registries (the OCI distribution protocol) into the
-//! store, with `oci-client` doing the HTTP, the `WWW-Authenticate` challenge
+//! store (pushing is `push`), with `oci-client` doing the HTTP, the `WWW-Authenticate` challenge
 //! and, for user names and passwords, the bearer-token request to the realm
 //! the challenge names (basic auth on a `GET`). Identity tokens are exchanged
 //! for access tokens by `oauth`.
@@ -20,6 +20,7 @@ mod auth;
 mod error;
 mod oauth;
 mod oci_errors;
+mod push;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -34,7 +35,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 
 pub use auth::{Credential, CredentialSource, TokenOrigin};
-pub use error::RegistryError;
+pub use error::{Action, RegistryError};
+pub use push::{PushEvent, Pushed};
 
 use crate::config::ImageConfig;
 use crate::digest::Digest;
@@ -131,6 +133,7 @@ impl Registry {
             .enable_all()
             .build()
             .map_err(|e| RegistryError::Protocol {
+                action: Action::Pulling,
                 registry: String::new(),
                 reference: String::new(),
                 reason: format!("cannot start the network runtime: {e}"),
@@ -156,6 +159,7 @@ impl Registry {
     ) -> Result<Pulled, RegistryError> {
         let connection = self.connection(reference.domain())?;
         let context = ErrorContext {
+            action: Action::Pulling,
             registry: reference.domain().to_string(),
             reference: reference.familiar(),
             scheme: connection.scheme,
@@ -179,7 +183,7 @@ impl Registry {
         if reference.digest().is_none() && reference.tag().is_some() {
             store
                 .tag(reference, &pulled.image.manifest_digest)
-                .map_err(|source| RegistryError::Store { reference: reference.familiar(), source })?;
+                .map_err(|source| RegistryError::Store { action: Action::Pulling, reference: reference.familiar(), source })?;
         }
         Ok(pulled)
     }
@@ -204,6 +208,7 @@ impl Registry {
             Some(Credential::IdentityToken(token)) => Some(
                 TokenExchange::new(token.clone(), origin, registry, format!("{scheme}://{}", api_host(registry)), USER_AGENT)
                     .map_err(|e| RegistryError::Protocol {
+                        action: Action::Pulling,
                         registry: registry.to_string(),
                         reference: String::new(),
                         reason: format!("cannot set up the token exchange: {e}"),
@@ -218,6 +223,9 @@ impl Registry {
             connect_timeout: Some(Duration::from_secs(30)),
             read_timeout: Some(Duration::from_secs(300)),
             user_agent: USER_AGENT,
+            // A blob goes up in one `PUT` (the store knows its size): one
+            // request a blob, and one thing to retry when it breaks.
+            use_monolithic_push: true,
             ..ClientConfig::default()
         };
         let connection = Arc::new(Connection {
@@ -356,6 +364,11 @@ impl PullJob<'_> {
             .put_image_with_config_blob(&config_digest, &layers)
             .map_err(|e| self.store_error(e))?;
         self.pin(&manifest_digest, None, &image)?;
+        // A push of an image built on this one can mount these blobs from here.
+        let repository = format!("{}/{}", self.reference.domain(), self.reference.path());
+        for blob in layers.iter().map(|l| &l.digest).chain([&config_digest]) {
+            self.store.record_blob_source(blob, &repository).map_err(|e| self.store_error(e))?;
+        }
         if from_index {
             self.pin(&top_digest, Some(self.platform), &image)?;
         }
@@ -507,6 +520,7 @@ impl PullJob<'_> {
             }
             let Some(joined) = running.join_next().await else { break };
             let outcome = joined.map_err(|e| RegistryError::Protocol {
+                action: Action::Pulling,
                 registry: self.context.registry.clone(),
                 reference: self.context.reference.clone(),
                 reason: format!("a download task failed: {e}"),
@@ -524,7 +538,7 @@ impl PullJob<'_> {
     }
 
     fn store_error(&self, source: StoreError) -> RegistryError {
-        RegistryError::Store { reference: self.reference.familiar(), source }
+        RegistryError::Store { action: Action::Pulling, reference: self.reference.familiar(), source }
     }
 }
 

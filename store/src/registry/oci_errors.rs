@@ -5,11 +5,13 @@
 use oci_client::errors::{DigestError, OciDistributionError, OciEnvelope, OciErrorCode};
 
 use super::oauth::{first_line, token_server_detail, ExchangeError};
+use super::error::Action;
 use super::RegistryError;
 use crate::digest::Digest;
 
 /// What an error message needs besides the error itself.
 pub(super) struct ErrorContext {
+    pub action: Action,
     pub registry: String,
     pub reference: String,
     pub scheme: &'static str,
@@ -23,15 +25,16 @@ impl ErrorContext {
     fn auth_failure(&self, detail: String) -> RegistryError {
         match &self.sent {
             None => RegistryError::AuthRequired {
+                action: self.action,
                 registry: self.registry.clone(),
                 reference: self.reference.clone(),
                 looked: self.looked.clone(),
             },
             Some(sent) => RegistryError::AuthRefused {
+                action: self.action,
                 registry: self.registry.clone(),
                 reference: self.reference.clone(),
-                sent: sent.clone(),
-                looked: self.looked.clone(),
+                sent: format!("{sent} ({})", self.looked),
                 detail: if detail.is_empty() { String::new() } else { format!(": {detail}") },
             },
         }
@@ -43,6 +46,7 @@ impl ErrorContext {
 
     fn protocol(&self, reason: String) -> RegistryError {
         RegistryError::Protocol {
+            action: self.action,
             registry: self.registry.clone(),
             reference: self.reference.clone(),
             reason,
@@ -58,11 +62,13 @@ pub(super) fn describe_oci_error(error: OciDistributionError, context: &ErrorCon
         OciDistributionError::AuthenticationFailure(reason) => context.auth_failure(token_server_detail(&reason)),
         OciDistributionError::RegistryError { envelope, .. } => describe_envelope(&envelope, context),
         OciDistributionError::ImageManifestNotFoundError(reason) => context.not_found(reason),
+        // The body is usually the distribution spec's error envelope: its
+        // message is what the registry has to say.
         OciDistributionError::ServerError { code, message, .. } => match code {
-            401 => context.auth_failure(first_line(&message)),
-            403 => context.auth_failure(first_line(&message)),
-            404 => context.not_found(format!("the registry answered 404 {}", first_line(&message))),
-            _ => context.protocol(format!("the registry answered HTTP {code}: {}", first_line(&message))),
+            401 => context.auth_failure(token_server_detail(&message)),
+            403 => context.auth_failure(token_server_detail(&message)),
+            404 => context.not_found(format!("the registry answered 404 {}", token_server_detail(&message))),
+            _ => context.protocol(format!("the registry answered HTTP {code}: {}", token_server_detail(&message))),
         },
         OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
             mismatch(context, "content the registry served", &expected, &actual)

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod load;
 pub mod prune;
 pub mod pull;
+pub mod push;
 pub mod rmi;
 pub mod save;
 mod table;
@@ -56,6 +57,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     store_command("save", "Write images to a docker-archive tar (stdout by default)", "rbuild save app:1.0 | docker load", save::run),
     store_command("load", "Load images from a docker or OCI archive (stdin by default)", "docker save base:1 | rbuild load", load::run),
     store_command("pull", "Pull an image from a registry into the store", "rbuild pull 127.0.0.1:5000/team/base:1", pull::run),
+    store_command("push", "Push an image from the store to a registry", "rbuild push app:1 127.0.0.1:5000/team/app:1", push::run),
     store_command(
         "cache-mount",
         "List, export, import and remove the cache mounts of RUN --mount=type=cache",
@@ -94,7 +96,6 @@ pub fn find(name: &str) -> Option<&'static Subcommand> {
 /// `docker` commands a user may try that rbuild does not have (yet), with
 /// what to use instead.
 const NOT_COMMANDS: &[(&str, &str)] = &[
-    ("push", "pushing to a registry is not supported yet; `rbuild save` writes an archive that `skopeo copy` can push"),
     ("run", "rbuild builds images and does not run containers; load the image into Docker or podman (`rbuild save IMAGE | docker load`)"),
     ("login", "rbuild reads the credentials `docker login` writes to ~/.docker/config.json"),
     ("buildx", "rbuild's build takes buildx's flags itself: `rbuild build …`"),

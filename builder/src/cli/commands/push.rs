@@ -1,0 +1,70 @@
+//! `rbuild push [--insecure-registry H] IMAGE [DESTINATION]`: push an image in the store
+//! to a registry, like `docker push`; to another name with DESTINATION (`skopeo copy`'s
+//! two-argument form). Blobs the registry has are not sent again.
+
+use clap::Parser;
+use rbuild_store::{Platform, Reference};
+
+use super::common::{find_image, open_store, parse_args};
+use crate::cli::failure::Failure;
+use crate::engine::output::compression_named;
+use crate::engine::pulling::{insecure_registries, open_registry, push_logged};
+
+/// Push an image from rbuild's store to a registry.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild push",
+    override_usage = "rbuild push [OPTIONS] IMAGE [DESTINATION]",
+    after_help = "Examples:\n  rbuild push 127.0.0.1:5000/team/app:1\n  rbuild push app:1 registry.example.com/team/app:1\n\nCredentials come from docker's config.json ($DOCKER_CONFIG or ~/.docker): auths, credsStore, credHelpers."
+)]
+pub struct PushArgs {
+    /// The image: a name (pushed as that name unless DESTINATION is given) or an image id
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// Where to push it: REGISTRY/REPOSITORY[:TAG]
+    #[arg(value_name = "DESTINATION")]
+    pub destination: Option<String>,
+
+    /// Layer compression: gzip (default; every client reads it) or zstd
+    #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
+    pub compression: String,
+
+    /// Reach this registry over plain HTTP (loopback registries always are); repeatable
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+
+    /// Print only the pushed manifest's digest
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: Vec<String>) -> Result<(), Failure> {
+    let Some(args) = parse_args::<PushArgs>(args)? else {
+        return Ok(());
+    };
+    let name = args.destination.as_deref().unwrap_or(&args.image);
+    let destination = Reference::parse(name).map_err(|e| Failure::Usage(format!("invalid reference {name:?}: {e}")))?;
+    if destination.digest().is_some() {
+        return Err(Failure::Usage(format!("cannot push to {name}: a push names a tag, not a digest")));
+    }
+    let compression = compression_named(Some(&args.compression)).map_err(Failure::Usage)?;
+    let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
+    let store = open_store()?;
+    let image = find_image(&store, &args.image).map_err(Failure::Build)?;
+    let registry = open_registry(Platform::host(), insecure).map_err(|e| Failure::Build(e.into()))?;
+    let quiet = args.quiet;
+    let pushed = push_logged(&registry, &store, &image, &destination, compression, &mut |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })
+    .map_err(|e| Failure::Build(e.into()))?;
+    // As `docker push` ends: the digest, which `NAME@DIGEST` pulls.
+    if quiet {
+        println!("{}", pushed.digest);
+    } else {
+        println!("{}: digest: {}", destination.full(), pushed.digest);
+    }
+    Ok(())
+}

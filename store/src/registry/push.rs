@@ -1,0 +1,416 @@
+//! Pushing a stored image to a registry (the OCI distribution protocol).
+//!
+//! The layers are first compressed as asked, a conversion the store
+//! remembers (`convert`), so a second push or export compresses nothing.
+//! Then every blob (layers and config, several at once) is asked for with
+//! `HEAD` and skipped when the registry has it; one the store knows to be in
+//! another repository of the same registry (pulled from or pushed to there,
+//! see `metadata::sources`) is mounted from it, and uploaded when the
+//! registry declines the mount (`202`); the rest are uploaded in one `PUT`
+//! each. The manifest goes last, once every blob is there: an interrupted
+//! push names nothing missing, and a rerun uploads only what is missing.
+//! Each request is tried again, with a growing wait, on 408, 429, 5xx and
+//! broken connections. Nothing in the store changes but the conversions and
+//! the blob sources.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::Duration;
+
+use futures_util::Stream;
+use oci_client::errors::OciDistributionError;
+use oci_client::{Client, RegistryOperation};
+use reqwest::header::HeaderValue;
+
+use super::error::Action;
+use super::oci_errors::{describe_oci_error, ErrorContext};
+use super::{oci_reference, Connection, Registry, RegistryError};
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::manifest::OCI_MANIFEST;
+use crate::metadata::image::StoredImage;
+use crate::reference::Reference;
+use crate::store::Store;
+
+/// Blobs pushed at the same time, Docker's default `max-concurrent-uploads`.
+const CONCURRENT_UPLOADS: usize = 5;
+/// Tries of one request before its error is the push's.
+const ATTEMPTS: u32 = 5;
+/// The wait before the first retry; doubled before each next one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How much of a blob file goes into one piece of an upload's body.
+const READ_CHUNK: usize = 1 << 20;
+
+/// What a push reports while it works, for progress output.
+#[derive(Clone, Debug)]
+pub enum PushEvent {
+    /// The registry has this blob already.
+    Exists { digest: Digest },
+    /// The registry mounted this blob from another of its repositories.
+    Mounted { digest: Digest, from: String },
+    /// A blob is at the registry.
+    Uploaded { digest: Digest, size: u64 },
+    /// A request failed in a way worth trying again, and will be.
+    Retrying { step: String, attempt: u32, reason: String },
+}
+
+/// A finished push.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    /// The digest of the manifest pushed: what `name@digest` pulls.
+    pub digest: Digest,
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub existing: usize,
+}
+
+impl Registry {
+    /// Pushes `image` from `store` to `destination` (a tag; `latest` if it
+    /// names none), its layers compressed with `compression`.
+    pub fn push(
+        &self,
+        store: &Store,
+        image: &StoredImage,
+        destination: &Reference,
+        compression: Compression,
+        on_event: &mut dyn FnMut(PushEvent),
+    ) -> Result<Pushed, RegistryError> {
+        let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
+        if destination.digest().is_some() {
+            return Err(RegistryError::Unsupported {
+                reference: destination.familiar(),
+                reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
+            });
+        }
+        let image = store.convert_image(image, compression).map_err(store_error)?;
+        let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
+        let connection = self.connection(destination.domain())?;
+        let job = PushJob {
+            store,
+            destination,
+            target: oci_reference(destination, None),
+            connection: &connection,
+            looked: self.options.credentials.describe(),
+        };
+        let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
+        // A later push to another repository of this registry mounts them.
+        let repository = format!("{}/{}", destination.domain(), destination.path());
+        for blob in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest]) {
+            store.record_blob_source(blob, &repository).map_err(store_error)?;
+        }
+        Ok(pushed)
+    }
+}
+
+/// One push, run on the registry's runtime.
+struct PushJob<'a> {
+    store: &'a Store,
+    destination: &'a Reference,
+    target: oci_client::Reference,
+    connection: &'a Connection,
+    looked: String,
+}
+
+/// How a blob got to the registry.
+enum Outcome {
+    Existed,
+    Mounted(String),
+    Uploaded,
+}
+
+/// Why a blob push failed, and at which step, carried out of its task.
+struct BlobFailure {
+    step: String,
+    error: OciDistributionError,
+}
+
+impl PushJob<'_> {
+    async fn run(
+        &self,
+        image: &StoredImage,
+        manifest: Vec<u8>,
+        on_event: &mut dyn FnMut(PushEvent),
+    ) -> Result<Pushed, RegistryError> {
+        // Both scopes: `HEAD` is a pull, uploads and the manifest are pushes.
+        for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
+            self.connection
+                .client
+                .auth(&self.target, &self.connection.auth, operation)
+                .await
+                .map_err(|e| describe_oci_error(e, &self.context("authenticating")))?;
+        }
+        let mut blobs: Vec<(Digest, u64)> = Vec::new();
+        for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
+            if !blobs.iter().any(|(d, _)| d == digest) {
+                blobs.push((digest.clone(), size));
+            }
+        }
+        let config_size = self.store.read_blob(&image.config_digest).map_err(|e| self.store_error(e))?.len() as u64;
+        blobs.push((image.config_digest.clone(), config_size));
+        let mut counts = Pushed { digest: Digest::of_bytes(&manifest), uploaded: 0, mounted: 0, existing: 0 };
+
+        let mut queue = blobs.into_iter();
+        // Dropping the set (on an error) aborts the pushes still running.
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < CONCURRENT_UPLOADS {
+                let Some((digest, size)) = queue.next() else { break };
+                if !self.store.has_blob(&digest) {
+                    return Err(self.store_error(StoreError::BlobNotFound { digest }));
+                }
+                let mount_from = self
+                    .store
+                    .blob_source(&digest, self.destination.domain())
+                    .map_err(|e| self.store_error(e))?
+                    .filter(|source| *source != format!("{}/{}", self.destination.domain(), self.destination.path()));
+                let blob = BlobPush {
+                    client: self.connection.client.clone(),
+                    target: self.target.clone(),
+                    path: self.store.blob_path(&digest),
+                    digest,
+                    size,
+                    mount_from,
+                };
+                running.spawn(blob.run());
+            }
+            let Some(joined) = running.join_next().await else { break };
+            let (digest, size, outcome, retries) = joined.map_err(|e| {
+                describe_oci_error(OciDistributionError::GenericError(Some(format!("a push task failed: {e}"))), &self.context("pushing blobs"))
+            })?.map_err(|failure| self.failure(failure))?;
+            for (step, attempt, reason) in retries {
+                on_event(PushEvent::Retrying { step, attempt, reason });
+            }
+            match outcome {
+                Outcome::Existed => {
+                    counts.existing += 1;
+                    on_event(PushEvent::Exists { digest });
+                }
+                Outcome::Mounted(from) => {
+                    counts.mounted += 1;
+                    on_event(PushEvent::Mounted { digest, from });
+                }
+                Outcome::Uploaded => {
+                    counts.uploaded += 1;
+                    on_event(PushEvent::Uploaded { digest, size });
+                }
+            }
+        }
+
+        // The manifest's own media type: rbuild writes OCI manifests.
+        let content_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).and_then(|m| HeaderValue::from_str(m).ok()))
+            .unwrap_or(HeaderValue::from_static(OCI_MANIFEST));
+        let step = format!("pushing manifest {}", counts.digest);
+        let mut retries = Vec::new();
+        let result = with_retries(&step, &mut retries, || {
+            self.connection.client.push_manifest_raw(&self.target, manifest.clone(), content_type.clone())
+        })
+        .await;
+        for (step, attempt, reason) in retries {
+            on_event(PushEvent::Retrying { step, attempt, reason });
+        }
+        result.map_err(|e| describe_oci_error(e, &self.context(&step)))?;
+        Ok(counts)
+    }
+
+    /// What an error message says: pushing `destination` (`step`).
+    fn context(&self, step: &str) -> ErrorContext {
+        ErrorContext {
+            action: Action::Pushing,
+            registry: self.destination.domain().to_string(),
+            reference: format!("{} ({step})", self.destination.familiar()),
+            scheme: self.connection.scheme,
+            sent: self.connection.sent.clone(),
+            looked: self.looked.clone(),
+        }
+    }
+
+    fn failure(&self, failure: BlobFailure) -> RegistryError {
+        describe_oci_error(failure.error, &self.context(&failure.step))
+    }
+
+    fn store_error(&self, source: StoreError) -> RegistryError {
+        RegistryError::Store { action: Action::Pushing, reference: self.destination.familiar(), source }
+    }
+}
+
+/// One blob to get to the registry.
+struct BlobPush {
+    client: Client,
+    target: oci_client::Reference,
+    path: std::path::PathBuf,
+    digest: Digest,
+    size: u64,
+    /// A repository of the same registry the blob is known to be in.
+    mount_from: Option<String>,
+}
+
+/// Retries of one blob: (step, attempt, reason).
+type Retries = Vec<(String, u32, String)>;
+
+impl BlobPush {
+    async fn run(self) -> Result<(Digest, u64, Outcome, Retries), BlobFailure> {
+        let mut retries = Vec::new();
+        let digest = self.digest.to_string();
+        let fail = |step: &str| {
+            let step = step.to_string();
+            move |error| BlobFailure { step, error }
+        };
+        let step = format!("checking blob {digest}");
+        let exists = with_retries(&step, &mut retries, || self.client.blob_exists(&self.target, &digest))
+            .await
+            .map_err(fail(&step))?;
+        if exists {
+            return Ok((self.digest, self.size, Outcome::Existed, retries));
+        }
+        if let Some(from) = &self.mount_from {
+            let (domain, path) = from.split_once('/').unwrap_or((from, ""));
+            let source = oci_client::Reference::with_tag(domain.to_string(), path.to_string(), "latest".to_string());
+            // oci-client takes the registry's `202` (it declines, and opens an
+            // upload instead) for an error: any failure falls back to an upload.
+            if self.client.mount_blob(&self.target, &source, &digest).await.is_ok() {
+                return Ok((self.digest, self.size, Outcome::Mounted(from.clone()), retries));
+            }
+        }
+        let step = format!("uploading blob {digest}");
+        with_retries(&step, &mut retries, || async {
+            // Opened afresh for each try: a broken upload starts again.
+            let file = File::open(&self.path).map_err(OciDistributionError::IoError)?;
+            self.client.push_blob_stream(&self.target, file_stream(file), &digest, Some(self.size)).await
+        })
+        .await
+        .map_err(fail(&step))?;
+        Ok((self.digest, self.size, Outcome::Uploaded, retries))
+    }
+}
+
+/// A blob file as an upload body, read a piece at a time.
+fn file_stream(file: File) -> impl Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut buffer = vec![0; READ_CHUNK];
+        // A blocking read on a runtime thread: the store's files are local,
+        // and an upload has nothing else to do meanwhile.
+        let read = file.read(&mut buffer).map_err(OciDistributionError::IoError)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        buffer.truncate(read);
+        Ok(Some((bytes::Bytes::from(buffer), file)))
+    })
+}
+
+/// Runs `request` until it succeeds, fails in a way a retry cannot help, or
+/// has been tried [`ATTEMPTS`] times; notes each retry in `retries`.
+async fn with_retries<T, F, Fut>(step: &str, retries: &mut Retries, mut request: F) -> Result<T, OciDistributionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+{
+    let mut wait = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match request().await.map_err(with_status) {
+            Err(e) if attempt < ATTEMPTS && is_transient(&e) => {
+                retries.push((step.to_string(), attempt, transient_reason(&e)));
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// oci-client's `HEAD` reports a refusal as reqwest's status error: made the
+/// `ServerError` other requests give, so that it is judged by its status.
+fn with_status(error: OciDistributionError) -> OciDistributionError {
+    match error {
+        OciDistributionError::RequestError(e) if e.status().is_some() => OciDistributionError::ServerError {
+            code: e.status().map_or(0, |s| s.as_u16()),
+            url: e.url().map(|u| u.to_string()).unwrap_or_default(),
+            message: String::new(),
+        },
+        other => other,
+    }
+}
+
+/// Whether a failed request may work when tried again: the registry was busy
+/// or failed (408, 429, 5xx), or the connection broke.
+fn is_transient(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ServerError { code, .. } => matches!(code, 408 | 429 | 500..=599),
+        OciDistributionError::RequestError(e) => !e.is_builder() && !e.is_redirect() && !e.is_decode(),
+        OciDistributionError::IoError(_) => true,
+        _ => false,
+    }
+}
+
+/// A retried error in a few words, for progress output.
+fn transient_reason(error: &OciDistributionError) -> String {
+    match error {
+        OciDistributionError::ServerError { code, .. } => format!("the registry answered HTTP {code}"),
+        OciDistributionError::RequestError(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            text
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: u16) -> OciDistributionError {
+        OciDistributionError::ServerError { code, url: "http://127.0.0.1/v2/".into(), message: String::new() }
+    }
+
+    #[test]
+    fn busy_and_failing_registries_are_retried_refusals_are_not() {
+        for code in [408, 429, 500, 502, 503] {
+            assert!(is_transient(&server_error(code)), "{code}");
+        }
+        for code in [400, 401, 403, 404, 413] {
+            assert!(!is_transient(&server_error(code)), "{code}");
+        }
+        assert!(is_transient(&OciDistributionError::IoError(std::io::Error::other("broken pipe"))));
+    }
+
+    #[test]
+    fn retries_stop_at_success_or_the_last_attempt() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let mut calls = 0;
+        let mut retries = Vec::new();
+        let result: Result<u32, _> = runtime.block_on(with_retries("step", &mut retries, || {
+            calls += 1;
+            let answer = if calls < 3 { Err(server_error(500)) } else { Ok(calls) };
+            async move { answer }
+        }));
+        assert_eq!(result.unwrap(), 3);
+        assert_eq!(retries.len(), 2);
+
+        let mut calls = 0;
+        let mut retries = Vec::new();
+        let result: Result<(), _> = runtime.block_on(with_retries("step", &mut retries, || {
+            calls += 1;
+            async { Err(server_error(503)) }
+        }));
+        assert!(result.is_err());
+        assert_eq!(calls, ATTEMPTS);
+
+        let mut calls = 0;
+        let result: Result<(), _> = runtime.block_on(with_retries("step", &mut Vec::new(), || {
+            calls += 1;
+            async { Err(server_error(403)) }
+        }));
+        assert!(result.is_err());
+        assert_eq!(calls, 1, "a refusal is not retried");
+    }
+}

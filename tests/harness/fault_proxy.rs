@@ -1,0 +1,114 @@
+//! A proxy on 127.0.0.1 between a client and a registry that breaks blob uploads, for the
+//! push tests' retries: the first blob `PUT` gets a 500, the second is cut off half-way
+//! through its body (the connection dropped); everything else passes through. Every request
+//! goes on a connection of its own (`Connection: close`), so each is seen.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+pub struct FaultProxy {
+    port: u16,
+    uploads: Arc<AtomicUsize>,
+}
+
+impl FaultProxy {
+    /// A proxy to the registry at `127.0.0.1:upstream`; it runs until the test process ends.
+    pub fn start(upstream: u16) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let uploads = Arc::new(AtomicUsize::new(0));
+        let counter = uploads.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || serve(client, upstream, &counter));
+            }
+        });
+        FaultProxy { port, uploads }
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of references through the proxy.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// How many blob `PUT`s came through (the broken ones included).
+    pub fn uploads(&self) -> usize {
+        self.uploads.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 8192];
+    let body_start = loop {
+        match client.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..body_start]).to_string();
+    let rest = head[body_start..].to_vec();
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let request_line = lines.next().unwrap_or_default().to_string();
+    let mut rewritten = format!("{request_line}\r\n");
+    let mut length = 0usize;
+    for line in lines {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        rewritten.push_str(line);
+        rewritten.push_str("\r\n");
+    }
+    rewritten.push_str("Connection: close\r\n\r\n");
+
+    let is_upload = request_line.starts_with("PUT ") && request_line.contains("/blobs/uploads/");
+    let fault = if is_upload { uploads.fetch_add(1, Ordering::SeqCst) } else { usize::MAX };
+    if fault == 0 {
+        let body = r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#;
+        let _ = write!(
+            client,
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    if server.write_all(rewritten.as_bytes()).is_err() || server.write_all(&rest).is_err() {
+        return;
+    }
+    if fault == 1 {
+        // Half the body, then both connections dropped.
+        let mut sent = rest.len();
+        while sent < length / 2 {
+            match client.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = server.write_all(&buffer[..n]);
+                    sent += n;
+                }
+            }
+        }
+        let _ = server.shutdown(Shutdown::Both);
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
+    let (Ok(mut from_client), Ok(mut to_server)) = (client.try_clone(), server.try_clone()) else { return };
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = server.shutdown(Shutdown::Both);
+    let _ = forward.join();
+}

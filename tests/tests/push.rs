@@ -1,0 +1,109 @@
+//! Pushing to a registry: Debian's docker-registry on 127.0.0.1 (anonymous, htpasswd, bearer
+//! tokens), the pushed image pulled and run by Docker and inspected by skopeo; a base pulled
+//! from one repository is mounted, not uploaded, into another; a registry that fails an upload
+//! with 500 and drops the next one still gets the push; refusals carry the registry's word.
+
+use rbuild_e2e::fault_proxy::FaultProxy;
+use rbuild_e2e::process::run_tool;
+use rbuild_e2e::registry::{build_base, Registry};
+use rbuild_e2e::token_server::TokenServer;
+use rbuild_e2e::{Context, Docker, TestEnv};
+
+#[test]
+fn a_pushed_build_runs_in_docker_and_its_base_layers_are_mounted() {
+    let producer = TestEnv::new("push-producer");
+    let base_image = build_base(&producer, "from-base");
+    let registry = Registry::start();
+    let base = registry.push_archive(&base_image.archive, "e2e/base:1");
+
+    let env = TestEnv::new("push-build");
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM {base}"), "RUN echo pushed > /pushed", r#"CMD ["cat","/pushed"]"#]);
+    let app = format!("{}/e2e/app:1", registry.host());
+    let metadata = env.path("metadata.json");
+    let out = env.rbuild().args(["build", "--push", "-t", &app, "--metadata-file"]).arg(&metadata).arg(ctx.path()).run();
+    out.assert_success();
+    out.assert_stderr_contains(&format!("mounted from {}/e2e/base", registry.host()));
+    let log = registry.log();
+    assert!(log.contains("mount=sha256") && log.contains("from=e2e%2Fbase"), "no cross-repository mount in the log:\n{log}");
+
+    // --metadata-file names what the registry serves.
+    let metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.digest"], registry.manifest_digest("e2e/app:1").as_str());
+    let inspected = run_tool("skopeo", &["inspect", "--tls-verify=false", &format!("docker://{app}")]).stdout_text();
+    assert!(inspected.contains("\"Layers\""), "{inspected}");
+
+    let docker = Docker::get();
+    let pulled = docker.adopt(&app);
+    docker.ok(&["pull", &app]);
+    assert_eq!(pulled.run(&[]), "pushed\n");
+    assert_eq!(pulled.read("/marker"), "from-base\n");
+
+    // `rbuild push IMAGE DEST` to two more names: nothing is uploaded again.
+    for dest in ["e2e/copy:2", "e2e/app:latest"] {
+        let dest = format!("{}/{dest}", registry.host());
+        let out = env.rbuild().args(["push", &app, &dest]).run();
+        out.assert_success();
+        out.assert_stderr_contains("0 uploaded");
+    }
+    // -o type=registry with several names, zstd layers.
+    let names = format!("type=registry,name={0}/e2e/z:1,name={0}/e2e/z:2,compression=zstd", registry.host());
+    env.rbuild().args(["build", "-o", &names]).arg(ctx.path()).run().assert_success();
+    let manifest = registry.manifest("e2e/z:2");
+    let media = manifest["layers"][1]["mediaType"].as_str().unwrap_or_default().to_string();
+    assert!(media.ends_with("zstd"), "{manifest}");
+}
+
+#[test]
+fn a_push_gets_through_a_failed_and_a_dropped_upload() {
+    let env = TestEnv::new("push-faults");
+    let base = build_base(&env, "faulty");
+    // `rbuild push` of an image that was loaded, not built.
+    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
+    let registry = Registry::start();
+    let proxy = FaultProxy::start(registry.port());
+    let dest = format!("{}/e2e/loaded:1", proxy.host());
+    let id = env.rbuild().args(["images", "-q"]).run().stdout_text();
+    let id = id.lines().next().expect("an image").trim().to_string();
+    let out = env.rbuild().args(["push", &id, &dest]).run();
+    out.assert_success();
+    out.assert_stderr_contains("the registry answered HTTP 500; trying again");
+    assert!(proxy.uploads() >= 3, "{}", out.describe());
+    let digest = out.stdout_text();
+    assert!(digest.contains(&registry.manifest_digest("e2e/loaded:1")), "{digest}");
+    // A rerun finds everything there.
+    let again = env.rbuild().args(["push", &id, &dest]).run();
+    again.assert_success();
+    again.assert_stderr_contains("0 uploaded");
+}
+
+#[test]
+fn refusals_say_who_refused_and_why() {
+    let env = TestEnv::new("push-auth");
+    let base = build_base(&env, "auth");
+    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
+    let id = env.rbuild().args(["images", "-q"]).run().stdout_text().lines().next().unwrap().trim().to_string();
+
+    let registry = Registry::start_with_auth("alice", "s3cret-pw");
+    let dest = format!("{}/e2e/private:1", registry.host());
+    let empty = tempfile::tempdir().unwrap();
+    let out = env.rbuild().env("DOCKER_CONFIG", empty.path()).args(["push", &id, &dest]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains(&format!("pushing {dest}"));
+    out.assert_stderr_contains("requires authentication");
+    let wrong = registry.docker_config("alice", "wrong");
+    let out = env.rbuild().env("DOCKER_CONFIG", wrong.path()).args(["push", &id, &dest]).run();
+    out.assert_code(1);
+    out.assert_stderr_contains("refused the credentials of alice");
+    let right = registry.docker_config("alice", "s3cret-pw");
+    env.rbuild().env("DOCKER_CONFIG", right.path()).args(["push", &id, &dest]).run().assert_success();
+    assert!(registry.manifest_digest("e2e/private:1").starts_with("sha256:"));
+
+    // Bearer tokens with pull,push scope.
+    let tokens = TokenServer::start(&[("bob", "t0ken-pw")], &[]);
+    let registry = Registry::start_with_token_auth(&tokens, "bob", "t0ken-pw");
+    let dest = format!("{}/e2e/tokened:1", registry.host());
+    let config = registry.docker_config("bob", "t0ken-pw");
+    env.rbuild().env("DOCKER_CONFIG", config.path()).args(["push", &id, &dest]).run().assert_success();
+    assert!(registry.manifest_digest("e2e/tokened:1").starts_with("sha256:"));
+}
