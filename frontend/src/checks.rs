@@ -57,7 +57,6 @@ pub const RULES: &[Rule] = &[
     rule("ExposeProtoCasing", "EXPOSE protocols are lowercase", "write the protocol in lowercase, e.g. 80/tcp"),
     rule("ExposeInvalidFormat", "EXPOSE names container ports only", "expose the container port only (publish host ports with docker run -p)"),
     rule("GlobalArgNotRedeclared", "a stage that uses an ARG declared before the first FROM redeclares it", "add ARG NAME (without a value) to the stage"),
-    rule("CopyContextWithoutDockerignore", "COPY . of a context holding .git or node_modules has a .dockerignore", "add a .dockerignore that leaves them out"),
 ];
 
 /// The rule named `name`. Every name rbuild reports is in [`RULES`].
