@@ -361,6 +361,8 @@ pub struct BuildGraph {
     pub target: usize,
     pub platform: Platform,
     pub warnings: Vec<Warning>,
+    /// Build-check findings that need expansion (UndefinedVar), in the stages built.
+    pub findings: Vec<crate::checks::Finding>,
 }
 
 impl BuildGraph {

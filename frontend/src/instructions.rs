@@ -9,7 +9,7 @@
 mod flags;
 mod parse;
 
-pub use parse::{parse_dockerfile, suggest_instruction};
+pub use parse::{parse_dockerfile, parse_with_syntax_tree, suggest_instruction};
 
 use crate::parser::Heredoc;
 
@@ -179,6 +179,6 @@ pub struct Dockerfile {
     pub escape: char,
     /// The `# syntax=` directive, if any.
     pub syntax: Option<String>,
-    /// Non-fatal findings of the parser, with their lines.
-    pub warnings: Vec<(usize, String)>,
+    /// The `# check=` directive, if any (see [`crate::checks::CheckConfig`]).
+    pub check: Option<String>,
 }

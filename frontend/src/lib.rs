@@ -6,6 +6,7 @@
 //! the [`graph::BuildGraph`] that the builder executes. Nothing here touches
 //! files, processes or the image store.
 
+pub mod checks;
 pub mod dockerignore;
 pub mod excerpt;
 pub mod graph;

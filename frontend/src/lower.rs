@@ -7,7 +7,7 @@
 
 mod config;
 mod mounts;
-mod scope;
+pub(crate) mod scope;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,7 +19,8 @@ use crate::instructions::{
     self, ArgDecl, Command, CommandLine, CopyInstruction, Dockerfile, DockerfileError,
     Instruction, Location, RunInstruction, Stage,
 };
-use crate::shell::Lexer;
+use crate::checks::Finding;
+use crate::shell::{Expanded, Lexer};
 use scope::{platform_args, Scope};
 
 /// What the caller decides about a build.
@@ -78,6 +79,8 @@ pub fn lower(
         global: Scope::default(),
         consumed: RefCell::new(BTreeSet::new()),
         warnings: Vec::new(),
+        undefined: RefCell::new(Vec::new()),
+        findings: Vec::new(),
         shared_sources: HashMap::new(),
         stage_results: HashMap::new(),
     };
@@ -101,6 +104,7 @@ pub fn lower(
         target,
         platform: options.platform.clone(),
         warnings: lowering.warnings,
+        findings: lowering.findings,
     })
 }
 
@@ -127,6 +131,10 @@ struct Lowering<'a> {
     /// Build arguments some ARG declared.
     consumed: RefCell<BTreeSet<String>>,
     warnings: Vec<Warning>,
+    /// What the expansions of the instruction being lowered found undeclared.
+    undefined: RefCell<Vec<String>>,
+    /// UndefinedVar findings.
+    findings: Vec<Finding>,
     /// Scratch, the context and base images are shared by every stage.
     shared_sources: HashMap<Source, NodeIndex>,
     /// Last step, config and variables of each lowered stage, by Dockerfile index.
@@ -167,15 +175,36 @@ impl<'a> Lowering<'a> {
     fn expand(&self, word: &str, scope: &Scope) -> Result<String, Refusal> {
         self.lexer
             .process_word(word, scope)
-            .map(|e| e.value)
+            .map(|e| self.note_unset(e, scope))
             .map_err(|e| Refusal(format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
     }
 
     fn expand_words(&self, word: &str, scope: &Scope) -> Result<Vec<String>, Refusal> {
         self.lexer
             .process_words(word, scope)
-            .map(|e| e.value)
+            .map(|e| self.note_unset(e, scope))
             .map_err(|e| Refusal(format!("failed to expand {:?}: {e}", crate::excerpt::excerpt(word))))
+    }
+
+    /// The value of an expansion, noting each variable it used that `scope`
+    /// neither sets nor declares (for UndefinedVar).
+    fn note_unset<T>(&self, expanded: Expanded<T>, scope: &Scope) -> T {
+        for name in expanded.unset.iter().filter(|n| !scope.is_declared(n) && !PREDEFINED_ARGS.contains(&n.as_str())) {
+            let hint = if self.global.is_declared(name) && !self.is_platform_arg(name) {
+                format!(" (ARG {name} is declared before the first FROM: redeclare it in the stage)")
+            } else {
+                crate::suggest::closest(name, scope.names()).map(|n| format!(" (did you mean ${n}?)")).unwrap_or_default()
+            };
+            self.undefined.borrow_mut().push(format!("variable '${name}' is used but not declared{hint}"));
+        }
+        expanded.value
+    }
+
+    /// UndefinedVar findings of the instruction on `line`: what its expansions noted.
+    fn report_undefined(&mut self, line: usize) {
+        for message in self.undefined.take() {
+            self.findings.push(Finding::new("UndefinedVar", line, message));
+        }
     }
 
     /// Evaluates the ARGs before the first FROM, in order.
@@ -382,7 +411,9 @@ impl<'a> Lowering<'a> {
             }
         }
         for command in &stage.commands {
+            self.undefined.borrow_mut().clear();
             self.lower_command(command, &mut state, &mut image).map_err(|e| e.at(command.location))?;
+            self.report_undefined(command.location.start_line);
         }
         self.stage_results.insert(
             stage.index,
@@ -774,6 +805,7 @@ impl<'a> Lowering<'a> {
             let why = match name.as_str() {
                 "BUILDKIT_INLINE_CACHE" => "rbuild keeps its build cache in its store, not in the image",
                 "BUILDKIT_SYNTAX" => "rbuild always uses its own Dockerfile frontend",
+                "BUILDKIT_DOCKERFILE_CHECK" => continue,
                 _ => "it is a BuildKit setting rbuild does not have",
             };
             self.warnings.push(Warning { line: None, message: format!("build arg {name} has no effect: {why}") });

@@ -122,6 +122,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
 
+    /// Run the build checks on the Dockerfile and build nothing: print each finding with its fix,
+    /// exit 1 when there is any
+    #[arg(long)]
+    pub check: bool,
+
     /// Say, for every step that missed the cache, what differs from its closest earlier build
     #[arg(long)]
     pub explain_cache: bool,

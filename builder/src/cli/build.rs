@@ -1,7 +1,7 @@
 //! `rbuild build`: from command-line arguments to a stored, exported image.
 
 use std::fs;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
@@ -12,7 +12,7 @@ use rbuild_store::{Compression, Reference, Store};
 use crate::cli::args::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
 use crate::cli::dockerfile::DockerfileInput;
 pub use crate::cli::failure::Failure;
-use crate::cli::progress::{PlainProgress, Progress, QuietProgress, RawJsonProgress};
+use crate::cli::progress::{finding_text, Finding, PlainProgress, Progress, QuietProgress, RawJsonProgress};
 use crate::cli::progress_tty::TtyProgress;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, OutputSpec};
@@ -40,9 +40,18 @@ fn build(args: &BuildArgs, settings: &Arc<BuildSettings>) -> Result<(), Failure>
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
     clean_up_on_signals(&store)?;
     let progress: SharedProgress = Arc::new(Mutex::new(progress));
-    let result = crate::engine::build::build(settings, &store, &progress, &mut io::stdout())
-        .map_err(|error| Failure::located(error, &settings.dockerfile.text))
-        .and_then(|image| finish(args, settings, &image));
+    let result = if args.check {
+        crate::engine::build::check(settings, &store, &progress)
+            .map_err(|error| Failure::located(error, &settings.dockerfile.text))
+            .and_then(|(findings, error)| {
+                let reported = report_findings(args, settings, &progress, &findings);
+                error.map_or(reported, |error| Err(Failure::located(error, &settings.dockerfile.text)))
+            })
+    } else {
+        crate::engine::build::build(settings, &store, &progress, &mut io::stdout())
+            .map_err(|error| Failure::located(error, &settings.dockerfile.text))
+            .and_then(|image| finish(args, settings, &image))
+    };
     if result.is_err() && INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
         // The signal thread is cleaning up and will exit the process.
         loop {
@@ -100,6 +109,27 @@ fn finish(args: &BuildArgs, settings: &BuildSettings, image: &crate::engine::eve
         println!("{}", image.id);
     }
     Ok(())
+}
+
+/// What `--check` does with the findings: rawjson gives each as a `check` event, the
+/// other modes print them on stdout, each with its fix. Any finding fails (exit 1).
+fn report_findings(args: &BuildArgs, settings: &BuildSettings, progress: &SharedProgress, findings: &[Finding]) -> Result<(), Failure> {
+    let file = &settings.dockerfile.name;
+    if args.progress == ProgressMode::Rawjson && !args.quiet {
+        let mut shown = progress.lock().unwrap_or_else(|p| p.into_inner());
+        for finding in findings {
+            shown.check(file, finding);
+        }
+    } else {
+        let mut out = io::stdout().lock();
+        for finding in findings {
+            let _ = writeln!(out, "{}\n  fix: {}", finding_text(file, finding), finding.fix());
+        }
+    }
+    match findings.len() {
+        0 => Ok(()),
+        n => Err(Failure::Build(anyhow::anyhow!("the build checks found {n} problem(s) in {file}"))),
+    }
 }
 
 /// Resolves the command line into the build's settings, or says what is wrong with it.

@@ -5,7 +5,33 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-pub use crate::engine::events::{BuiltImage, Progress};
+pub use crate::engine::events::{BuiltImage, Finding, Progress};
+
+/// `RuleName - file:line: message`: a build-check finding as a warning says it.
+pub fn finding_text(file: &str, finding: &Finding) -> String {
+    format!("{} - {file}:{}: {}", finding.rule, finding.line, finding.message)
+}
+
+/// Build-check findings held back until the build ends, to be printed once after it.
+#[derive(Default)]
+pub struct HeldFindings(Vec<String>);
+
+impl HeldFindings {
+    pub fn hold(&mut self, file: &str, finding: &Finding) {
+        self.0.push(format!("WARNING: {}", finding_text(file, finding)));
+    }
+
+    /// The held lines, each once: the next call has none.
+    pub fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.0)
+    }
+
+    fn write_to(&mut self, out: &mut dyn Write) {
+        for line in self.take() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+}
 
 /// `#3 [stage-0 2/3] COPY a /b` … `#3 DONE 0.1s`, on stderr.
 pub struct PlainProgress<W: Write> {
@@ -13,11 +39,12 @@ pub struct PlainProgress<W: Write> {
     /// Each running step's output after its last newline, printed with the
     /// step's next chunk (steps run in parallel, so this is per step).
     pending: HashMap<usize, Vec<u8>>,
+    findings: HeldFindings,
 }
 
 impl<W: Write> PlainProgress<W> {
     pub fn new(out: W) -> Self {
-        PlainProgress { out, pending: HashMap::new() }
+        PlainProgress { out, pending: HashMap::new(), findings: HeldFindings::default() }
     }
 }
 
@@ -58,16 +85,29 @@ impl<W: Write> Progress for PlainProgress<W> {
     fn info(&mut self, message: &str) {
         let _ = writeln!(self.out, "{message}");
     }
+
+    fn check(&mut self, file: &str, finding: &Finding) {
+        self.findings.hold(file, finding);
+    }
+
+    fn error(&mut self, _: &str) {
+        self.findings.write_to(&mut self.out);
+    }
+
+    fn finished(&mut self, _: Duration) {
+        self.findings.write_to(&mut self.out);
+    }
 }
 
 /// Prints only warnings, for `--quiet`: a silent warning would hide a mistake.
 pub struct QuietProgress<W: Write> {
     out: W,
+    findings: HeldFindings,
 }
 
 impl<W: Write> QuietProgress<W> {
     pub fn new(out: W) -> Self {
-        QuietProgress { out }
+        QuietProgress { out, findings: HeldFindings::default() }
     }
 }
 
@@ -76,6 +116,15 @@ impl<W: Write> Progress for QuietProgress<W> {
     fn step_done(&mut self, _: usize, _: Duration) {}
     fn warning(&mut self, message: &str) {
         let _ = writeln!(self.out, "WARNING: {message}");
+    }
+    fn check(&mut self, file: &str, finding: &Finding) {
+        self.findings.hold(file, finding);
+    }
+    fn error(&mut self, _: &str) {
+        self.findings.write_to(&mut self.out);
+    }
+    fn finished(&mut self, _: Duration) {
+        self.findings.write_to(&mut self.out);
     }
     fn info(&mut self, _: &str) {}
     fn output(&mut self, _: usize, _: &[u8]) {}
@@ -113,6 +162,16 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     }
     fn info(&mut self, message: &str) {
         self.emit(serde_json::json!({"event": "info", "message": message}));
+    }
+    fn check(&mut self, file: &str, finding: &Finding) {
+        self.emit(serde_json::json!({
+            "event": "check",
+            "rule": finding.rule,
+            "file": file,
+            "line": finding.line,
+            "message": finding.message,
+            "fix": finding.fix(),
+        }));
     }
     fn step_cached(&mut self, number: usize) {
         self.emit(serde_json::json!({"event": "step_cached", "step": number}));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::progress::Progress;
+use crate::cli::progress::{Finding, HeldFindings, Progress};
 
 /// How many output lines of a running step stay on screen.
 const OUTPUT_LINES: usize = 6;
@@ -23,6 +23,7 @@ pub struct TtyProgress {
     multi: MultiProgress,
     steps: HashMap<usize, RunningStep>,
     done: usize,
+    findings: HeldFindings,
 }
 
 impl TtyProgress {
@@ -31,6 +32,13 @@ impl TtyProgress {
             multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             steps: HashMap::new(),
             done: 0,
+            findings: HeldFindings::default(),
+        }
+    }
+
+    fn print_findings(&mut self) {
+        for line in self.findings.take() {
+            let _ = self.multi.println(line);
         }
     }
 
@@ -98,6 +106,14 @@ impl Progress for TtyProgress {
         let _ = self.multi.println(message);
     }
 
+    fn check(&mut self, file: &str, finding: &Finding) {
+        self.findings.hold(file, finding);
+    }
+
+    fn error(&mut self, _: &str) {
+        self.print_findings();
+    }
+
     fn output(&mut self, number: usize, bytes: &[u8]) {
         let Some(step) = self.steps.get_mut(&number) else { return };
         step.partial.extend_from_slice(bytes);
@@ -119,5 +135,6 @@ impl Progress for TtyProgress {
             self.done,
             self.done + self.steps.len()
         ));
+        self.print_findings();
     }
 }

@@ -1,7 +1,9 @@
 //! One build from settings to a stored, named and exported image: plan the Dockerfile,
 //! execute the graph, tag the result and write every `-o` output.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rbuild_frontend::graph::BuildGraph;
@@ -9,10 +11,10 @@ use rbuild_store::registry::RegistryError;
 use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, StoredImage};
 
 use crate::engine::error::BuildError;
-use crate::engine::events::BuiltImage;
+use crate::engine::events::{BuiltImage, Finding};
 use crate::engine::execute::{Executor, FsState, SharedProgress, StepTiming};
 use crate::engine::output::{write_output, Destination, OutputSpec};
-use crate::engine::plan::plan_build;
+use crate::engine::plan::{plan_build, Plan};
 use crate::engine::pulling::{open_registry, push_logged};
 use crate::engine::resolver::BaseImageResolver;
 use crate::engine::settings::BuildSettings;
@@ -26,14 +28,14 @@ pub fn build(
     stdout: &mut dyn Write,
 ) -> Result<BuiltImage, BuildError> {
     let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let log = |line: &str| shown().info(line);
-    let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
-    let dockerfile = &settings.dockerfile;
-    let graph = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
-        shown().warning(warning)
-    })?;
-    let named_directories = resolver.named_directories();
-    drop(resolver);
+    let (plan, named_directories) = plan(settings, store, progress)?;
+    for finding in &plan.findings {
+        shown().check(&settings.dockerfile.name, finding);
+    }
+    if plan.findings_fail && !plan.findings.is_empty() {
+        return Err(checks_failed(&plan.findings));
+    }
+    let graph = plan.graph?;
 
     let graph = Arc::new(graph);
     let executor = Executor {
@@ -67,6 +69,35 @@ pub fn build(
     let image = built_image(store, &described, &settings.tags)?;
     shown().image_built(&image);
     Ok(image)
+}
+
+/// `rbuild build --check`: what the build checks find in the Dockerfile of
+/// `settings`, planned as a build would be but not run, and the error that
+/// would stop the build before it runs, if any.
+pub fn check(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> Result<(Vec<Finding>, Option<BuildError>), BuildError> {
+    let (plan, _) = plan(settings, store, progress)?;
+    Ok((plan.findings, plan.graph.err()))
+}
+
+/// Plans the Dockerfile of `settings` (base images from the store, else their
+/// registries), with the `--build-context` directories it named.
+fn plan(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> Result<(Plan, BTreeMap<String, PathBuf>), BuildError> {
+    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let log = |line: &str| shown().info(line);
+    let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
+    let dockerfile = &settings.dockerfile;
+    let plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
+        shown().warning(warning)
+    })?;
+    Ok((plan, resolver.named_directories()))
+}
+
+/// The error of a build whose checks found something under `check=error=true`.
+fn checks_failed(findings: &[Finding]) -> BuildError {
+    let mut rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
+    rules.sort_unstable();
+    rules.dedup();
+    BuildError::Checks { count: findings.len(), rules: rules.join(", ") }
 }
 
 /// What the build made, for `--metadata-file` and the rawjson progress.

@@ -22,6 +22,10 @@ pub enum BuildError {
         error: Box<StepError>,
     },
 
+    /// The build checks found something and `check=error=true` makes that fail the build.
+    #[error("the build checks found {count} problem(s) and check=error=true makes them errors: {rules}")]
+    Checks { count: usize, rules: String },
+
     #[error("build context {0}")]
     Context(String),
 

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use rbuild_frontend::checks::Finding;
+
 /// Receives build events as they happen.
 pub trait Progress {
     /// Whether steps that only change the image config (LABEL, ENV, EXPOSE,
@@ -14,6 +16,9 @@ pub trait Progress {
     fn step_started(&mut self, number: usize, label: &str);
     fn step_done(&mut self, number: usize, elapsed: Duration);
     fn warning(&mut self, message: &str);
+    /// A build check found something in the Dockerfile `file`. People read these
+    /// once, after the build; tools get them as they come.
+    fn check(&mut self, file: &str, finding: &Finding);
     fn info(&mut self, message: &str);
     /// Output of a running step (a RUN's stdout and stderr).
     fn output(&mut self, number: usize, bytes: &[u8]);

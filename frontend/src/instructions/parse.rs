@@ -12,34 +12,29 @@ const KEYWORDS: &[&str] = &[
 
 /// Parses Dockerfile text into typed stages.
 pub fn parse_dockerfile(source: &str) -> Result<Dockerfile, DockerfileError> {
+    parse_with_syntax_tree(source).map(|(_, dockerfile)| dockerfile)
+}
+
+/// Parses Dockerfile text into its syntax tree and its typed stages (the
+/// build checks read both).
+pub fn parse_with_syntax_tree(source: &str) -> Result<(parser::Dockerfile, Dockerfile), DockerfileError> {
     let ast = parser::parse(source).map_err(|e| DockerfileError {
         line: e.line,
         column: 1,
         message: e.message.clone(),
     })?;
+    let dockerfile = typed(&ast)?;
+    Ok((ast, dockerfile))
+}
+
+fn typed(ast: &parser::Dockerfile) -> Result<Dockerfile, DockerfileError> {
     let mut dockerfile = Dockerfile {
         meta_args: Vec::new(),
         stages: Vec::new(),
         escape: ast.escape,
         syntax: ast.directives.syntax.clone(),
-        warnings: ast
-            .warnings
-            .iter()
-            .map(|w| (w.line, w.message.clone()))
-            .collect(),
+        check: ast.directives.check.clone(),
     };
-    if let Some(check) = &ast.directives.check {
-        // Read, so that a Dockerfile written for BuildKit parses, but not
-        // acted on: say so rather than pass it over in silence.
-        let line = source
-            .lines()
-            .position(|l| l.trim_start().starts_with('#') && l.trim_start_matches(['#', ' ', '\t']).to_ascii_lowercase().starts_with("check"))
-            .map_or(1, |i| i + 1);
-        dockerfile.warnings.push((
-            line,
-            format!("the check directive (check={check}) has no effect: rbuild does not run BuildKit's build checks yet"),
-        ));
-    }
     for node in &ast.children {
         let location = location_of(node);
         let at = |message: String| DockerfileError::at(location, message);

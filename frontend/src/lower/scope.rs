@@ -35,6 +35,16 @@ impl Scope {
         self.args.get(name).and_then(|v| v.clone())
     }
 
+    /// Whether `name` is set by ENV or declared by ARG (with a value or not).
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.env.contains_key(name) || self.args.contains_key(name)
+    }
+
+    /// Every ENV and ARG name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.env.keys().chain(self.args.keys()).map(String::as_str)
+    }
+
     /// ARGs with values that no ENV hides: what a RUN sees besides the image ENV.
     pub fn args_with_values(&self) -> Vec<(String, String)> {
         self.args

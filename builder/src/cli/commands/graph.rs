@@ -63,7 +63,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let resolver = LenientResolver { store: &store, contexts: &input.named_contexts, missing: RefCell::new(Vec::new()) };
     let options = LowerOptions { build_args: input.build_args.clone(), target: args.dockerfile.target.clone(), platform: Platform::host() };
     let mut warn = |message: &str| eprintln!("WARNING: {message}");
-    let graph = plan_build(&source.name, &source.text, &options, &resolver, &mut warn).map_err(|error| Failure::located(error, &source.text))?;
+    let graph = plan_build(&source.name, &source.text, &options, &resolver, &mut warn).and_then(|plan| plan.graph).map_err(|error| Failure::located(error, &source.text))?;
     for reference in resolver.missing.borrow().iter() {
         warn(&format!(
             "base image {reference:?} is not in rbuild's store: drawn without its config (ONBUILD triggers, ENV)"

@@ -14,7 +14,7 @@ impl ImageResolver for AnyImage {
 
 fn lowered(text: &str, target: Option<&str>) -> BuildGraph {
     let options = LowerOptions { build_args: Default::default(), target: target.map(Into::into), platform: Platform::host() };
-    plan_build("Dockerfile", text, &options, &AnyImage, &mut |_| {}).unwrap()
+    plan_build("Dockerfile", text, &options, &AnyImage, &mut |_| {}).unwrap().graph.unwrap()
 }
 
 const FOUR_STAGES: &str = "\
