@@ -59,6 +59,7 @@ pub fn build(
     // What `--metadata-file` describes: the image as pushed, if it was (its layers
     // compressed as the push asked), else as stored.
     let mut described = built.image.clone();
+    let log = |line: &str| shown().info(line);
     for output in &settings.outputs {
         if let OutputSpec::Registry { names, compression } = output {
             described = push(store, &built.image, settings, names, *compression, &log)?;
