@@ -362,7 +362,7 @@ pub struct BuildGraph {
     pub platform: Platform,
     pub warnings: Vec<Warning>,
     /// Build-check findings that need expansion (UndefinedVar), in the stages built.
-    pub findings: Vec<crate::checks::Finding>,
+    pub findings: Vec<crate::checks::rules::Finding>,
 }
 
 impl BuildGraph {
