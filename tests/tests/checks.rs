@@ -107,3 +107,27 @@ fn rawjson_gives_check_events() {
         assert_eq!(events[1]["rule"], "JSONArgsRecommended");
     }
 }
+
+/// The checks that need the context: a COPY source the `.dockerignore` leaves out, and `COPY .`
+/// of a context holding `.git` or `node_modules` with no `.dockerignore`; neither without cause.
+#[test]
+fn context_checks_find_ignored_sources_and_heavy_directories() {
+    let env = TestEnv::new("checks-context");
+    let ctx = context(&["FROM scratch", "COPY busybox /bin/busybox", "COPY secret.txt /", "COPY . /app/"]);
+    ctx.file("secret.txt", "x\n").file(".dockerignore", "secret.txt\n");
+    let out = build(&env, &ctx, &["--check"]);
+    out.assert_code(1);
+    let text = out.stdout_text();
+    assert!(text.contains("CopyIgnoredFile - Dockerfile:3: secret.txt is left out of the build context by \"secret.txt\""), "{text}");
+    assert!(!text.contains("ContextWithoutDockerignore"), "{text}");
+
+    let heavy = context(&["FROM scratch", "COPY busybox /bin/busybox", "COPY . /app/"]);
+    heavy.dir(".git").dir("node_modules");
+    let out = build(&env, &heavy, &["--check"]);
+    out.assert_code(1);
+    let text = out.stdout_text();
+    assert!(text.contains("ContextWithoutDockerignore - Dockerfile:3: . copies the context's .git"), "{text}");
+    assert!(text.contains("copies the context's node_modules"), "{text}");
+    heavy.file(".dockerignore", ".git\nnode_modules\n");
+    build(&env, &heavy, &["--check"]).assert_success();
+}

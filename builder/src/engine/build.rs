@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rbuild_frontend::graph::BuildGraph;
+use rbuild_frontend::graph::{BuildGraph, Op, Source};
 use rbuild_store::registry::RegistryError;
 use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, StoredImage};
 
@@ -14,6 +14,7 @@ use crate::engine::error::BuildError;
 use crate::engine::events::{BuiltImage, Finding};
 use crate::engine::execute::{Executor, FsState, SharedProgress, StepTiming};
 use crate::engine::output::{write_output, Destination, OutputSpec};
+use crate::engine::context::BuildContext;
 use crate::engine::plan::{plan_build, Plan};
 use crate::engine::pulling::{open_registry, push_logged};
 use crate::engine::resolver::BaseImageResolver;
@@ -87,10 +88,49 @@ fn plan(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> R
     let log = |line: &str| shown().info(line);
     let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
     let dockerfile = &settings.dockerfile;
-    let plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
+    let mut plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
         shown().warning(warning)
     })?;
+    if let Ok(graph) = &plan.graph {
+        let found = context_findings(graph, settings);
+        plan.add_findings(found);
+    }
     Ok((plan, resolver.named_directories()))
+}
+
+/// The checks that need the build context: a COPY/ADD source its `.dockerignore` leaves out
+/// (CopyIgnoredFile), and `COPY .` of a context with `.git` or `node_modules` and no
+/// `.dockerignore` (rbuild's ContextWithoutDockerignore). A context that cannot be opened
+/// gives none: the build reports that itself.
+fn context_findings(graph: &BuildGraph, settings: &BuildSettings) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let Ok(context) = BuildContext::open(&settings.context, settings.dockerfile.path.as_deref()) else {
+        return findings;
+    };
+    for id in graph.graph.node_indices() {
+        let step = graph.step(id);
+        let (Op::Copy(copy), Some(location)) = (&step.op, step.location) else { continue };
+        let reads_context = graph.copy_from(id).is_some_and(|from| matches!(graph.step(from).op, Op::Source(Source::Context)));
+        if !reads_context {
+            continue;
+        }
+        for source in &copy.sources {
+            if let Some((pattern, file)) = context.ignored_source(source) {
+                let message = format!("{source} is left out of the build context by {pattern:?} in {}", file.display());
+                findings.push(Finding::new("CopyIgnoredFile", location.start_line, message));
+            }
+            let whole = matches!(source.trim_end_matches('/'), "." | "" | "./.");
+            if whole && context.ignore_file().is_none() {
+                for heavy in [".git", "node_modules"] {
+                    if settings.context.join(heavy).exists() {
+                        let message = format!("{source} copies the context's {heavy}, and no .dockerignore leaves it out");
+                        findings.push(Finding::new("ContextWithoutDockerignore", location.start_line, message));
+                    }
+                }
+            }
+        }
+    }
+    findings
 }
 
 /// The error of a build whose checks found something under `check=error=true`.

@@ -21,6 +21,17 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// `check=error=true`: findings fail the build.
     pub findings_fail: bool,
+    /// Which rules count: for the findings the engine adds (those that need the context).
+    pub config: CheckConfig,
+}
+
+impl Plan {
+    /// Adds findings of rules that need more than the Dockerfile, filtered as the others.
+    pub fn add_findings(&mut self, more: Vec<Finding>) {
+        let mut all = std::mem::take(&mut self.findings);
+        all.extend(more);
+        self.findings = self.config.apply(all);
+    }
 }
 
 /// Parses and lowers the Dockerfile `text`, which errors and warnings call
@@ -61,7 +72,7 @@ pub fn plan_build(
         graph
     });
     let graph = graph.map_err(|error| BuildError::Dockerfile { file, error });
-    Ok(Plan { graph, findings: config.apply(findings), findings_fail: config.error })
+    Ok(Plan { graph, findings: config.apply(findings), findings_fail: config.error, config })
 }
 
 /// `docker/dockerfile:1`, `docker/dockerfile:1.7-labs`, with or without a

@@ -42,6 +42,8 @@ pub const RULES: &[Rule] = &[
     },
     rule("ExposeProtoCasing", "EXPOSE protocols are lowercase", "write the protocol in lowercase, e.g. 80/tcp"),
     rule("ExposeInvalidFormat", "EXPOSE names container ports only", "expose the container port only (publish host ports with docker run -p)"),
+    rule("CopyIgnoredFile", "COPY and ADD do not name files the .dockerignore leaves out", "remove the source, or the pattern that excludes it from .dockerignore"),
+    rule("ContextWithoutDockerignore", "COPY . of a context that holds .git or node_modules has a .dockerignore", "add a .dockerignore that leaves out .git and node_modules"),
     rule("GlobalArgNotRedeclared", "a stage that uses an ARG declared before the first FROM redeclares it", "add ARG NAME (without a value) to the stage"),
 ];
 
