@@ -107,3 +107,32 @@ fn refusals_say_who_refused_and_why() {
     env.rbuild().env("DOCKER_CONFIG", config.path()).args(["push", &id, &dest]).run().assert_success();
     assert!(registry.manifest_digest("e2e/tokened:1").starts_with("sha256:"));
 }
+
+#[test]
+fn a_compression_level_changes_the_pushed_layer() {
+    let env = TestEnv::new("push-level");
+    let ctx = Context::new();
+    let text: String = (0..50_000).map(|i| format!("line {i} of a layer worth compressing\n")).collect();
+    ctx.file("data.txt", &text);
+    ctx.dockerfile(&["FROM scratch", "COPY data.txt /data.txt"]);
+    let registry = Registry::start();
+    let host = registry.host();
+    // Stored as built (a plain tar), then pushed at the default level and at level 9.
+    env.rbuild().args(["build", "-t", "level:1"]).arg(ctx.path()).run().assert_success();
+    env.rbuild().args(["push", "level:1", &format!("{host}/e2e/level:default")]).run().assert_success();
+    env.rbuild().args(["push", "--compression-level", "9", "level:1", &format!("{host}/e2e/level:9")]).run().assert_success();
+    let layer = |tag: &str| registry.manifest(&format!("e2e/level:{tag}"))["layers"][0]["digest"].as_str().unwrap_or_default().to_string();
+    assert_ne!(layer("default"), layer("9"), "level 9 pushed the default level's layer");
+    // A build that pushes at level 9 compresses its layer the same way; zstd takes a level too.
+    let out = format!("type=registry,name={host}/e2e/level:built9,compression-level=9");
+    env.rbuild().args(["build", "-o", &out]).arg(ctx.path()).run().assert_success();
+    assert_eq!(layer("built9"), layer("9"));
+    let out = format!("type=registry,name={host}/e2e/level:zstd19,compression=zstd,compression-level=19");
+    env.rbuild().args(["build", "-o", &out]).arg(ctx.path()).run().assert_success();
+    let zstd = registry.manifest("e2e/level:zstd19");
+    assert!(zstd["layers"][0]["mediaType"].as_str().unwrap_or_default().ends_with("zstd"), "{zstd}");
+    // Out of range: a usage error.
+    let refused = env.rbuild().args(["push", "--compression-level", "10", "level:1", &format!("{host}/e2e/level:10")]).run();
+    refused.assert_code(2);
+    refused.assert_stderr_contains("out of range for gzip");
+}

@@ -25,7 +25,7 @@ use reqwest::header::HeaderValue;
 use super::error::Action;
 use super::oci_errors::{describe_oci_error, ErrorContext};
 use super::{oci_reference, Connection, Registry, RegistryError};
-use crate::compress::Compression;
+use crate::compress::Codec;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::manifest::OCI_MANIFEST;
@@ -67,13 +67,13 @@ pub struct Pushed {
 
 impl Registry {
     /// Pushes `image` from `store` to `destination` (a tag; `latest` if it
-    /// names none), its layers compressed with `compression`.
+    /// names none), its layers compressed with `compression` (at its level).
     pub fn push(
         &self,
         store: &Store,
         image: &StoredImage,
         destination: &Reference,
-        compression: Compression,
+        compression: Codec,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
