@@ -74,6 +74,15 @@ fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
     let is_upload = request_line.starts_with("PUT ") && request_line.contains("/blobs/uploads/");
     let fault = if is_upload { uploads.fetch_add(1, Ordering::SeqCst) } else { usize::MAX };
     if fault == 0 {
+        // The request's body is read first: a client still writing it when the connection
+        // closes sees a broken pipe, not the 500.
+        let mut read = rest.len();
+        while read < length {
+            match client.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
         let body = r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#;
         let _ = write!(
             client,
