@@ -136,3 +136,46 @@ fn a_compression_level_changes_the_pushed_layer() {
     refused.assert_code(2);
     refused.assert_stderr_contains("out of range for gzip");
 }
+
+#[test]
+fn a_token_registry_mounts_across_repositories_and_takes_identity_tokens() {
+    let env = TestEnv::new("push-tokens");
+    let base = build_base(&env, "tokens");
+    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
+    let id = env.rbuild().args(["images", "-q"]).run().stdout_text().lines().next().unwrap().trim().to_string();
+    let tokens = TokenServer::start(&[("bob", "t0ken-pw")], &[("refresh-bob", "bob")]);
+    let registry = Registry::start_with_token_auth(&tokens, "bob", "t0ken-pw");
+    let host = registry.host();
+    let config = registry.docker_config("bob", "t0ken-pw");
+    let push = |config: &std::path::Path, repository: &str| {
+        let out = env.rbuild().env("DOCKER_CONFIG", config).args(["push", &id, &format!("{host}/{repository}:1")]).run();
+        out.assert_success();
+        out
+    };
+    push(config.path(), "e2e/first");
+    // The second repository mounts every blob from the first: the token has `pull` there.
+    let out = push(config.path(), "e2e/second");
+    out.assert_stderr_contains(&format!("mounted from {host}/e2e/first"));
+    out.assert_stderr_contains("0 uploaded");
+    let log = registry.log();
+    let mounts: Vec<&str> = log.lines().filter(|l| l.contains("mount=sha256") && l.contains("e2e/second")).collect();
+    assert!(!mounts.is_empty() && mounts.iter().all(|l| l.contains(" 201 ")), "mounts not answered 201:\n{log}");
+    let asked = tokens.requests();
+    assert!(
+        asked.iter().any(|r| r.params.get("scope").is_some_and(|s| s.contains(&"repository:e2e/second:pull,push".to_string())
+            && s.contains(&"repository:e2e/first:pull".to_string()))),
+        "no token for both repositories: {asked:?}"
+    );
+
+    // An identity token (`docker login` to an OAuth2 token server) pushes: its exchange asks
+    // for `pull,push`, and `pull` on the mount's source.
+    let identity = registry.docker_config_identity_token("bob", "refresh-bob");
+    let out = push(identity.path(), "e2e/third");
+    out.assert_stderr_contains(&format!("mounted from {host}/e2e/second"));
+    let exchanged = tokens.requests().into_iter().filter(|r| r.method == "POST").collect::<Vec<_>>();
+    assert!(
+        exchanged.iter().any(|r| r.granted && r.param("scope") == "repository:e2e/third:pull,push repository:e2e/second:pull"),
+        "{exchanged:?}"
+    );
+    assert!(registry.manifest_digest("e2e/third:1").starts_with("sha256:"));
+}

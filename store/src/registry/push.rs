@@ -10,7 +10,12 @@
 //! each. The manifest goes last, once every blob is there: an interrupted
 //! push names nothing missing, and a rerun uploads only what is missing.
 //! Each request is tried again, with a growing wait, on 408, 429, 5xx and
-//! broken connections. Nothing in the store changes but the conversions and
+//! broken connections.
+//!
+//! On a registry with bearer tokens, the push asks for one token for all of
+//! it: `pull,push` on the destination and `pull` on each repository a blob is
+//! mounted from (without the latter the registry declines the mount), by
+//! password, or by identity token through the token exchange (`oauth`). Nothing in the store changes but the conversions and
 //! the blob sources.
 
 use std::fs::File;
@@ -19,11 +24,13 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::error::Action;
-use super::oci_errors::{describe_oci_error, ErrorContext};
+use super::oauth::{bearer_token, pull_scope, Access, ExchangeError};
+use super::oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
 use super::{oci_reference, Connection, Registry, RegistryError};
 use crate::compress::Codec;
 use crate::digest::Digest;
@@ -132,14 +139,6 @@ impl PushJob<'_> {
         manifest: Vec<u8>,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
-        // Both scopes: `HEAD` is a pull, uploads and the manifest are pushes.
-        for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
-            self.connection
-                .client
-                .auth(&self.target, &self.connection.auth, operation)
-                .await
-                .map_err(|e| describe_oci_error(e, &self.context("authenticating")))?;
-        }
         let mut blobs: Vec<(Digest, u64)> = Vec::new();
         for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
             if !blobs.iter().any(|(d, _)| d == digest) {
@@ -148,22 +147,31 @@ impl PushJob<'_> {
         }
         let config_size = self.store.read_blob(&image.config_digest).map_err(|e| self.store_error(e))?.len() as u64;
         blobs.push((image.config_digest.clone(), config_size));
+        let destination = format!("{}/{}", self.destination.domain(), self.destination.path());
+        let mut planned = Vec::new();
+        for (digest, size) in blobs {
+            if !self.store.has_blob(&digest) {
+                return Err(self.store_error(StoreError::BlobNotFound { digest }));
+            }
+            let mount_from = self
+                .store
+                .blob_source(&digest, self.destination.domain())
+                .map_err(|e| self.store_error(e))?
+                .filter(|source| *source != destination);
+            planned.push((digest, size, mount_from));
+        }
+        let mut sources: Vec<&str> = planned.iter().filter_map(|(_, _, from)| from.as_deref()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        self.authorize(&sources).await?;
         let mut counts = Pushed { digest: Digest::of_bytes(&manifest), uploaded: 0, mounted: 0, existing: 0 };
 
-        let mut queue = blobs.into_iter();
+        let mut queue = planned.into_iter();
         // Dropping the set (on an error) aborts the pushes still running.
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < CONCURRENT_UPLOADS {
-                let Some((digest, size)) = queue.next() else { break };
-                if !self.store.has_blob(&digest) {
-                    return Err(self.store_error(StoreError::BlobNotFound { digest }));
-                }
-                let mount_from = self
-                    .store
-                    .blob_source(&digest, self.destination.domain())
-                    .map_err(|e| self.store_error(e))?
-                    .filter(|source| *source != format!("{}/{}", self.destination.domain(), self.destination.path()));
+                let Some((digest, size, mount_from)) = queue.next() else { break };
                 let blob = BlobPush {
                     client: self.connection.client.clone(),
                     target: self.target.clone(),
@@ -213,6 +221,41 @@ impl PushJob<'_> {
         }
         result.map_err(|e| describe_oci_error(e, &self.context(&step)))?;
         Ok(counts)
+    }
+
+    /// Gives the client a token for the whole push, `pull,push` on the
+    /// destination and `pull` on each of `sources` (`registry/path`), or the
+    /// password of a registry without tokens.
+    async fn authorize(&self, sources: &[&str]) -> Result<(), RegistryError> {
+        let context = self.context("authenticating");
+        let mut scopes = vec![format!("repository:{}:pull,push", self.destination.path())];
+        scopes.extend(sources.iter().map(|source| pull_scope(source.split_once('/').map_or(*source, |(_, path)| path))));
+        let token = match &self.connection.exchange {
+            Some(exchange) => match exchange.access(&scopes).await.map_err(|e| describe_exchange_error(e, &context))? {
+                Access::Anonymous => None,
+                Access::Token { token, .. } => Some(token),
+            },
+            // oci-client asks the token server for one repository's scope, and
+            // a token without `pull` on a mount's source gets the mount declined.
+            None => {
+                let basic = match &self.connection.auth {
+                    RegistryAuth::Basic(user, password) => Some((user.as_str(), password.as_str())),
+                    _ => None,
+                };
+                match bearer_token(&self.connection.http, &self.connection.base_url, &scopes, basic).await {
+                    Ok(token) => token,
+                    // Basic auth: oci-client sends the password as it is.
+                    Err(ExchangeError::NotBearer(_)) => None,
+                    Err(e) => return Err(describe_exchange_error(e, &context)),
+                }
+            }
+        };
+        let auth = token.map_or_else(|| self.connection.auth.clone(), RegistryAuth::Bearer);
+        // Both operations: `HEAD` is a pull, uploads and the manifest are pushes.
+        for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
+            self.connection.client.auth(&self.target, &auth, operation).await.map_err(|e| describe_oci_error(e, &context))?;
+        }
+        Ok(())
     }
 
     /// What an error message says: pushing `destination` (`step`).
