@@ -179,3 +179,49 @@ fn a_token_registry_mounts_across_repositories_and_takes_identity_tokens() {
     );
     assert!(registry.manifest_digest("e2e/third:1").starts_with("sha256:"));
 }
+
+#[test]
+fn a_registry_that_asks_for_chunks_gets_them_no_smaller_than_it_asks() {
+    const MIN: usize = 10 << 20;
+    let env = TestEnv::new("push-chunks");
+    let ctx = Context::new();
+    // 25 MiB that gzip cannot shrink: a layer of three chunks.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..25usize << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    ctx.file("noise.bin", &noise);
+    ctx.dockerfile(&["FROM scratch", "COPY noise.bin /noise.bin"]);
+    let registry = Registry::start();
+    let proxy = FaultProxy::asking_for_chunks(registry.port(), MIN as u64);
+    let dest = format!("{}/e2e/chunked:1", proxy.host());
+    let out = env.rbuild().args(["build", "-o", &format!("type=registry,name={dest}")]).arg(ctx.path()).run();
+    out.assert_success();
+    assert!(registry.manifest_digest("e2e/chunked:1").starts_with("sha256:"));
+
+    // The PATCHes of each session (its upload URL), in order: all but the last at least MIN.
+    let requests = proxy.requests();
+    let mut sessions: Vec<(String, Vec<usize>)> = Vec::new();
+    for (line, length) in &requests {
+        let Some(target) = line.strip_prefix("PATCH ") else { continue };
+        let session = target.split(['?', ' ']).next().unwrap_or_default().to_string();
+        match sessions.iter_mut().find(|(s, _)| *s == session) {
+            Some((_, lengths)) => lengths.push(*length),
+            None => sessions.push((session, vec![*length])),
+        }
+    }
+    assert!(sessions.len() >= 2, "the layer and the config go up in chunks: {requests:?}");
+    assert!(sessions.iter().any(|(_, lengths)| lengths.len() >= 3), "{sessions:?}");
+    for (session, lengths) in &sessions {
+        let (_, all_but_last) = lengths.split_last().unwrap();
+        assert!(all_but_last.iter().all(|l| *l >= MIN), "{session}: {lengths:?}");
+    }
+    // Each session is closed by a PUT ?digest= without a body.
+    let closes: Vec<&(String, usize)> = requests.iter().filter(|(l, _)| l.starts_with("PUT ") && l.contains("digest=")).collect();
+    assert!(closes.len() == sessions.len() && closes.iter().all(|(_, length)| *length == 0), "{requests:?}");
+}

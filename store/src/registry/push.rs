@@ -6,8 +6,8 @@
 //! `HEAD` and skipped when the registry has it; one the store knows to be in
 //! another repository of the same registry (pulled from or pushed to there,
 //! see `metadata::sources`) is mounted from it, and uploaded when the
-//! registry declines the mount (`202`); the rest are uploaded in one `PUT`
-//! each. The manifest goes last, once every blob is there: an interrupted
+//! registry declines the mount (`202`); the rest are uploaded (`upload`: in
+//! one `PUT` each, or in chunks when the registry asks or a blob is large). The manifest goes last, once every blob is there: an interrupted
 //! push names nothing missing, and a rerun uploads only what is missing.
 //! Each request is tried again, with a growing wait, on 408, 429, 5xx and
 //! broken connections.
@@ -18,11 +18,8 @@
 //! password, or by identity token through the token exchange (`oauth`). Nothing in the store changes but the conversions and
 //! the blob sources.
 
-use std::fs::File;
-use std::io::Read;
 use std::time::Duration;
 
-use futures_util::Stream;
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
@@ -31,6 +28,7 @@ use reqwest::header::HeaderValue;
 use super::error::Action;
 use super::oauth::{bearer_token, pull_scope, Access, ExchangeError};
 use super::oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
+use super::upload::Upload;
 use super::{oci_reference, Connection, Registry, RegistryError};
 use crate::compress::Codec;
 use crate::digest::Digest;
@@ -43,11 +41,9 @@ use crate::store::Store;
 /// Blobs pushed at the same time, Docker's default `max-concurrent-uploads`.
 const CONCURRENT_UPLOADS: usize = 5;
 /// Tries of one request before its error is the push's.
-const ATTEMPTS: u32 = 5;
+pub(super) const ATTEMPTS: u32 = 5;
 /// The wait before the first retry; doubled before each next one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// How much of a blob file goes into one piece of an upload's body.
-const READ_CHUNK: usize = 1 << 20;
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What a push reports while it works, for progress output.
 #[derive(Clone, Debug)]
@@ -163,7 +159,7 @@ impl PushJob<'_> {
         let mut sources: Vec<&str> = planned.iter().filter_map(|(_, _, from)| from.as_deref()).collect();
         sources.sort_unstable();
         sources.dedup();
-        self.authorize(&sources).await?;
+        let auth = self.authorize(&sources).await?;
         let mut counts = Pushed { digest: Digest::of_bytes(&manifest), uploaded: 0, mounted: 0, existing: 0 };
 
         let mut queue = planned.into_iter();
@@ -174,6 +170,9 @@ impl PushJob<'_> {
                 let Some((digest, size, mount_from)) = queue.next() else { break };
                 let blob = BlobPush {
                     client: self.connection.client.clone(),
+                    http: self.connection.http.clone(),
+                    base_url: self.connection.base_url.clone(),
+                    auth: auth.clone(),
                     target: self.target.clone(),
                     path: self.store.blob_path(&digest),
                     digest,
@@ -225,8 +224,8 @@ impl PushJob<'_> {
 
     /// Gives the client a token for the whole push, `pull,push` on the
     /// destination and `pull` on each of `sources` (`registry/path`), or the
-    /// password of a registry without tokens.
-    async fn authorize(&self, sources: &[&str]) -> Result<(), RegistryError> {
+    /// password of a registry without tokens; returns what the uploads send.
+    async fn authorize(&self, sources: &[&str]) -> Result<RegistryAuth, RegistryError> {
         let context = self.context("authenticating");
         let mut scopes = vec![format!("repository:{}:pull,push", self.destination.path())];
         scopes.extend(sources.iter().map(|source| pull_scope(source.split_once('/').map_or(*source, |(_, path)| path))));
@@ -255,7 +254,7 @@ impl PushJob<'_> {
         for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
             self.connection.client.auth(&self.target, &auth, operation).await.map_err(|e| describe_oci_error(e, &context))?;
         }
-        Ok(())
+        Ok(auth)
     }
 
     /// What an error message says: pushing `destination` (`step`).
@@ -282,6 +281,10 @@ impl PushJob<'_> {
 /// One blob to get to the registry.
 struct BlobPush {
     client: Client,
+    /// For the uploads, which rbuild makes itself (see `upload`).
+    http: reqwest::Client,
+    base_url: String,
+    auth: RegistryAuth,
     target: oci_client::Reference,
     path: std::path::PathBuf,
     digest: Digest,
@@ -318,30 +321,33 @@ impl BlobPush {
             }
         }
         let step = format!("uploading blob {digest}");
-        with_retries(&step, &mut retries, || async {
-            // Opened afresh for each try: a broken upload starts again.
-            let file = File::open(&self.path).map_err(OciDistributionError::IoError)?;
-            self.client.push_blob_stream(&self.target, file_stream(file), &digest, Some(self.size)).await
+        let upload = Upload {
+            http: &self.http,
+            base_url: &self.base_url,
+            repository: self.target.repository(),
+            auth: &self.auth,
+            path: &self.path,
+            digest: &digest,
+            size: self.size,
+        };
+        // A chunk sent again is a retry too; noted apart, as `with_retries`
+        // holds `retries` meanwhile.
+        let resumed = std::sync::Mutex::new(Vec::new());
+        let (upload, resumed_ref, chunk_step) = (&upload, &resumed, format!("{step} (a chunk)"));
+        let chunk_step = &chunk_step;
+        // Each try is a new upload session: a broken upload starts again.
+        let result = with_retries(&step, &mut retries, || async move {
+            upload
+                .run(&mut |attempt, reason| {
+                    resumed_ref.lock().unwrap_or_else(|e| e.into_inner()).push((chunk_step.clone(), attempt, reason))
+                })
+                .await
         })
-        .await
-        .map_err(fail(&step))?;
+        .await;
+        retries.extend(resumed.into_inner().unwrap_or_else(|e| e.into_inner()));
+        result.map_err(fail(&step))?;
         Ok((self.digest, self.size, Outcome::Uploaded, retries))
     }
-}
-
-/// A blob file as an upload body, read a piece at a time.
-fn file_stream(file: File) -> impl Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
-    futures_util::stream::try_unfold(file, |mut file| async move {
-        let mut buffer = vec![0; READ_CHUNK];
-        // A blocking read on a runtime thread: the store's files are local,
-        // and an upload has nothing else to do meanwhile.
-        let read = file.read(&mut buffer).map_err(OciDistributionError::IoError)?;
-        if read == 0 {
-            return Ok(None);
-        }
-        buffer.truncate(read);
-        Ok(Some((bytes::Bytes::from(buffer), file)))
-    })
 }
 
 /// Runs `request` until it succeeds, fails in a way a retry cannot help, or
@@ -381,7 +387,7 @@ fn with_status(error: OciDistributionError) -> OciDistributionError {
 
 /// Whether a failed request may work when tried again: the registry was busy
 /// or failed (408, 429, 5xx), or the connection broke.
-fn is_transient(error: &OciDistributionError) -> bool {
+pub(super) fn is_transient(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::ServerError { code, .. } => matches!(code, 408 | 429 | 500..=599),
         OciDistributionError::RequestError(e) => !e.is_builder() && !e.is_redirect() && !e.is_decode(),
@@ -391,7 +397,7 @@ fn is_transient(error: &OciDistributionError) -> bool {
 }
 
 /// A retried error in a few words, for progress output.
-fn transient_reason(error: &OciDistributionError) -> String {
+pub(super) fn transient_reason(error: &OciDistributionError) -> String {
     match error {
         OciDistributionError::ServerError { code, .. } => format!("the registry answered HTTP {code}"),
         OciDistributionError::RequestError(e) => {
