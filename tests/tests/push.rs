@@ -9,6 +9,14 @@ use rbuild_e2e::registry::{build_base, Registry};
 use rbuild_e2e::token_server::TokenServer;
 use rbuild_e2e::{Context, Docker, TestEnv};
 
+/// The id of a base image (see `build_base`) loaded into `env`'s store from its archive.
+fn loaded_base(env: &TestEnv, marker: &str) -> String {
+    let base = build_base(env, marker);
+    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
+    let ids = env.rbuild().args(["images", "-q"]).run().stdout_text();
+    ids.lines().next().expect("an image").trim().to_string()
+}
+
 #[test]
 fn a_pushed_build_runs_in_docker_and_its_base_layers_are_mounted() {
     let producer = TestEnv::new("push-producer");
@@ -57,14 +65,11 @@ fn a_pushed_build_runs_in_docker_and_its_base_layers_are_mounted() {
 #[test]
 fn a_push_gets_through_a_failed_and_a_dropped_upload() {
     let env = TestEnv::new("push-faults");
-    let base = build_base(&env, "faulty");
     // `rbuild push` of an image that was loaded, not built.
-    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
+    let id = loaded_base(&env, "faulty");
     let registry = Registry::start();
     let proxy = FaultProxy::start(registry.port());
     let dest = format!("{}/e2e/loaded:1", proxy.host());
-    let id = env.rbuild().args(["images", "-q"]).run().stdout_text();
-    let id = id.lines().next().expect("an image").trim().to_string();
     let out = env.rbuild().args(["push", &id, &dest]).run();
     out.assert_success();
     out.assert_stderr_contains("the registry answered HTTP 500; trying again");
@@ -80,9 +85,7 @@ fn a_push_gets_through_a_failed_and_a_dropped_upload() {
 #[test]
 fn refusals_say_who_refused_and_why() {
     let env = TestEnv::new("push-auth");
-    let base = build_base(&env, "auth");
-    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
-    let id = env.rbuild().args(["images", "-q"]).run().stdout_text().lines().next().unwrap().trim().to_string();
+    let id = loaded_base(&env, "auth");
 
     let registry = Registry::start_with_auth("alice", "s3cret-pw");
     let dest = format!("{}/e2e/private:1", registry.host());
@@ -140,9 +143,7 @@ fn a_compression_level_changes_the_pushed_layer() {
 #[test]
 fn a_token_registry_mounts_across_repositories_and_takes_identity_tokens() {
     let env = TestEnv::new("push-tokens");
-    let base = build_base(&env, "tokens");
-    env.rbuild().args(["load", "-i"]).arg(&base.archive).run().assert_success();
-    let id = env.rbuild().args(["images", "-q"]).run().stdout_text().lines().next().unwrap().trim().to_string();
+    let id = loaded_base(&env, "tokens");
     let tokens = TokenServer::start(&[("bob", "t0ken-pw")], &[("refresh-bob", "bob")]);
     let registry = Registry::start_with_token_auth(&tokens, "bob", "t0ken-pw");
     let host = registry.host();

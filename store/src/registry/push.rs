@@ -40,6 +40,10 @@ use crate::store::Store;
 
 /// Blobs pushed at the same time, Docker's default `max-concurrent-uploads`.
 const CONCURRENT_UPLOADS: usize = 5;
+/// How long the push's token is used before it is asked for again: less than
+/// the 60 seconds every registry token lasts at least (the distribution
+/// spec's minimum), so no blob starts, and no manifest goes, with an expired one.
+const REAUTHORIZE: Duration = Duration::from_secs(45);
 /// Tries of one request before its error is the push's.
 pub(super) const ATTEMPTS: u32 = 5;
 /// The wait before the first retry; doubled before each next one.
@@ -156,10 +160,11 @@ impl PushJob<'_> {
                 .filter(|source| *source != destination);
             planned.push((digest, size, mount_from));
         }
-        let mut sources: Vec<&str> = planned.iter().filter_map(|(_, _, from)| from.as_deref()).collect();
+        let mut sources: Vec<String> = planned.iter().filter_map(|(_, _, from)| from.clone()).collect();
         sources.sort_unstable();
         sources.dedup();
-        let auth = self.authorize(&sources).await?;
+        let mut auth = self.authorize(&sources).await?;
+        let mut authorized = std::time::Instant::now();
         let mut counts = Pushed { digest: Digest::of_bytes(&manifest), uploaded: 0, mounted: 0, existing: 0 };
 
         let mut queue = planned.into_iter();
@@ -168,6 +173,9 @@ impl PushJob<'_> {
         loop {
             while running.len() < CONCURRENT_UPLOADS {
                 let Some((digest, size, mount_from)) = queue.next() else { break };
+                if authorized.elapsed() > REAUTHORIZE {
+                    (auth, authorized) = (self.authorize(&sources).await?, std::time::Instant::now());
+                }
                 let blob = BlobPush {
                     client: self.connection.client.clone(),
                     http: self.connection.http.clone(),
@@ -204,6 +212,9 @@ impl PushJob<'_> {
             }
         }
 
+        if authorized.elapsed() > REAUTHORIZE {
+            self.authorize(&sources).await?;
+        }
         // The manifest's own media type: rbuild writes OCI manifests.
         let content_type = serde_json::from_slice::<serde_json::Value>(&manifest)
             .ok()
@@ -225,10 +236,10 @@ impl PushJob<'_> {
     /// Gives the client a token for the whole push, `pull,push` on the
     /// destination and `pull` on each of `sources` (`registry/path`), or the
     /// password of a registry without tokens; returns what the uploads send.
-    async fn authorize(&self, sources: &[&str]) -> Result<RegistryAuth, RegistryError> {
+    async fn authorize(&self, sources: &[String]) -> Result<RegistryAuth, RegistryError> {
         let context = self.context("authenticating");
         let mut scopes = vec![format!("repository:{}:pull,push", self.destination.path())];
-        scopes.extend(sources.iter().map(|source| pull_scope(source.split_once('/').map_or(*source, |(_, path)| path))));
+        scopes.extend(sources.iter().map(|source| pull_scope(source.split_once('/').map_or(source.as_str(), |(_, path)| path))));
         let token = match &self.connection.exchange {
             Some(exchange) => match exchange.access(&scopes).await.map_err(|e| describe_exchange_error(e, &context))? {
                 Access::Anonymous => None,

@@ -220,6 +220,98 @@ mod tests {
         assert_eq!(chunk_length(Some(0), CHUNKED_ABOVE * 2), Some(CHUNK));
     }
 
+    /// One request a scripted registry saw: method, target, `Content-Range`, body length.
+    type Seen = (String, String, String, usize);
+
+    /// A registry that opens a session asking for chunks, fails the second `PATCH` with a
+    /// 500, and says in its upload status how much it has.
+    fn scripted_registry() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Seen>>>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Seen>::new()));
+        let recorded = seen.clone();
+        std::thread::spawn(move || {
+            let (mut received, mut patches) = (0usize, 0);
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace().map(str::to_string);
+                let (method, target) = (parts.next().unwrap(), parts.next().unwrap());
+                let (mut length, mut range) = (0, String::new());
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    let Some((name, value)) = header.trim_end().split_once(':') else { break };
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap(),
+                        "content-range" => range = value.trim().to_string(),
+                        _ => {}
+                    }
+                }
+                std::io::copy(&mut reader.take(length as u64), &mut std::io::sink()).unwrap();
+                recorded.lock().unwrap().push((method.clone(), target, range, length));
+                let answer = match method.as_str() {
+                    "POST" => "202 Accepted\r\nLocation: /up/1\r\nOCI-Chunk-Min-Length: 1024".to_string(),
+                    "PATCH" => {
+                        patches += 1;
+                        if patches == 2 {
+                            "500 Internal Server Error".to_string()
+                        } else {
+                            received += length;
+                            format!("202 Accepted\r\nLocation: /up/1\r\nRange: 0-{}", received - 1)
+                        }
+                    }
+                    "GET" => format!("204 No Content\r\nLocation: /up/1\r\nRange: 0-{}", received - 1),
+                    _ => "201 Created".to_string(),
+                };
+                write!(&stream, "HTTP/1.1 {answer}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+            }
+        });
+        (port, seen)
+    }
+
+    #[test]
+    fn a_failed_chunk_resumes_where_the_registry_says() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (port, seen) = scripted_registry();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let size = CHUNK + 1000;
+        std::fs::write(&path, vec![7u8; size as usize]).unwrap();
+        let http = reqwest::Client::new();
+        let base_url = format!("http://127.0.0.1:{port}");
+        let upload = Upload {
+            http: &http,
+            base_url: &base_url,
+            repository: "r",
+            auth: &RegistryAuth::Anonymous,
+            path: &path,
+            digest: "sha256:abc",
+            size,
+        };
+        let mut resumed = Vec::new();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(upload.run(&mut |attempt, reason| resumed.push((attempt, reason)))).unwrap();
+        assert_eq!(resumed.len(), 1, "{resumed:?}");
+        assert!(resumed[0].1.contains("HTTP 500"), "{resumed:?}");
+        let seen = seen.lock().unwrap().clone();
+        let steps: Vec<(&str, &str, &str, usize)> = seen.iter().map(|(m, t, r, l)| (m.as_str(), t.as_str(), r.as_str(), *l)).collect();
+        let last = format!("{}-{}", CHUNK, size - 1);
+        assert_eq!(
+            steps,
+            [
+                ("POST", "/v2/r/blobs/uploads/", "", 0),
+                ("PATCH", "/up/1", format!("0-{}", CHUNK - 1).as_str(), CHUNK as usize),
+                ("PATCH", "/up/1", last.as_str(), 1000),
+                ("GET", "/up/1", "", 0),
+                ("PATCH", "/up/1", last.as_str(), 1000),
+                ("PUT", "/up/1?digest=sha256%3Aabc", "", 0),
+            ]
+        );
+    }
+
     #[test]
     fn ranges_say_where_to_resume() {
         assert_eq!(received_up_to("0-1023"), Some(1024));
