@@ -88,6 +88,69 @@ impl Compression {
     }
 }
 
+/// A compression and the level to compress at: what `compression-level=` asks for.
+/// `level` is `None` for rbuild's default level of the codec, so that asking for the
+/// default by number names the same conversion as not asking.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Codec {
+    pub compression: Compression,
+    level: Option<u32>,
+}
+
+impl Codec {
+    /// `compression` at `level` (its default level when `None`), if the codec has it:
+    /// gzip 0–9; zstd 1–19, the levels whose window every decoder takes (20–22 need a
+    /// decoder that allows a larger window).
+    pub fn new(compression: Compression, level: Option<u32>) -> Result<Codec, String> {
+        let (range, default) = match compression {
+            Compression::Gzip => (0..=9, GZIP_LEVEL),
+            Compression::Zstd => (1..=19, ZSTD_LEVEL as u32),
+            Compression::None if level.is_none() => return Ok(Codec { compression, level }),
+            Compression::None => return Err("an uncompressed layer has no compression level".into()),
+        };
+        match level {
+            Some(level) if !range.contains(&level) => Err(format!(
+                "compression level {level} is out of range for {} ({}–{})",
+                compression.name(),
+                range.start(),
+                range.end()
+            )),
+            Some(level) if level == default => Ok(Codec { compression, level: None }),
+            level => Ok(Codec { compression, level }),
+        }
+    }
+
+    /// The level asked for, when it is not the default.
+    pub fn explicit_level(self) -> Option<u32> {
+        self.level
+    }
+
+    /// The level the encoder uses.
+    fn level(self) -> u32 {
+        self.level.unwrap_or(match self.compression {
+            Compression::Gzip => GZIP_LEVEL,
+            Compression::Zstd => ZSTD_LEVEL as u32,
+            Compression::None => 0,
+        })
+    }
+
+    /// A name for file names: the compression's alone at the default level (what
+    /// conversions were recorded under before levels existed), else with the level,
+    /// so that layers compressed at one level are never taken for another's.
+    pub fn key(self) -> String {
+        match self.level {
+            None => self.compression.name().to_string(),
+            Some(level) => format!("{}-{level}", self.compression.name()),
+        }
+    }
+}
+
+impl From<Compression> for Codec {
+    fn from(compression: Compression) -> Codec {
+        Codec { compression, level: None }
+    }
+}
+
 /// A single-threaded compressing writer with a deterministic output: the gzip
 /// header carries no name and no time, so equal input gives equal bytes.
 pub enum Encoder<W: Write> {
@@ -97,8 +160,9 @@ pub enum Encoder<W: Write> {
 }
 
 impl<W: Write> Encoder<W> {
-    pub fn new(compression: Compression, out: W) -> io::Result<Encoder<W>> {
-        Ok(match compression {
+    pub fn new(codec: impl Into<Codec>, out: W) -> io::Result<Encoder<W>> {
+        let codec = codec.into();
+        Ok(match codec.compression {
             Compression::None => Encoder::None(out),
             Compression::Gzip => Encoder::Gzip(
                 flate2::GzBuilder::new()
@@ -106,9 +170,9 @@ impl<W: Write> Encoder<W> {
                     // 255 = "unknown OS": the byte would otherwise depend on
                     // the platform rbuild was built for.
                     .operating_system(255)
-                    .write(out, flate2::Compression::new(GZIP_LEVEL)),
+                    .write(out, flate2::Compression::new(codec.level())),
             ),
-            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(out, ZSTD_LEVEL)?),
+            Compression::Zstd => Encoder::Zstd(zstd::Encoder::new(out, codec.level() as i32)?),
         })
     }
 
@@ -168,13 +232,14 @@ pub enum BackgroundEncoder<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> BackgroundEncoder<W> {
-    pub fn spawn(compression: Compression, out: W) -> io::Result<BackgroundEncoder<W>> {
-        Ok(match compression {
+    pub fn spawn(codec: impl Into<Codec>, out: W) -> io::Result<BackgroundEncoder<W>> {
+        let codec = codec.into();
+        Ok(match codec.compression {
             Compression::Gzip => {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                BackgroundEncoder::Gzip(ParallelGzEncoder::new(out, GZIP_LEVEL, threads)?)
+                BackgroundEncoder::Gzip(ParallelGzEncoder::new(out, codec.level(), threads)?)
             }
-            other => BackgroundEncoder::Other(PipelinedEncoder::spawn(other, out)?),
+            _ => BackgroundEncoder::Other(PipelinedEncoder::spawn(codec, out)?),
         })
     }
 
@@ -212,8 +277,8 @@ pub struct PipelinedEncoder<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> PipelinedEncoder<W> {
-    pub fn spawn(compression: Compression, out: W) -> io::Result<PipelinedEncoder<W>> {
-        let mut encoder = Encoder::new(compression, out)?;
+    pub fn spawn(codec: impl Into<Codec>, out: W) -> io::Result<PipelinedEncoder<W>> {
+        let mut encoder = Encoder::new(codec, out)?;
         let (sender, receiver) = sync_channel::<Vec<u8>>(QUEUE_DEPTH);
         let worker = std::thread::Builder::new()
             .name("rbuild-compress".to_string())
@@ -360,6 +425,35 @@ mod tests {
             Some(Compression::Gzip)
         );
         assert_eq!(Compression::from_layer_media_type("text/plain"), None);
+    }
+
+    #[test]
+    fn levels_are_checked_and_the_default_level_is_no_level() {
+        assert_eq!(Codec::new(Compression::Gzip, Some(GZIP_LEVEL)).unwrap(), Compression::Gzip.into());
+        assert_eq!(Codec::new(Compression::Zstd, None).unwrap().key(), "zstd");
+        assert_eq!(Codec::new(Compression::Gzip, Some(9)).unwrap().key(), "gzip-9");
+        assert_eq!(Codec::new(Compression::Gzip, Some(0)).unwrap().key(), "gzip-0");
+        assert_eq!(Codec::new(Compression::Zstd, Some(19)).unwrap().key(), "zstd-19");
+        for (compression, level) in [(Compression::Gzip, 10), (Compression::Zstd, 0), (Compression::Zstd, 20), (Compression::None, 1)] {
+            assert!(Codec::new(compression, Some(level)).is_err(), "{compression:?} {level}");
+        }
+    }
+
+    #[test]
+    fn a_level_changes_the_bytes_and_still_decodes() {
+        let data: Vec<u8> = (0..20_000).flat_map(|i| format!("line {i} of a layer worth compressing\n").into_bytes()).collect();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let at = |level| {
+                let mut enc = BackgroundEncoder::spawn(Codec::new(compression, level).unwrap(), Vec::new()).unwrap();
+                enc.write_all(&data).unwrap();
+                enc.finish().unwrap()
+            };
+            let (default, high) = (at(None), at(Some(9)));
+            assert!(default != high, "{compression:?}: level 9 made the default level's bytes");
+            let mut back = Vec::new();
+            decoder(compression, &high[..]).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, data);
+        }
     }
 
     struct FailingWriter;

@@ -67,7 +67,7 @@ pub use maintenance::{gc, listing, records, usage};
 pub use metadata::{cache_index, image, stat_cache};
 
 pub use archive::{write_archive, write_oci_dir, ArchiveFormat};
-pub use compress::Compression;
+pub use compress::{Codec, Compression};
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use content::blobs::BlobWriter;
 pub use content::layer::{write_layer_tar, Layer, LayerOptions};

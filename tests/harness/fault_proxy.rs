@@ -1,32 +1,62 @@
-//! A proxy on 127.0.0.1 between a client and a registry that breaks blob uploads, for the
-//! push tests' retries: the first blob `PUT` gets a 500, the second is cut off half-way
-//! through its body (the connection dropped); everything else passes through. Every request
-//! goes on a connection of its own (`Connection: close`), so each is seen.
+//! A proxy on 127.0.0.1 between a client and a registry, for the push tests. [`FaultProxy::start`]
+//! breaks blob uploads, for the retries: the first blob `PUT` gets a 500, the second is cut
+//! off half-way through its body (the connection dropped). [`FaultProxy::asking_for_chunks`]
+//! breaks nothing and adds `OCI-Chunk-Min-Length` to the answers that open an upload session.
+//! Everything else passes through, and every request line is recorded with its
+//! `Content-Length`. Every request goes on a connection of its own (`Connection: close`), so
+//! each is seen.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub struct FaultProxy {
     port: u16,
-    uploads: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+/// What the proxy does, and what it saw.
+struct Shared {
+    upstream: u16,
+    /// Whether the first two blob `PUT`s are broken.
+    faults: bool,
+    /// The `OCI-Chunk-Min-Length` added to upload-session answers.
+    chunk_min: Option<u64>,
+    uploads: AtomicUsize,
+    requests: Mutex<Vec<(String, usize)>>,
 }
 
 impl FaultProxy {
-    /// A proxy to the registry at `127.0.0.1:upstream`; it runs until the test process ends.
+    /// A proxy that breaks uploads to the registry at `127.0.0.1:upstream`; it runs until the
+    /// test process ends.
     pub fn start(upstream: u16) -> FaultProxy {
+        FaultProxy::launch(Shared { upstream, faults: true, chunk_min: None, uploads: AtomicUsize::new(0), requests: Mutex::default() })
+    }
+
+    /// A proxy to the registry at `127.0.0.1:upstream` that asks for upload chunks of `min`
+    /// bytes at least.
+    pub fn asking_for_chunks(upstream: u16, min: u64) -> FaultProxy {
+        FaultProxy::launch(Shared { upstream, faults: false, chunk_min: Some(min), uploads: AtomicUsize::new(0), requests: Mutex::default() })
+    }
+
+    fn launch(shared: Shared) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let uploads = Arc::new(AtomicUsize::new(0));
-        let counter = uploads.clone();
+        let shared = Arc::new(shared);
+        let serving = shared.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let counter = counter.clone();
-                std::thread::spawn(move || serve(client, upstream, &counter));
+                let shared = serving.clone();
+                std::thread::spawn(move || serve(client, &shared));
             }
         });
-        FaultProxy { port, uploads }
+        FaultProxy { port, shared }
+    }
+
+    /// Every request line that came through, with its `Content-Length` (0 when it had none).
+    pub fn requests(&self) -> Vec<(String, usize)> {
+        self.shared.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `127.0.0.1:PORT`, the registry part of references through the proxy.
@@ -36,11 +66,11 @@ impl FaultProxy {
 
     /// How many blob `PUT`s came through (the broken ones included).
     pub fn uploads(&self) -> usize {
-        self.uploads.load(Ordering::SeqCst)
+        self.shared.uploads.load(Ordering::SeqCst)
     }
 }
 
-fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
+fn serve(mut client: TcpStream, shared: &Shared) {
     let mut head = Vec::new();
     let mut buffer = [0u8; 8192];
     let body_start = loop {
@@ -70,12 +100,16 @@ fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
         rewritten.push_str("\r\n");
     }
     rewritten.push_str("Connection: close\r\n\r\n");
+    shared.requests.lock().unwrap_or_else(|e| e.into_inner()).push((request_line.clone(), length));
 
     let is_upload = request_line.starts_with("PUT ") && request_line.contains("/blobs/uploads/");
-    let fault = if is_upload { uploads.fetch_add(1, Ordering::SeqCst) } else { usize::MAX };
+    let counted = if is_upload { shared.uploads.fetch_add(1, Ordering::SeqCst) } else { usize::MAX };
+    let fault = if shared.faults { counted } else { usize::MAX };
+    let opens_session = request_line.starts_with("POST ") && request_line.contains("/blobs/uploads/");
+    let added_header = shared.chunk_min.filter(|_| opens_session).map(|min| format!("OCI-Chunk-Min-Length: {min}\r\n"));
     if fault == 0 {
-        // The whole request is read first: an answer while the client is still sending would
-        // reach it as a dropped connection, not as the registry's 500.
+        // The request's body is read first: a client still writing it when the connection
+        // closes sees a broken pipe, not the 500.
         let mut read = rest.len();
         while read < length {
             match client.read(&mut buffer) {
@@ -92,7 +126,7 @@ fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
-    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", shared.upstream)) else { return };
     if server.write_all(rewritten.as_bytes()).is_err() || server.write_all(&rest).is_err() {
         return;
     }
@@ -116,6 +150,23 @@ fn serve(mut client: TcpStream, upstream: u16, uploads: &AtomicUsize) {
     let forward = std::thread::spawn(move || {
         let _ = std::io::copy(&mut from_client, &mut to_server);
     });
+    if let Some(header) = added_header {
+        // The answer's head, with the header added after the status line.
+        let mut head = Vec::new();
+        let body_start = loop {
+            match server.read(&mut buffer) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => head.extend_from_slice(&buffer[..n]),
+            }
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(end);
+            }
+        };
+        if let Some(status_end) = body_start.and_then(|_| head.windows(2).position(|w| w == b"\r\n")) {
+            head.splice(status_end + 2..status_end + 2, header.into_bytes());
+        }
+        let _ = client.write_all(&head);
+    }
     let _ = std::io::copy(&mut server, &mut client);
     let _ = client.shutdown(Shutdown::Both);
     let _ = server.shutdown(Shutdown::Both);

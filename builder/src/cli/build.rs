@@ -148,7 +148,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         .map(|o| parse_output(o).map_err(|e| usage(format!("invalid --output {o:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     if args.push {
-        outputs.push(OutputSpec::Registry { names: Vec::new(), compression: Compression::Gzip });
+        outputs.push(OutputSpec::Registry { names: Vec::new(), compression: Compression::Gzip.into() });
     }
     let unnamed_push = |o: &OutputSpec| matches!(o, OutputSpec::Registry { names, .. } if names.is_empty());
     if tags.is_empty() && outputs.iter().any(unnamed_push) {

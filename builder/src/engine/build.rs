@@ -229,7 +229,7 @@ fn push(
     image: &StoredImage,
     settings: &BuildSettings,
     names: &[Reference],
-    compression: rbuild_store::Compression,
+    compression: rbuild_store::Codec,
     log: &dyn Fn(&str),
 ) -> Result<StoredImage, BuildError> {
     let names = if names.is_empty() { &settings.tags[..] } else { names };

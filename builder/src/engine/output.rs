@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_store::compress::BackgroundEncoder;
 use rbuild_store::writeback::EarlyWriteback;
-use rbuild_store::{Compression, Reference};
+use rbuild_store::{Codec, Compression, Reference};
 
 /// A file path or standard output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,9 @@ pub enum OutputSpec {
     /// The final root filesystem written into a directory.
     Local { dir: PathBuf },
     /// Pushed to a registry as each of `names` (the build's tags when empty), its layers
-    /// compressed with `compression`: `type=registry`, `type=image,push=true`, `--push`.
-    Registry { names: Vec<Reference>, compression: Compression },
+    /// compressed with `compression` (at its level): `type=registry`, `type=image,push=true`,
+    /// `--push`.
+    Registry { names: Vec<Reference>, compression: Codec },
 }
 
 impl std::fmt::Display for Destination {
@@ -137,6 +138,7 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     let mut names = Vec::new();
     let mut oci_mediatypes = None;
     let mut push = false;
+    let mut level = None;
     for field in text.split(',') {
         let (key, value) = field
             .split_once('=')
@@ -157,14 +159,17 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
             }
             "push" => push = boolean("push", value)?,
             "compression-level" => {
-                return Err("compression-level= is not supported yet: gzip layers use level 1 (fast; layers are compressed at disk speed), zstd level 3".into())
+                level = Some(value.parse::<u32>().map_err(|_| format!("compression-level={value:?}: expected a number"))?)
             }
             other => return Err(format!("unknown --output attribute {other:?}")),
         }
     }
     let kind = kind.unwrap_or_else(|| "local".into());
     if matches!(kind.as_str(), "registry" | "image") {
-        return registry_output(&kind, push, dest, compression, names, oci_mediatypes);
+        return registry_output(&kind, push, dest, compression, level, names, oci_mediatypes);
+    }
+    if level.is_some() {
+        return Err(format!("compression-level= is not supported yet for type={kind}: only pushes (type=registry, type=image) take it; archives use gzip level 1, zstd level 3"));
     }
     if push {
         return Err(format!("push=true applies to type=image, not type={kind}"));
@@ -209,6 +214,7 @@ fn registry_output(
     push: bool,
     dest: Option<String>,
     compression: Option<String>,
+    level: Option<u32>,
     names: Vec<Reference>,
     oci_mediatypes: Option<bool>,
 ) -> Result<OutputSpec, String> {
@@ -224,7 +230,7 @@ fn registry_output(
     if let Some(name) = names.iter().find(|n| n.digest().is_some()) {
         return Err(format!("name={} names a digest; a push names a tag (the registry computes the digest)", name.familiar()));
     }
-    Ok(OutputSpec::Registry { names, compression: compression_named(compression.as_deref())? })
+    Ok(OutputSpec::Registry { names, compression: Codec::new(compression_named(compression.as_deref())?, level)? })
 }
 
 /// The layer compression `compression=` names; gzip by default.
@@ -282,13 +288,17 @@ mod tests {
         let names = vec![Reference::parse("r.example/a:1").unwrap(), Reference::parse("r.example/b:2").unwrap()];
         assert_eq!(
             parse_output("type=registry,name=r.example/a:1,name=r.example/b:2").unwrap(),
-            OutputSpec::Registry { names: names.clone(), compression: Compression::Gzip }
+            OutputSpec::Registry { names: names.clone(), compression: Compression::Gzip.into() }
         );
         assert_eq!(
             parse_output("type=image,name=r.example/a:1,name=r.example/b:2,push=true,compression=zstd").unwrap(),
-            OutputSpec::Registry { names, compression: Compression::Zstd }
+            OutputSpec::Registry { names: names.clone(), compression: Compression::Zstd.into() }
         );
-        assert_eq!(parse_output("type=registry").unwrap(), OutputSpec::Registry { names: vec![], compression: Compression::Gzip });
+        assert_eq!(parse_output("type=registry").unwrap(), OutputSpec::Registry { names: vec![], compression: Compression::Gzip.into() });
+        assert_eq!(
+            parse_output("type=registry,name=r.example/a:1,name=r.example/b:2,compression=zstd,compression-level=12").unwrap(),
+            OutputSpec::Registry { names, compression: Codec::new(Compression::Zstd, Some(12)).unwrap() }
+        );
     }
 
     #[test]
@@ -301,6 +311,9 @@ mod tests {
         assert!(parse_output("type=oci,dest=x,compression=lz4").is_err());
         assert!(parse_output("type=local,dest=-").is_err());
         assert!(parse_output("type=docker,dest=x,bogus=1").is_err());
+        assert!(parse_output("type=registry,compression-level=10").is_err());
+        assert!(parse_output("type=registry,compression=zstd,compression-level=20").is_err());
+        assert!(parse_output("type=registry,compression-level=best").is_err());
     }
 
     #[test]

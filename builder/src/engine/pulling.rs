@@ -4,7 +4,7 @@
 use rbuild_store::registry::{
     CredentialSource, PullEvent, PullOptions, Pulled, PushEvent, Pushed, Registry, RegistryError,
 };
-use rbuild_store::{Compression, Platform, Reference, Store, StoredImage};
+use rbuild_store::{Codec, Platform, Reference, Store, StoredImage};
 
 /// The environment variable naming more plain-HTTP registries, separated by
 /// commas or white space.
@@ -74,7 +74,7 @@ pub fn push_logged(
     store: &Store,
     image: &StoredImage,
     destination: &Reference,
-    compression: Compression,
+    compression: Codec,
     log: &mut dyn FnMut(String),
 ) -> Result<Pushed, RegistryError> {
     log(format!("pushing {} to {}", image.config_digest, destination.full()));

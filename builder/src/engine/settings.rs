@@ -87,13 +87,16 @@ impl BuildSettings {
     /// stores its image: compressing is the slowest part of making a layer, and an export
     /// or `rbuild save` compresses once, when an archive is written (remembered, so the
     /// next export is free). A build that writes an archive stores them as the archive
-    /// wants them.
+    /// wants them. A push at a level of its own (`compression-level=`) stores them plain
+    /// too, so that the push compresses them once, at that level.
     pub fn layer_compression(&self) -> Compression {
         self.outputs
             .iter()
             .find_map(|output| match output {
                 OutputSpec::Docker { .. } => Some(Compression::Gzip),
-                OutputSpec::Oci { compression, .. } | OutputSpec::Registry { compression, .. } => Some(*compression),
+                OutputSpec::Oci { compression, .. } => Some(*compression),
+                OutputSpec::Registry { compression, .. } if compression.explicit_level().is_some() => Some(Compression::None),
+                OutputSpec::Registry { compression, .. } => Some(compression.compression),
                 OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. } => None,
             })
             .unwrap_or(Compression::None)

@@ -21,6 +21,7 @@ mod error;
 mod oauth;
 mod oci_errors;
 mod push;
+mod upload;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -53,6 +54,10 @@ use oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
 /// Layers fetched at the same time, Docker's default `max-concurrent-downloads`.
 const CONCURRENT_DOWNLOADS: usize = 3;
 const USER_AGENT: &str = concat!("rbuild/", env!("CARGO_PKG_VERSION"));
+/// How long a connection to a registry may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a registry may keep a response waiting between two reads.
+const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How pulls are made.
 #[derive(Clone, Debug)]
@@ -120,6 +125,11 @@ struct Connection {
     /// What was sent, for error messages ("the credentials of alice").
     sent: Option<String>,
     scheme: &'static str,
+    /// `scheme://host[:port]` of the registry's API.
+    base_url: String,
+    /// For the requests a push makes itself: the token with several scopes,
+    /// the uploads (see `push`).
+    http: reqwest::Client,
 }
 
 impl Registry {
@@ -204,24 +214,33 @@ impl Registry {
         };
         let insecure = self.is_insecure(registry);
         let scheme = if insecure { "http" } else { "https" };
+        let base_url = format!("{scheme}://{}", api_host(registry));
+        let setup_failed = |what: &str, e: reqwest::Error| RegistryError::Protocol {
+            action: Action::Pulling,
+            registry: registry.to_string(),
+            reference: String::new(),
+            reason: format!("cannot set up {what}: {e}"),
+        };
         let exchange = match &credential {
             Some(Credential::IdentityToken(token)) => Some(
-                TokenExchange::new(token.clone(), origin, registry, format!("{scheme}://{}", api_host(registry)), USER_AGENT)
-                    .map_err(|e| RegistryError::Protocol {
-                        action: Action::Pulling,
-                        registry: registry.to_string(),
-                        reference: String::new(),
-                        reason: format!("cannot set up the token exchange: {e}"),
-                    })?,
+                TokenExchange::new(token.clone(), origin, registry, base_url.clone(), USER_AGENT)
+                    .map_err(|e| setup_failed("the token exchange", e))?,
             ),
             _ => None,
         };
+        // The timeouts oci-client is given below.
+        let http = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| setup_failed("the HTTP client", e))?;
         let config = ClientConfig {
             protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
             // rbuild chooses the platform itself, from the raw index.
             platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(300)),
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             user_agent: USER_AGENT,
             // A blob goes up in one `PUT` (the store knows its size): one
             // request a blob, and one thing to retry when it breaks.
@@ -237,6 +256,8 @@ impl Registry {
             exchange,
             sent: credential.as_ref().map(Credential::describe),
             scheme,
+            base_url,
+            http,
         });
         connections.insert(registry.to_string(), connection.clone());
         Ok(connection)
@@ -381,7 +402,7 @@ impl PullJob<'_> {
     /// for other credentials.
     async fn refresh_access(&self) -> Result<(), RegistryError> {
         let Some(exchange) = &self.connection.exchange else { return Ok(()) };
-        match exchange.access(self.reference.path()).await {
+        match exchange.access(&[oauth::pull_scope(self.reference.path())]).await {
             Ok(Access::Anonymous | Access::Token { new: false, .. }) => Ok(()),
             Ok(Access::Token { token, new: true }) => {
                 // The client keeps the token for this repository and sends it.

@@ -9,7 +9,13 @@
 //! server, and a form POSTed there (`grant_type=refresh_token`,
 //! `refresh_token`, `service`, `scope=repository:NAME:pull`, `client_id`)
 //! answers with an access token for the repository, which oci-client then
-//! sends as the bearer token.
+//! sends as the bearer token. A push asks for `pull,push` on its repository,
+//! and `pull` on those it mounts blobs from: several scopes, separated by
+//! spaces in the form, a `scope` parameter each in a GET, as Docker sends them.
+//!
+//! [`bearer_token`] is the same GET for a password (or no credential): what
+//! a push asks for when oci-client, which asks for one repository's scope,
+//! cannot.
 //!
 //! A token server that rotates refresh tokens answers with a new
 //! `refresh_token` beside the access token; the old one is then dead, so the
@@ -61,7 +67,7 @@ pub(super) struct TokenExchange {
 struct ExchangeState {
     /// The identity token, replaced when the token server rotates it.
     refresh_token: String,
-    /// Access tokens by repository, with when they were fetched.
+    /// Access tokens by scopes asked for, with when they were fetched.
     tokens: HashMap<String, (String, Instant)>,
     /// The status the token server answered the POST with when it has no
     /// OAuth2 endpoint (404, 405): tokens are asked for with GET since.
@@ -122,20 +128,21 @@ impl TokenExchange {
         })
     }
 
-    /// An access token to pull `repository`: the last one while it is fresh,
-    /// else a new one from the token server.
-    pub(super) async fn access(&self, repository: &str) -> Result<Access, ExchangeError> {
-        let challenge = self.challenge.get_or_try_init(|| self.read_challenge()).await?;
+    /// An access token for `scopes` (`repository:NAME:ACTIONS`): the last one
+    /// while it is fresh, else a new one from the token server.
+    pub(super) async fn access(&self, scopes: &[String]) -> Result<Access, ExchangeError> {
+        let challenge = self.challenge.get_or_try_init(|| read_challenge(&self.http, &self.base_url)).await?;
         let Some(challenge) = challenge else { return Ok(Access::Anonymous) };
+        let key = scopes.join(" ");
         let mut state = self.state.lock().await;
-        if let Some((token, fetched)) = state.tokens.get(repository) {
+        if let Some((token, fetched)) = state.tokens.get(&key) {
             if fetched.elapsed() < REUSE {
                 return Ok(Access::Token { token: token.clone(), new: false });
             }
         }
         let fetched = Instant::now();
-        let token = self.exchange(&mut state, challenge, &format!("repository:{repository}:pull")).await?;
-        state.tokens.insert(repository.to_string(), (token.clone(), fetched));
+        let token = self.exchange(&mut state, challenge, scopes).await?;
+        state.tokens.insert(key, (token.clone(), fetched));
         Ok(Access::Token { token, new: true })
     }
 
@@ -144,31 +151,16 @@ impl TokenExchange {
         std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// `GET /v2/`: a 401 names the realm; anything else means no auth.
-    async fn read_challenge(&self) -> Result<Option<Challenge>, ExchangeError> {
-        let response = self.http.get(format!("{}/v2/", self.base_url)).send().await.map_err(ExchangeError::Request)?;
-        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(None);
-        }
-        let header = response
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>()
-            .join(", ");
-        parse_challenge(&header).map(Some).ok_or(ExchangeError::NotBearer(header))
-    }
-
     /// The refresh-token grant: a form POSTed to the realm; a GET of the
     /// realm when the token server has no such endpoint.
-    async fn exchange(&self, state: &mut ExchangeState, challenge: &Challenge, scope: &str) -> Result<String, ExchangeError> {
+    async fn exchange(&self, state: &mut ExchangeState, challenge: &Challenge, scopes: &[String]) -> Result<String, ExchangeError> {
         if state.post_refused.is_none() {
+            let scope = scopes.join(" ");
             let form = [
                 ("grant_type", "refresh_token"),
                 ("refresh_token", state.refresh_token.as_str()),
                 ("service", challenge.service.as_str()),
-                ("scope", scope),
+                ("scope", scope.as_str()),
                 ("client_id", CLIENT_ID),
             ];
             let response = self.http.post(&challenge.realm).form(&form).send().await.map_err(ExchangeError::Request)?;
@@ -192,34 +184,9 @@ impl TokenExchange {
             }
             state.post_refused = Some(status);
         }
-        self.fetch_with_get(state, challenge, scope).await
-    }
-
-    /// The token flow without OAuth2: a GET of the realm with the service,
-    /// the scope and the identity token as basic auth (an empty user name).
-    async fn fetch_with_get(&self, state: &ExchangeState, challenge: &Challenge, scope: &str) -> Result<String, ExchangeError> {
-        let bad_realm = |reason: String| ExchangeError::BadAnswer { realm: challenge.realm.clone(), reason };
-        let mut url = reqwest::Url::parse(&challenge.realm).map_err(|e| bad_realm(format!("its realm is not a URL ({e})")))?;
-        {
-            let mut query = url.query_pairs_mut();
-            if !challenge.service.is_empty() {
-                query.append_pair("service", &challenge.service);
-            }
-            query.append_pair("scope", scope);
-        }
-        let request = self.http.get(url).basic_auth("", Some(&state.refresh_token));
-        let response = request.send().await.map_err(ExchangeError::Request)?;
-        let status = response.status().as_u16();
-        let body = response.text().await.map_err(ExchangeError::Request)?;
-        if !(200..300).contains(&status) {
-            return Err(ExchangeError::Refused {
-                realm: challenge.realm.clone(),
-                status,
-                detail: token_server_detail(&body),
-                post_refused: state.post_refused,
-            });
-        }
-        parse_answer(&body).map(|answer| answer.access_token).map_err(bad_realm)
+        // The token flow without OAuth2: the identity token as basic auth with
+        // an empty user name.
+        fetch_with_get(&self.http, challenge, scopes, Some(("", &state.refresh_token)), state.post_refused).await
     }
 
     /// Uses `rotated` from now on (the token server forgets the old one) and
@@ -243,6 +210,77 @@ impl TokenExchange {
             ));
         }
     }
+}
+
+/// A bearer token for `scopes` from the token server of the registry at
+/// `base_url`, asked with `basic` (user, password) or without credentials;
+/// `None` when the registry wants no auth, [`ExchangeError::NotBearer`]
+/// when it wants another kind (basic auth).
+pub(super) async fn bearer_token(
+    http: &reqwest::Client,
+    base_url: &str,
+    scopes: &[String],
+    basic: Option<(&str, &str)>,
+) -> Result<Option<String>, ExchangeError> {
+    match read_challenge(http, base_url).await? {
+        None => Ok(None),
+        Some(challenge) => fetch_with_get(http, &challenge, scopes, basic, None).await.map(Some),
+    }
+}
+
+/// `GET /v2/`: a 401 names the realm; anything else means no auth.
+async fn read_challenge(http: &reqwest::Client, base_url: &str) -> Result<Option<Challenge>, ExchangeError> {
+    let response = http.get(format!("{base_url}/v2/")).send().await.map_err(ExchangeError::Request)?;
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Ok(None);
+    }
+    let header = response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    parse_challenge(&header).map(Some).ok_or(ExchangeError::NotBearer(header))
+}
+
+/// The token flow of Docker's token servers: a GET of the realm with the
+/// service, a `scope` parameter a scope, and `basic` auth if given.
+/// `post_refused` is the status the OAuth2 POST had, when this follows it.
+async fn fetch_with_get(
+    http: &reqwest::Client,
+    challenge: &Challenge,
+    scopes: &[String],
+    basic: Option<(&str, &str)>,
+    post_refused: Option<u16>,
+) -> Result<String, ExchangeError> {
+    let bad_realm = |reason: String| ExchangeError::BadAnswer { realm: challenge.realm.clone(), reason };
+    let mut url = reqwest::Url::parse(&challenge.realm).map_err(|e| bad_realm(format!("its realm is not a URL ({e})")))?;
+    {
+        let mut query = url.query_pairs_mut();
+        if !challenge.service.is_empty() {
+            query.append_pair("service", &challenge.service);
+        }
+        for scope in scopes {
+            query.append_pair("scope", scope);
+        }
+    }
+    let mut request = http.get(url);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.map_err(ExchangeError::Request)?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(ExchangeError::Request)?;
+    if !(200..300).contains(&status) {
+        return Err(ExchangeError::Refused { realm: challenge.realm.clone(), status, detail: token_server_detail(&body), post_refused });
+    }
+    parse_answer(&body).map(|answer| answer.access_token).map_err(bad_realm)
+}
+
+/// `repository:NAME:pull`, the scope of a pull.
+pub(super) fn pull_scope(repository: &str) -> String {
+    format!("repository:{repository}:pull")
 }
 
 /// Whether the token server's answer to the POST says it has no OAuth2
@@ -462,19 +500,51 @@ mod tests {
                 _ => (200, format!(r#"{{"token":"via-get-{}"}}"#, request.target.len())),
             });
             let exchange = server.exchange("refresh-1", None);
-            let first = token_of(run(exchange.access("a/b")));
-            let second = token_of(run(exchange.access("c/d")));
+            let first = token_of(run(exchange.access(&[pull_scope("a/b")])));
+            // A push's scopes: a `scope` parameter each.
+            let second = token_of(run(exchange.access(&["repository:c/d:pull,push".to_string(), pull_scope("a/b")])));
             assert!(first.starts_with("via-get-") && second.starts_with("via-get-"), "{first} {second}");
             let seen = server.seen();
             let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();
             assert_eq!(methods, ["POST", "GET", "GET"], "{refused}: {seen:?}");
             assert!(seen[0].body.contains("grant_type=refresh_token"), "{seen:?}");
             assert_eq!(seen[1].target, "/token?service=svc&scope=repository%3Aa%2Fb%3Apull");
-            assert_eq!(seen[2].target, "/token?service=svc&scope=repository%3Ac%2Fd%3Apull");
+            assert_eq!(seen[2].target, "/token?service=svc&scope=repository%3Ac%2Fd%3Apull%2Cpush&scope=repository%3Aa%2Fb%3Apull");
             // base64(":refresh-1")
             assert_eq!(seen[1].authorization.as_deref(), Some("Basic OnJlZnJlc2gtMQ=="));
             assert!(exchange.take_warnings().is_empty());
         }
+    }
+
+    /// The OAuth2 form holds a push's scopes in one `scope`, separated by
+    /// spaces; a token is kept per set of scopes.
+    #[test]
+    fn the_form_joins_scopes_with_spaces() {
+        let server = Scripted::start(|_| (200, r#"{"access_token":"pushing"}"#.to_string()));
+        let exchange = server.exchange("refresh-1", None);
+        let scopes = ["repository:c/d:pull,push".to_string(), pull_scope("a/b")];
+        assert_eq!(token_of(run(exchange.access(&scopes))), "pushing");
+        assert!(matches!(run(exchange.access(&scopes)), Ok(Access::Token { new: false, .. })));
+        assert!(matches!(run(exchange.access(&[pull_scope("c/d")])), Ok(Access::Token { new: true, .. })));
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(seen[0].body.contains("scope=repository%3Ac%2Fd%3Apull%2Cpush+repository%3Aa%2Fb%3Apull"), "{seen:?}");
+    }
+
+    /// A password is sent to the realm as basic auth, with every scope.
+    #[test]
+    fn a_password_gets_a_token_for_several_scopes() {
+        let server = Scripted::start(|_| (200, r#"{"token":"for-both"}"#.to_string()));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{}", server.port);
+        let scopes = ["repository:c/d:pull,push".to_string(), pull_scope("a/b")];
+        let token = run(bearer_token(&http, &base, &scopes, Some(("bob", "pw")))).unwrap();
+        assert_eq!(token.as_deref(), Some("for-both"));
+        let seen = server.seen();
+        assert_eq!(seen[0].target, "/token?service=svc&scope=repository%3Ac%2Fd%3Apull%2Cpush&scope=repository%3Aa%2Fb%3Apull");
+        // base64("bob:pw")
+        assert_eq!(seen[0].authorization.as_deref(), Some("Basic Ym9iOnB3"));
     }
 
     /// Any other refusal of the POST is the answer: no GET follows. A GET
@@ -484,7 +554,7 @@ mod tests {
         for status in [400, 401, 403, 500] {
             let server = Scripted::start(move |_| (status, r#"{"error":"invalid_grant"}"#.to_string()));
             let exchange = server.exchange("refresh-1", None);
-            match run(exchange.access("a/b")) {
+            match run(exchange.access(&[pull_scope("a/b")])) {
                 Err(ExchangeError::Refused { status: got, post_refused: None, detail, .. }) => {
                     assert_eq!((got, detail.as_str()), (status, "invalid_grant"))
                 }
@@ -496,7 +566,7 @@ mod tests {
             "POST" => (405, String::new()),
             _ => (401, r#"{"details":"incorrect username or password"}"#.to_string()),
         });
-        match run(server.exchange("refresh-1", None).access("a/b")) {
+        match run(server.exchange("refresh-1", None).access(&[pull_scope("a/b")])) {
             Err(ExchangeError::Refused { status: 401, post_refused: Some(405), .. }) => {}
             other => panic!("{:?}", other.map(|_| ())),
         }
@@ -517,12 +587,12 @@ mod tests {
         std::fs::write(&config, r#"{"auths":{"r.example":{"auth":"dTo=","identitytoken":"rotated-1"}}}"#).unwrap();
         let origin = TokenOrigin::ConfigFile { path: config.clone(), key: "r.example".into() };
         let exchange = server.exchange("rotated-1", Some(origin));
-        assert_eq!(token_of(run(exchange.access("a/b"))), "access-2");
+        assert_eq!(token_of(run(exchange.access(&[pull_scope("a/b")]))), "access-2");
         assert_eq!(
             std::fs::read_to_string(&config).unwrap(),
             r#"{"auths":{"r.example":{"auth":"dTo=","identitytoken":"rotated-2"}}}"#
         );
-        assert_eq!(token_of(run(exchange.access("c/d"))), "access-3");
+        assert_eq!(token_of(run(exchange.access(&[pull_scope("c/d")]))), "access-3");
         let seen = server.seen();
         assert!(seen[0].body.contains("refresh_token=rotated-1"), "{seen:?}");
         assert!(seen[1].body.contains("refresh_token=rotated-2"), "the newest token is sent: {seen:?}");
@@ -531,7 +601,7 @@ mod tests {
 
         // The file changed meanwhile: it is kept, and the pull is told.
         std::fs::write(&config, r#"{"auths":{"r.example":{"identitytoken":"from-a-new-login"}}}"#).unwrap();
-        assert_eq!(token_of(run(exchange.access("e/f"))), "access-4");
+        assert_eq!(token_of(run(exchange.access(&[pull_scope("e/f")]))), "access-4");
         let warnings = exchange.take_warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("replaced the identity token for 127.0.0.1:"), "{warnings:?}");

@@ -6,26 +6,31 @@
 //! `HEAD` and skipped when the registry has it; one the store knows to be in
 //! another repository of the same registry (pulled from or pushed to there,
 //! see `metadata::sources`) is mounted from it, and uploaded when the
-//! registry declines the mount (`202`); the rest are uploaded in one `PUT`
-//! each. The manifest goes last, once every blob is there: an interrupted
+//! registry declines the mount (`202`); the rest are uploaded (`upload`: in
+//! one `PUT` each, or in chunks when the registry asks or a blob is large). The manifest goes last, once every blob is there: an interrupted
 //! push names nothing missing, and a rerun uploads only what is missing.
 //! Each request is tried again, with a growing wait, on 408, 429, 5xx and
-//! broken connections. Nothing in the store changes but the conversions and
+//! broken connections.
+//!
+//! On a registry with bearer tokens, the push asks for one token for all of
+//! it: `pull,push` on the destination and `pull` on each repository a blob is
+//! mounted from (without the latter the registry declines the mount), by
+//! password, or by identity token through the token exchange (`oauth`). Nothing in the store changes but the conversions and
 //! the blob sources.
 
-use std::fs::File;
-use std::io::Read;
 use std::time::Duration;
 
-use futures_util::Stream;
 use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
 use reqwest::header::HeaderValue;
 
 use super::error::Action;
-use super::oci_errors::{describe_oci_error, ErrorContext};
+use super::oauth::{bearer_token, pull_scope, Access, ExchangeError};
+use super::oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
+use super::upload::Upload;
 use super::{oci_reference, Connection, Registry, RegistryError};
-use crate::compress::Compression;
+use crate::compress::Codec;
 use crate::digest::Digest;
 use crate::error::StoreError;
 use crate::manifest::OCI_MANIFEST;
@@ -35,12 +40,14 @@ use crate::store::Store;
 
 /// Blobs pushed at the same time, Docker's default `max-concurrent-uploads`.
 const CONCURRENT_UPLOADS: usize = 5;
+/// How long the push's token is used before it is asked for again: less than
+/// the 60 seconds every registry token lasts at least (the distribution
+/// spec's minimum), so no blob starts, and no manifest goes, with an expired one.
+const REAUTHORIZE: Duration = Duration::from_secs(45);
 /// Tries of one request before its error is the push's.
-const ATTEMPTS: u32 = 5;
+pub(super) const ATTEMPTS: u32 = 5;
 /// The wait before the first retry; doubled before each next one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// How much of a blob file goes into one piece of an upload's body.
-const READ_CHUNK: usize = 1 << 20;
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What a push reports while it works, for progress output.
 #[derive(Clone, Debug)]
@@ -67,13 +74,13 @@ pub struct Pushed {
 
 impl Registry {
     /// Pushes `image` from `store` to `destination` (a tag; `latest` if it
-    /// names none), its layers compressed with `compression`.
+    /// names none), its layers compressed with `compression` (at its level).
     pub fn push(
         &self,
         store: &Store,
         image: &StoredImage,
         destination: &Reference,
-        compression: Compression,
+        compression: Codec,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
@@ -132,14 +139,6 @@ impl PushJob<'_> {
         manifest: Vec<u8>,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
-        // Both scopes: `HEAD` is a pull, uploads and the manifest are pushes.
-        for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
-            self.connection
-                .client
-                .auth(&self.target, &self.connection.auth, operation)
-                .await
-                .map_err(|e| describe_oci_error(e, &self.context("authenticating")))?;
-        }
         let mut blobs: Vec<(Digest, u64)> = Vec::new();
         for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
             if !blobs.iter().any(|(d, _)| d == digest) {
@@ -148,24 +147,40 @@ impl PushJob<'_> {
         }
         let config_size = self.store.read_blob(&image.config_digest).map_err(|e| self.store_error(e))?.len() as u64;
         blobs.push((image.config_digest.clone(), config_size));
+        let destination = format!("{}/{}", self.destination.domain(), self.destination.path());
+        let mut planned = Vec::new();
+        for (digest, size) in blobs {
+            if !self.store.has_blob(&digest) {
+                return Err(self.store_error(StoreError::BlobNotFound { digest }));
+            }
+            let mount_from = self
+                .store
+                .blob_source(&digest, self.destination.domain())
+                .map_err(|e| self.store_error(e))?
+                .filter(|source| *source != destination);
+            planned.push((digest, size, mount_from));
+        }
+        let mut sources: Vec<String> = planned.iter().filter_map(|(_, _, from)| from.clone()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let mut auth = self.authorize(&sources).await?;
+        let mut authorized = std::time::Instant::now();
         let mut counts = Pushed { digest: Digest::of_bytes(&manifest), uploaded: 0, mounted: 0, existing: 0 };
 
-        let mut queue = blobs.into_iter();
+        let mut queue = planned.into_iter();
         // Dropping the set (on an error) aborts the pushes still running.
         let mut running = tokio::task::JoinSet::new();
         loop {
             while running.len() < CONCURRENT_UPLOADS {
-                let Some((digest, size)) = queue.next() else { break };
-                if !self.store.has_blob(&digest) {
-                    return Err(self.store_error(StoreError::BlobNotFound { digest }));
+                let Some((digest, size, mount_from)) = queue.next() else { break };
+                if authorized.elapsed() > REAUTHORIZE {
+                    (auth, authorized) = (self.authorize(&sources).await?, std::time::Instant::now());
                 }
-                let mount_from = self
-                    .store
-                    .blob_source(&digest, self.destination.domain())
-                    .map_err(|e| self.store_error(e))?
-                    .filter(|source| *source != format!("{}/{}", self.destination.domain(), self.destination.path()));
                 let blob = BlobPush {
                     client: self.connection.client.clone(),
+                    http: self.connection.http.clone(),
+                    base_url: self.connection.base_url.clone(),
+                    auth: auth.clone(),
                     target: self.target.clone(),
                     path: self.store.blob_path(&digest),
                     digest,
@@ -197,6 +212,9 @@ impl PushJob<'_> {
             }
         }
 
+        if authorized.elapsed() > REAUTHORIZE {
+            self.authorize(&sources).await?;
+        }
         // The manifest's own media type: rbuild writes OCI manifests.
         let content_type = serde_json::from_slice::<serde_json::Value>(&manifest)
             .ok()
@@ -213,6 +231,41 @@ impl PushJob<'_> {
         }
         result.map_err(|e| describe_oci_error(e, &self.context(&step)))?;
         Ok(counts)
+    }
+
+    /// Gives the client a token for the whole push, `pull,push` on the
+    /// destination and `pull` on each of `sources` (`registry/path`), or the
+    /// password of a registry without tokens; returns what the uploads send.
+    async fn authorize(&self, sources: &[String]) -> Result<RegistryAuth, RegistryError> {
+        let context = self.context("authenticating");
+        let mut scopes = vec![format!("repository:{}:pull,push", self.destination.path())];
+        scopes.extend(sources.iter().map(|source| pull_scope(source.split_once('/').map_or(source.as_str(), |(_, path)| path))));
+        let token = match &self.connection.exchange {
+            Some(exchange) => match exchange.access(&scopes).await.map_err(|e| describe_exchange_error(e, &context))? {
+                Access::Anonymous => None,
+                Access::Token { token, .. } => Some(token),
+            },
+            // oci-client asks the token server for one repository's scope, and
+            // a token without `pull` on a mount's source gets the mount declined.
+            None => {
+                let basic = match &self.connection.auth {
+                    RegistryAuth::Basic(user, password) => Some((user.as_str(), password.as_str())),
+                    _ => None,
+                };
+                match bearer_token(&self.connection.http, &self.connection.base_url, &scopes, basic).await {
+                    Ok(token) => token,
+                    // Basic auth: oci-client sends the password as it is.
+                    Err(ExchangeError::NotBearer(_)) => None,
+                    Err(e) => return Err(describe_exchange_error(e, &context)),
+                }
+            }
+        };
+        let auth = token.map_or_else(|| self.connection.auth.clone(), RegistryAuth::Bearer);
+        // Both operations: `HEAD` is a pull, uploads and the manifest are pushes.
+        for operation in [RegistryOperation::Pull, RegistryOperation::Push] {
+            self.connection.client.auth(&self.target, &auth, operation).await.map_err(|e| describe_oci_error(e, &context))?;
+        }
+        Ok(auth)
     }
 
     /// What an error message says: pushing `destination` (`step`).
@@ -239,6 +292,10 @@ impl PushJob<'_> {
 /// One blob to get to the registry.
 struct BlobPush {
     client: Client,
+    /// For the uploads, which rbuild makes itself (see `upload`).
+    http: reqwest::Client,
+    base_url: String,
+    auth: RegistryAuth,
     target: oci_client::Reference,
     path: std::path::PathBuf,
     digest: Digest,
@@ -275,30 +332,33 @@ impl BlobPush {
             }
         }
         let step = format!("uploading blob {digest}");
-        with_retries(&step, &mut retries, || async {
-            // Opened afresh for each try: a broken upload starts again.
-            let file = File::open(&self.path).map_err(OciDistributionError::IoError)?;
-            self.client.push_blob_stream(&self.target, file_stream(file), &digest, Some(self.size)).await
+        let upload = Upload {
+            http: &self.http,
+            base_url: &self.base_url,
+            repository: self.target.repository(),
+            auth: &self.auth,
+            path: &self.path,
+            digest: &digest,
+            size: self.size,
+        };
+        // A chunk sent again is a retry too; noted apart, as `with_retries`
+        // holds `retries` meanwhile.
+        let resumed = std::sync::Mutex::new(Vec::new());
+        let (upload, resumed_ref, chunk_step) = (&upload, &resumed, format!("{step} (a chunk)"));
+        let chunk_step = &chunk_step;
+        // Each try is a new upload session: a broken upload starts again.
+        let result = with_retries(&step, &mut retries, || async move {
+            upload
+                .run(&mut |attempt, reason| {
+                    resumed_ref.lock().unwrap_or_else(|e| e.into_inner()).push((chunk_step.clone(), attempt, reason))
+                })
+                .await
         })
-        .await
-        .map_err(fail(&step))?;
+        .await;
+        retries.extend(resumed.into_inner().unwrap_or_else(|e| e.into_inner()));
+        result.map_err(fail(&step))?;
         Ok((self.digest, self.size, Outcome::Uploaded, retries))
     }
-}
-
-/// A blob file as an upload body, read a piece at a time.
-fn file_stream(file: File) -> impl Stream<Item = Result<bytes::Bytes, OciDistributionError>> + Send + 'static {
-    futures_util::stream::try_unfold(file, |mut file| async move {
-        let mut buffer = vec![0; READ_CHUNK];
-        // A blocking read on a runtime thread: the store's files are local,
-        // and an upload has nothing else to do meanwhile.
-        let read = file.read(&mut buffer).map_err(OciDistributionError::IoError)?;
-        if read == 0 {
-            return Ok(None);
-        }
-        buffer.truncate(read);
-        Ok(Some((bytes::Bytes::from(buffer), file)))
-    })
 }
 
 /// Runs `request` until it succeeds, fails in a way a retry cannot help, or
@@ -338,7 +398,7 @@ fn with_status(error: OciDistributionError) -> OciDistributionError {
 
 /// Whether a failed request may work when tried again: the registry was busy
 /// or failed (408, 429, 5xx), or the connection broke.
-fn is_transient(error: &OciDistributionError) -> bool {
+pub(super) fn is_transient(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::ServerError { code, .. } => matches!(code, 408 | 429 | 500..=599),
         OciDistributionError::RequestError(e) => !e.is_builder() && !e.is_redirect() && !e.is_decode(),
@@ -348,7 +408,7 @@ fn is_transient(error: &OciDistributionError) -> bool {
 }
 
 /// A retried error in a few words, for progress output.
-fn transient_reason(error: &OciDistributionError) -> String {
+pub(super) fn transient_reason(error: &OciDistributionError) -> String {
     match error {
         OciDistributionError::ServerError { code, .. } => format!("the registry answered HTTP {code}"),
         OciDistributionError::RequestError(e) => {

@@ -3,7 +3,7 @@
 //! two-argument form). Blobs the registry has are not sent again.
 
 use clap::Parser;
-use rbuild_store::{Platform, Reference};
+use rbuild_store::{Codec, Platform, Reference};
 
 use super::common::{find_image, open_store, parse_args};
 use crate::cli::failure::Failure;
@@ -30,6 +30,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     pub compression: String,
 
+    /// Compression level of the layers the push compresses: gzip 0–9, zstd 1–19 (layers
+    /// already stored in that compression are pushed as they are)
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<u32>,
+
     /// Reach this registry over plain HTTP (loopback registries always are); repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
@@ -48,7 +53,9 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     if destination.digest().is_some() {
         return Err(Failure::Usage(format!("cannot push to {name}: a push names a tag, not a digest")));
     }
-    let compression = compression_named(Some(&args.compression)).map_err(Failure::Usage)?;
+    let compression = compression_named(Some(&args.compression))
+        .and_then(|c| Codec::new(c, args.compression_level))
+        .map_err(Failure::Usage)?;
     let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
     let store = open_store()?;
     let image = find_image(&store, &args.image).map_err(Failure::Build)?;
