@@ -6,6 +6,14 @@ use rbuild_builder::cli::failure::Failure;
 use rbuild_builder::cli::{build as build_command, commands};
 use rbuild_sandbox as sandbox;
 
+/// mimalloc instead of glibc's malloc: a no-op rebuild of a 20,000-file context holds its
+/// COPY selection (an entry per file) and the stat cache in memory for a few milliseconds, and
+/// glibc's arena growth (mprotect calls and page faults) was a measurable share of it. W3
+/// (hyperfine, 80 runs each): 40.5 ms ± 4.1 with glibc's malloc before this session's changes,
+/// 44.2 ms ± 3.8 after them, 34.3 ms ± 2.6 with mimalloc; W1 (20 RUN steps) unchanged.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = normalise_args(std::env::args().collect());
     let outcome = match args.get(1).and_then(|name| commands::find(name)) {
