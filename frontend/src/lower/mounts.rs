@@ -1,6 +1,7 @@
 //! `RUN --mount=…` values: BuildKit's comma-separated `key=value` fields, each value expanded
 //! like the rest of the instruction, checked and given BuildKit's defaults.
 
+use super::config::join_workdir;
 use crate::graph::{CacheSharing, MountKind, RunMount};
 
 /// A `--mount` value as written, before its `from=` is looked up: the lowering turns
@@ -76,22 +77,6 @@ fn byte_size(value: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid size {value:?}: expected bytes, or a number with k, m or g"))
 }
 
-/// `target` made absolute against WORKDIR and cleaned of `.`, `..` and repeated `/`.
-fn absolute(target: &str, workdir: &str) -> String {
-    let joined = if target.starts_with('/') { target.to_string() } else { format!("{workdir}/{target}") };
-    let mut parts: Vec<&str> = Vec::new();
-    for part in joined.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
-
 /// Parses one `--mount` value. `ssh_index` counts the ssh mounts before this one in the
 /// same RUN (their default targets are numbered).
 pub fn parse_mount(
@@ -163,12 +148,12 @@ pub fn parse_mount(
     let needs_target = || target.clone().ok_or_else(|| format!("a {kind} mount needs a target (target=PATH)"));
     let (target, kind) = match kind.as_str() {
         "bind" => {
-            let target = absolute(&needs_target()?, workdir);
+            let target = join_workdir(workdir, &needs_target()?);
             let source = source.unwrap_or_else(|| "/".to_string());
             (target, MountKind::Bind { source, readwrite: readonly == Some(false) })
         }
         "cache" => {
-            let target = absolute(&needs_target()?, workdir);
+            let target = join_workdir(workdir, &needs_target()?);
             if target == "/" {
                 return Err("a cache mount cannot be mounted at /".into());
             }
@@ -177,7 +162,7 @@ pub fn parse_mount(
             let mode = mode.unwrap_or(0o755);
             (target, MountKind::Cache { id, sharing, readonly: readonly == Some(true), source, mode, uid, gid })
         }
-        "tmpfs" => (absolute(&needs_target()?, workdir), MountKind::Tmpfs { size }),
+        "tmpfs" => (join_workdir(workdir, &needs_target()?), MountKind::Tmpfs { size }),
         "secret" => {
             let id = match (id.filter(|i| !i.is_empty()), &target) {
                 (Some(id), _) => id,
@@ -186,7 +171,7 @@ pub fn parse_mount(
             };
             // With env= and no target the secret is only an environment variable.
             let file = match (&target, &env) {
-                (Some(t), _) => Some(absolute(t, workdir)),
+                (Some(t), _) => Some(join_workdir(workdir, t)),
                 (None, Some(_)) => None,
                 (None, None) => Some(format!("/run/secrets/{id}")),
             };
@@ -195,7 +180,7 @@ pub fn parse_mount(
         }
         "ssh" => {
             let target = match target {
-                Some(t) => absolute(&t, workdir),
+                Some(t) => join_workdir(workdir, &t),
                 None => format!("/run/buildkit/ssh_agent.{ssh_index}"),
             };
             let id = id.filter(|i| !i.is_empty()).unwrap_or_else(|| "default".to_string());
