@@ -97,27 +97,23 @@ impl StepRunner {
             }
             Op::Copy(copy) => {
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
-                let selected = match &self.graph.step(from).op {
-                    Op::Source(Source::Context) => {
-                        let context = self.context()?;
-                        cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(copy, CopyFrom::Context(context), stats))
-                    }
-                    Op::Source(Source::NamedContext(name)) => {
-                        let context = self.named_contexts.open(name)?;
-                        cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(copy, CopyFrom::Context(context), stats))
-                    }
-                    _ => {
-                        let rootfs = inputs.copy_from.clone().unwrap_or_default().rootfs();
-                        let snapshots = self.store.root().join("snapshots");
-                        cache.with_stat_cache(&snapshots, |stats| cache::digest_copy_sources(copy, CopyFrom::Image(&rootfs), stats))
-                    }
-                };
-                let (digest, selection) = selected?;
+                let rootfs = inputs.copy_from.clone().unwrap_or_default().rootfs();
+                let (digest, selection) = self.digest_sources(cache, copy, self.copy_source(from, &rootfs)?)?;
                 Ok((Some(digest), Some(selection)))
             }
             Op::Run(run) if !inputs.mounts.is_empty() => Ok((Some(self.mounts_digest(cache, run, inputs)?), None)),
             _ => Ok((None, None)),
         }
+    }
+
+    /// COPY's selection of `copy` from `from` and its digest, with the stat cache of the tree
+    /// it reads: the context's, or the snapshot directory for a stage or an image.
+    fn digest_sources(&self, cache: &StepCache, copy: &CopyOp, from: CopyFrom<'_>) -> Result<(SourceDigest, Selection), BuildError> {
+        let tree = match from {
+            CopyFrom::Context(context) => context.root().to_path_buf(),
+            CopyFrom::Image(_) => self.store.root().join("snapshots"),
+        };
+        Ok(cache.with_stat_cache(&tree, |stats| cache::digest_copy_sources(copy, from, stats))?)
     }
 
     /// What a RUN's bind mounts read, as COPY's selection digests of their sources, in one
@@ -131,20 +127,7 @@ impl StepRunner {
             let MountKind::Bind { source, .. } = &run.mounts[input.index].kind else { continue };
             let copy = CopyOp::plain(&[source.as_str()], "/m");
             let rootfs = input.state.clone().unwrap_or_default().rootfs();
-            let (digest, _) = match &self.graph.step(input.source).op {
-                Op::Source(Source::Context) => {
-                    let context = self.context()?;
-                    cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(&copy, CopyFrom::Context(context), stats))
-                }
-                Op::Source(Source::NamedContext(name)) => {
-                    let context = self.named_contexts.open(name)?;
-                    cache.with_stat_cache(context.root(), |stats| cache::digest_copy_sources(&copy, CopyFrom::Context(context), stats))
-                }
-                _ => {
-                    let snapshots = self.store.root().join("snapshots");
-                    cache.with_stat_cache(&snapshots, |stats| cache::digest_copy_sources(&copy, CopyFrom::Image(&rootfs), stats))
-                }
-            }?;
+            let (digest, _) = self.digest_sources(cache, &copy, self.copy_source(input.source, &rootfs)?)?;
             parts.push(format!("{} {} {}\n", input.index, digest.kind.as_str(), digest.digest));
             kind = digest.kind;
             files.extend(digest.files.iter().cloned());

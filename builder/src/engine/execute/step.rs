@@ -114,16 +114,8 @@ impl StepRunner {
                 let parent = parent.unwrap_or_default();
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
                 let request = CopyRequest { op: copy, earlier: inputs.earlier.as_deref(), selection: inputs.selection };
-                let layer = if matches!(self.graph.step(from).op, Op::Source(Source::Context)) {
-                    let context = self.context()?;
-                    self.copy_layer(step, request, CopyFrom::Context(context), &parent)?
-                } else if let Op::Source(Source::NamedContext(name)) = &self.graph.step(from).op {
-                    let context = self.named_contexts.open(name)?;
-                    self.copy_layer(step, request, CopyFrom::Context(context), &parent)?
-                } else {
-                    let source = inputs.copy_from.unwrap_or_default().rootfs();
-                    self.copy_layer(step, request, CopyFrom::Image(&source), &parent)?
-                };
+                let rootfs = inputs.copy_from.unwrap_or_default().rootfs();
+                let layer = self.copy_layer(step, request, self.copy_source(from, &rootfs)?, &parent)?;
                 Ok(self.push_layer(parent, step, layer))
             }
             Op::Run(run) => {
@@ -308,23 +300,25 @@ impl StepRunner {
         self.commit_diff(&upper).map(Some)
     }
 
+    /// What a COPY or a bind mount reading step `source` copies from: a directory context, or
+    /// `rootfs`, the filesystem of the stage or image that step is.
+    pub(super) fn copy_source<'a>(&'a self, source: StepId, rootfs: &'a Rootfs) -> Result<CopyFrom<'a>, BuildError> {
+        Ok(match &self.graph.step(source).op {
+            Op::Source(Source::Context) => CopyFrom::Context(self.context()?),
+            Op::Source(Source::NamedContext(name)) => CopyFrom::Context(self.named_contexts.open(name)?),
+            _ => CopyFrom::Image(rootfs),
+        })
+    }
+
     /// Makes the RUN's `--mount`s ready; what they hold is released when the result is dropped.
     fn prepare_mounts(&self, step: &Step, run: &RunOp, mount_inputs: &[MountInput]) -> Result<PreparedMounts, BuildError> {
         if run.mounts.is_empty() {
             return Ok(PreparedMounts::default());
         }
-        let rootfs: Vec<(usize, Rootfs)> = mount_inputs
-            .iter()
-            .map(|input| (input.index, input.state.clone().unwrap_or_default().rootfs()))
-            .collect();
+        let rootfs: Vec<Rootfs> = mount_inputs.iter().map(|input| input.state.clone().unwrap_or_default().rootfs()).collect();
         let mut from = BTreeMap::new();
-        for (input, (index, rootfs)) in mount_inputs.iter().zip(&rootfs) {
-            let source = match &self.graph.step(input.source).op {
-                Op::Source(Source::Context) => CopyFrom::Context(self.context()?),
-                Op::Source(Source::NamedContext(name)) => CopyFrom::Context(self.named_contexts.open(name)?),
-                _ => CopyFrom::Image(rootfs),
-            };
-            from.insert(*index, source);
+        for (input, rootfs) in mount_inputs.iter().zip(&rootfs) {
+            from.insert(input.index, self.copy_source(input.source, rootfs)?);
         }
         let inputs = MountInputs {
             store: &self.store,
