@@ -174,10 +174,7 @@ impl CacheMounts {
         let Some(dir) = self.find(id) else { return Ok(false) };
         let lock = lock_file(&dir.join("lock"))?;
         flock(&lock, FlockOperation::LockExclusive)?;
-        // Renamed away first, so no build finds half of it.
-        let doomed = self.root.join(format!(".removing-{}", std::process::id()));
-        fs::rename(&dir, &doomed)?;
-        fs::remove_dir_all(&doomed)?;
+        self.delete(&dir)?;
         Ok(true)
     }
 
@@ -197,13 +194,18 @@ impl CacheMounts {
             if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
                 continue;
             }
-            let doomed = self.root.join(format!(".removing-{}", std::process::id()));
-            fs::rename(&mount.dir, &doomed)?;
-            fs::remove_dir_all(&doomed)?;
+            self.delete(&mount.dir)?;
             freed += mount.size;
             removed.push(mount);
         }
         Ok(removed)
+    }
+
+    /// Deletes a cache mount's directory, renamed away first so no build finds half of it.
+    fn delete(&self, dir: &Path) -> io::Result<()> {
+        let doomed = self.root.join(format!(".removing-{}", std::process::id()));
+        fs::rename(dir, &doomed)?;
+        fs::remove_dir_all(&doomed)
     }
 
     /// Puts `data` (a directory filled by an import) in place as the cache mount `id`,

@@ -54,13 +54,13 @@ pub(super) fn prepare(mounts: &[RunMount], inputs: &MountInputs<'_>) -> Result<P
             MountKind::Bind { source, readwrite } => {
                 let from = from.expect("lowering gives every bind mount an input");
                 let copy = inputs.store.tempdir().map_err(|e| fail(&e))?;
-                let files = copy_selection(from, source, copy.path())?;
-                prepared.mounts.push(bind(mount, files, !readwrite));
+                copy_into_dir(from, source, copy.path(), "/m")?;
+                prepared.mounts.push(bind(mount, copy.path().join("m"), !readwrite));
                 prepared._held.push(Box::new(copy));
             }
             MountKind::Cache { id, sharing, readonly, source, mode, uid, gid } => {
                 let seed = |dir: &Path| match from {
-                    Some(from) => seed_cache(from, source, dir).map_err(|e| std::io::Error::other(e.to_string())),
+                    Some(from) => copy_into_dir(from, source, dir, "/").map_err(|e| std::io::Error::other(e.to_string())),
                     None => Ok(()),
                 };
                 let new = NewCache { mode: *mode, uid: *uid, gid: *gid, seed: Some(&seed) };
@@ -134,17 +134,11 @@ fn cache_mounts(inputs: &MountInputs<'_>) -> CacheMounts {
     CacheMounts::new(root)
 }
 
-/// Copies `source` of `from` to `dir/m` with COPY's rules (and the context's `.dockerignore`):
-/// a directory's contents, or a file as `m`. Returns `dir/m`.
-fn copy_selection(from: CopyFrom<'_>, source: &str, dir: &Path) -> Result<PathBuf, StepError> {
-    let op = CopyOp::plain(&[source], "/m");
-    fileops::copy_into(CopyRequest::from(&op), from, &Rootfs::empty(), dir)?;
-    Ok(dir.join("m"))
-}
-
-/// Fills a new cache directory with `source` of `from` (`from=` on a cache mount).
-fn seed_cache(from: CopyFrom<'_>, source: &str, dir: &Path) -> Result<(), StepError> {
-    let op = CopyOp::plain(&[source], "/");
+/// Copies `source` of `from` into the empty directory `dir` as COPY copies it to `dest`
+/// (with the context's `.dockerignore`): to `/m`, a directory's contents or a file as `m`;
+/// to `/`, what the source holds.
+fn copy_into_dir(from: CopyFrom<'_>, source: &str, dir: &Path, dest: &str) -> Result<(), StepError> {
+    let op = CopyOp::plain(&[source], dest);
     fileops::copy_into(CopyRequest::from(&op), from, &Rootfs::empty(), dir)?;
     Ok(())
 }
