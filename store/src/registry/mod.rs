@@ -21,6 +21,7 @@ mod error;
 mod oauth;
 mod oci_errors;
 mod push;
+mod retry;
 mod upload;
 
 use std::collections::HashMap;

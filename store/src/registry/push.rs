@@ -28,6 +28,7 @@ use reqwest::header::HeaderValue;
 use super::error::Action;
 use super::oauth::{bearer_token, pull_scope, Access, ExchangeError};
 use super::oci_errors::{describe_exchange_error, describe_oci_error, ErrorContext};
+use super::retry::{is_transient, transient_reason, ATTEMPTS, FIRST_BACKOFF};
 use super::upload::Upload;
 use super::{oci_reference, Connection, Registry, RegistryError};
 use crate::compress::Codec;
@@ -44,10 +45,6 @@ const CONCURRENT_UPLOADS: usize = 5;
 /// the 60 seconds every registry token lasts at least (the distribution
 /// spec's minimum), so no blob starts, and no manifest goes, with an expired one.
 const REAUTHORIZE: Duration = Duration::from_secs(45);
-/// Tries of one request before its error is the push's.
-pub(super) const ATTEMPTS: u32 = 5;
-/// The wait before the first retry; doubled before each next one.
-pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What a push reports while it works, for progress output.
 #[derive(Clone, Debug)]
@@ -393,34 +390,6 @@ fn with_status(error: OciDistributionError) -> OciDistributionError {
             message: String::new(),
         },
         other => other,
-    }
-}
-
-/// Whether a failed request may work when tried again: the registry was busy
-/// or failed (408, 429, 5xx), or the connection broke.
-pub(super) fn is_transient(error: &OciDistributionError) -> bool {
-    match error {
-        OciDistributionError::ServerError { code, .. } => matches!(code, 408 | 429 | 500..=599),
-        OciDistributionError::RequestError(e) => !e.is_builder() && !e.is_redirect() && !e.is_decode(),
-        OciDistributionError::IoError(_) => true,
-        _ => false,
-    }
-}
-
-/// A retried error in a few words, for progress output.
-pub(super) fn transient_reason(error: &OciDistributionError) -> String {
-    match error {
-        OciDistributionError::ServerError { code, .. } => format!("the registry answered HTTP {code}"),
-        OciDistributionError::RequestError(e) => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
-        }
-        other => other.to_string(),
     }
 }
 

@@ -21,7 +21,7 @@ use oci_client::secrets::RegistryAuth;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 
-use super::push::{is_transient, transient_reason, ATTEMPTS, FIRST_BACKOFF};
+use super::retry::{is_transient, transient_reason, ATTEMPTS, FIRST_BACKOFF};
 
 /// Blobs above this go up in chunks even when the registry does not ask: a
 /// broken connection then costs one chunk, not the whole layer sent again,
