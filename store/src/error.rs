@@ -48,6 +48,8 @@ pub enum StoreError {
     InvalidImage { manifest: Digest, reason: String },
     #[error("image id prefix {prefix:?} is ambiguous: it matches {matches} images")]
     AmbiguousImageId { prefix: String, matches: usize },
+    #[error("{prefix:?} names {matches} kept failures; give more of the id")]
+    AmbiguousKeptFailure { prefix: String, matches: usize },
     #[error("reference {reference} has no tag; a tag is needed to {purpose}")]
     MissingTag {
         reference: String,

@@ -77,6 +77,7 @@ pub use digest::{Digest, DigestError};
 pub use error::StoreError;
 pub use import::{ImportedImage, LayoutSelector};
 pub use metadata::cache_index::{CacheIndex, CacheRecord};
+pub use metadata::kept_failures::KeptFailure;
 pub use metadata::image::StoredImage;
 pub use metadata::stat_cache::{StatCache, StatKey};
 pub use platform::Platform;

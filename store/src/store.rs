@@ -19,6 +19,7 @@ use crate::error::{IoContext, Result, StoreError};
 use crate::fs::temp_dir_in;
 use crate::metadata::cache_index::CacheIndex;
 use crate::metadata::image::{Images, StoredImage};
+use crate::metadata::kept_failures::{KeptFailure, KeptFailures};
 use crate::metadata::pins::Pins;
 use crate::metadata::sources::Sources;
 use crate::metadata::stat_cache::StatCache;
@@ -386,6 +387,43 @@ impl Store {
     /// unreadable file is an empty cache.
     pub fn stat_cache(&self, scope: &Path) -> Result<StatCache> {
         StatCache::open(&self.stat_caches_dir(), &self.tmp_dir(), scope)
+    }
+
+    // Kept failures (see `metadata::kept_failures`).
+
+    fn kept(&self) -> KeptFailures {
+        KeptFailures::new(self.root.join("debug"))
+    }
+
+    /// Keeps a failed RUN: `staged` (a directory from [`Store::tempdir`], renamed away by
+    /// this) with a record of `layers`, the step's parent, and the builder's `details`.
+    pub fn keep_failure(&self, staged: &Path, layers: &[Layer], details: serde_json::Value) -> Result<KeptFailure> {
+        self.kept().keep(staged, layers, details)
+    }
+
+    /// Every kept failure, newest first.
+    pub fn kept_failures(&self) -> Result<Vec<KeptFailure>> {
+        self.kept().list()
+    }
+
+    /// The kept failure with this id or id prefix.
+    pub fn kept_failure(&self, id: &str) -> Result<Option<KeptFailure>> {
+        self.kept().find(id)
+    }
+
+    /// The directory of kept failure `id`: its record and what was staged with it.
+    pub fn kept_failure_dir(&self, id: &str) -> PathBuf {
+        self.kept().path(id)
+    }
+
+    /// Removes kept failure `id` (its content is the collector's to remove).
+    pub fn remove_kept_failure(&self, id: &str) -> Result<()> {
+        self.kept().remove(id)
+    }
+
+    /// Every directory of `debug/` with its record, if it can be read: for the collector.
+    pub(crate) fn kept_failure_entries(&self) -> Result<Vec<(PathBuf, Option<KeptFailure>)>> {
+        self.kept().entries()
     }
 
     /// Where the stat caches are kept.

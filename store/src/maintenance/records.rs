@@ -11,7 +11,9 @@
 //!   build cache, prunable, each keeping its layer's blob and snapshot; the
 //!   file's mtime is its last use;
 //! - layer conversions (`conversions/<codec>/<blob>`, see `convert`): build
-//!   cache, prunable.
+//!   cache, prunable;
+//! - kept failures (`debug/<id>/`, see `kept_failures`): prunable before
+//!   anything else, each keeping the layers its step ran on.
 //!
 //! Another kind of record joins the same way: a source that lists them (with
 //! the blobs and snapshots each one needs and when it was last used) and
@@ -36,6 +38,8 @@ use crate::store::Store;
 /// What a record is, for reports and for the order of pruning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RecordKind {
+    /// A failed RUN kept for `rbuild debug`: the first to go, only a debugging aid.
+    KeptFailure,
     /// Build cache goes first when space is needed: it is cheap to recreate.
     BuildCache,
     Image,
@@ -70,7 +74,7 @@ pub trait RecordSource: Sync {
 }
 
 /// Every source of records. The step cache adds its own here.
-pub static SOURCES: &[&dyn RecordSource] = &[&ImageRecords, &CacheRecords, &ConversionRecords];
+pub static SOURCES: &[&dyn RecordSource] = &[&ImageRecords, &CacheRecords, &ConversionRecords, &FailureRecords];
 
 /// An image as the store knows it: the config digest (its id), the manifests
 /// that point at it (the recorded one, and those tags point at), and its tags.
@@ -313,6 +317,39 @@ impl RecordSource for ConversionRecords {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Failed RUN steps kept for `rbuild debug`, one directory each.
+pub struct FailureRecords;
+
+impl RecordSource for FailureRecords {
+    fn records(&self, store: &Store) -> Result<Vec<GcRecord>> {
+        let mut records = Vec::new();
+        for (dir, record) in store.kept_failure_entries()? {
+            let Some(id) = dir.file_name().and_then(|n| n.to_str()) else { continue };
+            // One that cannot be read (a half-removed directory) keeps nothing and goes at
+            // the next prune.
+            let (refs, last_used): (BTreeSet<ContentRef>, SystemTime) = match &record {
+                Some(r) => (layer_content(&r.layers).collect(), UNIX_EPOCH + std::time::Duration::from_secs(r.created.max(0) as u64)),
+                None => (BTreeSet::new(), UNIX_EPOCH),
+            };
+            records.push(GcRecord {
+                kind: RecordKind::KeptFailure,
+                id: id.to_string(),
+                names: Vec::new(),
+                last_used,
+                root: false,
+                // A debug session holds the snapshots it runs on.
+                anchors: refs.iter().filter(|r| matches!(r, ContentRef::Snapshot(_))).cloned().collect(),
+                refs,
+            });
+        }
+        Ok(records)
+    }
+
+    fn remove(&self, store: &Store, record: &GcRecord) -> Result<()> {
+        store.remove_kept_failure(&record.id)
     }
 }
 

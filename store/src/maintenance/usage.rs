@@ -43,6 +43,9 @@ pub enum UsageKind {
     Snapshots,
     /// Blobs nothing names: left by interrupted builds, exports, removals.
     Unreferenced,
+    /// Failed RUN steps kept for `rbuild debug` (`debug/`): their upper directories and
+    /// copies of bind mounts; the layers they ran on count as snapshots and images.
+    KeptFailures,
     /// Temp areas of running (and dead) processes.
     Temp,
     /// The builder's `RUN --mount=type=cache` directories (`cache-mounts/`), which the
@@ -57,6 +60,7 @@ impl UsageKind {
             UsageKind::BuildCache => "Build cache",
             UsageKind::Snapshots => "Snapshots",
             UsageKind::Unreferenced => "Unreferenced blobs",
+            UsageKind::KeptFailures => "Kept failures",
             UsageKind::Temp => "Temp",
             UsageKind::CacheMounts => "Cache mounts",
         }
@@ -94,19 +98,27 @@ impl Store {
             size: 0,
             reclaimable: 0,
         };
-        let (mut images, mut cache, mut snapshots, mut unreferenced) = (
+        let (mut images, mut cache, mut snapshots, mut unreferenced, mut failures) = (
             row(UsageKind::Images),
             row(UsageKind::BuildCache),
             row(UsageKind::Snapshots),
             row(UsageKind::Unreferenced),
+            row(UsageKind::KeptFailures),
         );
         for (_, record) in &view.records {
             let target = match record.kind {
                 RecordKind::Image => &mut images,
                 RecordKind::BuildCache => &mut cache,
+                RecordKind::KeptFailure => &mut failures,
             };
             target.count += 1;
             target.active += usize::from(view.keeps(record, false));
+            if record.kind == RecordKind::KeptFailure {
+                // The record's own directory, which goes with it.
+                let size = tree_size(&self.kept_failure_dir(&record.id))?;
+                failures.size += size;
+                failures.reclaimable += if view.keeps(record, false) { 0 } else { size };
+            }
         }
         // Snapshots share files (a COPY that misses links the files its last
         // run wrote unchanged), so each inode counts once, for the first
@@ -129,6 +141,7 @@ impl Store {
                 }
                 (ContentRef::Blob(_), Some(RecordKind::Image)) => &mut images,
                 (ContentRef::Blob(_), Some(RecordKind::BuildCache)) => &mut cache,
+                (ContentRef::Blob(_), Some(RecordKind::KeptFailure)) => &mut failures,
                 (ContentRef::Blob(_), None) => {
                     unreferenced.count += 1;
                     unreferenced.active += usize::from(kept.contains(&item));
@@ -140,7 +153,7 @@ impl Store {
         }
         let temp = temp_usage(self)?;
         Ok(DiskUsage {
-            rows: vec![images, cache, snapshots, unreferenced, temp],
+            rows: vec![images, cache, snapshots, unreferenced, failures, temp],
             total: store_size(self.root())?,
             processes: view.lease_holders,
         })

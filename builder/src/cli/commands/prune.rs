@@ -59,6 +59,14 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         .iter()
         .filter(|r| r.kind == RecordKind::BuildCache)
         .collect();
+    let failures: Vec<_> = report.records.iter().filter(|r| r.kind == RecordKind::KeptFailure).collect();
+    if !failures.is_empty() {
+        println!("Deleted kept failures:");
+        for record in failures {
+            println!("{}", record.id);
+        }
+        println!();
+    }
     if !images.is_empty() {
         println!("Deleted Images:");
         for image in images {
