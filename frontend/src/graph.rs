@@ -243,7 +243,7 @@ pub struct RunOp {
 }
 
 /// One `RUN --mount`, expanded and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunMount {
     /// Absolute path in the RUN's filesystem. Empty for a secret given only as an
     /// environment variable (`env=` without `target=`).
@@ -251,7 +251,7 @@ pub struct RunMount {
     pub kind: MountKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MountKind {
     /// Files of the build context, a stage, a named context or an image, read-only unless
     /// `readwrite` (writes are then discarded).
@@ -269,7 +269,7 @@ pub enum MountKind {
 }
 
 /// How concurrent builds share a cache mount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CacheSharing {
     /// Every user at once.
     Shared,

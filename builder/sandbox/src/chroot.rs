@@ -261,8 +261,8 @@ fn reaper(p: &Prepared, root: &Path, output: RawFd, report: RawFd, rbuild: libc:
         }
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
     }
-    let mut keep = vec![output, report, p.stdin.as_raw_fd()];
-    keep.extend(p.extra.iter().map(|(_, fd)| fd.as_raw_fd()));
+    let mut keep = vec![output, report];
+    keep.extend(p.command_fds());
     process::close_fds_except(&keep);
 
     if p.network == NetworkMode::None {

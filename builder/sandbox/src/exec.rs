@@ -92,7 +92,20 @@ fn prepare_and_exec(
     }
 
     let extra: Vec<(RawFd, RawFd)> = p.extra.iter().map(|(t, fd)| (*t, fd.as_raw_fd())).collect();
-    let reporter = arrange_fds(p.stdin.as_raw_fd(), output, &extra, reporter)?;
+    let (stdout, stderr) = match &p.attached {
+        Some((out, err)) => (out.as_raw_fd(), err.as_raw_fd()),
+        None => (output, output),
+    };
+    let reporter = arrange_fds([p.stdin.as_raw_fd(), stdout, stderr], &extra, reporter)?;
+    if p.terminal {
+        // The caller made this process a session leader: the terminal on fd 0 becomes its
+        // controlling terminal, and its process group the terminal's foreground group.
+        // SAFETY: an ioctl on this process's own descriptor.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            let error = ChildError::setup("take the terminal", std::io::Error::last_os_error());
+            return Err((reporter, error));
+        }
+    }
     process::reset_signals();
     Err((reporter, exec_search(p, &env)))
 }
@@ -241,13 +254,12 @@ fn unmapped_hint(applies: bool) -> &'static str {
     }
 }
 
-/// Moves the command's descriptors into place: stdin on 0, the output pipe
-/// on 1 and 2, extra files on their numbers. Everything else becomes
+/// Moves the command's descriptors into place: `stdio` on 0, 1 and 2 (for a
+/// build step, stdin and the output pipe twice), extra files on their numbers. Everything else becomes
 /// close-on-exec, including the report pipe, which moves above them all and
 /// is returned for reporting an exec failure.
 pub(crate) fn arrange_fds(
-    stdin: RawFd,
-    output: RawFd,
+    stdio: [RawFd; 3],
     extra: &[(RawFd, RawFd)],
     reporter: Reporter,
 ) -> Result<Reporter, (Reporter, ChildError)> {
@@ -267,9 +279,10 @@ pub(crate) fn arrange_fds(
         fd: lift(reporter.fd).map_err(|e| (reporter, e))?,
     };
     let fail = |e| (reporter, e);
-    let stdin = lift(stdin).map_err(fail)?;
-    let output = lift(output).map_err(fail)?;
-    let mut moves = vec![(0, stdin), (1, output), (2, output)];
+    let mut moves = Vec::with_capacity(3 + extra.len());
+    for (target, fd) in stdio.into_iter().enumerate() {
+        moves.push((target as RawFd, lift(fd).map_err(fail)?));
+    }
     for (target, fd) in extra {
         moves.push((*target, lift(*fd).map_err(fail)?));
     }

@@ -71,7 +71,9 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use error::SandboxError;
 pub use process::kill_running_sandboxes;
@@ -142,6 +144,22 @@ pub struct RunSpec {
     /// Filesystems mounted for this run only (`RUN --mount`), in order: a
     /// later one may sit under an earlier one's target.
     pub mounts: Vec<RunMount>,
+    /// Where the command's standard streams go.
+    pub stdio: Stdio,
+}
+
+/// Where a command's standard streams go.
+#[derive(Clone, Debug, Default)]
+pub enum Stdio {
+    /// A build step: stdin from [`RunSpec::stdin`], stdout and stderr merged into
+    /// [`run`]'s output callback.
+    #[default]
+    Captured,
+    /// A debug shell: these descriptors as stdin, stdout and stderr ([`RunSpec::stdin`]
+    /// is ignored, the output callback gets nothing). With `terminal`, stdin is a terminal
+    /// (a pseudo-terminal's slave) that becomes the command's controlling terminal, so a
+    /// shell has job control and the terminal's Ctrl-C reaches it.
+    Attached { stdin: Arc<OwnedFd>, stdout: Arc<OwnedFd>, stderr: Arc<OwnedFd>, terminal: bool },
 }
 
 /// A filesystem mounted into the command's root for this run only. Nothing of it lands in
@@ -184,6 +202,7 @@ impl Default for RunSpec {
             extra_files: Vec::new(),
             isolation: Isolation::default(),
             mounts: Vec::new(),
+            stdio: Stdio::default(),
         }
     }
 }

@@ -135,8 +135,8 @@ fn intermediate(
     let reporter = Reporter { fd: report };
     process::die_with_parent(Some(rbuild), None);
     process::reset_signals();
-    let mut keep = vec![output, report, p.stdin.as_raw_fd()];
-    keep.extend(p.extra.iter().map(|(_, fd)| fd.as_raw_fd()));
+    let mut keep = vec![output, report];
+    keep.extend(p.command_fds());
     process::close_fds_except(&keep);
 
     if let Err(e) = new_namespaces(&Linux, p.network) {

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::MemfdFlags;
@@ -15,7 +15,7 @@ use super::lowerstack::LowerStack;
 use super::rootpath;
 use super::runmount::{self, PlannedMount};
 use super::userns::in_user_namespace;
-use super::{NetworkMode, RunSpec, DEFAULT_HOSTNAME};
+use super::{NetworkMode, RunSpec, Stdio, DEFAULT_HOSTNAME};
 
 /// The highest descriptor number an extra file may ask for.
 const MAX_EXTRA_FD: u32 = 255;
@@ -37,8 +37,13 @@ pub(crate) struct Prepared {
     pub network: NetworkMode,
     /// Whether rbuild runs in a user namespace (rootless).
     pub in_userns: bool,
-    /// What the command reads on fd 0: a memfd with `stdin`, or `/dev/null`.
+    /// What the command reads on fd 0: a memfd with `stdin`, `/dev/null`, or the attached
+    /// stdin.
     pub stdin: OwnedFd,
+    /// The attached stdout and stderr ([`super::Stdio::Attached`]); `None`: the output pipe.
+    pub attached: Option<(OwnedFd, OwnedFd)>,
+    /// Fd 0 is a terminal the command takes as its controlling terminal.
+    pub terminal: bool,
     /// `(target fd, memfd)` for each extra file.
     pub extra: Vec<(RawFd, OwnedFd)>,
     /// The highest capability number the kernel knows.
@@ -94,11 +99,17 @@ impl Prepared {
             )));
         }
 
-        let stdin = match &spec.stdin {
-            Some(bytes) => memfd_with("rbuild-stdin", bytes)?,
-            None => File::open("/dev/null")
-                .map_err(|e| SandboxError::io("open", "/dev/null", e))?
-                .into(),
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| SandboxError::sys("duplicate the command's standard streams", e));
+        let (stdin, attached, terminal) = match (&spec.stdio, &spec.stdin) {
+            (Stdio::Attached { stdin, stdout, stderr, terminal }, _) => {
+                (dup(stdin)?, Some((dup(stdout)?, dup(stderr)?)), *terminal)
+            }
+            (Stdio::Captured, Some(bytes)) => (memfd_with("rbuild-stdin", bytes)?, None, false),
+            (Stdio::Captured, None) => (
+                File::open("/dev/null").map_err(|e| SandboxError::io("open", "/dev/null", e))?.into(),
+                None,
+                false,
+            ),
         };
         let mut extra = Vec::with_capacity(spec.extra_files.len());
         for (fd, bytes) in &spec.extra_files {
@@ -153,6 +164,8 @@ impl Prepared {
             network: spec.network,
             in_userns: in_user_namespace(),
             stdin,
+            attached,
+            terminal,
             extra,
             cap_last,
             upper,
@@ -161,6 +174,16 @@ impl Prepared {
             flatten,
             mounts: runmount::plan(&spec.mounts)?,
         })
+    }
+}
+
+impl Prepared {
+    /// The descriptors the children must keep open for the command besides their own pipes.
+    pub fn command_fds(&self) -> Vec<RawFd> {
+        let mut fds = vec![self.stdin.as_raw_fd()];
+        fds.extend(self.attached.iter().flat_map(|(out, err)| [out.as_raw_fd(), err.as_raw_fd()]));
+        fds.extend(self.extra.iter().map(|(_, fd)| fd.as_raw_fd()));
+        fds
     }
 }
 

@@ -44,6 +44,17 @@ pub enum IsolationArg {
     Chroot,
 }
 
+/// What a build does with a RUN that fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnErrorArg {
+    /// Keep it in the store and print how to open a shell there (`rbuild debug`)
+    Keep,
+    /// Keep it and open the shell right away when stderr is a terminal
+    Shell,
+    /// Keep nothing
+    Discard,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
     Auto,
@@ -166,6 +177,10 @@ pub struct BuildArgs {
     /// Progress output
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+
+    /// When a RUN fails: keep it for `rbuild debug`, open a shell there at once, or keep nothing
+    #[arg(long, value_enum, default_value_t = OnErrorArg::Keep)]
+    pub on_error: OnErrorArg,
 
     /// Push the image to its registry as each -t name (short for -o type=registry)
     #[arg(long)]

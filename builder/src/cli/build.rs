@@ -9,11 +9,12 @@ use rbuild_frontend::graph::Platform;
 use rbuild_sandbox::{Isolation, NetworkMode};
 use rbuild_store::{Compression, Reference, Store};
 
-use crate::cli::args::{key_values, BuildArgs, IsolationArg, NetworkArg, ProgressMode};
+use crate::cli::args::{key_values, BuildArgs, IsolationArg, NetworkArg, OnErrorArg, ProgressMode};
 use crate::cli::dockerfile::DockerfileInput;
 pub use crate::cli::failure::Failure;
 use crate::cli::progress::{finding_text, Finding, PlainProgress, Progress, QuietProgress, RawJsonProgress};
 use crate::cli::progress_tty::TtyProgress;
+use crate::engine::debug_shell::ShellTarget;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, OutputSpec};
 use crate::engine::pulling::insecure_registries;
@@ -22,7 +23,29 @@ use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, Ca
 
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let settings = Arc::new(settings_from_args(&args)?);
-    build(&args, &settings)
+    let result = build(&args, &settings);
+    match (&result, args.on_error) {
+        (Err(failure), OnErrorArg::Shell) => match failure.kept_failure() {
+            Some(id) if io::stderr().is_terminal() => {
+                // The error first, as without a shell; then the shell. The build failed
+                // whatever the shell does.
+                failure.report();
+                let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
+                let target = ShellTarget::Failure { id: id.to_string(), initial: false };
+                match crate::cli::commands::debug::open_shell(&store, &target, None) {
+                    Ok(()) | Err(Failure::Status(_)) => {}
+                    Err(other) => other.report(),
+                }
+                Err(Failure::Status(1))
+            }
+            Some(_) => {
+                eprintln!("note: --on-error=shell needs a terminal on stderr; the failed step is kept instead");
+                result
+            }
+            None => result,
+        },
+        _ => result,
+    }
 }
 
 fn build(args: &BuildArgs, settings: &Arc<BuildSettings>) -> Result<(), Failure> {
@@ -64,6 +87,7 @@ fn build(args: &BuildArgs, settings: &Arc<BuildSettings>) -> Result<(), Failure>
         Err(Failure::Build(error)) => shown.error(&format!("{error:#}")),
         Err(Failure::Located { error, .. }) => shown.error(&error.to_string()),
         Err(Failure::Usage(message)) => shown.error(message),
+        Err(Failure::Status(_)) => {}
     }
     drop(shown);
     // Temp files of this build are dropped by now; the empty area goes too.
@@ -205,6 +229,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         secrets: Secrets::parse(&args.secrets).map_err(usage)?,
         ssh: SshAgents::parse(&args.ssh).map_err(usage)?,
         cache_mount_dir: args.cache_mount_dir.clone(),
+        keep_failures: args.on_error != OnErrorArg::Discard,
     })
 }
 

@@ -12,6 +12,9 @@ pub enum Failure {
     Build(anyhow::Error),
     /// The build failed at a Dockerfile line (exit 1); `snippet` shows it.
     Located { error: Box<BuildError>, snippet: String },
+    /// A command rbuild ran for the user (a debug shell) ended with this status, which
+    /// becomes rbuild's; there is nothing to print.
+    Status(u8),
 }
 
 impl From<anyhow::Error> for Failure {
@@ -45,22 +48,38 @@ impl Failure {
         match self {
             Failure::Usage(_) => 2,
             Failure::Build(_) | Failure::Located { .. } => 1,
+            Failure::Status(status) => *status,
         }
     }
 
     /// Prints the failure to stderr the way every rbuild command does.
     pub fn report(&self) {
         let message = match self {
+            Failure::Status(_) => return,
             Failure::Usage(message) => message.clone(),
             Failure::Build(error) => format!("{error:#}"),
             Failure::Located { error, .. } => format!("{error:#}"),
         };
         eprintln!("error: {message}");
-        if let Failure::Located { snippet, .. } = self {
+        if let Failure::Located { snippet, error } = self {
             eprint!("{snippet}");
+            if let Some(id) = error.kept_failure() {
+                eprintln!("{}", debug_line(id));
+            }
+            if let Some(reason) = error.not_kept() {
+                eprintln!("note: the failed step could not be kept for `rbuild debug`: {reason}");
+            }
         }
         if let Some(hint) = crate::cli::disk_full::hint(&message, &rbuild_store::Store::default_root()) {
             eprintln!("{hint}");
+        }
+    }
+
+    /// The id of the failed RUN this failure kept for `rbuild debug`, if any.
+    pub fn kept_failure(&self) -> Option<&str> {
+        match self {
+            Failure::Located { error, .. } => error.kept_failure(),
+            _ => None,
         }
     }
 
@@ -74,4 +93,9 @@ impl Failure {
             None
         }
     }
+}
+
+/// The line after a failed RUN's error: how to open a shell where it failed.
+pub fn debug_line(id: &str) -> String {
+    format!("to open a shell where it failed: rbuild debug {id}  (--initial: before the command ran; -- CMD: run CMD)")
 }

@@ -12,3 +12,4 @@ pub mod failure;
 pub mod progress;
 pub mod progress_tty;
 pub mod snippet;
+pub mod terminal;

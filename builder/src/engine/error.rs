@@ -92,7 +92,35 @@ pub enum StepError {
         output_tail: Vec<String>,
         /// What may have caused it, when rbuild can tell.
         hint: Option<&'static str>,
+        /// The id under which the failed step was kept for `rbuild debug`, if it was.
+        kept: Option<String>,
+        /// Why the step could not be kept, when keeping it was asked and failed.
+        not_kept: Option<String>,
     },
+}
+
+impl BuildError {
+    /// The id of the failed step kept for `rbuild debug`, if the build failed at a kept RUN.
+    pub fn kept_failure(&self) -> Option<&str> {
+        match self {
+            BuildError::Step { error, .. } => match error.as_ref() {
+                StepError::CommandFailed { kept, .. } => kept.as_deref(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Why a failed RUN could not be kept for `rbuild debug`, if that failed.
+    pub fn not_kept(&self) -> Option<&str> {
+        match self {
+            BuildError::Step { error, .. } => match error.as_ref() {
+                StepError::CommandFailed { not_kept, .. } => not_kept.as_deref(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 /// The output lines and hint shown after a failed command's status.

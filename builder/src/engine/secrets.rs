@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where a secret's value comes from.
-#[derive(Clone, PartialEq, Eq)]
+/// Where a secret's value comes from (kept with a failed step, so that `rbuild debug` can
+/// read the value again: the source, never the value).
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SecretSource {
     File(PathBuf),
     Env(String),
@@ -24,7 +25,7 @@ impl fmt::Debug for SecretSource {
 }
 
 /// The build's `--secret`s, by id.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Secrets {
     by_id: BTreeMap<String, SecretSource>,
 }
@@ -83,8 +84,27 @@ impl Secrets {
     }
 }
 
+impl Secrets {
+    /// The secrets whose source can still be read, and for each other one why not: what a
+    /// debug shell re-supplies long after the build.
+    pub fn still_available(&self) -> (Secrets, Vec<String>) {
+        let mut available = Secrets::default();
+        let mut missing = Vec::new();
+        for (id, source) in &self.by_id {
+            match self.value(id) {
+                Ok(Some(_)) => {
+                    available.by_id.insert(id.clone(), source.clone());
+                }
+                Ok(None) => {}
+                Err(reason) => missing.push(format!("secret {id:?} is not mounted: {reason}")),
+            }
+        }
+        (available, missing)
+    }
+}
+
 /// The build's `--ssh` agents, by id: a socket or key files.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SshAgents {
     by_id: BTreeMap<String, Vec<PathBuf>>,
 }
@@ -110,6 +130,21 @@ impl SshAgents {
             by_id.insert(id.to_string(), paths);
         }
         Ok(SshAgents { by_id })
+    }
+
+    /// The agents whose socket or keys are all still there, and for each other one why not.
+    pub fn still_available(&self) -> (SshAgents, Vec<String>) {
+        let mut available = SshAgents::default();
+        let mut missing = Vec::new();
+        for (id, paths) in &self.by_id {
+            match paths.iter().find(|p| !p.exists()) {
+                None => {
+                    available.by_id.insert(id.clone(), paths.clone());
+                }
+                Some(gone) => missing.push(format!("ssh agent {id:?} is not mounted: {} is gone", gone.display())),
+            }
+        }
+        (available, missing)
     }
 
     /// The socket or keys of agent `id`.

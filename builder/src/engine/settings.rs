@@ -65,6 +65,8 @@ pub struct BuildSettings {
     pub ssh: SshAgents,
     /// `--cache-mount-dir`: where cache mounts live instead of the store.
     pub cache_mount_dir: Option<PathBuf>,
+    /// `--on-error=keep|shell`: a RUN that fails is kept in the store for `rbuild debug`.
+    pub keep_failures: bool,
 }
 
 impl BuildSettings {

@@ -4,6 +4,7 @@
 
 pub mod cache_mount;
 mod common;
+pub mod debug;
 pub mod du;
 mod format;
 pub mod graph;
@@ -63,6 +64,12 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
         "List, export, import and remove the cache mounts of RUN --mount=type=cache",
         "rbuild cache-mount export -o caches.tar",
         cache_mount::run,
+    ),
+    store_command(
+        "debug",
+        "Open a shell where a RUN failed (rbuild debug last), or in an image (--image); --list the kept failures",
+        "rbuild debug last -- cat /tmp/build.log",
+        debug::run,
     ),
     store_command("du", "Show the store's disk usage by kind", "rbuild du --format json", du::run),
     store_command(

@@ -4,7 +4,7 @@
 
 mod cached;
 mod named_context;
-mod run_mounts;
+pub(crate) mod run_mounts;
 mod scheduler;
 mod state;
 mod step;

@@ -16,26 +16,35 @@ use rbuild_store::Store;
 use crate::engine::cache_mounts::{CacheMounts, NewCache};
 use crate::engine::error::StepError;
 use crate::engine::fileops::{self, CopyFrom, CopyRequest, Rootfs};
-use crate::engine::settings::BuildSettings;
+use crate::engine::secrets::{Secrets, SshAgents};
+use crate::engine::settings::{BuildSettings, CachePolicy};
 use crate::engine::ssh_forward;
 
 /// What a RUN's mounts became, and what must live until it has run.
 #[derive(Default)]
-pub(super) struct PreparedMounts {
+pub(crate) struct PreparedMounts {
     pub mounts: Vec<SandboxMount>,
     /// Variables the mounts add (`env=` secrets, `SSH_AUTH_SOCK`).
     pub env: Vec<(String, String)>,
     /// Secret values, to be masked in the RUN's output.
     pub secrets: Vec<Vec<u8>>,
+    /// The copy each bind mount got, by the mount's index (what a kept failure keeps).
+    pub bind_copies: Vec<(usize, PathBuf)>,
     _held: Vec<Box<dyn Send>>,
 }
 
 /// What the mounts of one RUN read.
-pub(super) struct MountInputs<'a> {
+pub(crate) struct MountInputs<'a> {
     pub store: &'a Store,
-    pub settings: &'a BuildSettings,
+    pub secrets: &'a Secrets,
+    pub ssh: &'a SshAgents,
+    /// `--cache-mount-dir`; `None`: the store's.
+    pub cache_mount_dir: Option<&'a Path>,
     /// The input of each mount that has one, by the mount's index.
     pub from: BTreeMap<usize, CopyFrom<'a>>,
+    /// Bind mounts whose files are already copied (a kept failure's), by the mount's index:
+    /// mounted as they are.
+    pub copied_binds: BTreeMap<usize, PathBuf>,
     /// Cache mounts start empty and are not kept (`--no-cache`).
     pub fresh_caches: bool,
 }
@@ -44,18 +53,37 @@ fn failed(mount: &RunMount, reason: impl std::fmt::Display) -> StepError {
     StepError::Mount { target: mount.target.clone(), reason: reason.to_string() }
 }
 
-pub(super) fn prepare(mounts: &[RunMount], inputs: &MountInputs<'_>) -> Result<PreparedMounts, StepError> {
-    let mut prepared = PreparedMounts { mounts: Vec::new(), env: Vec::new(), secrets: Vec::new(), _held: Vec::new() };
+impl<'a> MountInputs<'a> {
+    /// The inputs of a build's RUN: its secrets, agents and cache mount directory.
+    pub fn of_build(store: &'a Store, settings: &'a BuildSettings, from: BTreeMap<usize, CopyFrom<'a>>) -> MountInputs<'a> {
+        MountInputs {
+            store,
+            secrets: &settings.secrets,
+            ssh: &settings.ssh,
+            cache_mount_dir: settings.cache_mount_dir.as_deref(),
+            from,
+            copied_binds: BTreeMap::new(),
+            fresh_caches: matches!(settings.cache_policy, CachePolicy::Ignore),
+        }
+    }
+}
+
+pub(crate) fn prepare(mounts: &[RunMount], inputs: &MountInputs<'_>) -> Result<PreparedMounts, StepError> {
+    let mut prepared = PreparedMounts::default();
     let mut private_dir: Option<tempfile::TempDir> = None;
     for (index, mount) in mounts.iter().enumerate() {
         let from = inputs.from.get(&index).copied();
         let fail = |reason: &dyn std::fmt::Display| failed(mount, reason);
         match &mount.kind {
+            MountKind::Bind { readwrite, .. } if inputs.copied_binds.contains_key(&index) => {
+                prepared.mounts.push(bind(mount, inputs.copied_binds[&index].clone(), !readwrite));
+            }
             MountKind::Bind { source, readwrite } => {
                 let from = from.expect("lowering gives every bind mount an input");
                 let copy = inputs.store.tempdir().map_err(|e| fail(&e))?;
                 copy_into_dir(from, source, copy.path(), "/m")?;
                 prepared.mounts.push(bind(mount, copy.path().join("m"), !readwrite));
+                prepared.bind_copies.push((index, copy.path().join("m")));
                 prepared._held.push(Box::new(copy));
             }
             MountKind::Cache { id, sharing, readonly, source, mode, uid, gid } => {
@@ -83,7 +111,7 @@ pub(super) fn prepare(mounts: &[RunMount], inputs: &MountInputs<'_>) -> Result<P
                 prepared.mounts.push(SandboxMount { target: mount.target.clone(), kind: SandboxKind::Tmpfs { size: *size } })
             }
             MountKind::Secret { id, env, required, mode, uid, gid } => {
-                let value = match inputs.settings.secrets.value(id).map_err(|e| fail(&e))? {
+                let value = match inputs.secrets.value(id).map_err(|e| fail(&e))? {
                     Some(value) => value,
                     None if *required => {
                         return Err(fail(&format!("secret {id:?} is required but was not given (--secret id={id},src=FILE)")))
@@ -102,7 +130,7 @@ pub(super) fn prepare(mounts: &[RunMount], inputs: &MountInputs<'_>) -> Result<P
                 prepared.secrets.push(value);
             }
             MountKind::Ssh { id, required, mode, uid, gid } => {
-                let Some(sources) = inputs.settings.ssh.get(id) else {
+                let Some(sources) = inputs.ssh.get(id) else {
                     if *required {
                         return Err(fail(&format!("ssh agent {id:?} is required but was not given (--ssh {id}[=SOCKET|KEY])")));
                     }
@@ -130,7 +158,7 @@ fn bind(mount: &RunMount, source: PathBuf, readonly: bool) -> SandboxMount {
 
 /// The store's cache mounts, or those of `--cache-mount-dir`.
 fn cache_mounts(inputs: &MountInputs<'_>) -> CacheMounts {
-    let root = inputs.settings.cache_mount_dir.clone().unwrap_or_else(|| inputs.store.root().join("cache-mounts"));
+    let root = inputs.cache_mount_dir.map_or_else(|| inputs.store.root().join("cache-mounts"), Path::to_path_buf);
     CacheMounts::new(root)
 }
 

@@ -14,6 +14,7 @@ use crate::engine::context::BuildContext;
 use crate::engine::error::{BuildError, StepError};
 use crate::engine::fileops::selection::Selection;
 use crate::engine::fileops::{self, CopyFrom, CopyRequest, Rootfs};
+use crate::engine::kept_failure::{self, FailedRun, Leftovers};
 use crate::engine::events::Progress;
 use crate::engine::redact::Redactor;
 use crate::engine::settings::{BuildSettings, CachePolicy};
@@ -263,6 +264,7 @@ impl StepRunner {
             extra_files,
             isolation: self.settings.isolation,
             mounts: mounts.mounts.clone(),
+            stdio: sandbox::Stdio::Captured,
         };
         let mut redactor = Redactor::new(&mounts.secrets);
         let show = |bytes: &[u8]| {
@@ -274,7 +276,6 @@ impl StepRunner {
         };
         let outcome = sandbox::run(&spec, &mut |bytes| show(&redactor.push(bytes)));
         show(&redactor.finish());
-        drop(mounts);
         let mut outcome = outcome.map_err(|e| self.step_error(step, e.into()))?;
         outcome.output_tail = outcome.output_tail.iter().map(|line| redactor.mask_line(line)).collect();
         for warning in &outcome.warnings {
@@ -282,14 +283,24 @@ impl StepRunner {
         }
         if !outcome.exit.success() {
             let hint = sandbox::only_root_mapped().filter(|_| changes_owner(&outcome.output_tail));
+            let (kept, not_kept) = match self.settings.keep_failures {
+                true => match self.keep_failure(step, &spec, run, parent, &mounts, outcome.exit) {
+                    Ok(id) => (Some(id), None),
+                    Err(e) => (None, Some(format!("{:#}", anyhow::Error::new(e)))),
+                },
+                false => (None, None),
+            };
             let error = StepError::CommandFailed {
                 command: run.argv.join(" "),
                 exit: outcome.exit,
                 output_tail: outcome.output_tail,
                 hint,
+                kept,
+                not_kept,
             };
             return Err(self.step_error(step, error));
         }
+        drop(mounts);
         let changed = std::fs::read_dir(&upper)
             .map_err(|source| BuildError::Io { action: format!("reading {}", upper.display()), source })?
             .next()
@@ -298,6 +309,41 @@ impl StepRunner {
             return Ok(None);
         }
         self.commit_diff(&upper).map(Some)
+    }
+
+    /// Keeps the failed RUN `spec` for `rbuild debug` (see [`kept_failure`]); returns its id.
+    fn keep_failure(
+        &self,
+        step: &Step,
+        spec: &RunSpec,
+        run: &RunOp,
+        parent: &FsState,
+        mounts: &PreparedMounts,
+        exit: sandbox::ExitKind,
+    ) -> Result<String, BuildError> {
+        let added_by_mounts = |(key, _): &&(String, String)| mounts.env.iter().any(|(k, _)| k == key);
+        let failed = FailedRun {
+            file: self.settings.dockerfile.name.clone(),
+            line: step.location.unwrap_or_default().start_line,
+            instruction: step.display.clone(),
+            argv: spec.argv.clone(),
+            env: spec.env.iter().filter(|e| !added_by_mounts(e)).cloned().collect(),
+            user: spec.user.clone(),
+            workdir: spec.workdir.clone(),
+            hostname: spec.hostname.clone(),
+            network: FailedRun::network_name(spec.network).to_string(),
+            isolation: FailedRun::isolation_name(spec.isolation).to_string(),
+            mounts: run.mounts.clone(),
+            kept_binds: Vec::new(),
+            secrets: self.settings.secrets.clone(),
+            ssh: self.settings.ssh.clone(),
+            cache_mount_dir: self.settings.cache_mount_dir.clone(),
+            fresh_caches: matches!(self.settings.cache_policy, CachePolicy::Ignore),
+            exit: exit.to_string(),
+        };
+        let layers: Vec<_> = parent.layers.iter().map(|l| l.layer.clone()).collect();
+        let left = Leftovers { upper: &spec.upper, bind_copies: &mounts.bind_copies };
+        kept_failure::keep(&self.store, &layers, failed, left)
     }
 
     /// What a COPY or a bind mount reading step `source` copies from: a directory context, or
@@ -320,12 +366,7 @@ impl StepRunner {
         for (input, rootfs) in mount_inputs.iter().zip(&rootfs) {
             from.insert(input.index, self.copy_source(input.source, rootfs)?);
         }
-        let inputs = MountInputs {
-            store: &self.store,
-            settings: &self.settings,
-            from,
-            fresh_caches: matches!(self.settings.cache_policy, CachePolicy::Ignore),
-        };
+        let inputs = MountInputs::of_build(&self.store, &self.settings, from);
         run_mounts::prepare(&run.mounts, &inputs).map_err(|e| self.step_error(step, e))
     }
 

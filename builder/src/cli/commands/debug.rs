@@ -1,0 +1,118 @@
+//! `rbuild debug`: a shell where a RUN failed (a kept failure, see
+//! [`kept_failure`](crate::engine::kept_failure)) or in a stored image, and `--list` of the
+//! kept failures. The shell's exit status is rbuild's.
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use rbuild_sandbox::{ExitKind, Isolation};
+use rbuild_store::Store;
+
+use super::common::{open_store, parse_args};
+use super::human;
+use super::table::Table;
+use crate::cli::args::IsolationArg;
+use crate::cli::failure::Failure;
+use crate::cli::terminal::with_shell_stdio;
+use crate::engine::debug_shell::{DebugShell, ShellTarget};
+use crate::engine::kept_failure;
+
+/// Open a shell where a RUN failed, or in an image of the store.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild debug",
+    override_usage = "rbuild debug [BUILD|last] [--initial] [-- CMD…]\n       rbuild debug --image IMAGE [-- CMD…]\n       rbuild debug --list"
+)]
+pub struct DebugArgs {
+    /// The kept failure: its id (or the start of it), or `last`, the newest
+    #[arg(value_name = "BUILD")]
+    pub failure: Option<String>,
+
+    /// Open the shell over the step's parent, before its command ran
+    #[arg(long)]
+    pub initial: bool,
+
+    /// Open the shell in this image of the store instead (name, or id)
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["failure", "initial", "list"])]
+    pub image: Option<String>,
+
+    /// Not supported: build the stage with `rbuild build --target STAGE -t NAME PATH`, then `rbuild debug --image NAME`
+    #[arg(long, value_name = "STAGE", hide = true)]
+    pub target: Option<String>,
+
+    /// Isolation of the shell in --image (a kept failure's shell runs as its step did)
+    #[arg(long, value_enum, requires = "image")]
+    pub isolation: Option<IsolationArg>,
+
+    /// List the kept failures: id, when, step, Dockerfile:line, command
+    #[arg(long, conflicts_with_all = ["failure", "initial"])]
+    pub list: bool,
+
+    /// The command to run instead of /bin/sh
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub fn run(args: Vec<String>) -> Result<(), Failure> {
+    let Some(args) = parse_args::<DebugArgs>(args)? else {
+        return Ok(());
+    };
+    if args.target.is_some() {
+        return Err(Failure::Usage(
+            "rbuild debug --target is not supported: build the stage with `rbuild build --target STAGE -t NAME PATH`, \
+             then open it with `rbuild debug --image NAME`"
+                .into(),
+        ));
+    }
+    let store = open_store()?;
+    if args.list {
+        return list(&store);
+    }
+    let target = match args.image {
+        Some(reference) => {
+            let isolation = match args.isolation {
+                Some(IsolationArg::Chroot) => Isolation::Chroot,
+                _ => Isolation::Namespaces,
+            };
+            ShellTarget::Image { reference, isolation }
+        }
+        None => ShellTarget::Failure { id: args.failure.unwrap_or_else(|| "last".into()), initial: args.initial },
+    };
+    open_shell(&store, &target, (!args.command.is_empty()).then_some(args.command))
+}
+
+/// Opens the shell over `target` on rbuild's terminal (or stdio) and waits for it; a shell
+/// that exits non-zero is [`Failure::Status`] with its status.
+pub fn open_shell(store: &Store, target: &ShellTarget, command: Option<Vec<String>>) -> Result<(), Failure> {
+    let shell = DebugShell::open(store, target, command).map_err(|e| Failure::Build(e.into()))?;
+    for note in &shell.notes {
+        eprintln!("note: {note}");
+    }
+    if std::io::stdin().is_terminal() {
+        eprintln!("rbuild: a shell in {}; exit it to return", shell.description);
+    }
+    let exit = with_shell_stdio(|stdio| shell.run(stdio))
+        .map_err(|e| Failure::Build(anyhow::Error::new(e).context("setting up the shell's terminal")))?
+        .map_err(|e| Failure::Build(e.into()))?;
+    match exit {
+        ExitKind::Code(0) => Ok(()),
+        ExitKind::Code(code) => Err(Failure::Status(code.clamp(1, 255) as u8)),
+        ExitKind::Signal(signal) => Err(Failure::Status((128 + signal).clamp(1, 255) as u8)),
+    }
+}
+
+fn list(store: &Store) -> Result<(), Failure> {
+    let kept = kept_failure::list(store).map_err(|e| Failure::Build(e.into()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let mut table = Table::new(&["ID", "CREATED", "STEP", "EXIT", "COMMAND"]);
+    for failure in &kept {
+        let created = format!("{} ago", human::duration(now - failure.record.created));
+        let (step, exit, command) = match &failure.run {
+            Some(run) => (format!("{}:{}", run.file, run.line), run.exit.clone(), rbuild_frontend::excerpt::excerpt(&run.instruction).into_owned()),
+            None => ("?".into(), "?".into(), "(recorded by another version of rbuild)".into()),
+        };
+        table.row(vec![failure.record.id.clone(), created, step, exit, command]);
+    }
+    print!("{}", table.render());
+    Ok(())
+}
