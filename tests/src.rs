@@ -29,6 +29,7 @@
 //!   users (GET) and for identity tokens exchanged as OAuth2 refresh tokens (POST).
 //! - [`store`]: for the store commands' tests: image ids of builds, parsing their tables,
 //!   `rbuild save | docker load`, checking a store is sound.
+//! - [`terminal`]: a tmux window for tests that need a terminal (tty progress, debug shells).
 //! - [`users`]: the non-root users of the rootless tests, and running rbuild as one of them.
 
 #[path = "harness/archive.rs"]
@@ -51,6 +52,8 @@ pub mod registry;
 pub mod sandbox;
 #[path = "harness/store.rs"]
 pub mod store;
+#[path = "harness/terminal.rs"]
+pub mod terminal;
 #[path = "harness/token_server.rs"]
 pub mod token_server;
 #[path = "harness/users.rs"]
