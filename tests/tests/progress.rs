@@ -4,10 +4,7 @@
 //! live `tty` view as a terminal (tmux) shows it while a step runs and after the build.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rbuild_e2e::env::unique_suffix;
 use rbuild_e2e::sandbox::{with_shell, BUSYBOX_SH};
