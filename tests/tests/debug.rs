@@ -251,6 +251,14 @@ fn an_interactive_shell_runs_typed_commands_and_gets_ctrl_c() {
     let screen = tmux.wait_for("the command's output", limit, |s| s.contains("typed-42") && s.contains("on-a-tty"));
     assert!(screen.contains("step-wrote"), "{screen}");
 
+    // The window size is the terminal's, and follows it when it changes (SIGWINCH).
+    tmux.run(&["send-keys", "echo size-$(stty size | tr ' ' x)", "Enter"]);
+    tmux.wait_for("the first size", limit, |s| s.contains("size-30x120"));
+    tmux.run(&["resize-window", "-x", "100", "-y", "25"]);
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.run(&["send-keys", "echo size-$(stty size | tr ' ' x)", "Enter"]);
+    tmux.wait_for("the new size", limit, |s| s.contains("size-25x100"));
+
     // Ctrl-C stops the shell's foreground job, not rbuild: the shell goes on afterwards.
     tmux.run(&["send-keys", "sleep 300; echo sleep-ended-$?", "Enter"]);
     std::thread::sleep(Duration::from_millis(500));

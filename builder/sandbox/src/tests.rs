@@ -350,6 +350,65 @@ fn only_the_command_descriptors_are_open() {
     assert!(fds.len() == 5 && fds[4] == 5, "{out}");
 }
 
+/// An attached command reads and writes the given descriptors, under either isolation, and
+/// the output callback gets nothing.
+#[test]
+fn attached_streams_are_the_commands_own() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::sync::Arc;
+    for isolation in [Isolation::Namespaces, Isolation::Chroot] {
+        let f = Fixture::new();
+        let (mut feed, stdin) = UnixStream::pair().unwrap();
+        let (mut collect, stdout) = UnixStream::pair().unwrap();
+        feed.write_all(b"typed\n").unwrap();
+        feed.shutdown(std::net::Shutdown::Write).unwrap();
+        let stdout = Arc::new(std::os::fd::OwnedFd::from(stdout));
+        let mut spec = f.sh("read line; echo out-$line; echo err-$line >&2");
+        spec.isolation = isolation;
+        spec.stdio = Stdio::Attached {
+            stdin: Arc::new(stdin.into()),
+            stdout: stdout.clone(),
+            stderr: stdout,
+            terminal: false,
+        };
+        let mut captured = Vec::new();
+        let outcome = run(&spec, &mut |b| captured.extend_from_slice(b)).unwrap();
+        assert_eq!(outcome.exit, ExitKind::Code(0), "{isolation:?}");
+        drop(spec);
+        let mut text = String::new();
+        collect.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "out-typed\nerr-typed\n", "{isolation:?}");
+        assert!(captured.is_empty(), "{isolation:?}: {captured:?}");
+    }
+}
+
+/// With `terminal`, the pseudo-terminal given as stdin is the command's controlling terminal
+/// (`/dev/tty` opens only then).
+#[test]
+fn an_attached_terminal_becomes_the_controlling_terminal() {
+    use std::io::Read;
+    use std::sync::Arc;
+    let f = Fixture::new();
+    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let flags = rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY;
+    let slave = Arc::new(rustix::fs::open(name.as_c_str(), flags, rustix::fs::Mode::empty()).unwrap());
+    let mut spec = f.sh("test -t 0 && echo stdin-is-a-tty; (exec 3</dev/tty) && echo has-a-controlling-tty");
+    spec.stdio = Stdio::Attached { stdin: slave.clone(), stdout: slave.clone(), stderr: slave.clone(), terminal: true };
+    let outcome = run(&spec, &mut |_| {}).unwrap();
+    assert_eq!(outcome.exit, ExitKind::Code(0));
+    drop(spec);
+    drop(slave);
+    let mut text = Vec::new();
+    // Read until EIO: every copy of the slave is closed.
+    let _ = std::fs::File::from(master).read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("stdin-is-a-tty") && text.contains("has-a-controlling-tty"), "{text}");
+}
+
 // ---- the diff ------------------------------------------------------------
 
 #[test]
