@@ -102,20 +102,19 @@ pub enum StepError {
 impl BuildError {
     /// The id of the failed step kept for `rbuild debug`, if the build failed at a kept RUN.
     pub fn kept_failure(&self) -> Option<&str> {
-        match self {
-            BuildError::Step { error, .. } => match error.as_ref() {
-                StepError::CommandFailed { kept, .. } => kept.as_deref(),
-                _ => None,
-            },
-            _ => None,
-        }
+        self.failed_command().and_then(|(kept, _)| kept.as_deref())
     }
 
     /// Why a failed RUN could not be kept for `rbuild debug`, if that failed.
     pub fn not_kept(&self) -> Option<&str> {
+        self.failed_command().and_then(|(_, not_kept)| not_kept.as_deref())
+    }
+
+    /// `kept` and `not_kept` of a build that failed at a RUN's command.
+    fn failed_command(&self) -> Option<(&Option<String>, &Option<String>)> {
         match self {
             BuildError::Step { error, .. } => match error.as_ref() {
-                StepError::CommandFailed { not_kept, .. } => not_kept.as_deref(),
+                StepError::CommandFailed { kept, not_kept, .. } => Some((kept, not_kept)),
                 _ => None,
             },
             _ => None,
