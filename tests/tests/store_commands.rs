@@ -398,6 +398,7 @@ fn du_and_prune_keep_tagged_images_and_free_the_rest() {
             "Build cache",
             "Snapshots",
             "Unreferenced blobs",
+            "Kept failures",
             "Temp",
             "Cache mounts"
         ]
@@ -717,7 +718,7 @@ fn format_prints_json_lines_or_a_template_for_images_history_and_du() {
             (kind.to_string(), bytes.parse().unwrap())
         })
         .collect();
-    assert_eq!(sizes.len(), 6, "{sizes:?}");
+    assert_eq!(sizes.len(), 7, "{sizes:?}");
     assert_eq!(sizes[0].0, "Images");
     for (kind, bytes) in &sizes {
         if kind != "Temp" {
