@@ -67,7 +67,7 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
     ),
     store_command(
         "debug",
-        "Open a shell where a RUN failed (rbuild debug last), or in an image (--image); --list the kept failures",
+        "Open a shell where a RUN failed, or in an image; --list the kept failures",
         "rbuild debug last -- cat /tmp/build.log",
         debug::run,
     ),
