@@ -5,7 +5,7 @@
       FILES small files of 1-4 KiB of random bytes in DIR/dNN/sN/fNNNNN.bin (100 per folder,
       1,000 per top folder), plus DIR/big/blobN.bin: BIG_MIB MiB of random bytes in 5 files.
   gen.py app DIR FILES [SEED]
-      a Python web application of FILES source files: DIR/app/wsgi.py (a Flask app) and
+      a Python web application of about FILES files: DIR/app/wsgi.py (a Flask app), VERSION and
       DIR/app/pNN/mNNN.py modules of 1-4 KiB (a docstring of random words and functions).
   gen.py payload DIR MIB [SEED]
       MIB MiB of hex text of random bytes (gzip -6 leaves 57% of it) in files of
@@ -46,10 +46,12 @@ def app(root, files, seed):
     os.makedirs(pkg, exist_ok=True)
     with open(os.path.join(pkg, "__init__.py"), "w") as f:
         f.write('"""The W11 benchmark application."""\n')
+    with open(os.path.join(pkg, "VERSION"), "w") as f:   # what the W11e edit rewrites
+        f.write("1.0.0" + " " * 26 + "\n")
     with open(os.path.join(pkg, "wsgi.py"), "w") as f:
         f.write("from flask import Flask\n\napplication = Flask(__name__)\n\n\n"
                 "@application.route('/')\ndef index():\n    return 'ok'\n")
-    for i in range(max(files - 2, 0)):
+    for i in range(max(files - 3, 0)):
         sub = os.path.join(pkg, f"p{i // 100:02d}")
         if i % 100 == 0:
             os.makedirs(sub, exist_ok=True)

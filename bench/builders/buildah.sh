@@ -19,6 +19,7 @@
 # usage: buildah.sh setup|version|build|export|cold|untag|pull|unpull|push|stash|runner|carried|release|cleanup
 set -euo pipefail
 conf=$STATE/buildah.env
+# shellcheck source=/dev/null
 [ ! -f "$conf" ] || . "$conf"
 DATA=${DATA:-$STATE}
 case ${CTX:-} in */w8) export TMPDIR=$DATA/tmp; mkdir -p "$TMPDIR" ;; esac
