@@ -9,9 +9,9 @@
 #        bench/run.sh --compare RESULTS_A RESULTS_B
 #   --quick      every workload once per builder, no warm-up run, a shorter layer-writing part
 #                (default: 5 runs after 1 warm-up)
-#   --only       workloads: W1 W2 W3 W4 W9 W5 W5z W6 W7 W8 W8c W11 W11n W11e (default all but
-#                W11*; ALL for every one), and LAYER for the layer-writing comparison alone (it
-#                runs by default whenever W5 or W5z does)
+#   --only       workloads: W1 W2 W3 W4 W9 W5 W5z W6 W7 W8 W8c W11 W11n W11e (default all;
+#                --quick leaves W11* out unless --only ALL), and LAYER for the layer-writing
+#                comparison alone (it runs by default whenever W5 or W5z does)
 #   --builders   default rbuild,buildkit,buildah
 #   --runs N     timed runs per cell (overrides --quick's 1)
 #   --tiny       small data (1,000 files + 8 MiB, 16 MiB layers, 4 MiB pull image, a W8 cache
@@ -91,6 +91,7 @@ case $disk in host|fresh) disks=("$disk") ;; both) disks=(host fresh) ;; *) echo
 ALL=()
 declare -A CONTEXT=() MODE=() LABEL=()
 workload() { ALL+=("$1"); MODE[$1]=$2 CONTEXT[$1]=$3 LABEL[$1]=$4; }
+has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 declare -A EDIT=([w2]=d00/s0/f00000.bin [w8]=src/d00/s0/f00000.bin [w11]=app/app/VERSION)
 if [ $scaling = 0 ]; then
   workload W1   cold     w1   "20 RUN steps, cold"
@@ -118,7 +119,15 @@ else   # --scaling: the sizes of make-scaling.sh
   done
   for n in "${scale_runs[@]}"; do workload "W1x$n" cold "r$n" "$n RUN steps, cold"; done
 fi
-if [ "$only" = all ]; then workloads=("${ALL[@]}") layer=$((1 - scaling))
+# --quick leaves out what would take it past 5 minutes on 2 cores: W11 (an apt-get, a venv and
+# pip, about 20 s a builder, each cold); --only W11,W11n,W11e or --only ALL time it.
+QUICK_SKIP=(W11 W11n W11e)
+if [ "$only" = all ] || [ "${only^^}" = ALL ]; then
+  workloads=() layer=$((1 - scaling))
+  for w in "${ALL[@]}"; do
+    if [ "$only" = all ] && [ $quick = 1 ] && has "$w" "${QUICK_SKIP[@]}"; then continue; fi
+    workloads+=("$w")
+  done
 else
   IFS=, read -ra workloads <<<"${only^^}"; layer=0
   for i in "${!workloads[@]}"; do
@@ -131,7 +140,6 @@ else
   workloads=("${workloads[@]}")
 fi
 for w in "${workloads[@]}"; do case $w in W5|W5z) layer=1 ;; esac; done
-has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 # the modes and contexts this run uses
 modes=() contexts=()
 for w in "${workloads[@]}"; do modes+=("${MODE[$w]}") contexts+=("${CONTEXT[$w]}"); done
@@ -405,9 +413,9 @@ if has W7 "${workloads[@]}"; then
   if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W7-skopeo \
        --prepare "rm -rf $(q "$dest")" --export-json "$res/W7-skopeo.json" \
        "/usr/bin/time -a -o $(q "$res/W7-skopeo.rss") -f %M skopeo copy -q --src-tls-verify=false docker://$PULL_REF oci:$(q "$dest"):pull >>$(q "$res/W7-skopeo.log") 2>&1" >&2; then
-    printf 'W7\tskopeo\tok\thost\n' >> "$res/cells.tsv"
+    printf 'W7\tskopeo\tok\t-\n' >> "$res/cells.tsv"
   else
-    printf 'W7\tskopeo\tfailed\thost\n' >> "$res/cells.tsv"
+    printf 'W7\tskopeo\tfailed\t-\n' >> "$res/cells.tsv"
   fi
   rm -rf "$dest"
 fi
@@ -426,9 +434,9 @@ if has W9 "${workloads[@]}"; then
        --prepare "$(q "$here/registry.sh") start $(q "$WORK/push-registry") $port >>$(q "$res/W9-skopeo.log") 2>&1" \
        --export-json "$res/W9-skopeo.json" \
        "/usr/bin/time -a -o $(q "$res/W9-skopeo.rss") -f %M skopeo copy -q --dest-tls-verify=false oci:$(q "$layout") docker://$PUSH_REF >>$(q "$res/W9-skopeo.log") 2>&1" >&2; then
-    printf 'W9\tskopeo\tok\thost\n' >> "$res/cells.tsv"
+    printf 'W9\tskopeo\tok\t-\n' >> "$res/cells.tsv"
   else
-    printf 'W9\tskopeo\tfailed\thost\n' >> "$res/cells.tsv"
+    printf 'W9\tskopeo\tfailed\t-\n' >> "$res/cells.tsv"
   fi
   "$here/registry.sh" stop "$WORK/push-registry"
   rm -rf "$layout"
