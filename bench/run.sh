@@ -4,32 +4,53 @@
 # each peer) plus CSV/JSON under bench/results/<UTC timestamp>/. See bench/README.md.
 #
 # usage: bench/run.sh [--quick] [--only W1,W3] [--builders rbuild,buildkit,buildah]
-#                     [--runs N] [--tiny] [--dir DIR] [--keep] [--verbose]
+#                     [--runs N] [--tiny] [--disk host|fresh|both] [--scaling]
+#                     [--dir DIR] [--keep] [--verbose]
+#        bench/run.sh --compare RESULTS_A RESULTS_B
 #   --quick      every workload once per builder, no warm-up run, a shorter layer-writing part
 #                (default: 5 runs after 1 warm-up)
-#   --only       workloads: W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c (default all), and LAYER for the layer-writing
+#   --only       workloads: W1 W2 W3 W4 W9 W5 W5z W6 W7 W8 W8c W11 W11n W11e (default all;
+#                --quick leaves W11* out unless --only ALL), and LAYER for the layer-writing
 #                comparison alone (it runs by default whenever W5 or W5z does)
 #   --builders   default rbuild,buildkit,buildah
 #   --runs N     timed runs per cell (overrides --quick's 1)
 #   --tiny       small data (1,000 files + 8 MiB, 16 MiB layers, 4 MiB pull image, a W8 cache
-#                mount of 500 files + 8 MiB): smoke test
+#                mount of 500 files + 8 MiB, a W11 app of 200 files): smoke test
+#   --disk D     where the builders keep their state: host (the machine's own disk, as it is),
+#                fresh (a new loop-mounted ext4 with a journal per builder, made again before
+#                every cold run; BuildKit gets a dockerd of the bench's own on it) or both
+#                (every cell twice). Default: both, --quick: fresh
+#   --scaling    instead of the workloads: W2/W3/W4 shapes (COPY of N files + one RUN) at 2,000,
+#                20,000 and 200,000 files and W1 at 10, 50 and 120 RUNs (--tiny: 200, 1,000,
+#                5,000 files; 5, 10, 20 RUNs), 3 runs per cell (--quick: 1); draws scaling.svg
+#                and scaling.png (time against size) in the results folder
+#   --compare A B  print, cell by cell, B's median against A's and rbuild ÷ each peer in both:
+#                a regression shows before it lands (A, B: results folders of earlier runs)
 #   --dir DIR    work in DIR (contexts, bases, builder state), kept; default: a temp dir, removed
 #   --keep       keep the temp dir
 #   --verbose    print the builders' output as it comes (it is always logged in the results dir)
 # env: RBUILD (use this binary instead of building target/release/rbuild), DOCKER (client,
-#      default /usr/bin/docker), W7_PORT (first port tried for the local registry, default 5077),
-#      BUILDAH_DRIVER, BUILDAH_ISOLATION, BUILDAH_JOBS (see builders/buildah.sh), RBUILD_W8C
-#      (import or dir: how rbuild's W8c carries the cache mount; see builders/rbuild.sh).
+#      default /usr/bin/docker), W7_PORT (first port tried for the local registries, default
+#      5077), FRESH_FS_SIZE (default 16G, sparse), BUILDAH_DRIVER, BUILDAH_ISOLATION,
+#      BUILDAH_JOBS (see builders/buildah.sh), RBUILD_W8C (import or dir: how rbuild's W8c
+#      carries the cache mount; see builders/rbuild.sh), RBUILD_BENCH_CACHE (where W11's Debian
+#      base, .debs and wheels are kept between runs; default /var/cache/rbuild-bench).
 # Needs root for apt-get (hyperfine, time, busybox-static, pigz, skopeo, docker-registry,
-# buildah, docker.io are installed when missing) and to start dockerd when none answers.
+# buildah, docker.io, and for W11 debootstrap, dpkg-dev, python3-pip, for --scaling
+# python3-matplotlib are installed when missing), to start dockerd when none answers and to
+# loop-mount the fresh filesystems.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(dirname "$here")
-usage() { sed -n 6,25p "$0" >&2; exit 2; }
+usage() { sed -n 6,45p "$0" >&2; exit 2; }
 
-quick=0 only=all builders=rbuild,buildkit,buildah runs= tiny=0 work= keep=0 verbose=0
+quick=0 only=all builders=rbuild,buildkit,buildah runs='' tiny=0 work='' keep=0 verbose=0 disk='' scaling=0
 while [ $# -gt 0 ]; do
   case $1 in
+    --compare) [ $# -eq 3 ] || usage; exec python3 "$here/report.py" --compare "$2" "$3" ;;
+    --disk) disk=${2:?}; shift ;;
+    --disk=*) disk=${1#*=} ;;
+    --scaling) scaling=1 ;;
     --quick) quick=1 ;;
     --only) only=${2:?}; shift ;;
     --only=*) only=${1#*=} ;;
@@ -48,47 +69,102 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ALL=(W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c)
-declare -A CONTEXT=([W1]=w1 [W2]=w2 [W3]=w2 [W4]=w2 [W5]=w5r [W5z]=w5z [W6]=w6 [W7]=w7 [W8]=w8 [W8c]=w8)
-# cold: nothing cached; nochange: all cached, nothing changed; edit: all cached, one small file
-# rewritten before each run; export: cold, build + archive timed; pull: base removed, pull timed;
-# carried: a cold runner that gets the cache mounts of an earlier build (the builder's `stash`),
-# restoring them timed (`carried`).
-declare -A MODE=([W1]=cold [W2]=cold [W3]=nochange [W4]=edit [W5]=export [W5z]=export [W6]=cold [W7]=pull
-                 [W8]=edit [W8c]=carried)
-# the file that edit mode rewrites, per context
-declare -A EDIT=([w2]=d00/s0/f00000.bin [w8]=src/d00/s0/f00000.bin)
-if [ "$only" = all ]; then workloads=("${ALL[@]}") layer=1
+if [ -z "$runs" ]; then runs=$( { [ $quick = 1 ] && echo 1; } || { [ $scaling = 1 ] && echo 3; } || echo 5); fi
+warmup=$([ $quick = 1 ] && echo 0 || echo 1)
+if [ $tiny = 1 ]; then small=1000 big=8 w5=16 pull=4 w8files=500 w8mib=8 w11app=200
+else small=20000 big=250 w5=512 pull=96 w8files=5000 w8mib=100 w11app=2000; fi
+[ -n "$disk" ] || disk=$([ $quick = 1 ] && echo fresh || echo both)
+case $disk in host|fresh) disks=("$disk") ;; both) disks=(host fresh) ;; *) echo "--disk: host, fresh or both" >&2; usage ;; esac
+
+# ---- the workloads ----------------------------------------------------------------------------
+# workload NAME MODE CONTEXT LABEL: one row of the suite, run in the order of these lines. The
+# context is a folder that make-workloads.sh (or make-w11.sh, make-scaling.sh) writes under WORK.
+# Modes, i.e. what happens before each timed run and what is timed:
+#   cold      nothing cached (the builder's `cold`; with --disk fresh, a new filesystem); build
+#   nochange  all cached, nothing changed (built once before, untimed); build
+#   edit      all cached, EDIT[context] rewritten (20 bytes), image untagged; build
+#   export    cold; build + archive
+#   pull      base image and cache removed; pull from the local registry
+#   push      cold build (untimed), an empty local registry; push of the built image
+#   carried   a cold runner given the cache mounts of an earlier build (the builder's `stash`);
+#             restoring them + build
+ALL=()
+declare -A CONTEXT=() MODE=() LABEL=()
+workload() { ALL+=("$1"); MODE[$1]=$2 CONTEXT[$1]=$3 LABEL[$1]=$4; }
+has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
+declare -A EDIT=([w2]=d00/s0/f00000.bin [w8]=src/d00/s0/f00000.bin [w11]=app/app/VERSION)
+if [ $scaling = 0 ]; then
+  workload W1   cold     w1   "20 RUN steps, cold"
+  workload W2   cold     w2   "COPY . of $small files + $big MiB, cold"
+  workload W3   nochange w2   "no-op rebuild of W2"
+  workload W4   edit     w2   "one-file-edit rebuild of W2"
+  workload W9   push     w2   "push of W2's image (just built) to an empty local registry"
+  workload W5   export   w5r  "$w5 MiB urandom RUN layer, build + archive"
+  workload W5z  export   w5z  "$w5 MiB zero RUN layer, build + archive"
+  workload W6   cold     w6   "4 parallel 2 s stages + COPY --from, cold"
+  workload W7   pull     w7   "pull of a $pull MiB-payload base from a local registry"
+  workload W8   edit     w8   "one-file-edit rebuild, RUN reading a warm cache mount of $w8files files + $w8mib MiB"
+  workload W8c  carried  w8   "cold runner given W8's cache mount by the last build (BuildKit cannot: a plain cold build)"
+  workload W11  cold     w11  "an application: Debian + apt-get from a file: repo + venv + pip wheels + $w11app-file app, cold"
+  workload W11n nochange w11  "no-op rebuild of W11"
+  workload W11e edit     w11  "W11 after a one-file application edit"
+else   # --scaling: the sizes of make-scaling.sh
+  if [ $tiny = 1 ]; then scale_files=(200 1000 5000) scale_runs=(5 10 20)
+  else scale_files=(2000 20000 200000) scale_runs=(10 50 120); fi
+  for n in "${scale_files[@]}"; do
+    workload "W2x$n" cold     "s$n" "COPY . of $n files + one RUN, cold"
+    workload "W3x$n" nochange "s$n" "no-op rebuild, $n files"
+    workload "W4x$n" edit     "s$n" "one-file-edit rebuild, $n files"
+    EDIT[s$n]=d00/s0/f00000.bin
+  done
+  for n in "${scale_runs[@]}"; do workload "W1x$n" cold "r$n" "$n RUN steps, cold"; done
+fi
+# --quick leaves out what would take it past 5 minutes on 2 cores: W9 (a cold W2 build before
+# each push) and W11 (an apt-get, a venv and pip, about 20 s a builder, each cold); --only names
+# them, or --only ALL times every workload.
+QUICK_SKIP=(W9 W11 W11n W11e)
+if [ "$only" = all ] || [ "${only^^}" = ALL ]; then
+  workloads=() layer=$((1 - scaling))
+  for w in "${ALL[@]}"; do
+    if [ "$only" = all ] && [ $quick = 1 ] && has "$w" "${QUICK_SKIP[@]}"; then continue; fi
+    workloads+=("$w")
+  done
 else
   IFS=, read -ra workloads <<<"${only^^}"; layer=0
   for i in "${!workloads[@]}"; do
-    w=${workloads[$i]/W5Z/W5z}; w=${w/W8C/W8c}; workloads[$i]=$w
+    w=${workloads[$i]}
+    for x in "${ALL[@]}"; do [ "${x^^}" != "$w" ] || w=$x; done   # W5Z -> W5z
+    workloads[i]=$w
     [ "$w" = LAYER ] && { layer=1; unset "workloads[$i]"; continue; }
     [ -n "${CONTEXT[$w]:-}" ] || { echo "unknown workload $w" >&2; usage; }
   done
   workloads=("${workloads[@]}")
 fi
 for w in "${workloads[@]}"; do case $w in W5|W5z) layer=1 ;; esac; done
+# the modes and contexts this run uses
+modes=() contexts=()
+for w in "${workloads[@]}"; do modes+=("${MODE[$w]}") contexts+=("${CONTEXT[$w]}"); done
 IFS=, read -ra builders <<<"$builders"
 for b in "${builders[@]}"; do [ -x "$here/builders/$b.sh" ] || { echo "no builder bench/builders/$b.sh" >&2; exit 2; }; done
-has() { local x; for x in "${@:2}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
-if [ -z "$runs" ]; then runs=$([ $quick = 1 ] && echo 1 || echo 5); fi
-warmup=$([ $quick = 1 ] && echo 0 || echo 1)
-if [ $tiny = 1 ]; then small=1000 big=8 w5=16 pull=4 w8files=500 w8mib=8
-else small=20000 big=250 w5=512 pull=96 w8files=5000 w8mib=100; fi
 
 log() { printf '== %s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # ---- tools ------------------------------------------------------------------------------------
 declare -A PKG=([hyperfine]=hyperfine [/usr/bin/time]=time [busybox]=busybox-static [pigz]=pigz
                 [python3]=python3 [skopeo]=skopeo [docker-registry]=docker-registry
-                [buildah]=buildah [dockerd]=docker.io)
+                [buildah]=buildah [dockerd]=docker.io [mkfs.ext4]=e2fsprogs [losetup]=mount
+                [debootstrap]=debootstrap [dpkg-scanpackages]=dpkg-dev)
 want=(hyperfine /usr/bin/time busybox pigz python3)
-has W7 "${workloads[@]}" && want+=(skopeo docker-registry)
+if has W7 "${workloads[@]}" || has push "${modes[@]}"; then want+=(skopeo docker-registry); fi
 has buildah "${builders[@]}" && want+=(buildah)
 has buildkit "${builders[@]}" && want+=(dockerd)
+has fresh "${disks[@]}" && want+=(mkfs.ext4 losetup)
+has w11 "${contexts[@]}" && want+=(debootstrap dpkg-scanpackages)
 missing=()
 for t in "${want[@]}"; do command -v "$t" >/dev/null || missing+=("${PKG[$t]}"); done
+# W11's set-up downloads wheels with pip; --scaling draws with Debian's matplotlib
+if has w11 "${contexts[@]}" && ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
+if [ $scaling = 1 ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then missing+=(python3-matplotlib); fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -127,13 +203,27 @@ WORK=$(cd "$work" && pwd) BASES=$WORK/bases
 export WORK BASES
 res=$here/results/$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$res"
-dockerd_pid= registry_pid= started_at=$(date +%s)
+dockerd_pid='' started_at=$(date +%s)
+FS_SIZE=${FRESH_FS_SIZE:-16G}
+# use_state BUILDER DISK: STATE (the builder's settings, stash, markers) and DATA (where its
+# images, cache and containers go: STATE itself on the host's disk, STATE/fs, a fresh
+# filesystem's mount point, with --disk fresh), exported for builders/*.sh.
+use_state() {
+  export DISK=$2 STATE=$WORK/state/$1 DATA=$WORK/state/$1
+  [ "$2" = host ] || { STATE=$WORK/state-fresh/$1; DATA=$STATE/fs; }
+  export OUT=$DATA/out.tar
+}
 cleanup() {
   set +e
-  for b in "${builders[@]}"; do
-    [ -d "$WORK/state/$b" ] && STATE=$WORK/state/$b "$here/builders/$b.sh" cleanup >/dev/null 2>&1
+  local d b
+  for d in "${disks[@]}"; do
+    for b in "${builders[@]}"; do
+      use_state "$b" "$d"
+      [ -d "$STATE" ] && "$here/builders/$b.sh" cleanup >/dev/null 2>&1
+      [ "$d" = host ] || { "$here/builders/$b.sh" release >/dev/null 2>&1; "$here/fresh-fs.sh" --drop "$DATA"; }
+    done
   done
-  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null; fi
+  "$here/registry.sh" stop "$WORK/registry"; "$here/registry.sh" stop "$WORK/push-registry"
   if [ -n "$dockerd_pid" ]; then
     log "stopping the dockerd this run started ($dockerd_pid)"
     kill "$dockerd_pid"; for _ in $(seq 30); do kill -0 "$dockerd_pid" 2>/dev/null || break; sleep 1; done
@@ -144,7 +234,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- Docker daemon (BuildKit) -----------------------------------------------------------------
-if has buildkit "${builders[@]}" && ! "$DOCKER" info >/dev/null 2>&1; then
+# --disk host uses the daemon that answers (or one started here); --disk fresh starts one of the
+# bench's own per cold run, its data root on the fresh filesystem (builders/buildkit.sh).
+if has buildkit "${builders[@]}" && has host "${disks[@]}" && ! "$DOCKER" info >/dev/null 2>&1; then
   log "no Docker daemon answers: starting one (data under $WORK/dockerd)"
   mkdir -p "$WORK/dockerd"
   setsid dockerd --data-root "$WORK/dockerd/data" --exec-root "$WORK/dockerd/exec" \
@@ -158,24 +250,38 @@ fi
 # ---- bases and workloads ----------------------------------------------------------------------
 log "bases (built by rbuild) and workloads in $WORK"
 "$here/make-bases.sh" "$RBUILD" "$WORK" "$pull" >&2
-"$here/make-workloads.sh" "$WORK" "$small" "$big" "$w5" "$w8files" "$w8mib" >&2
+if [ $scaling = 0 ]; then
+  # make-workloads.sh's contexts, unless only W11 runs (they take a minute to write)
+  for c in "${contexts[@]}"; do
+    if [ "$c" != w11 ]; then "$here/make-workloads.sh" "$WORK" "$small" "$big" "$w5" "$w8files" "$w8mib" >&2; break; fi
+  done
+else
+  "$here/make-scaling.sh" "$WORK" "${scale_files[*]}" "${scale_runs[*]}" >&2
+fi
+# the base images a cell's builder needs: ARCHIVE=TAG under BASES (see builders/*.sh setup)
+BUSYBOX_BASE=busybox.tar=rbuild-bench/busybox:1 DEBIAN_BASE=debian.tar=rbuild-bench/debian:12
+export BASE_IMAGES=$BUSYBOX_BASE
+if has w11 "${contexts[@]}"; then
+  "$here/make-w11.sh" "$RBUILD" "$WORK" "$w11app" >&2
+  BASE_IMAGES="$BUSYBOX_BASE $DEBIAN_BASE"
+fi
+bases_for() { case $1 in w11) echo "$BUSYBOX_BASE $DEBIAN_BASE" ;; *) echo "$BUSYBOX_BASE" ;; esac; }
 
-# ---- local registry for W7 --------------------------------------------------------------------
-PULL_REF=
+# ---- local registries: W7 pulls from one, W9 pushes to a new one per run --------------------
+PULL_REF='' PUSH_REF=''
 if has W7 "${workloads[@]}"; then
-  port=${W7_PORT:-5077}
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-  mkdir -p "$WORK/registry/data"
-  printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
-    "$WORK/registry/data" "$port" > "$WORK/registry/config.yml"
-  setsid docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 </dev/null &
-  registry_pid=$!
-  for _ in $(seq 40); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.25; done
+  port=$("$here/registry.sh" port "${W7_PORT:-5077}")
+  "$here/registry.sh" start "$WORK/registry" "$port"
   PULL_REF=127.0.0.1:$port/rbuild-bench/pull:1
   skopeo copy -q --dest-tls-verify=false "oci-archive:$BASES/pull.oci.tar" "docker://$PULL_REF" >&2
   printf 'FROM %s\n' "$PULL_REF" > "$WORK/w7/Dockerfile"
 fi
-export PULL_REF
+if has push "${modes[@]}"; then
+  port=$("$here/registry.sh" port $(( ${port:-${W7_PORT:-5077}} + 1 )))
+  PUSH_REF=127.0.0.1:$port/rbuild-bench/push:1
+  mkdir -p "$WORK/push-registry"
+fi
+export PULL_REF PUSH_REF
 
 # ---- machine ----------------------------------------------------------------------------------
 {
@@ -183,28 +289,34 @@ export PULL_REF
   echo "kernel: $(uname -srm)"
   echo "cpus: $(nproc) x $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-  echo "disk: $(df -hT "$WORK" | awk 'NR == 2 {print $1, $2, $3}')"
+  echo "disk: $(df -hT "$WORK" | awk 'NR == 2 {print $1, $2, $3}'), journal: $(
+    dumpe2fs -h "$(df "$WORK" | awk 'NR == 2 {print $1}')" 2>/dev/null | grep -q '^Filesystem features:.*has_journal' && echo yes || echo "no or not ext4")"
+  echo "disks timed: ${disks[*]} (fresh: a new ext4 with a journal, $FS_SIZE sparse, on a loop device with direct I/O, per builder, made again before every cold run)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "hyperfine: $(hyperfine --version)"
   echo "rbuild: $("$RBUILD" --version 2>&1 | head -1) ($RBUILD)"
-  echo "runs per cell: $runs after $warmup warm-up; sizes: w2 $small files + $big MiB, W5 $w5 MiB, W7 $pull MiB payload, W8 cache mount $w8files files + $w8mib MiB"
+  echo "runs per cell: $runs after $warmup warm-up; sizes: w2 $small files + $big MiB, W5 $w5 MiB, W7 $pull MiB payload, W8 cache mount $w8files files + $w8mib MiB, W11 app $w11app files"
   if has W8c "${workloads[@]}"; then echo "rbuild's W8c carries the cache mount by: ${RBUILD_W8C:-import}"; fi
 } > "$res/machine.txt"
-printf '{"small_files": %d, "big_mib": %d, "w5_mib": %d, "pull_mib": %d, "w8_files": %d, "w8_mib": %d, "runs": %d, "warmup": %d}\n' \
-  "$small" "$big" "$w5" "$pull" "$w8files" "$w8mib" "$runs" "$warmup" > "$res/params.json"
+printf '{"small_files": %d, "big_mib": %d, "w5_mib": %d, "pull_mib": %d, "w8_files": %d, "w8_mib": %d, "w11_app_files": %d, "runs": %d, "warmup": %d, "scaling": %d}\n' \
+  "$small" "$big" "$w5" "$pull" "$w8files" "$w8mib" "$w11app" "$runs" "$warmup" "$scaling" > "$res/params.json"
+for w in "${workloads[@]}"; do printf '%s\t%s\t%s\t%s\n' "$w" "${MODE[$w]}" "${CONTEXT[$w]}" "${LABEL[$w]}"; done > "$res/workloads.tsv"
 
 # ---- builders ---------------------------------------------------------------------------------
-ready=()
-for b in "${builders[@]}"; do
-  export STATE=$WORK/state/$b
-  mkdir -p "$STATE"
-  if "$here/builders/$b.sh" setup >"$res/setup-$b.log" 2>&1; then
-    ready+=("$b")
-    echo "$b: $("$here/builders/$b.sh" version 2>&1 | head -1)" >> "$res/machine.txt"
-  else
-    log "$b: setup failed, see $res/setup-$b.log"
-    echo "$b: setup failed" >> "$res/machine.txt"
-  fi
+ready=()   # BUILDER/DISK that set up
+for d in "${disks[@]}"; do
+  for b in "${builders[@]}"; do
+    use_state "$b" "$d"
+    mkdir -p "$STATE"
+    [ "$d" = host ] || "$here/fresh-fs.sh" "$DATA" "$FS_SIZE"
+    if "$here/builders/$b.sh" setup >"$res/setup-$b-$d.log" 2>&1; then
+      ready+=("$b/$d")
+      [ "$d" != "${disks[0]}" ] || echo "$b: $("$here/builders/$b.sh" version 2>&1 | head -1)" >> "$res/machine.txt"
+    else
+      log "$b ($d disk): setup failed, see $res/setup-$b-$d.log"
+      echo "$b: setup failed on the $d disk" >> "$res/machine.txt"
+    fi
+  done
 done
 cat "$res/machine.txt" >&2
 
@@ -223,28 +335,41 @@ sample_rss() {
 
 q() { printf '%q' "$1"; }
 
-bench_cell() { # WORKLOAD BUILDER
-  local w=$1 b=$2 id=$1-$2 B mode=${MODE[$1]} verb=build prep=() sampler= timer
+# Contexts whose build a later cell reuses (no-op and edit rebuilds): kept between cells.
+keep_built=()
+for w in "${workloads[@]}"; do case ${MODE[$w]} in nochange|edit) keep_built+=("${CONTEXT[$w]}") ;; esac; done
+
+bench_cell() { # WORKLOAD BUILDER DISK
+  local w=$1 b=$2 d=$3 id=$1-$2 B mode=${MODE[$1]} verb=build prep=() sampler='' timer cold
+  [ "$d" = host ] || id=$id-$d
   B=$(q "$here/builders/$b.sh")
-  export STATE=$WORK/state/$b CTX=$WORK/${CONTEXT[$w]} TAG=rbuild-bench/${CONTEXT[$w]}-$b:latest
-  export OUT=$STATE/out.tar
+  use_state "$b" "$d"
+  export CTX=$WORK/${CONTEXT[$w]} TAG=rbuild-bench/${CONTEXT[$w]}-$b:latest BASE_IMAGES
+  BASE_IMAGES=$(bases_for "${CONTEXT[$w]}")
   local logf=$res/$id.log sink
   sink=$([ $verbose = 1 ] && echo "2>&1 | tee -a $(q "$logf")" || echo ">>$(q "$logf") 2>&1")
+  # what "nothing cached" takes: the builder's cold, or a new filesystem and a new set-up on it
+  cold="$B cold $sink"
+  [ "$d" = host ] || cold="{ $B release; $(q "$here/fresh-fs.sh") $(q "$DATA") $FS_SIZE && rm -f $(q "$STATE")/*.ready && $B setup; } $sink"
   case $mode in
-    cold)   prep=(--prepare "$B cold $sink") ;;
-    export) prep=(--prepare "$B cold $sink; rm -f $(q "$OUT")"); verb=export ;;
-    pull)   prep=(--prepare "$B unpull $sink && $B cold $sink"); verb=pull ;;
+    cold)   prep=(--prepare "$cold") ;;
+    export) prep=(--prepare "$cold; rm -f $(q "$OUT")"); verb="export" ;;
+    pull)   prep=(--prepare "$B unpull $sink; $cold"); verb=pull ;;
+    push)   local port=${PUSH_REF#*:}; port=${port%%/*}
+            prep=(--prepare "$cold && $B build $sink && $(q "$here/registry.sh") start $(q "$WORK/push-registry") $port $sink")
+            verb=push ;;
     nochange|edit)
-      local ready=$STATE/${CONTEXT[$w]}.ready   # W2 left w2 built, unless W2 was not run just before
-      if [ ! -f "$ready" ]; then
-        "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && touch "$ready" || return 1
+      local built=$STATE/${CONTEXT[$w]}.ready   # the last cell built it, or it is built now
+      if [ ! -f "$built" ]; then
+        bash -c "$cold" >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && touch "$built" || return 1
       fi
-      if [ $mode = edit ]; then
+      if [ "$mode" = edit ]; then
         prep=(--prepare "$B untag $sink; date +%s%N | dd of=$(q "$CTX/${EDIT[${CONTEXT[$w]}]}") conv=notrunc status=none")
       fi ;;
     carried)   # one build fills the cache mounts, the builder puts them aside; each run: a cold runner
-      "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && "$B" stash >>"$logf" 2>&1 || return 1
-      prep=(--prepare "$B runner $sink"); verb=carried ;;
+      bash -c "$cold" >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && "$B" stash >>"$logf" 2>&1 || return 1
+      prep=(--prepare "$B runner $sink"); verb=carried
+      [ "$d" = host ] || prep=(--prepare "$cold"); ;;
   esac
   timer="/usr/bin/time -a -o $(q "$res/$id.rss") -f %M $B $verb $sink"
   if [ "$b" = buildkit ]; then
@@ -256,43 +381,69 @@ bench_cell() { # WORKLOAD BUILDER
   hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" "${prep[@]}" -n "$id" \
     --export-json "$res/$id.json" "$timer" >&2 || ok=$?
   if [ -n "$sampler" ]; then kill "$sampler"; wait "$sampler" || true; fi
-  [ $ok = 0 ] && [ "$w" = W2 ] && touch "$STATE/w2.ready"
+  [ $ok = 0 ] && [ "$mode" = cold ] && touch "$STATE/${CONTEXT[$w]}.ready"
   return $ok
 }
 
 : > "$res/cells.tsv"
 for w in "${workloads[@]}"; do
-  for b in "${builders[@]}"; do
-    if ! has "$b" "${ready[@]}"; then status=setup-failed
-    else
-      log "$w $b (${MODE[$w]})"
-      if bench_cell "$w" "$b"; then status=ok
-      else status=failed; log "$w $b failed; last lines of $res/$w-$b.log:"; tail -n 5 "$res/$w-$b.log" >&2 || true
+  for d in "${disks[@]}"; do
+    for b in "${builders[@]}"; do
+      if ! has "$b/$d" "${ready[@]}"; then status=setup-failed
+      else
+        log "$w $b (${MODE[$w]}, $d disk)"
+        if bench_cell "$w" "$b" "$d"; then status=ok
+        else status=failed; log "$w $b failed; last lines of the log:"; tail -n 5 "$res/$w-$b"*.log >&2 || true
+        fi
+        # Leave nothing behind that the next cell could profit from, except a build that a
+        # later no-op or edit cell reuses. (On a fresh disk the next cold run starts anew.)
+        use_state "$b" "$d"
+        export TAG=rbuild-bench/${CONTEXT[$w]}-$b:latest
+        if [ "$d" = host ] && ! has "${CONTEXT[$w]}" "${keep_built[@]}"; then "$here/builders/$b.sh" cold >/dev/null 2>&1 || true; fi
+        [ "$w" != W7 ] || [ "$d" != host ] || "$here/builders/$b.sh" unpull >/dev/null 2>&1 || true
+        rm -f "$OUT" "$STATE/stash.tar"
       fi
-      # Leave nothing behind that the next cell could profit from, except W2's build for W3/W4.
-      export STATE=$WORK/state/$b TAG=rbuild-bench/${CONTEXT[$w]}-$b:latest
-      case $w in W2|W3|W4) ;; *) "$here/builders/$b.sh" cold >/dev/null 2>&1 || true ;; esac
-      [ "$w" != W7 ] || "$here/builders/$b.sh" unpull >/dev/null 2>&1 || true
-      rm -f "$WORK/state/$b/out.tar" "$WORK/state/$b/stash.tar"
-    fi
-    printf '%s\t%s\t%s\n' "$w" "$b" "$status" >> "$res/cells.tsv"
+      printf '%s\t%s\t%s\t%s\n' "$w" "$b" "$status" "$d" >> "$res/cells.tsv"
+    done
   done
 done
 
 # ---- W7 reference: the same pull by skopeo into an OCI layout ---------------------------------
 # What a pull costs without a builder around it: download, digest checks, blobs written. rbuild's
 # W7 row also unpacks the layer into a snapshot, which skopeo does not.
-if has W7 "${workloads[@]}" && has rbuild "${ready[@]}"; then
+if has W7 "${workloads[@]}"; then
   log "W7 skopeo (reference: skopeo copy docker://… oci:…)"
   dest=$WORK/skopeo-pull
   if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W7-skopeo \
        --prepare "rm -rf $(q "$dest")" --export-json "$res/W7-skopeo.json" \
        "/usr/bin/time -a -o $(q "$res/W7-skopeo.rss") -f %M skopeo copy -q --src-tls-verify=false docker://$PULL_REF oci:$(q "$dest"):pull >>$(q "$res/W7-skopeo.log") 2>&1" >&2; then
-    printf 'W7\tskopeo\tok\n' >> "$res/cells.tsv"
+    printf 'W7\tskopeo\tok\t-\n' >> "$res/cells.tsv"
   else
-    printf 'W7\tskopeo\tfailed\n' >> "$res/cells.tsv"
+    printf 'W7\tskopeo\tfailed\t-\n' >> "$res/cells.tsv"
   fi
   rm -rf "$dest"
+fi
+
+# ---- W9 reference: skopeo uploading the same image from an OCI layout --------------------------
+# The layout is rbuild's `-o type=oci` of w2 (gzip blobs: skopeo only uploads them, as a push of
+# stored compressed layers does), unpacked from its archive before timing.
+if has W9 "${workloads[@]}"; then
+  log "W9 skopeo (reference: skopeo copy oci:… docker://…)"
+  layout=$WORK/w9-layout port=${PUSH_REF#*:}; port=${port%%/*}
+  rm -rf "$layout" "$WORK/w9-root" && mkdir -p "$layout" && cp -a "$BASES/rbuild-root" "$WORK/w9-root"
+  if RBUILD_ROOT=$WORK/w9-root "$RBUILD" build --progress quiet -q --network none -t rbuild-bench/w9:1 \
+       -o "type=oci,dest=$WORK/w9.oci.tar" "$WORK/w2" >>"$res/W9-skopeo.log" 2>&1 &&
+     tar -xf "$WORK/w9.oci.tar" -C "$layout" && rm -rf "$WORK/w9-root" "$WORK/w9.oci.tar" &&
+     hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W9-skopeo \
+       --prepare "$(q "$here/registry.sh") start $(q "$WORK/push-registry") $port >>$(q "$res/W9-skopeo.log") 2>&1" \
+       --export-json "$res/W9-skopeo.json" \
+       "/usr/bin/time -a -o $(q "$res/W9-skopeo.rss") -f %M skopeo copy -q --dest-tls-verify=false oci:$(q "$layout") docker://$PUSH_REF >>$(q "$res/W9-skopeo.log") 2>&1" >&2; then
+    printf 'W9\tskopeo\tok\t-\n' >> "$res/cells.tsv"
+  else
+    printf 'W9\tskopeo\tfailed\t-\n' >> "$res/cells.tsv"
+  fi
+  "$here/registry.sh" stop "$WORK/push-registry"
+  rm -rf "$layout"
 fi
 
 # ---- layer writing: rbuild's writer against tar | pigz on W5's data ----------------------------
@@ -335,4 +486,8 @@ fi
 
 echo "total time: $(( $(date +%s) - started_at )) s (tools and the rbuild build before it not counted)" >> "$res/machine.txt"
 python3 "$here/report.py" "$res"
+if [ $scaling = 1 ]; then
+  if /usr/bin/python3 "$here/plot_scaling.py" "$res"; then log "scaling.svg and scaling.png in $res"
+  else log "could not draw the scaling figure (python3-matplotlib)"; fi
+fi
 log "results: $res"
