@@ -58,6 +58,7 @@ mod mounts;
 mod namespaces;
 mod net;
 mod prepare;
+mod probe;
 mod process;
 mod protocol;
 mod rootpath;
@@ -74,6 +75,7 @@ mod tests;
 use std::path::PathBuf;
 
 pub use error::SandboxError;
+pub use probe::{strongest_isolation, IsolationChoice};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
 pub use userns::{enter_user_namespace_if_needed, only_root_mapped};
