@@ -39,12 +39,7 @@ pub fn strongest_isolation() -> Result<IsolationChoice, SandboxError> {
 /// The choice for what the probe found, as root or not, in a user namespace or not.
 fn choose(probe: Probe, is_root: bool, rootless: bool) -> IsolationChoice {
     let who = if rootless { "rootless, in a user namespace" } else { "root" };
-    let refused = |what: &str, errno: i32| {
-        format!(
-            "{what} was refused ({}), as in a container without CAP_SYS_ADMIN or with Docker's default seccomp profile",
-            io::Error::from_raw_os_error(errno)
-        )
-    };
+    let refused = |what: &str, errno: i32, typical: &str| format!("{what} was refused ({}), {typical}", io::Error::from_raw_os_error(errno));
     match (probe, is_root) {
         (Probe::Allowed, _) => IsolationChoice {
             isolation: Isolation::Namespaces,
@@ -52,11 +47,11 @@ fn choose(probe: Probe, is_root: bool, rootless: bool) -> IsolationChoice {
         },
         (Probe::NamespacesRefused(errno), true) => IsolationChoice {
             isolation: Isolation::Chroot,
-            reason: format!("{who}, but {}; chroot over a copy of the layers, only as isolated as the container", refused("unshare", errno)),
+            reason: format!("{who}, but {}; chroot over a copy of the layers, only as isolated as the container", refused("unshare", errno, "as in a container without CAP_SYS_ADMIN or with Docker's default seccomp profile")),
         },
         (Probe::ProcRefused(errno), true) => IsolationChoice {
             isolation: Isolation::Chroot,
-            reason: format!("{who}, but {}; chroot over a copy of the layers, only as isolated as the container", refused("mounting /proc", errno)),
+            reason: format!("{who}, but {}; chroot over a copy of the layers, only as isolated as the container", refused("mounting /proc", errno, "as in a container whose /proc has masked paths")),
         },
         // Not root: rbuild would have entered a user namespace (and be root there) or
         // failed before; the namespaces isolation is then still the one to try and explain.
