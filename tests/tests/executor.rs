@@ -120,11 +120,11 @@ fn tar_context_from_stdin() {
     tarball.append_dir_all(".", ctx.path()).unwrap();
     let gz = tarball.into_inner().unwrap().finish().unwrap();
     let docker_bin = std::env::var("RBUILD_TEST_DOCKER").unwrap_or_else(|_| "/usr/bin/docker".into());
+    let name = format!("rbuild-e2e/executor-stdin-{}:1", unique_suffix());
     let mut cmd = Command::new(docker_bin);
     cmd.args(["run", "--rm", "-i", "--network", "host", "-v", &volume(out.path(), "/out"), rbuild_image()]);
-    cmd.args(["--context", "tar://stdin", "--no-push", "--tar-path", "/out/image.tar"]);
+    cmd.args(["--context", "tar://stdin", "--no-push", "--destination", &name, "--tar-path", "/out/image.tar"]);
     process::run(cmd, Some(gz)).assert_success();
-    let name = format!("rbuild-e2e/executor-stdin-{}:1", unique_suffix());
     let loaded = Docker::get().load_as(&out.path().join("image.tar"), &name);
     assert_eq!(loaded.run(&[]).trim(), "built");
 }
@@ -135,6 +135,7 @@ fn tar_context_from_stdin() {
 fn non_root_with_user_namespaces_builds() {
     let ctx = app_context();
     let out = out_dir();
+    let name = format!("rbuild-e2e/executor-rootless-{}:1", unique_suffix());
     let run = in_container(
         &[
             "--user",
@@ -149,12 +150,11 @@ fn non_root_with_user_namespaces_builds() {
             "-v",
             &volume(out.path(), "/out"),
         ],
-        &["--no-push", "--tar-path", "/out/image.tar"],
+        &["--no-push", "--destination", &name, "--tar-path", "/out/image.tar"],
     );
     run.assert_success();
     run.assert_stderr_contains("isolation: ");
     run.assert_stderr_contains("rootless, in a user namespace");
-    let name = format!("rbuild-e2e/executor-rootless-{}:1", unique_suffix());
     assert_eq!(Docker::get().load_as(&out.path().join("image.tar"), &name).run(&[]).trim(), "built");
 }
 
@@ -167,7 +167,7 @@ fn non_root_without_user_namespaces_says_what_to_do() {
     run.assert_code(1);
     run.assert_stderr_contains("rbuild cannot isolate RUN steps here");
     run.assert_stderr_contains("hostUsers: false");
-    assert!(!run.stderr_text().contains("RUN"), "no step may start:\n{}", run.stderr_text());
+    assert!(!run.stderr_text().contains("#1 ["), "no step may start:\n{}", run.stderr_text());
 }
 
 #[test]
