@@ -20,7 +20,11 @@ pub fn rbuild_image() -> &'static str {
 fn load() -> String {
     let archive = match std::env::var_os("RBUILD_TEST_IMAGE_ARCHIVE") {
         Some(path) => PathBuf::from(path),
-        None => build_archive(),
+        None => {
+            let path = target_dir().join(format!("rbuild-image-{}.tar", std::process::id()));
+            build_archive(&path, &["--shell"]);
+            path
+        }
     };
     let docker = Docker::get();
     let loaded = docker.ok(&["load", "-q", "-i", &archive.to_string_lossy()]);
@@ -36,22 +40,26 @@ fn load() -> String {
     reference
 }
 
-/// Runs `scripts/image.sh --shell -o ARCHIVE` with a store of its own (its log on stderr).
-fn build_archive() -> PathBuf {
+/// The target directory of this test executable (`target/<profile>/deps/<exe>`).
+fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
-    let target_dir = exe.ancestors().nth(3).expect("target/<profile>/deps/<exe>").to_path_buf();
-    let archive = target_dir.join(format!("rbuild-image-{}.tar", std::process::id()));
+    exe.ancestors().nth(3).expect("target/<profile>/deps/<exe>").to_path_buf()
+}
+
+/// Runs `scripts/image.sh EXTRA… -o ARCHIVE` with a store of its own (its log on stderr),
+/// building the static binary into this test executable's target directory.
+pub fn build_archive(archive: &Path, extra: &[&str]) {
     let store = tempfile::Builder::new().prefix("rbuild-e2e-image-store-").tempdir().expect("temp store");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/image.sh");
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
-        .args(["--shell", "-t", "rbuild-e2e-image:build", "-o"])
-        .arg(&archive)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .args(extra)
+        .args(["-t", "rbuild-e2e-image:build", "-o"])
+        .arg(archive)
+        .env("CARGO_TARGET_DIR", target_dir())
         .env("RBUILD_ROOT", store.path());
     // No time limit: on a fresh checkout this is a release build, like the harness's own
     // `cargo build` of the binary under test.
     let status = cmd.status().expect("running scripts/image.sh");
     assert!(status.success(), "scripts/image.sh failed ({status})");
-    archive
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use rbuild_e2e::context::Context;
 use rbuild_e2e::docker::Docker;
 use rbuild_e2e::env::{rbuild_bin, unique_suffix, TestEnv};
-use rbuild_e2e::image::rbuild_image;
+use rbuild_e2e::image::{build_archive, rbuild_image};
 use rbuild_e2e::process::{self, RunOutput};
 use rbuild_e2e::registry::Registry;
 
@@ -333,4 +333,26 @@ fn github_workflow_runs_its_steps() {
     let run = run_step(&step("Build and push with rbuild"));
     let digest = fs::read_to_string(ctx.path().join("image.digest")).ok();
     check_pushed(&registry, &format!("{}:0123abc", image.split_once('/').unwrap().1), digest, &run);
+}
+
+/// `scripts/image.sh` twice, each with a store of its own: the same bytes (so the same digest),
+/// and small.
+#[test]
+fn image_is_reproducible_and_small() {
+    let out = out_dir();
+    let (first, second) = (out.path().join("first.tar"), out.path().join("second.tar"));
+    build_archive(&first, &[]);
+    build_archive(&second, &[]);
+    let (a, b) = (fs::read(&first).unwrap(), fs::read(&second).unwrap());
+    assert!(a == b, "two runs of scripts/image.sh wrote different archives");
+    assert!(a.len() < 20 << 20, "rbuild's image is {} bytes", a.len());
+    // The name scripts/image.sh was given by build_archive.
+    let name = "rbuild-e2e-image:build";
+    let loaded = Docker::get().load_as(&first, name);
+    let config = loaded.config();
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/kaniko/executor"]));
+    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "DOCKER_CONFIG=/kaniko/.docker"), "{config}");
+    let help = Docker::get().command(&["run", "--rm", name, "--help"]);
+    help.assert_success();
+    assert!(help.stdout_text().contains("--destination"), "{}", help.stdout_text());
 }
