@@ -30,6 +30,11 @@ package_present() {
     debootstrap) [ -x /usr/sbin/debootstrap ] ;;
     dpkg-dev) command -v dpkg-scanpackages >/dev/null ;;
     uidmap) command -v newuidmap >/dev/null && command -v newgidmap >/dev/null ;;
+    # scripts/image.sh: the CA bundle rbuild's image carries, and strip for its binary.
+    ca-certificates) [ -f /etc/ssl/certs/ca-certificates.crt ] ;;
+    binutils) command -v strip >/dev/null ;;
+    # The executor tests parse examples/ci's YAML with Debian's parser.
+    python3-yaml) python3 -c 'import yaml' 2>/dev/null ;;
     *) command -v "$1" >/dev/null ;;
   esac
 }

@@ -17,6 +17,8 @@
 //!   image by rbuild, and a tiny `.deb` (alone or in a local `file:` repository) to install.
 //! - [`docker`]: the Docker client and images loaded from archives ([`LoadedImage`]).
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
+//! - [`image`]: rbuild's own image (`scripts/image.sh --shell`), loaded into Docker once per
+//!   test process, for the tests that run rbuild in an ordinary container.
 //! - [`fault_proxy`]: a proxy before a registry that fails a blob upload with 500 and drops
 //!   the next one half-way, for the push tests' retries.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
@@ -44,6 +46,8 @@ pub mod fault_proxy;
 pub mod docker;
 #[path = "harness/env.rs"]
 pub mod env;
+#[path = "harness/image.rs"]
+pub mod image;
 #[path = "harness/process.rs"]
 pub mod process;
 #[path = "harness/registry.rs"]

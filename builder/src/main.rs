@@ -57,5 +57,17 @@ fn enter_namespace(needed: bool) -> Result<(), Failure> {
     if !needed {
         return Ok(());
     }
-    sandbox::enter_user_namespace_if_needed().map_err(|e| Failure::Build(e.into()))
+    sandbox::enter_user_namespace_if_needed().map_err(|e| match e {
+        // Neither root nor a user namespace: no RUN step could be isolated, so say so before
+        // any runs, with the ways out.
+        sandbox::SandboxError::UserNamespaceBlocked { .. } => Failure::Build(anyhow::anyhow!("{e}\n{NO_ISOLATION_OPTIONS}")),
+        e => Failure::Build(e.into()),
+    })
 }
+
+/// The ways to give rbuild an isolation where it is neither root nor allowed a user namespace.
+const NO_ISOLATION_OPTIONS: &str = "\
+rbuild cannot isolate RUN steps here: it is not root and may not create a user namespace. Options:
+  - run it as root in the container (kaniko's way; it then uses chroot, or namespaces where allowed)
+  - allow user namespaces: Kubernetes `hostUsers: false`, or a seccomp profile that permits
+    unshare/clone with CLONE_NEWUSER (Docker: --security-opt seccomp=PROFILE.json)";

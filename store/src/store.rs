@@ -85,22 +85,27 @@ impl Store {
         Store::with_lease(self.root.clone(), LeaseHandle::default())
     }
 
-    /// Where the store lives unless told otherwise: `$RBUILD_ROOT`, else
-    /// `$XDG_DATA_HOME/rbuild`, else `$HOME/.local/share/rbuild`.
+    /// Where the store lives unless told otherwise: `$RBUILD_ROOT`; else the first of
+    /// `$XDG_DATA_HOME/rbuild` and `$HOME/.local/share/rbuild` that can be written (or
+    /// created); else, as in a scratch image with no or a read-only home,
+    /// `$TMPDIR/rbuild-UID` (`/tmp` when unset); else `.rbuild` in the working directory.
     pub fn default_root() -> PathBuf {
-        let var = |name: &str| {
-            std::env::var_os(name)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        };
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(root) = var("RBUILD_ROOT") {
             return root;
         }
-        if let Some(data) = var("XDG_DATA_HOME") {
-            return data.join("rbuild");
-        }
-        let home = var("HOME").unwrap_or_else(|| PathBuf::from("/"));
-        home.join(".local").join("share").join("rbuild")
+        let uid = rustix::process::getuid().as_raw();
+        let temp = var("TMPDIR").unwrap_or_else(|| PathBuf::from("/tmp")).join(format!("rbuild-{uid}"));
+        let candidates = [
+            var("XDG_DATA_HOME").map(|d| d.join("rbuild")),
+            var("HOME").map(|h| h.join(".local").join("share").join("rbuild")),
+            Some(temp),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .find(|dir| writable_or_creatable(dir))
+            .unwrap_or_else(|| PathBuf::from(".rbuild"))
     }
 
     pub fn root(&self) -> &Path {
@@ -450,9 +455,25 @@ fn remove_stale_temp(root: &Path) {
     }
 }
 
+/// Whether `dir` can be written, or made: its nearest existing ancestor is a
+/// writable directory.
+fn writable_or_creatable(dir: &Path) -> bool {
+    let existing = dir.ancestors().find(|a| a.exists());
+    existing.is_some_and(|a| a.is_dir() && rustix::fs::access(a, rustix::fs::Access::WRITE_OK).is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_root_fallback_needs_a_writable_place() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(writable_or_creatable(&dir.path().join("not/yet/there")));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(!writable_or_creatable(&file.join("below")));
+    }
 
     #[test]
     fn open_creates_the_layout() {

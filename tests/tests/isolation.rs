@@ -154,14 +154,16 @@ fn chroot_isolation_replaces_a_directory_in_an_unprivileged_container() {
     assert_eq!(image.read("/d/new.txt"), "new\n");
 }
 
+/// `--isolation=namespaces` asked for where the container refuses them (the default, `auto`,
+/// would take chroot there: tests/tests/executor.rs).
 #[test]
-fn without_chroot_isolation_the_container_build_fails_naming_the_fix() {
-    let env = TestEnv::new("isolation-default-in-container");
+fn namespaces_isolation_in_a_container_fails_naming_the_fix() {
+    let env = TestEnv::new("isolation-namespaces-in-container");
     let base = busybox_image(&env);
     let ctx = Context::with_busybox();
     ctx.dockerfile(&with_shell(&["RUN echo hi > /hi"]));
     let out = out_dir(&env);
-    let run = rbuild_in_container(&base, &ctx, &out, &["-o", "/out/image.tar"]);
+    let run = rbuild_in_container(&base, &ctx, &out, &["--isolation=namespaces", "-o", "/out/image.tar"]);
     // The cause (namespaces are refused) and the fix (the flag to pass), as a user types it.
     run.assert_code(1)
         .assert_stderr_contains("namespaces")

@@ -85,6 +85,8 @@ enum PlainLine {
     NamingTo {
         reference: String,
     },
+    /// `isolation: namespaces|chroot: REASON`: which isolation `--isolation=auto` chose, first.
+    Isolation,
 }
 
 fn digits(s: &str) -> Option<usize> {
@@ -122,6 +124,10 @@ fn step_label(s: &str) -> Option<(String, usize, usize, String)> {
 }
 
 fn parse_plain_line(line: &str) -> Option<PlainLine> {
+    if let Some(rest) = line.strip_prefix("isolation: ") {
+        let (name, reason) = rest.split_once(": ")?;
+        return (matches!(name, "namespaces" | "chroot") && !reason.is_empty()).then_some(PlainLine::Isolation);
+    }
     if let Some(rest) = line.strip_prefix("writing image sha256:") {
         let hex = rest.strip_suffix(" done")?;
         let ok = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -202,6 +208,8 @@ fn parse_plain(out: &RunOutput) -> PlainLog {
             fail(format!("{line:?} after `writing image`"));
         }
         match parsed {
+            PlainLine::Isolation if steps.is_empty() => {}
+            PlainLine::Isolation => fail(format!("{line:?} after a step started")),
             PlainLine::Started {
                 step,
                 stage,

@@ -221,10 +221,11 @@ fn become_user<S: Syscall>(sys: &S, user: &ExecUser) -> Result<(), ChildError> {
     if let Err(e) = sys.set_groups(&user.additional_gids) {
         // rbuild's user namespace maps only root, so setgroups is denied; the
         // process then keeps no other groups, which is only right for root.
+        // Under chroot there is no /proc: what rbuild recorded when it denied it.
         let denied = sys
             .read_file("/proc/self/setgroups")
             .map(|s| s.trim() == "deny")
-            .unwrap_or(false);
+            .unwrap_or_else(|_| super::userns::setgroups_denied());
         if !(e == Errno::PERM && denied && user.additional_gids.iter().all(|&g| g == 0)) {
             return Err(user_error(
                 "set supplementary groups",

@@ -58,6 +58,7 @@ mod mounts;
 mod namespaces;
 mod net;
 mod prepare;
+mod probe;
 mod process;
 mod protocol;
 mod rootpath;
@@ -76,6 +77,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use error::SandboxError;
+pub use probe::{strongest_isolation, IsolationChoice};
 pub use process::kill_running_sandboxes;
 pub use treediff::ChangeTracker;
 pub use userns::{enter_user_namespace_if_needed, only_root_mapped};

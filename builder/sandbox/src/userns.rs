@@ -31,6 +31,15 @@ pub(crate) fn in_user_namespace() -> bool {
     }
 }
 
+/// Set when this process denied itself `setgroups` (a user namespace mapping only root):
+/// read after a chroot, where `/proc/self/setgroups` is not there to say so.
+static SETGROUPS_DENIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether rbuild's user namespace was entered with `setgroups` denied.
+pub(crate) fn setgroups_denied() -> bool {
+    SETGROUPS_DENIED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The warning given when this process's user namespace maps only root.
 static ONLY_ROOT_MAPPED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -145,6 +154,7 @@ fn enter_single<S: Syscall>(sys: &S, uid_map: IdMapLine, gid_map: IdMapLine) -> 
         })
     };
     write("/proc/self/setgroups", "deny".to_string())?;
+    SETGROUPS_DENIED.store(true, std::sync::atomic::Ordering::Relaxed);
     write(
         "/proc/self/uid_map",
         format!("{} {} {}\n", uid_map.inside, uid_map.outside, uid_map.count),

@@ -15,7 +15,8 @@ Examples:
   rbuild -o type=local,dest=rootfs/ .      write the final filesystem to a directory
 
 Environment:
-  RBUILD_ROOT          the store (default $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild)
+  RBUILD_ROOT          the store (default $XDG_DATA_HOME/rbuild or ~/.local/share/rbuild, where
+                       writable, else /tmp/rbuild-UID)
   SOURCE_DATE_EPOCH    image and history times; newer file times are clamped to it
   DOCKER_CONFIG        where registry credentials are read (config.json; default ~/.docker)
   RBUILD_INSECURE_REGISTRIES  more plain-HTTP registries, comma-separated
@@ -38,6 +39,8 @@ pub enum NetworkArg {
 /// How RUN steps are isolated from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum IsolationArg {
+    /// The strongest the environment allows: namespaces where the kernel gives them, else chroot
+    Auto,
     /// User, mount, pid, ipc and uts namespaces over overlayfs
     Namespaces,
     /// chroot over a copied filesystem, for root inside an unprivileged container
@@ -171,7 +174,7 @@ pub struct BuildArgs {
     pub jobs: Option<usize>,
 
     /// Isolation of RUN steps
-    #[arg(long, value_enum, default_value_t = IsolationArg::Namespaces)]
+    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
     pub isolation: IsolationArg,
 
     /// Progress output
@@ -211,8 +214,14 @@ pub fn key_values(items: &[String], from_env: bool, flag: &str) -> Result<BTreeM
     Ok(map)
 }
 
-/// `rbuild build …` and `rbuild …` are the same command.
+/// `rbuild build …` and `rbuild …` are the same command; the binary started as `executor`
+/// (a symlink, where kaniko's entrypoint was) is `rbuild executor …`.
 pub fn normalise_args(mut args: Vec<String>) -> Vec<String> {
+    let program = args.first().map(|a| std::path::Path::new(a).file_name().unwrap_or_default().to_string_lossy().into_owned());
+    if program.as_deref() == Some("executor") {
+        args.insert(1, "executor".to_string());
+        return args;
+    }
     if args.get(1).map(String::as_str) == Some("build") {
         args.remove(1);
     }
@@ -231,6 +240,17 @@ mod tests {
         let parsed = BuildArgs::try_parse_from(a).unwrap();
         assert_eq!(parsed.tags, vec!["x"]);
         assert_eq!(parsed.dockerfile.context, PathBuf::from("."));
+    }
+
+    #[test]
+    fn started_as_executor() {
+        let args = normalise_args(vec!["/kaniko/executor".into(), "--no-push".into()]);
+        assert_eq!(args, ["/kaniko/executor", "executor", "--no-push"]);
+        // kaniko's flags are not rbuild build's: `build` is not dropped there.
+        let args = normalise_args(vec!["executor".into(), "build".into()]);
+        assert_eq!(args, ["executor", "executor", "build"]);
+        let args = normalise_args(vec!["/usr/bin/rbuild".into(), "executor".into()]);
+        assert_eq!(args, ["/usr/bin/rbuild", "executor"]);
     }
 
     #[test]

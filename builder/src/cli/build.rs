@@ -202,6 +202,14 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
     } else {
         CachePolicy::Use
     };
+    let (isolation, isolation_reason) = match args.isolation {
+        IsolationArg::Namespaces => (Isolation::Namespaces, None),
+        IsolationArg::Chroot => (Isolation::Chroot, None),
+        IsolationArg::Auto => {
+            let choice = rbuild_sandbox::strongest_isolation().context("finding the isolation this environment allows")?;
+            (choice.isolation, Some(choice.reason))
+        }
+    };
     Ok(BuildSettings {
         context,
         dockerfile,
@@ -221,15 +229,13 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
             NetworkArg::None => NetworkMode::None,
             NetworkArg::Default | NetworkArg::Host => NetworkMode::Host,
         },
-        isolation: match args.isolation {
-            IsolationArg::Namespaces => Isolation::Namespaces,
-            IsolationArg::Chroot => Isolation::Chroot,
-        },
+        isolation,
         limits: Limits { jobs: args.jobs, cpu: args.jobs.unwrap_or_else(default_jobs) },
         secrets: Secrets::parse(&args.secrets).map_err(usage)?,
         ssh: SshAgents::parse(&args.ssh).map_err(usage)?,
         cache_mount_dir: args.cache_mount_dir.clone(),
         keep_failures: args.on_error != OnErrorArg::Discard,
+        isolation_reason,
     })
 }
 

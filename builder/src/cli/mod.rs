@@ -8,6 +8,7 @@ pub mod commands;
 pub mod dockerfile;
 pub mod disk_full;
 pub mod dot;
+pub mod executor;
 pub mod failure;
 pub mod progress;
 pub mod progress_tty;

@@ -29,6 +29,13 @@ pub fn build(
     stdout: &mut dyn Write,
 ) -> Result<BuiltImage, BuildError> {
     let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(reason) = &settings.isolation_reason {
+        let name = match settings.isolation {
+            rbuild_sandbox::Isolation::Namespaces => "namespaces",
+            rbuild_sandbox::Isolation::Chroot => "chroot",
+        };
+        shown().isolation_chosen(name, reason);
+    }
     let (plan, named_directories) = plan(settings, store, progress)?;
     for finding in &plan.findings {
         shown().check(&settings.dockerfile.name, finding);

@@ -20,6 +20,10 @@ pub trait Progress {
     /// once, after the build; tools get them as they come.
     fn check(&mut self, file: &str, finding: &Finding);
     fn info(&mut self, message: &str);
+    /// rbuild chose how RUN steps are isolated (`--isolation=auto`), for `reason`.
+    fn isolation_chosen(&mut self, isolation: &str, reason: &str) {
+        self.info(&format!("isolation: {isolation}: {reason}"));
+    }
     /// Output of a running step (a RUN's stdout and stderr).
     fn output(&mut self, number: usize, bytes: &[u8]);
     /// The step was not run: its result came from the cache.

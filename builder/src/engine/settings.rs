@@ -57,6 +57,8 @@ pub struct BuildSettings {
     /// The network of a RUN that does not say (`--network`).
     pub network: NetworkMode,
     pub isolation: Isolation,
+    /// Why `isolation` was chosen, when rbuild chose it (`--isolation=auto`).
+    pub isolation_reason: Option<String>,
     /// How many steps may run at once.
     pub limits: Limits,
     /// `--secret`: what `RUN --mount=type=secret` may read.

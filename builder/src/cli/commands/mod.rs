@@ -71,6 +71,14 @@ pub const SUBCOMMANDS: &[Subcommand] = &[
         "rbuild debug last -- cat /tmp/build.log",
         debug::run,
     ),
+    Subcommand {
+        name: "executor",
+        about: "Build with kaniko's flags (also run as `executor` through a symlink)",
+        example: "rbuild executor --context dir://. --destination registry.example.com/app:1",
+        run: crate::cli::executor::run,
+        // It builds, like `rbuild build`.
+        needs_namespace: true,
+    },
     store_command("du", "Show the store's disk usage by kind", "rbuild du --format json", du::run),
     store_command(
         "prune",
