@@ -20,9 +20,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # debootstrap: the Debian minbase the debian_base tests build on (made once, cached in
 # /var/cache/rbuild-tests); dpkg-dev (dpkg-scanpackages): their local apt repository; tmux: the
 # terminal the progress tests watch the live (tty) view in; podman: a third client that must load
-# the archives; openssh-client: the ssh-agent, ssh-add and ssh-keygen of the RUN --mount=type=ssh tests.
+# the archives; openssh-client: the ssh-agent, ssh-add and ssh-keygen of the RUN --mount=type=ssh tests;
+# qemu-user-static, binfmt-support: the arm64 RUN steps of the platform tests (tests/tests/platforms.rs),
+# whose binfmt_misc handler ensure_binfmt_aarch64 registers.
 ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd uidmap graphviz \
-  docker-registry apache2-utils openssl debootstrap dpkg-dev tmux podman openssh-client
+  docker-registry apache2-utils openssl debootstrap dpkg-dev tmux podman openssh-client \
+  qemu-user-static binfmt-support
+ensure_binfmt_aarch64
 command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup first)"
 start_dockerd_if_needed
 

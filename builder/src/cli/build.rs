@@ -157,18 +157,9 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
     if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
         return Err(usage("only one --output can write to stdout".into()));
     }
-    let platform = match &args.platform {
-        None => Platform::host(),
-        Some(text) => {
-            let wanted = Platform::parse(text).map_err(usage)?;
-            if !wanted.matches(&Platform::host()) {
-                return Err(usage(format!(
-                    "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
-                    Platform::host()
-                )));
-            }
-            Platform::host()
-        }
+    let platforms = match &args.platform {
+        None => vec![Platform::host()],
+        Some(text) => parse_platforms(text).map_err(usage)?,
     };
     let source_date_epoch = source_date_epoch(&build_args).map_err(usage)?;
     let cache_policy = if args.no_cache {
@@ -186,7 +177,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         target: args.dockerfile.target.clone(),
         labels,
         outputs,
-        platform,
+        platforms,
         source_date_epoch,
         cache_policy,
         explain_cache: args.explain_cache,
@@ -208,3 +199,18 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
     })
 }
 
+
+/// `--platform linux/amd64,linux/arm64`: the platforms, normalised, each once.
+fn parse_platforms(text: &str) -> Result<Vec<Platform>, String> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("invalid --platform {text:?}: an empty platform in the list"));
+        }
+        let platform = Platform::parse(part)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}

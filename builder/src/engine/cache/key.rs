@@ -88,6 +88,13 @@ pub struct KeyParams {
     pub default_network: NetworkMode,
 }
 
+impl KeyParams {
+    /// These parameters for a step of `platform`.
+    pub fn for_platform(&self, platform: &Platform) -> KeyParams {
+        KeyParams { platform: platform.clone(), ..self.clone() }
+    }
+}
+
 /// What went into a key, kept for `--explain-cache`. Values that may be long
 /// or secret are kept as digests; the key itself is computed from the full
 /// values, never from this summary.
