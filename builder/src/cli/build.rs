@@ -15,7 +15,7 @@ pub use crate::cli::failure::Failure;
 use crate::cli::progress::{finding_text, Finding, PlainProgress, Progress, QuietProgress, RawJsonProgress};
 use crate::cli::progress_tty::TtyProgress;
 use crate::engine::execute::SharedProgress;
-use crate::engine::output::{parse_output, OutputSpec};
+use crate::engine::output::{parse_output, Destination, OutputSpec};
 use crate::engine::pulling::insecure_registries;
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
@@ -161,6 +161,16 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         None => vec![Platform::host()],
         Some(text) => parse_platforms(text).map_err(usage)?,
     };
+    let one_image_to_stdout = |o: &OutputSpec| {
+        matches!(o, OutputSpec::Docker { dest: Destination::Stdout, .. } | OutputSpec::RootfsTar { dest: Destination::Stdout })
+    };
+    if platforms.len() > 1 && outputs.iter().any(one_image_to_stdout) {
+        return Err(usage(
+            "a build for several platforms writes one docker (or tar) archive per platform, which cannot go to stdout: \
+             give dest=FILE (FILE-linux-amd64.tar, … are written) or use -o type=oci for one archive with them all"
+                .into(),
+        ));
+    }
     let source_date_epoch = source_date_epoch(&build_args).map_err(usage)?;
     let cache_policy = if args.no_cache {
         CachePolicy::Ignore
