@@ -82,3 +82,72 @@ pub fn select<'a>(images: &'a [PlatformImage], wanted: &Platform) -> Option<&'a 
         .find(|i| &i.platform == wanted)
         .or_else(|| images.iter().find(|i| wanted.matches(&i.platform)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ImageConfig;
+    use crate::layer::LayerOptions;
+    use crate::reference::Reference;
+    use crate::store::Store;
+    use crate::test_util::temp_store;
+
+    fn image_for(store: &Store, architecture: &str, content: &str) -> StoredImage {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("file"), content).unwrap();
+        let layer = store.write_layer(src.path(), &LayerOptions::default()).unwrap();
+        store.put_image(&ImageConfig::new("linux", architecture), &[layer]).unwrap()
+    }
+
+    #[test]
+    fn a_tag_on_an_index_finds_each_platform_and_keeps_them_through_gc() {
+        let (_dir, store) = temp_store();
+        let amd64 = image_for(&store, "amd64", "a");
+        let arm64 = image_for(&store, "arm64", "b");
+        let index = store.put_index(&[amd64.clone(), arm64.clone()]).unwrap();
+        let name = Reference::parse("app:1").unwrap();
+        store.tag(&name, &index).unwrap();
+
+        let images = store.platform_images(&index).unwrap().unwrap();
+        assert_eq!(images.len(), 2);
+        assert_eq!(images[1].platform, Platform::parse("linux/arm64").unwrap());
+        assert_eq!(store.platform_images(&amd64.manifest_digest).unwrap(), None);
+        let wanted = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(store.lookup_for("app:1", &wanted).unwrap().unwrap(), arm64);
+        assert_eq!(store.lookup_for("app:1", &Platform::parse("linux/amd64").unwrap()).unwrap().unwrap(), amd64);
+
+        // Nothing the tag names is collected: the index, both manifests, their layers; an
+        // untagged image is.
+        let untagged = image_for(&store, "s390x", "d");
+        store.prune(&Default::default()).unwrap();
+        assert!(!store.has_blob(&untagged.manifest_digest), "the prune removed nothing");
+        assert!(store.has_blob(&index));
+        for image in [&amd64, &arm64] {
+            assert_eq!(store.image(&image.manifest_digest).unwrap(), *image);
+        }
+        let listed = store.list_images().unwrap();
+        assert!(listed.broken.is_empty(), "{:?}", listed.broken);
+        assert_eq!(listed.images.len(), 2);
+        assert!(listed.images.iter().all(|i| i.tags == [name.clone()]));
+    }
+
+    #[test]
+    fn tagging_per_platform_adds_other_platforms_and_replaces_the_same_one() {
+        let (_dir, store) = temp_store();
+        let name = Reference::parse("base:1").unwrap();
+        let amd64 = image_for(&store, "amd64", "a");
+        store.tag_platform(&name, &amd64).unwrap();
+        assert_eq!(store.resolve_tag(&name).unwrap(), Some(amd64.manifest_digest.clone()), "one platform: the manifest itself");
+
+        let arm64 = image_for(&store, "arm64", "b");
+        store.tag_platform(&name, &arm64).unwrap();
+        let target = store.resolve_tag(&name).unwrap().unwrap();
+        let manifests: Vec<Digest> = store.platform_images(&target).unwrap().unwrap().into_iter().map(|i| i.manifest).collect();
+        assert_eq!(manifests, [amd64.manifest_digest.clone(), arm64.manifest_digest.clone()]);
+
+        let newer_arm64 = image_for(&store, "arm64", "c");
+        store.tag_platform(&name, &newer_arm64).unwrap();
+        let target = store.resolve_tag(&name).unwrap().unwrap();
+        assert_eq!(store.tag_targets(&target).unwrap(), [amd64.manifest_digest, newer_arm64.manifest_digest]);
+    }
+}
