@@ -79,14 +79,7 @@ pub fn push_logged(
 ) -> Result<Pushed, RegistryError> {
     log(format!("pushing {} to {}", image.config_digest, destination.full()));
     let pushed = registry.push(store, image, destination, compression, &mut |event| log_push_event(event, log))?;
-    log(format!(
-        "pushed {} as {} ({} uploaded, {} mounted, {} already there)",
-        destination.full(),
-        pushed.digest,
-        pushed.uploaded,
-        pushed.mounted,
-        pushed.existing
-    ));
+    log(pushed_line(destination, "", &pushed));
     Ok(pushed)
 }
 
@@ -102,15 +95,21 @@ pub fn push_index_logged(
 ) -> Result<Pushed, RegistryError> {
     log(format!("pushing {} platforms' images to {}", images.len(), destination.full()));
     let pushed = registry.push_index(store, images, destination, compression, &mut |event| log_push_event(event, log))?;
-    log(format!(
-        "pushed {} as the index {} ({} uploaded, {} mounted, {} already there)",
+    log(pushed_line(destination, "the index ", &pushed));
+    Ok(pushed)
+}
+
+/// The last line of a push: where it went, what it is (`what`, then its digest), and how
+/// many blobs went how.
+fn pushed_line(destination: &Reference, what: &str, pushed: &Pushed) -> String {
+    format!(
+        "pushed {} as {what}{} ({} uploaded, {} mounted, {} already there)",
         destination.full(),
         pushed.digest,
         pushed.uploaded,
         pushed.mounted,
         pushed.existing
-    ));
-    Ok(pushed)
+    )
 }
 
 /// One line for what a push did.

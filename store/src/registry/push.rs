@@ -81,12 +81,7 @@ impl Registry {
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
-        if destination.digest().is_some() {
-            return Err(RegistryError::Unsupported {
-                reference: destination.familiar(),
-                reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
-            });
-        }
+        refuse_digest(destination)?;
         let image = store.convert_image(image, compression).map_err(store_error)?;
         let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
         let connection = self.connection(destination.domain())?;
@@ -115,12 +110,7 @@ impl Registry {
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
-        if destination.digest().is_some() {
-            return Err(RegistryError::Unsupported {
-                reference: destination.familiar(),
-                reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
-            });
-        }
+        refuse_digest(destination)?;
         let connection = self.connection(destination.domain())?;
         let looked = self.options.credentials.describe();
         let mut total = Pushed { digest: Digest::of_bytes(b""), uploaded: 0, mounted: 0, existing: 0 };
@@ -152,6 +142,17 @@ impl Registry {
         })?;
         total.digest = index_digest;
         Ok(total)
+    }
+}
+
+/// A push names a tag: the registry computes the digest.
+fn refuse_digest(destination: &Reference) -> Result<(), RegistryError> {
+    match destination.digest() {
+        Some(_) => Err(RegistryError::Unsupported {
+            reference: destination.familiar(),
+            reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
+        }),
+        None => Ok(()),
     }
 }
 
