@@ -446,6 +446,17 @@ if has W9 "${workloads[@]}"; then
   rm -rf "$layout"
 fi
 
+# ---- W12: a two-platform build against two single-platform builds (bench/platforms.sh) -------
+# rbuild only (BuildKit 0.8 of Docker 20.10 has no multi-platform build without buildx); with
+# every workload, or alone with bench/platforms.sh.
+if [ "$only" = all ] && has rbuild "${ready[@]}"; then
+  log "W12 rbuild (two platforms in one build against two builds)"
+  if RUNS=$runs WARMUP=$warmup "$here/platforms.sh" "$res" >>"$res/W12.log" 2>&1; then status=ok
+  else status=failed; tail -n 5 "$res/W12.log" >&2 || true
+  fi
+  printf 'W12\trbuild\t%s\t-\nW12\trbuild-2x\t%s\t-\n' "$status" "$status" >> "$res/cells.tsv"
+fi
+
 # ---- layer writing: rbuild's writer against tar | pigz on W5's data ----------------------------
 if [ $layer = 1 ]; then
   # --quick: W5's kind of data and gzip against pigz only; else also zeros and every compression.

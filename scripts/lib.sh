@@ -35,6 +35,8 @@ package_present() {
     binutils) command -v strip >/dev/null ;;
     # The executor tests parse examples/ci's YAML with Debian's parser.
     python3-yaml) python3 -c 'import yaml' 2>/dev/null ;;
+    qemu-user-static) [ -x /usr/bin/qemu-aarch64-static ] ;;
+    binfmt-support) command -v update-binfmts >/dev/null ;;
     *) command -v "$1" >/dev/null ;;
   esac
 }
@@ -51,6 +53,25 @@ ensure_packages() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2 || die "apt-get update failed"
   apt-get install -y -qq "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
+}
+
+# Registers QEMU user emulation for arm64 RUN steps (the platform tests): mounts binfmt_misc when
+# it is not, and registers the aarch64 handler from Debian's qemu-user-static (its F flag opens
+# the interpreter now, so it also runs inside a build's root file system). Root only: as another
+# user it says what is missing, and the platform tests fail naming the handler.
+ensure_binfmt_aarch64() {
+  local dir=/proc/sys/fs/binfmt_misc conf=/usr/lib/binfmt.d/qemu-aarch64.conf
+  if [ -e "$dir/qemu-aarch64" ]; then return 0; fi
+  if ! is_root; then
+    log "binfmt_misc has no qemu-aarch64 handler; the platform tests need it (run this script as root once)"
+    return 0
+  fi
+  if [ ! -e "$dir/register" ]; then
+    mount -t binfmt_misc binfmt_misc "$dir" || die "mounting binfmt_misc on $dir failed"
+  fi
+  [ -r "$conf" ] || die "$conf is missing (is qemu-user-static installed?)"
+  log "registering the qemu-aarch64 binfmt_misc handler"
+  grep -v '^#' "$conf" | head -n1 > "$dir/register" || die "registering $conf in $dir/register failed"
 }
 
 docker_answers() { "$DOCKER" info >/dev/null 2>&1; }

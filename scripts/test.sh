@@ -23,9 +23,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # the archives; openssh-client: the ssh-agent, ssh-add and ssh-keygen of the RUN --mount=type=ssh tests;
 # python3-yaml: the executor tests parse examples/ci's templates; ca-certificates, binutils: what
 # scripts/image.sh puts in (and strips for) rbuild's image, which the executor tests run.
+# qemu-user-static, binfmt-support: the arm64 RUN steps of the platform tests (tests/tests/platforms.rs),
+# whose binfmt_misc handler ensure_binfmt_aarch64 registers.
 ensure_packages docker.io busybox-static skopeo umoci jq bzip2 xz-utils zstd uidmap graphviz \
   docker-registry apache2-utils openssl debootstrap dpkg-dev tmux podman openssh-client \
-  python3-yaml ca-certificates binutils
+  python3-yaml ca-certificates binutils qemu-user-static binfmt-support
+ensure_binfmt_aarch64
 command -v cargo >/dev/null || die "cargo is not on PATH (install Rust with rustup first)"
 start_dockerd_if_needed
 

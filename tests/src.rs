@@ -19,6 +19,8 @@
 //! - [`archive`]: reading archives and layers, `skopeo` and `umoci`.
 //! - [`image`]: rbuild's own image (`scripts/image.sh --shell`), loaded into Docker once per
 //!   test process, for the tests that run rbuild in an ordinary container.
+//! - [`foreign`]: Debian's arm64 busybox-static, fetched once and cached, for the platform
+//!   tests' arm64 images (whose RUN steps run under QEMU through binfmt_misc).
 //! - [`fault_proxy`]: a proxy before a registry that fails a blob upload with 500 and drops
 //!   the next one half-way, for the push tests' retries.
 //! - [`process`]: running commands with a timeout and checking their outcome ([`RunOutput`]).
@@ -42,6 +44,8 @@ pub mod context;
 pub mod debian;
 #[path = "harness/fault_proxy.rs"]
 pub mod fault_proxy;
+#[path = "harness/foreign.rs"]
+pub mod foreign;
 #[path = "harness/docker.rs"]
 pub mod docker;
 #[path = "harness/env.rs"]

@@ -333,6 +333,9 @@ pub struct StagePlan {
     /// Index of the stage in the Dockerfile.
     pub index: usize,
     pub name: Option<String>,
+    /// What the stage is built for: its `FROM --platform`, its parent stage's, or the
+    /// build's. Its base image is taken for it and its RUN steps run as it.
+    pub platform: Platform,
     pub base: Base,
     pub location: Location,
     /// The step that starts the stage's chain (a source, or the base stage's last step).
@@ -372,6 +375,13 @@ impl BuildGraph {
 
     pub fn step(&self, id: NodeIndex) -> &Step {
         &self.graph[id]
+    }
+
+    /// The platform `step` runs as: its stage's, or the build's for the sources.
+    pub fn step_platform(&self, step: &Step) -> &Platform {
+        step.stage
+            .and_then(|index| self.stages.iter().find(|s| s.index == index))
+            .map_or(&self.platform, |stage| &stage.platform)
     }
 
     /// The step a step builds on, if any.

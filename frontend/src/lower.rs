@@ -34,13 +34,14 @@ pub struct LowerOptions {
 
 /// Looks up base images (FROM, COPY --from) by reference.
 pub trait ImageResolver {
-    /// The config of the image, or a message saying why it cannot be had.
-    fn resolve(&self, reference: &str) -> Result<ImageMeta, String>;
+    /// The config of the image for `platform` (chosen from a multi-platform
+    /// image), or a message saying why it cannot be had.
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageMeta, String>;
 
-    /// The reference the builder will find the image `resolve` found by,
-    /// pinned to its digest, so that a tag moving during the build cannot
-    /// change its input. Called after a successful `resolve`.
-    fn pinned(&self, reference: &str) -> String {
+    /// The reference the builder will find the image `resolve` found for
+    /// `platform` by, pinned to its digest, so that a tag moving during the
+    /// build cannot change its input. Called after a successful `resolve`.
+    fn pinned(&self, reference: &str, _platform: &Platform) -> String {
         reference.to_string()
     }
 
@@ -163,6 +164,8 @@ struct StageStart {
     triggers: Vec<String>,
     /// On another stage: that stage's ARGs.
     inherited_scope: Option<Scope>,
+    /// What the stage is built for.
+    platform: Platform,
 }
 
 /// How a stage is referred to by FROM or COPY --from.
@@ -372,9 +375,13 @@ impl<'a> Lowering<'a> {
     }
 
     /// The config of an image and its pinned source step.
-    fn resolve_image(&mut self, reference: &str) -> Result<(ImageMeta, NodeIndex), Refusal> {
-        let meta = self.resolver.resolve(reference).map_err(|message| Refusal(self.with_suggestion(reference, message)))?;
-        let pinned = self.resolver.pinned(reference);
+    /// A base image for `platform`: its config and the source step that loads it.
+    fn resolve_image(&mut self, reference: &str, platform: &Platform) -> Result<(ImageMeta, NodeIndex), Refusal> {
+        let meta = self
+            .resolver
+            .resolve(reference, platform)
+            .map_err(|message| Refusal(self.with_suggestion(reference, message)))?;
+        let pinned = self.resolver.pinned(reference, platform);
         Ok((meta, self.shared_source(Source::Image(pinned))))
     }
 
@@ -392,10 +399,11 @@ impl<'a> Lowering<'a> {
     fn lower_stage(&mut self, stage: &Stage) -> Result<StagePlan, DockerfileError> {
         // Errors of the FROM line are placed on it here, and those of each instruction
         // where it is lowered: the two places that know a location.
-        let StageStart { base, root, mut image, triggers, inherited_scope } =
+        let StageStart { base, root, mut image, triggers, inherited_scope, platform } =
             self.lower_from(stage).map_err(|e| e.at(stage.location))?;
         let mut state = StageState {
             index: stage.index,
+            platform: platform.clone(),
             current: root,
             scope: inherited_scope.unwrap_or_else(|| Scope::with_env(&image.env)),
             cmd_set: false,
@@ -417,11 +425,12 @@ impl<'a> Lowering<'a> {
         }
         self.stage_results.insert(
             stage.index,
-            StageResult { last: state.current, image: image.clone(), scope: state.scope.clone() },
+            StageResult { last: state.current, image: image.clone(), scope: state.scope.clone(), platform: platform.clone() },
         );
         Ok(StagePlan {
             index: stage.index,
             name: stage.name.clone(),
+            platform,
             base,
             location: stage.location,
             root,
@@ -432,13 +441,17 @@ impl<'a> Lowering<'a> {
     }
 
     fn lower_from(&mut self, stage: &Stage) -> Result<StageStart, Refusal> {
-        self.check_stage_platform(stage)?;
+        let mut platform = self.stage_platform(stage)?;
         // A stage built on another inherits its ARGs as well as its config.
         let mut inherited_scope = None;
         let (base, root, image, triggers) = match self.base_ref(stage)? {
             StageRef::Stage(i) => {
                 let parent = self.stage_results[&i].clone();
                 inherited_scope = Some(parent.scope);
+                // Its filesystem is the parent's: so is its platform, unless FROM names one.
+                if stage.platform.is_none() {
+                    platform = parent.platform;
+                }
                 (Base::Stage(i), parent.last, parent.image, Vec::new())
             }
             StageRef::Image(name) if name.eq_ignore_ascii_case("scratch") => {
@@ -449,12 +462,12 @@ impl<'a> Lowering<'a> {
                 (Base::Context(name), self.shared_source(Source::Scratch), ImageMeta::empty(), Vec::new())
             }
             StageRef::Image(name) => {
-                let (mut image, root) = self.resolve_image(&name)?;
+                let (mut image, root) = self.resolve_image(&name, &platform)?;
                 let triggers = std::mem::take(&mut image.on_build);
                 (Base::Image(name), root, image, triggers)
             }
         };
-        Ok(StageStart { base, root, image, triggers, inherited_scope })
+        Ok(StageStart { base, root, image, triggers, inherited_scope, platform })
     }
 
     /// `FROM NAME` of a directory context: the stage starts from scratch with
@@ -480,14 +493,12 @@ impl<'a> Lowering<'a> {
         state.steps.push(id);
     }
 
-    fn check_stage_platform(&self, stage: &Stage) -> Result<(), Refusal> {
-        let Some(platform) = &stage.platform else { return Ok(()) };
+    /// The platform a stage is built for: its `FROM --platform` (expanded with the global
+    /// ARGs, `$BUILDPLATFORM` among them), else the build's.
+    fn stage_platform(&self, stage: &Stage) -> Result<Platform, Refusal> {
+        let Some(platform) = &stage.platform else { return Ok(self.options.platform.clone()) };
         let text = self.expand(platform, &self.global)?;
-        let wanted = Platform::parse(&text).map_err(Refusal)?;
-        if !wanted.matches(&Platform::host()) {
-            return Err(Refusal(format!("FROM --platform={text}: only the host platform ({}) can be built", Platform::host())));
-        }
-        Ok(())
+        Platform::parse(&text).map_err(|e| Refusal(format!("FROM --platform={text}: {e}")))
     }
 
     fn add_step(&mut self, state: &mut StageState, command: &Command, op: Op, history: HistoryEntry) {
@@ -655,7 +666,7 @@ impl<'a> Lowering<'a> {
             let parsed = mounts::parse_mount(text, &workdir, ssh_index, &expand).map_err(|m| Refusal(format!("--mount={text}: {m}")))?;
             let input = match (&parsed.mount.kind, &parsed.from) {
                 (MountKind::Bind { .. }, None) => Some(self.shared_source(Source::Context)),
-                (_, Some(from)) => Some(self.input_named(from, state.index)?),
+                (_, Some(from)) => Some(self.input_named(from, state.index, &state.platform.clone())?),
                 _ => None,
             };
             if let Some(input) = input {
@@ -701,7 +712,8 @@ impl<'a> Lowering<'a> {
 
     /// The step a `--from` (COPY, ADD) or `from=` (RUN --mount) reads: the last step of an
     /// earlier stage, a named directory context, or an image.
-    fn input_named(&mut self, from: &str, current: usize) -> Result<NodeIndex, Refusal> {
+    /// An image is taken for `platform`, the reading stage's.
+    fn input_named(&mut self, from: &str, current: usize, platform: &Platform) -> Result<NodeIndex, Refusal> {
         match self.stage_ref(from, current)? {
             StageRef::Stage(i) => match self.stage_results.get(&i) {
                 Some(result) => Ok(result.last),
@@ -715,7 +727,9 @@ impl<'a> Lowering<'a> {
             StageRef::Image(name) if self.resolver.is_named_directory(&name) => {
                 Ok(self.shared_source(Source::NamedContext(name)))
             }
-            StageRef::Image(reference) => Ok(self.resolve_image(&reference)?.1),
+            StageRef::Image(reference) => {
+                Ok(self.resolve_image(&reference, platform)?.1)
+            }
         }
     }
 
@@ -731,7 +745,7 @@ impl<'a> Lowering<'a> {
             None => self.shared_source(Source::Context),
             Some(from) => {
                 let from = self.expand(from, &state.scope)?;
-                self.input_named(&from, state.index)?
+                self.input_named(&from, state.index, &state.platform.clone())?
             }
         };
         let mut sources = Vec::new();
@@ -830,11 +844,14 @@ struct StageResult {
     last: NodeIndex,
     image: ImageMeta,
     scope: Scope,
+    platform: Platform,
 }
 
 /// Per-stage state while its instructions are lowered.
 struct StageState {
     index: usize,
+    /// What the stage is built for.
+    platform: Platform,
     current: NodeIndex,
     scope: Scope,
     /// Whether this stage set CMD itself (an ENTRYPOINT keeps such a CMD).

@@ -72,6 +72,39 @@ pub fn write_archive<W: Write>(
     out: W,
 ) -> Result<()> {
     let plan = ExportPlan::new(store, images, format)?;
+    write_plan(store, &plan, out)
+}
+
+/// Writes one multi-platform image, `images` (one per platform), as an OCI
+/// layout tar whose `index.json` names the OCI image index of them all (by
+/// `names`), as BuildKit's oci exporter writes a multi-platform build. Layers
+/// are compressed as `compression` says. Docker 20.10 cannot load this (it
+/// reads no index), which is why the docker form is one archive per platform.
+pub fn write_platforms_archive<W: Write>(
+    store: &Store,
+    images: &[StoredImage],
+    names: &[Reference],
+    compression: Compression,
+    out: W,
+) -> Result<()> {
+    let mut blobs = BTreeSet::new();
+    let mut converted = Vec::with_capacity(images.len());
+    for image in images {
+        let image = store.convert_image(image, compression)?;
+        blobs.insert(image.manifest_digest.clone());
+        blobs.insert(image.config_digest.clone());
+        blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
+        converted.push(image);
+    }
+    let index = store.put_index(&converted)?;
+    let size = store.read_blob(&index)?.len() as u64;
+    blobs.insert(index.clone());
+    let entries = named_descriptors(|| Descriptor::new(MediaType::ImageIndex, size, &index), names)?;
+    let plan = ExportPlan { blobs, index: to_json(&layout_index(entries)), docker: None };
+    write_plan(store, &plan, out)
+}
+
+fn write_plan<W: Write>(store: &Store, plan: &ExportPlan, out: W) -> Result<()> {
     let mut tar = ArchiveTar::new(out);
     tar.add_file("oci-layout", OCI_LAYOUT)?;
     tar.add_dir("blobs/")?;
@@ -85,6 +118,51 @@ pub fn write_archive<W: Write>(
         tar.add_file("repositories", &docker.repositories)?;
     }
     tar.finish()
+}
+
+/// The `index.json` of a layout listing `entries`.
+fn layout_index(entries: Vec<Descriptor>) -> oci_spec::image::ImageIndex {
+    ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(entries)
+        .build()
+        .expect("schema version and manifests are set")
+}
+
+/// `index.json` entries for one image: one per name (each annotated with its
+/// full name and its tag), or one without a name when it has none.
+fn named_descriptors(descriptor: impl Fn() -> Descriptor, names: &[Reference]) -> Result<Vec<Descriptor>> {
+    let tagged = tagged_names(names)?;
+    if tagged.is_empty() {
+        return Ok(vec![descriptor()]);
+    }
+    Ok(tagged
+        .iter()
+        .map(|(name, tag)| {
+            let mut d = descriptor();
+            d.set_annotations(Some(
+                [
+                    (ANNOTATION_IMAGE_NAME.to_string(), format!("{}:{tag}", name.repository())),
+                    (ANNOTATION_REF_NAME.to_string(), tag.to_string()),
+                ]
+                .into_iter()
+                .collect(),
+            ));
+            d
+        })
+        .collect())
+}
+
+/// Each name with its tag; a name without one cannot name an image in an archive.
+fn tagged_names(names: &[Reference]) -> Result<Vec<(&Reference, &str)>> {
+    names
+        .iter()
+        .map(|name| match name.tag() {
+            Some(tag) => Ok((name, tag)),
+            None => Err(StoreError::MissingTag { reference: name.full(), purpose: "name an image in an archive" }),
+        })
+        .collect()
 }
 
 /// Writes `images` as an OCI image layout in the directory `dir` (created if
@@ -169,42 +247,9 @@ impl ExportPlan {
             blobs.insert(image.config_digest.clone());
             blobs.extend(image.layers.iter().map(|l| l.digest.clone()));
 
-            let tagged: Vec<(&Reference, &str)> = names
-                .iter()
-                .map(|name| match name.tag() {
-                    Some(tag) => Ok((name, tag)),
-                    None => Err(StoreError::MissingTag {
-                        reference: name.full(),
-                        purpose: "name an image in an archive",
-                    }),
-                })
-                .collect::<Result<_>>()?;
-
-            let descriptor = || {
-                Descriptor::new(
-                    MediaType::ImageManifest,
-                    manifest_size,
-                    &image.manifest_digest,
-                )
-            };
-            if tagged.is_empty() {
-                index_entries.push(descriptor());
-            }
-            for (name, tag) in &tagged {
-                let mut d = descriptor();
-                d.set_annotations(Some(
-                    [
-                        (
-                            ANNOTATION_IMAGE_NAME.to_string(),
-                            format!("{}:{tag}", name.repository()),
-                        ),
-                        (ANNOTATION_REF_NAME.to_string(), tag.to_string()),
-                    ]
-                    .into_iter()
-                    .collect(),
-                ));
-                index_entries.push(d);
-            }
+            let tagged = tagged_names(names)?;
+            let descriptor = || Descriptor::new(MediaType::ImageManifest, manifest_size, &image.manifest_digest);
+            index_entries.extend(named_descriptors(descriptor, names)?);
 
             if format.is_docker() {
                 let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
@@ -227,12 +272,7 @@ impl ExportPlan {
             }
         }
 
-        let index = ImageIndexBuilder::default()
-            .schema_version(SCHEMA_VERSION)
-            .media_type(MediaType::ImageIndex)
-            .manifests(index_entries)
-            .build()
-            .expect("schema version and manifests are set");
+        let index = layout_index(index_entries);
         let docker = format.is_docker().then(|| DockerFiles {
             manifest: serde_json::to_vec(&docker_entries).expect("manifest.json always serialises"),
             repositories: serde_json::to_vec(&repositories)

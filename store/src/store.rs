@@ -20,6 +20,7 @@ use crate::fs::temp_dir_in;
 use crate::metadata::cache_index::CacheIndex;
 use crate::metadata::image::{Images, StoredImage};
 use crate::metadata::kept_failures::{KeptFailure, KeptFailures};
+use crate::metadata::indexes::{self, PlatformImage};
 use crate::metadata::pins::Pins;
 use crate::metadata::sources::Sources;
 use crate::metadata::stat_cache::StatCache;
@@ -330,10 +331,78 @@ impl Store {
         self.pins.pinned_digests(manifest)
     }
 
+    /// Writes the OCI index of `images`, one per platform (a multi-platform
+    /// image), and returns its digest, which [`Store::tag`] can name.
+    pub fn put_index(&self, images: &[StoredImage]) -> Result<Digest> {
+        indexes::put_index(&self.blobs, images)
+    }
+
+    /// The per-platform images of the index `digest`; `None` when `digest`
+    /// is an image manifest.
+    pub fn platform_images(&self, digest: &Digest) -> Result<Option<Vec<PlatformImage>>> {
+        indexes::index_images(&self.blobs, digest)
+    }
+
+    /// The image manifests a tag's target stands for: itself, or an index's entries.
+    pub fn tag_targets(&self, digest: &Digest) -> Result<Vec<Digest>> {
+        Ok(match self.platform_images(digest)? {
+            Some(images) => images.into_iter().map(|i| i.manifest).collect(),
+            None => vec![digest.clone()],
+        })
+    }
+
+    /// Names `image` as `name` beside the images of other platforms `name`
+    /// already names: a tag on an image for another platform becomes an index
+    /// of both, and one on an image for the same platform is replaced. This is
+    /// how pulls of one tag for several platforms keep them all.
+    pub fn tag_platform(&self, name: &Reference, image: &StoredImage) -> Result<()> {
+        let platform = indexes::image_platform(image);
+        let mut images = Vec::new();
+        if let Some(current) = self.resolve_tag(name)? {
+            for manifest in self.tag_targets(&current)? {
+                // What cannot be read any more is dropped rather than kept broken.
+                if let Ok(other) = self.image(&manifest) {
+                    if indexes::image_platform(&other) != platform {
+                        images.push(other);
+                    }
+                }
+            }
+        }
+        if images.is_empty() {
+            return self.tag(name, &image.manifest_digest);
+        }
+        images.push(image.clone());
+        images.sort_by_key(|i| indexes::image_platform(i).to_string());
+        let index = self.put_index(&images)?;
+        self.tag(name, &index)
+    }
+
+    /// The image `digest` names for `platform`: the manifest itself, or the
+    /// index's entry for `platform` (its first when it has none; the caller
+    /// checks the platform of what it gets, as with a single-platform image).
+    pub fn image_for(&self, digest: &Digest, platform: &Platform) -> Result<StoredImage> {
+        match self.platform_images(digest)? {
+            None => self.image(digest),
+            Some(images) => {
+                let chosen = indexes::select(&images, platform).or(images.first()).ok_or_else(|| StoreError::InvalidImage {
+                    manifest: digest.clone(),
+                    reason: "the index lists no image".to_string(),
+                })?;
+                self.image(&chosen.manifest)
+            }
+        }
+    }
+
     /// Finds an image by tag (normalised: `app` is `docker.io/library/app:latest`),
     /// by `name@sha256:<manifest>`, or by image id: the full config digest, or
-    /// a unique prefix of it with or without `sha256:`.
+    /// a unique prefix of it with or without `sha256:`. A multi-platform tag
+    /// gives its image for the host.
     pub fn lookup(&self, name_or_id: &str) -> Result<Option<StoredImage>> {
+        self.lookup_for(name_or_id, &Platform::host())
+    }
+
+    /// [`Store::lookup`], a multi-platform tag giving its image for `platform`.
+    pub fn lookup_for(&self, name_or_id: &str, platform: &Platform) -> Result<Option<StoredImage>> {
         if let Some(hex) = name_or_id.strip_prefix("sha256:") {
             return self.lookup_id_prefix(hex);
         }
@@ -345,17 +414,17 @@ impl Store {
             if let Some(manifest) = reference.digest() {
                 // A digest a registry served (pulled images are stored under
                 // a manifest of rbuild's own; see `pins`).
-                if let Some(image) = self.pinned_image(manifest, &Platform::host())? {
+                if let Some(image) = self.pinned_image(manifest, platform)? {
                     return Ok(Some(image));
                 }
                 return if self.blobs.has_blob(manifest) {
-                    self.image(manifest).map(Some)
+                    self.image_for(manifest, platform).map(Some)
                 } else {
                     Ok(None)
                 };
             }
             if let Some(manifest) = self.resolve_tag(&reference)? {
-                return self.image(&manifest).map(Some);
+                return self.image_for(&manifest, platform).map(Some);
             }
         }
         // Like Docker, a name that is not a tag may still be an id prefix.

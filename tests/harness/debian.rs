@@ -231,12 +231,12 @@ fn run_logged(mut cmd: Command, log: &Path, limit: Duration) -> std::process::Ex
 /// An exclusive `flock` on a file, held by a `flock(1)` child for as long as this value lives
 /// (the crate has no libc binding). The child exits, releasing it, when its stdin closes: on
 /// drop, or when this process dies.
-struct CacheLock {
+pub(crate) struct CacheLock {
     child: Child,
 }
 
 impl CacheLock {
-    fn acquire(path: &Path) -> CacheLock {
+    pub(crate) fn acquire(path: &Path) -> CacheLock {
         let mut child = Command::new("flock")
             .args(["--exclusive", "--wait", LOCK_WAIT_SECONDS])
             .arg(path)
@@ -483,11 +483,11 @@ pub fn file_repository(dir: &Path) {
     fs::write(dir.join("Packages"), index).expect("writing Packages");
 }
 
-fn tool_stdout(program: &str, args: &[&str]) -> String {
+pub(crate) fn tool_stdout(program: &str, args: &[&str]) -> String {
     run_tool(program, args).stdout_text().trim().to_string()
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     tool_stdout("id", &["-u"]) == "0"
 }
 

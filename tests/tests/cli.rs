@@ -179,20 +179,17 @@ fn host_platform_is_accepted() {
 }
 
 #[test]
-fn foreign_platform_is_refused_by_name() {
-    let env = TestEnv::new("platform-arm64");
+fn malformed_platforms_and_a_multi_platform_archive_on_stdout_are_usage_errors() {
+    let env = TestEnv::new("platform-usage");
     let ctx = echo_context("arm64");
-    let out = env
-        .rbuild()
-        .args(["build", "--platform", "linux/arm64", "-o"])
-        .arg(env.path("image.tar"))
-        .arg(ctx.path())
-        .run();
-    out.assert_code(2).assert_stderr_contains("linux/arm64");
-    assert!(
-        !env.path("image.tar").exists(),
-        "an archive was written for a refused platform"
-    );
+    for (args, message) in [
+        (vec!["--platform", "linux/amd64,"], "empty platform"),
+        (vec!["--platform", "arm64"], "expected os/arch"),
+        (vec!["--platform", "linux/amd64,linux/arm64", "-o", "-"], "cannot go to stdout"),
+    ] {
+        let out = env.rbuild().arg("build").args(&args).arg(ctx.path()).run();
+        out.assert_code(2).assert_stderr_contains(message);
+    }
 }
 
 #[test]

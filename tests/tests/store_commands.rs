@@ -672,7 +672,8 @@ fn format_prints_json_lines_or_a_template_for_images_history_and_du() {
     assert_eq!(rows.len(), 2);
     for (row, cells) in rows.iter().zip(&table) {
         let keys: Vec<&String> = row.as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["CreatedAt", "CreatedSince", "ID", "Repository", "Size", "Tag"]);
+        assert_eq!(keys, ["CreatedAt", "CreatedSince", "ID", "Platform", "Repository", "Size", "Tag"]);
+        assert_eq!(row["Platform"], cells["PLATFORM"]);
         assert_eq!(row["Repository"], cells["REPOSITORY"]);
         assert_eq!(row["Tag"], cells["TAG"]);
         assert_eq!(row["ID"], cells["IMAGE ID"]);

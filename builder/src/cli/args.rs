@@ -124,8 +124,9 @@ pub struct BuildArgs {
     #[arg(short, long)]
     pub quiet: bool,
 
-    /// Target platform (only the host platform is supported)
-    #[arg(long, value_name = "OS/ARCH")]
+    /// Target platform(s), comma-separated: linux/arm64, linux/amd64,linux/arm64 (another
+    /// architecture's RUN steps run under QEMU user emulation through binfmt_misc)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],…")]
     pub platform: Option<String>,
 
     /// Do not use the build cache

@@ -16,7 +16,7 @@ use crate::cli::progress::{finding_text, Finding, PlainProgress, Progress, Quiet
 use crate::cli::progress_tty::TtyProgress;
 use crate::engine::debug_shell::ShellTarget;
 use crate::engine::execute::SharedProgress;
-use crate::engine::output::{parse_output, OutputSpec};
+use crate::engine::output::{parse_output, Destination, OutputSpec};
 use crate::engine::pulling::insecure_registries;
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
@@ -181,19 +181,20 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
     if outputs.iter().filter(|o| o.writes_stdout()).count() > 1 {
         return Err(usage("only one --output can write to stdout".into()));
     }
-    let platform = match &args.platform {
-        None => Platform::host(),
-        Some(text) => {
-            let wanted = Platform::parse(text).map_err(usage)?;
-            if !wanted.matches(&Platform::host()) {
-                return Err(usage(format!(
-                    "platform {text} is not supported yet: rbuild builds for the host platform ({}) only",
-                    Platform::host()
-                )));
-            }
-            Platform::host()
-        }
+    let platforms = match &args.platform {
+        None => vec![Platform::host()],
+        Some(text) => parse_platforms(text).map_err(usage)?,
     };
+    let one_image_to_stdout = |o: &OutputSpec| {
+        matches!(o, OutputSpec::Docker { dest: Destination::Stdout, .. } | OutputSpec::RootfsTar { dest: Destination::Stdout })
+    };
+    if platforms.len() > 1 && outputs.iter().any(one_image_to_stdout) {
+        return Err(usage(
+            "a build for several platforms writes one docker (or tar) archive per platform, which cannot go to stdout: \
+             give dest=FILE (FILE-linux-amd64.tar, … are written) or use -o type=oci for one archive with them all"
+                .into(),
+        ));
+    }
     let source_date_epoch = source_date_epoch(&build_args).map_err(usage)?;
     let cache_policy = if args.no_cache {
         CachePolicy::Ignore
@@ -218,7 +219,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         target: args.dockerfile.target.clone(),
         labels,
         outputs,
-        platform,
+        platforms,
         source_date_epoch,
         cache_policy,
         explain_cache: args.explain_cache,
@@ -239,3 +240,18 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
     })
 }
 
+
+/// `--platform linux/amd64,linux/arm64`: the platforms, normalised, each once.
+fn parse_platforms(text: &str) -> Result<Vec<Platform>, String> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(format!("invalid --platform {text:?}: an empty platform in the list"));
+        }
+        let platform = Platform::parse(part)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::Duration;
 
-pub use crate::engine::events::{BuiltImage, Finding, Progress};
+pub use crate::engine::events::{BuiltImage, EmulatedRun, Finding, Progress};
 
 /// `RuleName - file:line: message`: a build-check finding as a warning says it.
 pub fn finding_text(file: &str, finding: &Finding) -> String {
@@ -82,6 +82,10 @@ impl<W: Write> Progress for PlainProgress<W> {
         let _ = writeln!(self.out, "WARNING: {message}");
     }
 
+    fn emulated_run(&mut self, run: &EmulatedRun) {
+        self.warning(&emulation_warning(run));
+    }
+
     fn info(&mut self, message: &str) {
         let _ = writeln!(self.out, "{message}");
     }
@@ -97,6 +101,16 @@ impl<W: Write> Progress for PlainProgress<W> {
     fn finished(&mut self, _: Duration) {
         self.findings.write_to(&mut self.out);
     }
+}
+
+/// The warning for a RUN that runs under QEMU user emulation.
+pub fn emulation_warning(run: &EmulatedRun) -> String {
+    let line = run.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+    format!(
+        "{line}{} runs for {} under QEMU user emulation on this {} host, which is much slower than native; \
+         cross-compile in a FROM --platform=$BUILDPLATFORM stage to avoid it",
+        run.instruction, run.platform, run.host
+    )
 }
 
 /// Prints only warnings, for `--quiet`: a silent warning would hide a mistake.
@@ -116,6 +130,9 @@ impl<W: Write> Progress for QuietProgress<W> {
     fn step_done(&mut self, _: usize, _: Duration) {}
     fn warning(&mut self, message: &str) {
         let _ = writeln!(self.out, "WARNING: {message}");
+    }
+    fn emulated_run(&mut self, run: &EmulatedRun) {
+        self.warning(&emulation_warning(run));
     }
     fn check(&mut self, file: &str, finding: &Finding) {
         self.findings.hold(file, finding);
@@ -159,6 +176,17 @@ impl<W: Write> Progress for RawJsonProgress<W> {
     }
     fn warning(&mut self, message: &str) {
         self.emit(serde_json::json!({"event": "warning", "message": message}));
+    }
+    fn emulated_run(&mut self, run: &EmulatedRun) {
+        self.emit(serde_json::json!({
+            "event": "emulated_run",
+            "step": run.number,
+            "line": run.line,
+            "instruction": run.instruction,
+            "platform": run.platform,
+            "host": run.host,
+            "message": emulation_warning(run),
+        }));
     }
     fn info(&mut self, message: &str) {
         self.emit(serde_json::json!({"event": "info", "message": message}));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::cli::progress::{Finding, HeldFindings, Progress};
+use crate::cli::progress::{emulation_warning, EmulatedRun, Finding, HeldFindings, Progress};
 
 /// How many output lines of a running step stay on screen.
 const OUTPUT_LINES: usize = 6;
@@ -100,6 +100,10 @@ impl Progress for TtyProgress {
 
     fn warning(&mut self, message: &str) {
         let _ = self.multi.println(format!("WARNING: {message}"));
+    }
+
+    fn emulated_run(&mut self, run: &EmulatedRun) {
+        self.warning(&emulation_warning(run));
     }
 
     fn info(&mut self, message: &str) {

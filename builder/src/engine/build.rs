@@ -36,15 +36,10 @@ pub fn build(
         };
         shown().isolation_chosen(name, reason);
     }
-    let (plan, named_directories) = plan(settings, store, progress)?;
-    for finding in &plan.findings {
-        shown().check(&settings.dockerfile.name, finding);
+    if settings.is_multi_platform() {
+        return crate::engine::platforms::build_platforms(settings, store, progress, stdout);
     }
-    if plan.findings_fail && !plan.findings.is_empty() {
-        return Err(checks_failed(&plan.findings));
-    }
-    let graph = plan.graph?;
-
+    let (graph, named_directories) = plan_checked(settings, store, progress, &settings.platforms[0])?;
     let graph = Arc::new(graph);
     let executor = Executor {
         settings: settings.clone(),
@@ -81,21 +76,46 @@ pub fn build(
 }
 
 /// `rbuild build --check`: what the build checks find in the Dockerfile of
-/// `settings`, planned as a build would be but not run, and the error that
-/// would stop the build before it runs, if any.
+/// `settings`, planned as a build would be but not run (for its first
+/// platform), and the error that would stop the build before it runs, if any.
 pub fn check(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> Result<(Vec<Finding>, Option<BuildError>), BuildError> {
-    let (plan, _) = plan(settings, store, progress)?;
+    let (plan, _) = plan(settings, store, progress, &settings.platforms[0])?;
     Ok((plan.findings, plan.graph.err()))
 }
 
-/// Plans the Dockerfile of `settings` (base images from the store, else their
-/// registries), with the `--build-context` directories it named.
-fn plan(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> Result<(Plan, BTreeMap<String, PathBuf>), BuildError> {
+/// The graph of the Dockerfile of `settings` for `platform`, its check findings
+/// reported (and failing the build when `check=error=true` says so), with the
+/// `--build-context` directories it named.
+pub(crate) fn plan_checked(
+    settings: &BuildSettings,
+    store: &Store,
+    progress: &SharedProgress,
+    platform: &Platform,
+) -> Result<(BuildGraph, BTreeMap<String, PathBuf>), BuildError> {
+    let (plan, named_directories) = plan(settings, store, progress, platform)?;
+    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for finding in &plan.findings {
+        shown().check(&settings.dockerfile.name, finding);
+    }
+    if plan.findings_fail && !plan.findings.is_empty() {
+        return Err(checks_failed(&plan.findings));
+    }
+    Ok((plan.graph?, named_directories))
+}
+
+/// Plans the Dockerfile of `settings` for `platform` (base images from the
+/// store, else their registries), with the `--build-context` directories it named.
+fn plan(
+    settings: &BuildSettings,
+    store: &Store,
+    progress: &SharedProgress,
+    platform: &Platform,
+) -> Result<(Plan, BTreeMap<String, PathBuf>), BuildError> {
     let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let log = |line: &str| shown().info(line);
     let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
     let dockerfile = &settings.dockerfile;
-    let mut plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(), &resolver, &mut |warning| {
+    let mut plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(platform), &resolver, &mut |warning| {
         shown().warning(warning)
     })?;
     if let Ok(graph) = &plan.graph {
@@ -167,7 +187,7 @@ fn built_image(store: &Store, image: &StoredImage, tags: &[Reference]) -> Result
 
 /// Records how long each step took, for `rbuild graph --timings`. A failure to record is
 /// only a warning: the image is built.
-fn record_timings(
+pub(crate) fn record_timings(
     store: &Store,
     graph: &BuildGraph,
     settings: &BuildSettings,
@@ -184,7 +204,7 @@ fn record_timings(
     }
 }
 
-fn export(
+pub(crate) fn export(
     store: &Store,
     image: &StoredImage,
     state: &FsState,

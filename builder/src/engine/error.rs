@@ -79,6 +79,10 @@ pub enum StepError {
     #[error("--mount target={target}: {reason}")]
     Mount { target: String, reason: String },
 
+    /// The step is for a platform this host has no emulator for.
+    #[error(transparent)]
+    Emulation(#[from] crate::engine::emulation::EmulationError),
+
     /// The sandbox could not run the command.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),

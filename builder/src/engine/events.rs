@@ -26,6 +26,9 @@ pub trait Progress {
     }
     /// Output of a running step (a RUN's stdout and stderr).
     fn output(&mut self, number: usize, bytes: &[u8]);
+    /// A RUN step is about to run under QEMU user emulation (it is for another
+    /// platform than the host's): slower, and worth a warning, once per RUN.
+    fn emulated_run(&mut self, run: &EmulatedRun);
     /// The step was not run: its result came from the cache.
     fn step_cached(&mut self, number: usize);
     /// Why the step missed the cache (`--explain-cache`).
@@ -43,6 +46,19 @@ pub trait Progress {
     fn finished(&mut self, total: Duration) {
         let _ = total;
     }
+}
+
+/// A RUN step that runs emulated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmulatedRun {
+    /// Its progress number, when it is shown.
+    pub number: Option<usize>,
+    /// Its Dockerfile line.
+    pub line: Option<usize>,
+    pub instruction: String,
+    /// The platform it runs as, and the host's.
+    pub platform: String,
+    pub host: String,
 }
 
 /// What a build made, as `--metadata-file` and the last rawjson event give it.

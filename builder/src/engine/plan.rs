@@ -106,7 +106,7 @@ mod tests {
 
     struct NoImages;
     impl ImageResolver for NoImages {
-        fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+        fn resolve(&self, reference: &str, _: &Platform) -> Result<ImageMeta, String> {
             Err(format!("no image {reference}"))
         }
     }

@@ -78,21 +78,48 @@ pub fn push_logged(
     log: &mut dyn FnMut(String),
 ) -> Result<Pushed, RegistryError> {
     log(format!("pushing {} to {}", image.config_digest, destination.full()));
-    let pushed = registry.push(store, image, destination, compression, &mut |event| match event {
-        PushEvent::Exists { digest } => log(format!("{digest}: already in the registry")),
-        PushEvent::Mounted { digest, from } => log(format!("{digest}: mounted from {from}")),
-        PushEvent::Uploaded { digest, size } => log(format!("{digest}: uploaded ({})", human_size(size))),
-        PushEvent::Retrying { step, attempt, reason } => log(format!("{step}: {reason}; trying again (attempt {})", attempt + 1)),
-    })?;
-    log(format!(
-        "pushed {} as {} ({} uploaded, {} mounted, {} already there)",
+    let pushed = registry.push(store, image, destination, compression, &mut |event| log_push_event(event, log))?;
+    log(pushed_line(destination, "", &pushed));
+    Ok(pushed)
+}
+
+/// Pushes the multi-platform image `images` as `destination` (each image, then
+/// their index), telling `log` what happens, one line at a time.
+pub fn push_index_logged(
+    registry: &Registry,
+    store: &Store,
+    images: &[StoredImage],
+    destination: &Reference,
+    compression: Codec,
+    log: &mut dyn FnMut(String),
+) -> Result<Pushed, RegistryError> {
+    log(format!("pushing {} platforms' images to {}", images.len(), destination.full()));
+    let pushed = registry.push_index(store, images, destination, compression, &mut |event| log_push_event(event, log))?;
+    log(pushed_line(destination, "the index ", &pushed));
+    Ok(pushed)
+}
+
+/// The last line of a push: where it went, what it is (`what`, then its digest), and how
+/// many blobs went how.
+fn pushed_line(destination: &Reference, what: &str, pushed: &Pushed) -> String {
+    format!(
+        "pushed {} as {what}{} ({} uploaded, {} mounted, {} already there)",
         destination.full(),
         pushed.digest,
         pushed.uploaded,
         pushed.mounted,
         pushed.existing
-    ));
-    Ok(pushed)
+    )
+}
+
+/// One line for what a push did.
+fn log_push_event(event: PushEvent, log: &mut dyn FnMut(String)) {
+    match event {
+        PushEvent::Exists { digest } => log(format!("{digest}: already in the registry")),
+        PushEvent::Mounted { digest, from } => log(format!("{digest}: mounted from {from}")),
+        PushEvent::Uploaded { digest, size } => log(format!("{digest}: uploaded ({})", human_size(size))),
+        PushEvent::Retrying { step, attempt, reason } => log(format!("{step}: {reason}; trying again (attempt {})", attempt + 1)),
+    }
 }
 
 /// `1.5 MB`, as Docker shows sizes (powers of 1000).

@@ -7,9 +7,10 @@
 //! pinned to the stored image's manifest digest, so that the executor uses
 //! exactly what lowering read the config of.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use rbuild_frontend::graph::ImageMeta;
 use rbuild_frontend::lower::ImageResolver;
@@ -22,7 +23,6 @@ use crate::engine::pulling::{open_registry, pull_logged};
 /// How base images are found.
 #[derive(Clone, Debug)]
 pub struct BaseImageOptions {
-    pub platform: Platform,
     /// `--pull`: resolve every tag at its registry again.
     pub always_pull: bool,
     /// Registries spoken to over plain HTTP besides loopback ones.
@@ -31,10 +31,9 @@ pub struct BaseImageOptions {
 }
 
 impl BaseImageOptions {
-    /// The store only as far as it goes, then registries, for the host.
+    /// The store only as far as it goes, then registries.
     pub fn for_host() -> BaseImageOptions {
         BaseImageOptions {
-            platform: Platform::host(),
             always_pull: false,
             insecure_registries: Vec::new(),
             contexts: NamedContexts::default(),
@@ -46,10 +45,10 @@ impl BaseImageOptions {
 pub struct BaseImageResolver<'a> {
     store: &'a Store,
     options: BaseImageOptions,
-    /// Created by the first pull.
-    registry: OnceCell<Result<Registry, String>>,
-    /// Every name resolved so far, and the image it stands for.
-    resolved: RefCell<HashMap<String, StoredImage>>,
+    /// A registry client per platform pulled for, created by its first pull.
+    registries: RefCell<HashMap<Platform, Rc<Result<Registry, String>>>>,
+    /// Every name resolved so far, for each platform, and the image it stands for.
+    resolved: RefCell<HashMap<(String, Platform), StoredImage>>,
     /// Directory contexts the Dockerfile used, by the name it used.
     directories: RefCell<BTreeMap<String, PathBuf>>,
     log: &'a dyn Fn(&str),
@@ -61,7 +60,7 @@ impl<'a> BaseImageResolver<'a> {
         BaseImageResolver {
             store,
             options,
-            registry: OnceCell::new(),
+            registries: RefCell::new(HashMap::new()),
             resolved: RefCell::new(HashMap::new()),
             directories: RefCell::new(BTreeMap::new()),
             log,
@@ -74,20 +73,21 @@ impl<'a> BaseImageResolver<'a> {
         self.directories.borrow().clone()
     }
 
-    fn find(&self, name: &str) -> Result<StoredImage, String> {
-        if let Some(image) = self.resolved.borrow().get(name) {
+    fn find(&self, name: &str, platform: &Platform) -> Result<StoredImage, String> {
+        let key = (name.to_string(), platform.clone());
+        if let Some(image) = self.resolved.borrow().get(&key) {
             return Ok(image.clone());
         }
         let image = match self.options.contexts.find(name) {
-            Some(context) => self.context_image(name, context)?,
-            None => self.by_name(name)?,
+            Some(context) => self.context_image(name, context, platform)?,
+            None => self.by_name(name, platform)?,
         };
-        self.resolved.borrow_mut().insert(name.to_string(), image.clone());
+        self.resolved.borrow_mut().insert(key, image.clone());
         Ok(image)
     }
 
     /// A name that is an image reference, or an image id.
-    fn by_name(&self, name: &str) -> Result<StoredImage, String> {
+    fn by_name(&self, name: &str, platform: &Platform) -> Result<StoredImage, String> {
         // `sha256:<id>` would parse as the tag of an image called sha256, and
         // an id prefix as a repository: ids are looked up locally first.
         if looks_like_id(name) {
@@ -99,7 +99,7 @@ impl<'a> BaseImageResolver<'a> {
             }
         }
         match Reference::parse(name) {
-            Ok(reference) => self.image(&reference),
+            Ok(reference) => self.image(&reference, platform),
             // `FROM sha256:…` or an id prefix: only ever local.
             Err(parse_error) => match self.store.lookup(name) {
                 Ok(Some(image)) => Ok(image),
@@ -111,49 +111,37 @@ impl<'a> BaseImageResolver<'a> {
 
     /// An image from the store or, when it is not there (or `--pull`), from
     /// its registry.
-    fn image(&self, reference: &Reference) -> Result<StoredImage, String> {
+    fn image(&self, reference: &Reference, platform: &Platform) -> Result<StoredImage, String> {
         // A digest names content: what the store has under it is current.
         let use_store = !self.options.always_pull || reference.digest().is_some();
         if use_store {
             let found = self
                 .store
-                .lookup(&reference.full())
+                .lookup_for(&reference.full(), platform)
                 .map_err(|e| format!("looking up image {}: {e}", reference.familiar()))?;
-            if let Some(image) = found.filter(|image| self.fits_platform(image)) {
+            if let Some(image) = found.filter(|image| fits_platform(image, platform)) {
                 return Ok(image);
             }
         }
-        let registry = self.registry()?;
+        let registry = self.registry(platform)?;
+        let registry = registry.as_ref().as_ref().map_err(Clone::clone)?;
         pull_logged(registry, self.store, reference, &mut |line| (self.log)(&line))
             .map(|pulled| pulled.image)
             .map_err(|e| e.to_string())
     }
 
-    /// Whether a stored image was made for the build's platform (an image
-    /// pulled for another platform with `rbuild pull --platform` is not).
-    fn fits_platform(&self, image: &StoredImage) -> bool {
-        let config = &image.config;
-        if config.os.is_empty() || config.architecture.is_empty() {
-            return true;
-        }
-        let platform = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
-        self.options.platform.matches(&platform)
+    fn registry(&self, platform: &Platform) -> Result<Rc<Result<Registry, String>>, String> {
+        let mut registries = self.registries.borrow_mut();
+        let registry = registries.entry(platform.clone()).or_insert_with(|| {
+            Rc::new(open_registry(platform.clone(), self.options.insecure_registries.clone()).map_err(|e| e.to_string()))
+        });
+        Ok(registry.clone())
     }
 
-    fn registry(&self) -> Result<&Registry, String> {
-        self.registry
-            .get_or_init(|| {
-                open_registry(self.options.platform.clone(), self.options.insecure_registries.clone())
-                    .map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    fn context_image(&self, name: &str, context: &NamedContext) -> Result<StoredImage, String> {
+    fn context_image(&self, name: &str, context: &NamedContext, platform: &Platform) -> Result<StoredImage, String> {
         let fail = |e: rbuild_store::StoreError| format!("build context {}: {e}", context.name);
         match &context.source {
-            ContextSource::Image(reference) => self.image(reference),
+            ContextSource::Image(reference) => self.image(reference, platform),
             ContextSource::Directory(dir) => Err(format!(
                 "build context {} is the directory {}, not an image",
                 context.name,
@@ -161,16 +149,26 @@ impl<'a> BaseImageResolver<'a> {
             )),
             ContextSource::Archive(path) => {
                 (self.log)(&format!("importing build context {} from {}", context.name, path.display()));
-                let images = self.store.import_archive_images(path, &self.options.platform).map_err(fail)?;
+                let images = self.store.import_archive_images(path, platform).map_err(fail)?;
                 pick_image(name, &context.name, images)
             }
             ContextSource::OciLayout { dir, selector } => {
                 (self.log)(&format!("importing build context {} from the OCI layout {}", context.name, dir.display()));
-                let images = self.store.import_oci_layout(dir, selector, &self.options.platform).map_err(fail)?;
+                let images = self.store.import_oci_layout(dir, selector, platform).map_err(fail)?;
                 pick_image(name, &context.name, images)
             }
         }
     }
+}
+
+/// Whether a stored image was made for `platform` (an image pulled for
+/// another platform with `rbuild pull --platform` is not).
+fn fits_platform(image: &StoredImage, platform: &Platform) -> bool {
+    let config = &image.config;
+    if config.os.is_empty() || config.architecture.is_empty() {
+        return true;
+    }
+    platform.matches(&Platform::new(&config.os, &config.architecture, config.variant.as_deref()))
 }
 
 /// The image of an archive or layout a context means: the only one, or the
@@ -201,13 +199,13 @@ fn pick_image(name: &str, context: &str, images: Vec<ImportedImage>) -> Result<S
 }
 
 impl ImageResolver for BaseImageResolver<'_> {
-    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
-        self.find(reference).map(|image| image.config.meta())
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageMeta, String> {
+        self.find(reference, platform).map(|image| image.config.meta())
     }
 
-    fn pinned(&self, reference: &str) -> String {
+    fn pinned(&self, reference: &str, platform: &Platform) -> String {
         let resolved = self.resolved.borrow();
-        let Some(image) = resolved.get(reference) else {
+        let Some(image) = resolved.get(&(reference.to_string(), platform.clone())) else {
             return reference.to_string();
         };
         pinned_name(reference, image)
@@ -282,9 +280,9 @@ mod tests {
         let log = |_: &str| panic!("nothing is pulled or imported");
         let resolver = BaseImageResolver::new(&store, BaseImageOptions::for_host(), &log);
 
-        let meta = resolver.resolve("base:1").unwrap();
+        let meta = resolver.resolve("base:1", &host).unwrap();
         assert_eq!(meta.env_value("ARCH"), Some(host.architecture.as_str()));
-        let pinned = resolver.pinned("base:1");
+        let pinned = resolver.pinned("base:1", &host);
         assert_eq!(pinned, format!("base:1@{}", image.manifest_digest));
         // The pinned name finds the same image, even after the tag moves.
         let other = stored_image(&store, "s390x-not-this");
@@ -292,9 +290,9 @@ mod tests {
         assert_eq!(store.lookup(&pinned).unwrap().unwrap().manifest_digest, image.manifest_digest);
 
         let by_id = image.config_digest.to_string();
-        assert!(resolver.resolve(&by_id).is_ok());
-        assert_eq!(resolver.pinned(&by_id), by_id);
-        assert!(resolver.resolve("Not A Reference").unwrap_err().contains("invalid reference format"));
+        assert!(resolver.resolve(&by_id, &host).is_ok());
+        assert_eq!(resolver.pinned(&by_id, &host), by_id);
+        assert!(resolver.resolve("Not A Reference", &host).unwrap_err().contains("invalid reference format"));
     }
 
     #[test]
@@ -313,8 +311,8 @@ mod tests {
         .unwrap();
         let log = |_: &str| {};
         let resolver = BaseImageResolver::new(&store, options, &log);
-        assert!(resolver.resolve("base").is_ok());
-        assert_eq!(resolver.pinned("base"), format!("base:latest@{}", image.manifest_digest));
+        assert!(resolver.resolve("base", &Platform::host()).is_ok());
+        assert_eq!(resolver.pinned("base", &Platform::host()), format!("base:latest@{}", image.manifest_digest));
         assert!(resolver.is_named_directory("assets"));
         assert!(!resolver.is_named_directory("base"));
         assert_eq!(resolver.named_directories().get("assets"), Some(&assets));

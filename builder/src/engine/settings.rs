@@ -40,8 +40,10 @@ pub struct BuildSettings {
     pub labels: BTreeMap<String, String>,
     /// `-o`: where the result goes besides the store.
     pub outputs: Vec<OutputSpec>,
-    /// The platform the image is for.
-    pub platform: Platform,
+    /// The platforms the image is for (`--platform`), at least one, each once. With
+    /// several, the build makes one image per platform, in parallel, and names the
+    /// index of them all.
+    pub platforms: Vec<Platform>,
     /// `SOURCE_DATE_EPOCH`: fixes image times and clamps file times.
     pub source_date_epoch: Option<i64>,
     /// Which steps may reuse cached results.
@@ -72,15 +74,19 @@ pub struct BuildSettings {
 }
 
 impl BuildSettings {
-    /// What lowering the Dockerfile needs.
-    pub fn lower_options(&self) -> LowerOptions {
-        LowerOptions { build_args: self.build_args.clone(), target: self.target.clone(), platform: self.platform.clone() }
+    /// What lowering the Dockerfile for `platform` needs.
+    pub fn lower_options(&self, platform: &Platform) -> LowerOptions {
+        LowerOptions { build_args: self.build_args.clone(), target: self.target.clone(), platform: platform.clone() }
+    }
+
+    /// Whether the build makes an image for more than one platform.
+    pub fn is_multi_platform(&self) -> bool {
+        self.platforms.len() > 1
     }
 
     /// Where base images come from.
     pub fn base_images(&self) -> BaseImageOptions {
         BaseImageOptions {
-            platform: self.platform.clone(),
             always_pull: self.always_pull,
             insecure_registries: self.insecure_registries.clone(),
             contexts: self.named_contexts.clone(),

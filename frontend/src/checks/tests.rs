@@ -5,7 +5,7 @@ use crate::lower::{lower, ImageResolver, LowerOptions};
 
 struct AnyImage;
 impl ImageResolver for AnyImage {
-    fn resolve(&self, _: &str) -> Result<ImageMeta, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<ImageMeta, String> {
         Ok(ImageMeta::empty())
     }
 }

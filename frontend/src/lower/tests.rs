@@ -11,8 +11,8 @@ struct FakeImages {
 }
 
 impl ImageResolver for FakeImages {
-    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
-        self.asked.borrow_mut().push(reference.to_string());
+    fn resolve(&self, reference: &str, platform: &Platform) -> Result<ImageMeta, String> {
+        self.asked.borrow_mut().push(format!("{reference} for {platform}"));
         self.images
             .get(reference)
             .cloned()
@@ -288,12 +288,29 @@ fn a_bad_run_mount_is_refused_with_its_line() {
 }
 
 #[test]
-fn foreign_platform_in_from_fails() {
-    let other = if Platform::host().architecture == "amd64" { "linux/arm64" } else { "linux/amd64" };
-    let err = lower_src(&format!("FROM --platform={other} scratch\n"), &options(&[], None), &FakeImages::default())
-        .unwrap_err();
-    assert!(err.message.contains(other));
-    lower_src("FROM --platform=$BUILDPLATFORM scratch\n", &options(&[], None), &FakeImages::default()).unwrap();
+fn stages_are_built_for_their_from_platform_and_bases_resolved_for_it() {
+    let arm64 = Platform::parse("linux/arm64").unwrap();
+    let images = FakeImages {
+        images: [("golang".to_string(), ImageMeta::default()), ("alpine".to_string(), ImageMeta::default())].into(),
+        ..FakeImages::default()
+    };
+    let src = "FROM --platform=$BUILDPLATFORM golang AS build\nARG TARGETARCH\nENV GOARCH=$TARGETARCH\n\
+               FROM build AS more\n\
+               FROM alpine\nCOPY --from=more / /\n";
+    let opts = LowerOptions { platform: arm64.clone(), ..options(&[], None) };
+    let g = lower_src(src, &opts, &images).unwrap();
+    let host = Platform::host();
+    assert_eq!(g.stages[0].platform, host, "$BUILDPLATFORM is the host's");
+    assert_eq!(g.stages[1].platform, host, "a stage on another has its platform");
+    assert_eq!(g.stages[2].platform, arm64, "a stage without --platform is the build's");
+    // The cross-compiling stage still sees the target in TARGETARCH.
+    assert_eq!(g.stages[0].image.env_value("GOARCH"), Some("arm64"));
+    assert_eq!(*images.asked.borrow(), vec![format!("golang for {host}"), "alpine for linux/arm64/v8".to_string()]);
+    let copy = g.stages[2].steps[0];
+    assert_eq!(g.step_platform(g.step(copy)), &arm64);
+
+    let err = lower_src("FROM --platform=linux scratch\n", &options(&[], None), &FakeImages::default()).unwrap_err();
+    assert!(err.message.contains("--platform=linux"), "{}", err.message);
 }
 
 #[test]
@@ -368,13 +385,13 @@ fn shebang_lines() {
 struct PinningImages;
 
 impl ImageResolver for PinningImages {
-    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+    fn resolve(&self, reference: &str, _: &Platform) -> Result<ImageMeta, String> {
         let mut meta = ImageMeta::default();
         meta.set_env("FROM_IMAGE", reference);
         Ok(meta)
     }
 
-    fn pinned(&self, reference: &str) -> String {
+    fn pinned(&self, reference: &str, _: &Platform) -> String {
         format!("{reference}@sha256:pinned")
     }
 

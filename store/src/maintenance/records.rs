@@ -26,11 +26,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::content::layer::Layer;
+use crate::content::lease::ContentRef;
 use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::fs::list_dir;
-use crate::content::layer::Layer;
-use crate::content::lease::ContentRef;
 use crate::metadata::cache_index::CacheRecord;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -90,6 +90,8 @@ pub(crate) struct ImageGroup {
     /// Why the image cannot be read, when it cannot (the id is then the
     /// manifest's digest).
     pub broken: Option<String>,
+    /// The multi-platform indexes (tagged) that list one of its manifests.
+    pub indexes: BTreeSet<Digest>,
 }
 
 impl Store {
@@ -113,37 +115,51 @@ impl Store {
                     tags: Vec::new(),
                     stored_at,
                     broken: None,
+                    indexes: BTreeSet::new(),
                 },
             );
         }
         let tags_time = mtime(&self.tags_file().tags_path())?.unwrap_or(UNIX_EPOCH);
-        for (name, manifest) in self.tags()? {
+        for (name, target) in self.tags()? {
             let reference = Reference::parse(&name)?;
-            let (id, broken) = match id_of_manifest.get(&manifest) {
-                Some(id) => (id.clone(), None),
-                None => match self.image(&manifest) {
-                    Ok(image) => (image.config_digest, None),
-                    Err(e) => (manifest.clone(), Some(e.to_string())),
-                },
+            // A multi-platform tag names each of its index's images (the index is kept with them).
+            let (manifests, index) = match self.platform_images(&target) {
+                Ok(Some(images)) => (
+                    images.into_iter().map(|i| i.manifest).collect(),
+                    Some(target),
+                ),
+                _ => (vec![target], None),
             };
-            id_of_manifest.insert(manifest.clone(), id.clone());
-            let group = groups.entry(id.clone()).or_insert_with(|| ImageGroup {
-                id,
-                recorded: None,
-                manifests: BTreeSet::new(),
-                tags: Vec::new(),
-                stored_at: tags_time,
-                broken,
-            });
-            group.manifests.insert(manifest);
-            group.tags.push(reference);
+            for manifest in manifests {
+                let (id, broken) = match id_of_manifest.get(&manifest) {
+                    Some(id) => (id.clone(), None),
+                    None => match self.image(&manifest) {
+                        Ok(image) => (image.config_digest, None),
+                        Err(e) => (manifest.clone(), Some(e.to_string())),
+                    },
+                };
+                id_of_manifest.insert(manifest.clone(), id.clone());
+                let group = groups.entry(id.clone()).or_insert_with(|| ImageGroup {
+                    id,
+                    recorded: None,
+                    manifests: BTreeSet::new(),
+                    tags: Vec::new(),
+                    stored_at: tags_time,
+                    broken,
+                    indexes: BTreeSet::new(),
+                });
+                group.manifests.insert(manifest);
+                group.indexes.extend(index.clone());
+                group.tags.push(reference.clone());
+            }
         }
         Ok(groups.into_values().collect())
     }
 
     /// Removes an image's record and every tag that points at it.
     pub(crate) fn forget_image(&self, id: &Digest, manifests: &BTreeSet<Digest>) -> Result<()> {
-        self.tags_file().update_tags(|tags| tags.retain(|_, manifest| !manifests.contains(manifest)))?;
+        self.tags_file()
+            .update_tags(|tags| tags.retain(|_, manifest| !manifests.contains(manifest)))?;
         let path = self.images().record_path(id);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -166,6 +182,12 @@ impl RecordSource for ImageRecords {
             if group.broken.is_none() {
                 anchors.insert(ContentRef::Blob(group.id.clone()));
             }
+            anchors.extend(
+                group
+                    .indexes
+                    .iter()
+                    .map(|index| ContentRef::Blob(index.clone())),
+            );
             for manifest in &group.manifests {
                 anchors.insert(ContentRef::Blob(manifest.clone()));
                 // A manifest that cannot be read keeps at least itself: what

@@ -192,8 +192,9 @@ impl Registry {
         }
         let pulled = pulled?;
         if reference.digest().is_none() && reference.tag().is_some() {
+            // Beside what the tag names for other platforms (`rbuild pull --platform`).
             store
-                .tag(reference, &pulled.image.manifest_digest)
+                .tag_platform(reference, &pulled.image)
                 .map_err(|source| RegistryError::Store { action: Action::Pulling, reference: reference.familiar(), source })?;
         }
         Ok(pulled)

@@ -34,7 +34,7 @@ use super::{oci_reference, Connection, Registry, RegistryError};
 use crate::compress::Codec;
 use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::manifest::OCI_MANIFEST;
+use crate::manifest::{OCI_INDEX, OCI_MANIFEST};
 use crate::metadata::image::StoredImage;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -81,12 +81,7 @@ impl Registry {
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
-        if destination.digest().is_some() {
-            return Err(RegistryError::Unsupported {
-                reference: destination.familiar(),
-                reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
-            });
-        }
+        refuse_digest(destination)?;
         let image = store.convert_image(image, compression).map_err(store_error)?;
         let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
         let connection = self.connection(destination.domain())?;
@@ -98,13 +93,77 @@ impl Registry {
             looked: self.options.credentials.describe(),
         };
         let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
-        // A later push to another repository of this registry mounts them.
-        let repository = format!("{}/{}", destination.domain(), destination.path());
-        for blob in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest]) {
-            store.record_blob_source(blob, &repository).map_err(store_error)?;
-        }
+        record_sources(store, &image, destination).map_err(store_error)?;
         Ok(pushed)
     }
+
+    /// Pushes the multi-platform image `images` (one per platform) as
+    /// `destination`: each image's blobs and manifest (by digest, so the tag
+    /// never names a single platform), then the OCI index of them all under
+    /// the tag. The index's digest is what `name@digest` pulls.
+    pub fn push_index(
+        &self,
+        store: &Store,
+        images: &[StoredImage],
+        destination: &Reference,
+        compression: Codec,
+        on_event: &mut dyn FnMut(PushEvent),
+    ) -> Result<Pushed, RegistryError> {
+        let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
+        refuse_digest(destination)?;
+        let connection = self.connection(destination.domain())?;
+        let looked = self.options.credentials.describe();
+        let mut total = Pushed { digest: Digest::of_bytes(b""), uploaded: 0, mounted: 0, existing: 0 };
+        let mut pushed_images = Vec::with_capacity(images.len());
+        for image in images {
+            let image = store.convert_image(image, compression).map_err(store_error)?;
+            let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
+            let job = PushJob {
+                store,
+                destination,
+                target: oci_reference(destination, Some(&image.manifest_digest)),
+                connection: &connection,
+                looked: looked.clone(),
+            };
+            let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
+            record_sources(store, &image, destination).map_err(store_error)?;
+            total.uploaded += pushed.uploaded;
+            total.mounted += pushed.mounted;
+            total.existing += pushed.existing;
+            pushed_images.push(image);
+        }
+        let index_digest = store.put_index(&pushed_images).map_err(store_error)?;
+        let index = store.read_blob(&index_digest).map_err(store_error)?;
+        let job = PushJob { store, destination, target: oci_reference(destination, None), connection: &connection, looked };
+        self.runtime.block_on(async {
+            // Authorizes the client for the tag (the images were pushed by digest).
+            job.authorize(&[]).await?;
+            job.put_manifest(index, HeaderValue::from_static(OCI_INDEX), on_event).await
+        })?;
+        total.digest = index_digest;
+        Ok(total)
+    }
+}
+
+/// A push names a tag: the registry computes the digest.
+fn refuse_digest(destination: &Reference) -> Result<(), RegistryError> {
+    match destination.digest() {
+        Some(_) => Err(RegistryError::Unsupported {
+            reference: destination.familiar(),
+            reason: "a push names a tag, not a digest (the registry computes the digest)".to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Remembers that `image`'s blobs are in `destination`'s repository: a later
+/// push to another repository of this registry mounts them.
+fn record_sources(store: &Store, image: &StoredImage, destination: &Reference) -> Result<(), StoreError> {
+    let repository = format!("{}/{}", destination.domain(), destination.path());
+    for blob in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest]) {
+        store.record_blob_source(blob, &repository)?;
+    }
+    Ok(())
 }
 
 /// One push, run on the registry's runtime.
@@ -217,7 +276,19 @@ impl PushJob<'_> {
             .ok()
             .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).and_then(|m| HeaderValue::from_str(m).ok()))
             .unwrap_or(HeaderValue::from_static(OCI_MANIFEST));
-        let step = format!("pushing manifest {}", counts.digest);
+        self.put_manifest(manifest, content_type, on_event).await?;
+        Ok(counts)
+    }
+
+    /// Puts the manifest (or index) `manifest` at the job's target, once its
+    /// blobs are there.
+    async fn put_manifest(
+        &self,
+        manifest: Vec<u8>,
+        content_type: HeaderValue,
+        on_event: &mut dyn FnMut(PushEvent),
+    ) -> Result<(), RegistryError> {
+        let step = format!("pushing manifest {}", Digest::of_bytes(&manifest));
         let mut retries = Vec::new();
         let result = with_retries(&step, &mut retries, || {
             self.connection.client.push_manifest_raw(&self.target, manifest.clone(), content_type.clone())
@@ -227,7 +298,7 @@ impl PushJob<'_> {
             on_event(PushEvent::Retrying { step, attempt, reason });
         }
         result.map_err(|e| describe_oci_error(e, &self.context(&step)))?;
-        Ok(counts)
+        Ok(())
     }
 
     /// Gives the client a token for the whole push, `pull,push` on the

@@ -2,7 +2,8 @@
 
 use anyhow::{anyhow, Context as _};
 use clap::Parser;
-use rbuild_store::{Store, StoredImage};
+use rbuild_store::indexes::image_platform;
+use rbuild_store::{Platform, Store, StoredImage};
 
 use crate::cli::failure::Failure;
 
@@ -29,6 +30,19 @@ pub fn open_store() -> Result<OpenStore, Failure> {
 /// docker's `No such image: NAME`.
 pub fn find_image(store: &Store, name: &str) -> anyhow::Result<StoredImage> {
     store.lookup(name)?.ok_or_else(|| anyhow!("No such image: {name}"))
+}
+
+/// [`find_image`] for `--platform`: a multi-platform tag gives its image for
+/// `platform`, and an image for another platform is an error. Without it, as
+/// [`find_image`] (the host's image of a multi-platform tag).
+pub fn find_image_for(store: &Store, name: &str, platform: Option<&Platform>) -> anyhow::Result<StoredImage> {
+    let Some(platform) = platform else { return find_image(store, name) };
+    let image = store.lookup_for(name, platform)?.ok_or_else(|| anyhow!("No such image: {name}"))?;
+    let actual = image_platform(&image);
+    if !platform.matches(&actual) {
+        return Err(anyhow!("image {name} has no image for platform {platform} (it is for {actual})"));
+    }
+    Ok(image)
 }
 
 /// An open store whose temp area (`tmp/<pid>`) goes when the command ends,

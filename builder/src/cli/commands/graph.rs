@@ -96,7 +96,7 @@ struct LenientResolver<'a> {
 }
 
 impl ImageResolver for LenientResolver<'_> {
-    fn resolve(&self, reference: &str) -> Result<ImageMeta, String> {
+    fn resolve(&self, reference: &str, _: &Platform) -> Result<ImageMeta, String> {
         let image = match self.contexts.find(reference).map(|c| &c.source) {
             Some(ContextSource::Image(image)) => image.full(),
             Some(_) => return Ok(self.not_stored(reference)),

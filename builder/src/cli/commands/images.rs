@@ -5,6 +5,7 @@
 //! `--format` gives the rows as JSON or through a template (see [`super::format`]).
 
 use clap::Parser;
+use rbuild_store::indexes::image_platform;
 use rbuild_store::listing::ImageSummary;
 use rbuild_store::Reference;
 
@@ -23,6 +24,7 @@ const FIELDS: &[Field] = &[
     field("CreatedAt", "CREATED AT"),
     field("CreatedSince", "CREATED"),
     field("Size", "SIZE"),
+    field("Platform", "PLATFORM"),
 ];
 
 /// List the images in rbuild's store.
@@ -64,7 +66,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let mut images = list.images;
     images.sort_by_key(|i| std::cmp::Reverse(created(i)));
     let now = now_unix();
-    let mut table = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    let mut table = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "PLATFORM"]);
     let mut ids = String::new();
     let mut rows = Vec::new();
     for image in &images {
@@ -95,6 +97,8 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
             ids.push('\n');
             let since = human::since(image.image.config.created.as_deref(), now);
             let size = human::size(image.size, 3);
+            // A multi-platform tag is listed once per platform it names.
+            let platform = image_platform(&image.image).to_string();
             rows.push(
                 Row::new()
                     .with("Repository", repository.clone())
@@ -103,9 +107,10 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
                     .with("CreatedAt", created_at(image))
                     .with("CreatedSince", since.clone())
                     .with("Size", size.clone())
+                    .with("Platform", platform.clone())
                     .sorted(),
             );
-            table.row(vec![repository, tag, id.clone(), since, size]);
+            table.row(vec![repository, tag, id.clone(), since, size, platform]);
         }
     }
     let text = match args.quiet {

@@ -1,14 +1,15 @@
 //! `rbuild push [--insecure-registry H] IMAGE [DESTINATION]`: push an image in the store
 //! to a registry, like `docker push`; to another name with DESTINATION (`skopeo copy`'s
-//! two-argument form). Blobs the registry has are not sent again.
+//! two-argument form). Blobs the registry has are not sent again. A multi-platform tag
+//! (an index) is pushed whole: each platform's image, then the index.
 
 use clap::Parser;
-use rbuild_store::{Codec, Platform, Reference};
+use rbuild_store::{Codec, Platform, Reference, Store, StoredImage};
 
 use super::common::{find_image, open_store, parse_args};
 use crate::cli::failure::Failure;
 use crate::engine::output::compression_named;
-use crate::engine::pulling::{insecure_registries, open_registry, push_logged};
+use crate::engine::pulling::{insecure_registries, open_registry, push_index_logged, push_logged};
 
 /// Push an image from rbuild's store to a registry.
 #[derive(Debug, Parser)]
@@ -58,14 +59,22 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         .map_err(Failure::Usage)?;
     let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
     let store = open_store()?;
-    let image = find_image(&store, &args.image).map_err(Failure::Build)?;
+    let platform_images = multi_platform_images(&store, &args.image).map_err(Failure::Build)?;
     let registry = open_registry(Platform::host(), insecure).map_err(|e| Failure::Build(e.into()))?;
     let quiet = args.quiet;
-    let pushed = push_logged(&registry, &store, &image, &destination, compression, &mut |line| {
+    let mut log = |line: String| {
         if !quiet {
             eprintln!("{line}");
         }
-    })
+    };
+    let pushed = match platform_images {
+        // A multi-platform tag goes as it is: each image, then the index.
+        Some(images) => push_index_logged(&registry, &store, &images, &destination, compression, &mut log),
+        None => {
+            let image = find_image(&store, &args.image).map_err(Failure::Build)?;
+            push_logged(&registry, &store, &image, &destination, compression, &mut log)
+        }
+    }
     .map_err(|e| Failure::Build(e.into()))?;
     // As `docker push` ends: the digest, which `NAME@DIGEST` pulls.
     if quiet {
@@ -74,4 +83,15 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         println!("{}: digest: {}", destination.full(), pushed.digest);
     }
     Ok(())
+}
+
+/// The images of `name` when it is a tag naming an index of several platforms.
+fn multi_platform_images(store: &Store, name: &str) -> anyhow::Result<Option<Vec<StoredImage>>> {
+    let Ok(reference) = Reference::parse(name) else { return Ok(None) };
+    if reference.digest().is_some() {
+        return Ok(None);
+    }
+    let Some(target) = store.resolve_tag(&reference)? else { return Ok(None) };
+    let Some(entries) = store.platform_images(&target)? else { return Ok(None) };
+    Ok(Some(entries.iter().map(|entry| store.image(&entry.manifest)).collect::<Result<_, _>>()?))
 }

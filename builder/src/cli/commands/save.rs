@@ -5,15 +5,16 @@
 //! gzipped whole; the archive goes to stdout without `-o` or with `-o -`.
 //! Images go as they are stored (plain layers stay plain; only zstd ones are
 //! converted), so `rbuild load` gives them back with the same manifest digest.
+//! Of a multi-platform tag, the host's image goes, or `--platform`'s.
 
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use rbuild_store::{write_archive, ArchiveFormat, Reference, Store, StoredImage};
+use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, StoredImage};
 
-use super::common::{find_image, open_store, parse_args};
+use super::common::{find_image_for, open_store, parse_args};
 use crate::cli::failure::Failure;
 use crate::engine::output::{is_gzip_name, write_output, Destination};
 
@@ -31,6 +32,10 @@ pub struct SaveArgs {
     /// Write to a file instead of stdout (`-` is stdout; `.gz`/`.tgz` gzips it)
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Of a multi-platform image, save the image for this platform (default: the host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
 }
 
 pub fn run(args: Vec<String>) -> Result<(), Failure> {
@@ -46,8 +51,9 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
             "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
         ));
     }
+    let platform = args.platform.as_deref().map(Platform::parse).transpose().map_err(Failure::Usage)?;
     let store = open_store()?;
-    let images = resolve(&store, &args.images)?;
+    let images = resolve(&store, &args.images, platform.as_ref())?;
     let gzip = matches!(&dest, Destination::File(path) if is_gzip_name(&path.to_string_lossy()));
     write_output(&dest, gzip, &mut io::stdout(), |out| {
         write_archive(&store, &images, &ArchiveFormat::DockerAsStored, out).map_err(anyhow::Error::from)
@@ -57,16 +63,20 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
 }
 
 /// The images to save, each once, with the tags they were named by.
-fn resolve(store: &Store, names: &[String]) -> Result<Vec<(StoredImage, Vec<Reference>)>, Failure> {
+/// A multi-platform tag gives its image for `platform` (the host's when `None`).
+fn resolve(store: &Store, names: &[String], platform: Option<&Platform>) -> Result<Vec<(StoredImage, Vec<Reference>)>, Failure> {
     let mut images: Vec<(StoredImage, Vec<Reference>)> = Vec::new();
     for name in names {
-        let image = find_image(store, name).map_err(Failure::Build)?;
+        let image = find_image_for(store, name, platform).map_err(Failure::Build)?;
         let tag = match Reference::parse(name) {
-            Ok(reference) if reference.digest().is_none() => store
-                .resolve_tag(&reference)
-                .map_err(|e| Failure::Build(e.into()))?
-                .filter(|manifest| *manifest == image.manifest_digest)
-                .map(|_| reference),
+            Ok(reference) if reference.digest().is_none() => {
+                let target = store.resolve_tag(&reference).map_err(|e| Failure::Build(e.into()))?;
+                let targets = match target {
+                    Some(target) => store.tag_targets(&target).map_err(|e| Failure::Build(e.into()))?,
+                    None => Vec::new(),
+                };
+                targets.contains(&image.manifest_digest).then_some(reference)
+            }
             _ => None,
         };
         let entry = match images

@@ -7,7 +7,7 @@ use crate::engine::timings::{BuildTimings, StepTiming};
 
 struct AnyImage;
 impl ImageResolver for AnyImage {
-    fn resolve(&self, _: &str) -> Result<ImageMeta, String> {
+    fn resolve(&self, _: &str, _: &Platform) -> Result<ImageMeta, String> {
         Ok(ImageMeta::default())
     }
 }

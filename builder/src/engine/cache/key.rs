@@ -88,6 +88,13 @@ pub struct KeyParams {
     pub default_network: NetworkMode,
 }
 
+impl KeyParams {
+    /// These parameters for a step of `platform`.
+    pub fn for_platform(&self, platform: &Platform) -> KeyParams {
+        KeyParams { platform: platform.clone(), ..self.clone() }
+    }
+}
+
 /// What went into a key, kept for `--explain-cache`. Values that may be long
 /// or secret are kept as digests; the key itself is computed from the full
 /// values, never from this summary.
@@ -144,7 +151,13 @@ pub fn key_for_step(
     params: &KeyParams,
 ) -> (CacheKey, KeyInputs) {
     let mut h = FieldHasher::new("rbuild-step/v1");
-    let platform = params.platform.to_string();
+    // A source names no platform: scratch and the contexts have none, and an image's id
+    // (its input) names its own. So the sources of two platforms' builds have one key,
+    // and so have the steps of a stage built for the same platform in both.
+    let platform = match step.op {
+        Op::Source(_) => String::new(),
+        _ => params.platform.to_string(),
+    };
     h.str("platform", &platform);
     h.opt_str("source-date-epoch", params.source_date_epoch.map(|e| e.to_string()).as_deref());
     match parent {

@@ -37,7 +37,10 @@ impl StepRunner {
             let state = self.execute(id, inputs, number)?;
             return Ok(StepResult { state, cached: false });
         }
-        let (key, key_inputs) = cache::key_for_step(step, parent_key.as_ref(), input.as_ref(), &cache.params);
+        // The step's own platform: a `FROM --platform=$BUILDPLATFORM` stage has the same
+        // keys whatever the build's target, and stages for two targets never share one.
+        let params = cache.params.for_platform(self.graph.step_platform(step));
+        let (key, key_inputs) = cache::key_for_step(step, parent_key.as_ref(), input.as_ref(), &params);
         if matches!(step.op, Op::Source(_)) {
             let mut state = self.execute(id, inputs, number)?;
             state.key = Some(key);

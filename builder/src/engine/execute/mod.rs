@@ -21,6 +21,7 @@ use rbuild_store::{Layer, Store, StoredImage};
 pub use scheduler::StepTiming;
 pub use state::{FsState, LayerRef};
 pub use step::SharedProgress;
+pub use step_cache::StepCache;
 
 use crate::engine::error::BuildError;
 use crate::engine::settings::BuildSettings;
@@ -47,6 +48,16 @@ pub struct Built {
 
 impl Executor {
     pub fn run(self) -> Result<Built, BuildError> {
+        let cache = Arc::new(step_cache(&self.settings, &self.store, &self.graph.platform)?);
+        self.run_with_cache(cache)
+    }
+
+    /// Runs with `cache`, which the builds of the other platforms of one
+    /// multi-platform build share: a step they have in common (same key, as a
+    /// `FROM --platform=$BUILDPLATFORM` stage's steps are) runs once, the
+    /// others waiting for it and reusing its result; and the stat caches hash
+    /// the context once.
+    pub fn run_with_cache(self, cache: Arc<StepCache>) -> Result<Built, BuildError> {
         let created = timefmt::rfc3339(self.settings.source_date_epoch.unwrap_or_else(timefmt::now_unix));
         let config_steps = self.progress.lock().unwrap_or_else(|p| p.into_inner()).shows_config_steps();
         let visible = Arc::new(visible_steps(&self.graph, config_steps));
@@ -57,7 +68,7 @@ impl Executor {
             self.progress.clone(),
             created.clone(),
             named_context::NamedContexts::new(&self.named_directories),
-            Some(self.step_cache()?),
+            Some(cache),
         ));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -74,9 +85,10 @@ impl Executor {
 
         let state = outcome.states.remove(&target.last).expect("the target stage was built");
         let mut config = state.base_config.as_deref().cloned().unwrap_or_else(ImageConfig::for_host);
-        config.os = self.graph.platform.os.clone();
-        config.architecture = self.graph.platform.architecture.clone();
-        config.variant = self.graph.platform.variant.clone();
+        // The target stage's platform: the build's, unless its FROM names another.
+        config.os = target.platform.os.clone();
+        config.architecture = target.platform.architecture.clone();
+        config.variant = target.platform.variant.clone();
         let mut meta = target.image.clone();
         meta.labels.extend(self.settings.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         config.set_meta(&meta);
@@ -92,16 +104,15 @@ impl Executor {
     }
 }
 
-impl Executor {
-    fn step_cache(&self) -> Result<step_cache::StepCache, BuildError> {
-        let params = crate::engine::cache::KeyParams {
-            platform: self.graph.platform.clone(),
-            source_date_epoch: self.settings.source_date_epoch,
-            default_network: self.settings.network,
-        };
-        let settings = &self.settings;
-        step_cache::StepCache::new(&self.store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
-    }
+/// A step cache for the builds of `settings`; `platform` is the build's (each
+/// step's key names its own stage's platform).
+pub fn step_cache(settings: &BuildSettings, store: &Store, platform: &rbuild_frontend::graph::Platform) -> Result<StepCache, BuildError> {
+    let params = crate::engine::cache::KeyParams {
+        platform: platform.clone(),
+        source_date_epoch: settings.source_date_epoch,
+        default_network: settings.network,
+    };
+    StepCache::new(store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
 }
 
 /// The steps progress shows (`#1`, `#2`, …): the Dockerfile's instructions

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rbuild_frontend::graph::{BuildGraph, Op, RunOp, Source, Step, StepId, DEFAULT_PATH};
+use rbuild_frontend::graph::{BuildGraph, Op, Platform, RunOp, Source, Step, StepId, DEFAULT_PATH};
 use rbuild_store::config::History;
 use rbuild_store::{Compression, LayerOptions, Store};
 
@@ -15,7 +15,8 @@ use crate::engine::error::{BuildError, StepError};
 use crate::engine::fileops::selection::Selection;
 use crate::engine::fileops::{self, CopyFrom, CopyRequest, Rootfs};
 use crate::engine::kept_failure::{self, FailedRun, Leftovers};
-use crate::engine::events::Progress;
+use crate::engine::emulation;
+use crate::engine::events::{EmulatedRun, Progress};
 use crate::engine::redact::Redactor;
 use crate::engine::settings::{BuildSettings, CachePolicy};
 use super::run_mounts::{self, MountInputs, PreparedMounts};
@@ -39,7 +40,7 @@ pub struct StepRunner {
     /// Directories named with `--build-context`.
     pub(super) named_contexts: super::named_context::NamedContexts,
     /// The step cache; `None` runs every step.
-    pub(super) cache: Option<super::step_cache::StepCache>,
+    pub(super) cache: Option<Arc<super::step_cache::StepCache>>,
 }
 
 /// The filesystems a step reads: the one it builds on and, for COPY --from,
@@ -76,7 +77,7 @@ impl StepRunner {
         progress: SharedProgress,
         created: String,
         named_contexts: super::named_context::NamedContexts,
-        cache: Option<super::step_cache::StepCache>,
+        cache: Option<Arc<super::step_cache::StepCache>>,
     ) -> StepRunner {
         StepRunner {
             layer_compression: settings.layer_compression(),
@@ -125,6 +126,26 @@ impl StepRunner {
                 Ok(self.push_layer(parent, step, layer))
             }
         }
+    }
+
+    /// A RUN for a platform the host cannot run natively goes through the kernel's
+    /// binfmt_misc handler for it: checked here, where the error can name the RUN, and
+    /// reported once, as this RUN runs (a cached one is not emulated).
+    fn prepare_emulation(&self, step: &Step, number: Option<usize>) -> Result<(), BuildError> {
+        let platform = self.graph.step_platform(step);
+        if emulation::runs_natively(platform, &Platform::host()) {
+            return Ok(());
+        }
+        emulation::check_handler(platform, Path::new(emulation::BINFMT_MISC)).map_err(|e| self.step_error(step, e.into()))?;
+        let run = EmulatedRun {
+            number,
+            line: step.location.map(|l| l.start_line),
+            instruction: step.display.clone(),
+            platform: platform.to_string(),
+            host: Platform::host().to_string(),
+        };
+        self.progress().emulated_run(&run);
+        Ok(())
     }
 
     pub(super) fn context(&self) -> Result<&BuildContext, BuildError> {
@@ -228,6 +249,7 @@ impl StepRunner {
         if run.security.as_deref() == Some("insecure") {
             return Err(self.step_error(step, StepError::Unsupported("RUN --security=insecure is not supported".into())));
         }
+        self.prepare_emulation(step, number)?;
         let work = self.store.tempdir()?;
         let upper = work.path().join("diff");
         let scratch = work.path().join("scratch");
