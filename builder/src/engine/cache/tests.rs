@@ -393,6 +393,43 @@ fn the_digest_covers_exactly_the_files_the_copy_copies() {
 }
 
 #[test]
+fn a_selection_the_stat_cache_knows_whole_is_digested_alike_without_keeping_it() {
+    let cases: Vec<(&str, CopyOp)> = vec![
+        ("directory", CopyOp::plain(&["src/m1"], "/app/")),
+        ("wildcards", CopyOp::plain(&["src/*/f1*.rs", "*.md"], "/app/")),
+        ("symlinked source", CopyOp::plain(&["link"], "/app/")),
+        ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..CopyOp::plain(&["src"], "/app/") }),
+        ("parents", CopyOp { parents: true, ..CopyOp::plain(&["src/./m2/*.rs"], "/app/") }),
+        ("everything", CopyOp::plain(&["."], "/app/")),
+    ];
+    let ctx = sample_context();
+    write(ctx.path(), ".dockerignore", "src/m3/f3.rs\n*.log\n", 0o644);
+    write(ctx.path(), "debug.log", "ignored", 0o644);
+    std::fs::hard_link(ctx.path().join("README.md"), ctx.path().join("src/m1/linked.md")).unwrap();
+    let context = BuildContext::open(ctx.path(), None).unwrap();
+    let cached = |copy: &CopyOp, cache: &mut StatCache| {
+        super::source::digest_cached_selection(copy, CopyFrom::Context(&context), cache).unwrap()
+    };
+    for (name, copy) in cases {
+        let mut cache = StatCache::in_memory();
+        assert!(cached(&copy, &mut cache).is_none(), "{name}: an empty cache proves nothing");
+        let full = digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
+        let proven = cached(&copy, &mut cache).unwrap_or_else(|| panic!("{name}: every file is cached"));
+        assert_eq!(proven.digest, full.digest, "{name}");
+        assert_eq!(proven.kind, full.kind, "{name}");
+        assert_eq!(proven.stats.files, full.stats.files, "{name}");
+        assert_eq!(proven.stats.from_cache, full.stats.files, "{name}");
+        assert!(proven.files.is_empty(), "{name}: nothing per file is kept");
+    }
+    // A file the cache does not know (here: edited) stops the proof.
+    let copy = CopyOp::plain(&["."], "/app/");
+    let mut cache = StatCache::in_memory();
+    digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
+    std::fs::write(ctx.path().join("src/m2/f2.rs"), "edited").unwrap();
+    assert!(cached(&copy, &mut cache).is_none());
+}
+
+#[test]
 fn hard_links_symlinks_and_owners_are_part_of_the_digest() {
     let copy = CopyOp::plain(&["."], "/app/");
     let linked = TempDir::new().unwrap();
