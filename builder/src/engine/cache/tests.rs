@@ -349,16 +349,22 @@ fn a_config_step_keys_its_record_but_not_the_steps_after_it() {
 
 // ---- selection and hashing -------------------------------------------------------
 
-#[test]
-fn the_digest_covers_exactly_the_files_the_copy_copies() {
-    let cases: Vec<(&str, CopyOp)> = vec![
+/// COPYs of [`sample_context`] that select in each way: a directory, wildcards, a
+/// symlinked source, `--exclude`, `--parents`, everything.
+fn selection_cases() -> Vec<(&'static str, CopyOp)> {
+    vec![
         ("directory", CopyOp::plain(&["src/m1"], "/app/")),
         ("wildcards", CopyOp::plain(&["src/*/f1*.rs", "*.md"], "/app/")),
         ("symlinked source", CopyOp::plain(&["link"], "/app/")),
         ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..CopyOp::plain(&["src"], "/app/") }),
         ("parents", CopyOp { parents: true, ..CopyOp::plain(&["src/./m2/*.rs"], "/app/") }),
         ("everything", CopyOp::plain(&["."], "/app/")),
-    ];
+    ]
+}
+
+#[test]
+fn the_digest_covers_exactly_the_files_the_copy_copies() {
+    let cases = selection_cases();
     for (name, copy) in cases {
         let ctx = sample_context();
         write(ctx.path(), ".dockerignore", "src/m3/f3.rs\n*.log\n", 0o644);
@@ -394,14 +400,7 @@ fn the_digest_covers_exactly_the_files_the_copy_copies() {
 
 #[test]
 fn a_selection_the_stat_cache_knows_whole_is_digested_alike_without_keeping_it() {
-    let cases: Vec<(&str, CopyOp)> = vec![
-        ("directory", CopyOp::plain(&["src/m1"], "/app/")),
-        ("wildcards", CopyOp::plain(&["src/*/f1*.rs", "*.md"], "/app/")),
-        ("symlinked source", CopyOp::plain(&["link"], "/app/")),
-        ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..CopyOp::plain(&["src"], "/app/") }),
-        ("parents", CopyOp { parents: true, ..CopyOp::plain(&["src/./m2/*.rs"], "/app/") }),
-        ("everything", CopyOp::plain(&["."], "/app/")),
-    ];
+    let cases = selection_cases();
     let ctx = sample_context();
     write(ctx.path(), ".dockerignore", "src/m3/f3.rs\n*.log\n", 0o644);
     write(ctx.path(), "debug.log", "ignored", 0o644);
