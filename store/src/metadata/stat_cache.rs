@@ -11,7 +11,11 @@
 //! `cache/stat/<hash of the tree's path>.bin`, so a small context does not load
 //! the entries of a large one. The format is the tree's path, then a
 //! fixed-size binary record per entry: a 20,000-file context loads in about a
-//! millisecond. The path lets `prune` drop the caches of trees that are gone
+//! millisecond. An entry is keyed by a 128-bit fingerprint (the first half of
+//! the sha256) of its file identity rather than the identity itself: 52 bytes an
+//! entry instead of 96 in memory, which is most of what a no-op rebuild of a
+//! 200,000-file context holds (25 MB of map before, 14 MB now); two identities
+//! share a fingerprint as often as two blobs share a digest. The path lets `prune` drop the caches of trees that are gone
 //! (a CI runner's checkout directories) along with the rest of the garbage.
 //! Saving takes a
 //! lock on the tree's `.lock` file, merges with what other processes saved
@@ -26,24 +30,29 @@ use crate::digest::Digest;
 use crate::error::{IoContext, Result, StoreError};
 use crate::fs::{list_dir, with_lock, write_atomically};
 
-/// Keys are file identities, not input an attacker picks: a fast hash is safe,
-/// and a 20,000-entry cache loads in a fraction of SipHash's time.
-type EntryMap = foldhash::HashMap<StatKey, Slot>;
+/// Keys are fingerprints of file identities, not input an attacker picks: a
+/// fast hash is safe, and a 20,000-entry cache loads in a fraction of SipHash's
+/// time.
+type EntryMap = foldhash::HashMap<Fingerprint, Slot>;
 
-/// Version 2 holds the tree's path after the magic (version 1 files read as
-/// empty caches, and are rebuilt by hashing again).
-const MAGIC: &[u8; 8] = b"RBSTATC2";
-const RECORD_LEN: usize = 8 * 3 + 12 * 2 + 32 + 8;
+/// The first 16 bytes of the sha256 of a [`StatKey`]'s fields.
+type Fingerprint = [u8; 16];
+
+/// Version 3 keys entries by fingerprint; version 2 held the identities
+/// themselves, version 1 no tree path. Older files read as empty caches, and are
+/// rebuilt by hashing again.
+const MAGIC: &[u8; 8] = b"RBSTATC3";
+const RECORD_LEN: usize = 16 + 32 + 4;
 /// Records decoded per read of a saved cache.
 const RECORDS_PER_READ: usize = 1024;
 /// Entries unused for this long are dropped when the file is saved: they are
 /// files that were deleted or changed since.
-const MAX_AGE_SECS: u64 = 30 * 24 * 3600;
+const MAX_AGE_SECS: u32 = 30 * 24 * 3600;
 /// Beyond this many entries, the least recently used are dropped.
 const MAX_ENTRIES: usize = 1 << 20;
 /// How stale a used entry's time may get before a save is worth it for the
 /// time alone.
-const REFRESH_SECS: u64 = 24 * 3600;
+const REFRESH_SECS: u32 = 24 * 3600;
 
 /// What identifies one version of a file's content without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,8 +68,8 @@ pub struct StatKey {
 #[derive(Clone, Copy, Debug)]
 struct Slot {
     digest: [u8; 32],
-    /// Unix seconds.
-    last_used: u64,
+    /// Unix seconds (until 2106).
+    last_used: u32,
 }
 
 /// An in-memory stat cache, loaded from and saved to the store (or kept in
@@ -75,7 +84,7 @@ pub struct StatCache {
     entries: EntryMap,
     /// Entries inserted, or used with a stale time, since loading.
     dirty: bool,
-    now: u64,
+    now: u32,
 }
 
 impl StatCache {
@@ -109,8 +118,8 @@ impl StatCache {
 
     /// The content digest recorded for `key`, marking the entry used.
     pub fn get(&mut self, key: &StatKey) -> Option<[u8; 32]> {
-        let slot = self.entries.get_mut(key)?;
-        if slot.last_used + REFRESH_SECS < self.now {
+        let slot = self.entries.get_mut(&fingerprint(key))?;
+        if slot.last_used.saturating_add(REFRESH_SECS) < self.now {
             self.dirty = true;
         }
         slot.last_used = self.now;
@@ -118,7 +127,7 @@ impl StatCache {
     }
 
     pub fn insert(&mut self, key: StatKey, digest: [u8; 32]) {
-        self.entries.insert(key, Slot { digest, last_used: self.now });
+        self.entries.insert(fingerprint(&key), Slot { digest, last_used: self.now });
         self.dirty = true;
     }
 
@@ -146,7 +155,7 @@ impl StatCache {
             }
             let oldest = self.now.saturating_sub(MAX_AGE_SECS);
             self.entries.retain(|_, slot| slot.last_used >= oldest);
-            let mut kept: Vec<(&StatKey, &Slot)> = self.entries.iter().collect();
+            let mut kept: Vec<(&Fingerprint, &Slot)> = self.entries.iter().collect();
             if kept.len() > MAX_ENTRIES {
                 kept.sort_by_key(|(_, slot)| std::cmp::Reverse(slot.last_used));
                 kept.truncate(MAX_ENTRIES);
@@ -167,38 +176,38 @@ impl StatCache {
     }
 }
 
-fn unix_now() -> u64 {
+fn unix_now() -> u32 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
         .unwrap_or(0)
 }
 
-fn encode(out: &mut Vec<u8>, key: &StatKey, slot: &Slot) {
-    out.extend_from_slice(&key.dev.to_le_bytes());
-    out.extend_from_slice(&key.ino.to_le_bytes());
-    out.extend_from_slice(&key.size.to_le_bytes());
-    for (sec, nsec) in [key.mtime, key.ctime] {
-        out.extend_from_slice(&sec.to_le_bytes());
-        out.extend_from_slice(&nsec.to_le_bytes());
+fn fingerprint(key: &StatKey) -> Fingerprint {
+    use sha2::{Digest as _, Sha256};
+    let mut fields = [0u8; 8 * 3 + 12 * 2];
+    fields[0..8].copy_from_slice(&key.dev.to_le_bytes());
+    fields[8..16].copy_from_slice(&key.ino.to_le_bytes());
+    fields[16..24].copy_from_slice(&key.size.to_le_bytes());
+    for (at, (sec, nsec)) in [(24, key.mtime), (36, key.ctime)] {
+        fields[at..at + 8].copy_from_slice(&sec.to_le_bytes());
+        fields[at + 8..at + 12].copy_from_slice(&nsec.to_le_bytes());
     }
+    let digest: [u8; 32] = Sha256::digest(fields).into();
+    digest[..16].try_into().expect("16 bytes")
+}
+
+fn encode(out: &mut Vec<u8>, key: &Fingerprint, slot: &Slot) {
+    out.extend_from_slice(key);
     out.extend_from_slice(&slot.digest);
     out.extend_from_slice(&slot.last_used.to_le_bytes());
 }
 
-fn decode(record: &[u8]) -> (StatKey, Slot) {
-    let u64_at = |i: usize| u64::from_le_bytes(record[i..i + 8].try_into().expect("8 bytes"));
-    let u32_at = |i: usize| u32::from_le_bytes(record[i..i + 4].try_into().expect("4 bytes"));
-    let key = StatKey {
-        dev: u64_at(0),
-        ino: u64_at(8),
-        size: u64_at(16),
-        mtime: (u64_at(24) as i64, u32_at(32)),
-        ctime: (u64_at(36) as i64, u32_at(44)),
-    };
+fn decode(record: &[u8]) -> (Fingerprint, Slot) {
+    let key = record[..16].try_into().expect("16 bytes");
     let slot = Slot {
-        digest: record[48..80].try_into().expect("32 bytes"),
-        last_used: u64_at(80),
+        digest: record[16..48].try_into().expect("32 bytes"),
+        last_used: u32::from_le_bytes(record[48..52].try_into().expect("4 bytes")),
     };
     (key, slot)
 }
@@ -366,7 +375,7 @@ mod tests {
         let mut cache = store.stat_cache(&scope).unwrap();
         cache.insert(key(1), [1; 32]);
         cache.insert(key(2), [2; 32]);
-        cache.entries.get_mut(&key(2)).unwrap().last_used = cache.now - MAX_AGE_SECS - 1;
+        cache.entries.get_mut(&fingerprint(&key(2))).unwrap().last_used = cache.now - MAX_AGE_SECS - 1;
         cache.save().unwrap();
         let (_, path) = cache.file.clone().unwrap();
         let mut again = store.stat_cache(&scope).unwrap();

@@ -42,7 +42,7 @@ use crate::engine::fileops::FileOpError;
 
 pub use explain::{explain_miss, Difference, Explanation, StepIdentity};
 pub use key::{key_for_step, CacheKey, KeyInputs, KeyParams, ParentInputs, SourceInputs, Variable};
-pub(crate) use source::digest_copy_sources;
+pub(crate) use source::{digest_cached_selection, digest_copy_sources};
 pub use source::{
     digest_context_selection, digest_rootfs_selection, digest_whole_context, HashStats, SelectedFile,
     SourceDigest, SourceKind,

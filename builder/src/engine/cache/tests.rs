@@ -349,16 +349,22 @@ fn a_config_step_keys_its_record_but_not_the_steps_after_it() {
 
 // ---- selection and hashing -------------------------------------------------------
 
-#[test]
-fn the_digest_covers_exactly_the_files_the_copy_copies() {
-    let cases: Vec<(&str, CopyOp)> = vec![
+/// COPYs of [`sample_context`] that select in each way: a directory, wildcards, a
+/// symlinked source, `--exclude`, `--parents`, everything.
+fn selection_cases() -> Vec<(&'static str, CopyOp)> {
+    vec![
         ("directory", CopyOp::plain(&["src/m1"], "/app/")),
         ("wildcards", CopyOp::plain(&["src/*/f1*.rs", "*.md"], "/app/")),
         ("symlinked source", CopyOp::plain(&["link"], "/app/")),
         ("exclude", CopyOp { exclude: vec!["**/f1*".into(), "!**/f13.rs".into()], ..CopyOp::plain(&["src"], "/app/") }),
         ("parents", CopyOp { parents: true, ..CopyOp::plain(&["src/./m2/*.rs"], "/app/") }),
         ("everything", CopyOp::plain(&["."], "/app/")),
-    ];
+    ]
+}
+
+#[test]
+fn the_digest_covers_exactly_the_files_the_copy_copies() {
+    let cases = selection_cases();
     for (name, copy) in cases {
         let ctx = sample_context();
         write(ctx.path(), ".dockerignore", "src/m3/f3.rs\n*.log\n", 0o644);
@@ -390,6 +396,36 @@ fn the_digest_covers_exactly_the_files_the_copy_copies() {
             assert_eq!(edited.digest != base.digest, copied, "{name}: editing {rel}");
         }
     }
+}
+
+#[test]
+fn a_selection_the_stat_cache_knows_whole_is_digested_alike_without_keeping_it() {
+    let cases = selection_cases();
+    let ctx = sample_context();
+    write(ctx.path(), ".dockerignore", "src/m3/f3.rs\n*.log\n", 0o644);
+    write(ctx.path(), "debug.log", "ignored", 0o644);
+    std::fs::hard_link(ctx.path().join("README.md"), ctx.path().join("src/m1/linked.md")).unwrap();
+    let context = BuildContext::open(ctx.path(), None).unwrap();
+    let cached = |copy: &CopyOp, cache: &mut StatCache| {
+        super::source::digest_cached_selection(copy, CopyFrom::Context(&context), cache).unwrap()
+    };
+    for (name, copy) in cases {
+        let mut cache = StatCache::in_memory();
+        assert!(cached(&copy, &mut cache).is_none(), "{name}: an empty cache proves nothing");
+        let full = digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
+        let proven = cached(&copy, &mut cache).unwrap_or_else(|| panic!("{name}: every file is cached"));
+        assert_eq!(proven.digest, full.digest, "{name}");
+        assert_eq!(proven.kind, full.kind, "{name}");
+        assert_eq!(proven.stats.files, full.stats.files, "{name}");
+        assert_eq!(proven.stats.from_cache, full.stats.files, "{name}");
+        assert!(proven.files.is_empty(), "{name}: nothing per file is kept");
+    }
+    // A file the cache does not know (here: edited) stops the proof.
+    let copy = CopyOp::plain(&["."], "/app/");
+    let mut cache = StatCache::in_memory();
+    digest_with(ctx.path(), &copy, &mut cache, Duration::ZERO);
+    std::fs::write(ctx.path().join("src/m2/f2.rs"), "edited").unwrap();
+    assert!(cached(&copy, &mut cache).is_none());
 }
 
 #[test]

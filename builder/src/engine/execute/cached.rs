@@ -23,7 +23,7 @@ impl StepRunner {
             return Ok(StepResult { state, cached: false });
         };
         let step = self.graph.step(id);
-        let (input, selection) = match self.source_digest(cache, id, step, &inputs) {
+        let (input, selection) = match self.source_digest(cache, id, step, &inputs, Selecting::CachedOnly) {
             Ok(input) => input,
             // The step would fail the same way: let it run and report that.
             Err(_) => {
@@ -40,7 +40,9 @@ impl StepRunner {
         // The step's own platform: a `FROM --platform=$BUILDPLATFORM` stage has the same
         // keys whatever the build's target, and stages for two targets never share one.
         let params = cache.params.for_platform(self.graph.step_platform(step));
-        let (key, key_inputs) = cache::key_for_step(step, parent_key.as_ref(), input.as_ref(), &params);
+        // A COPY proven unchanged from the stat cache alone kept no selection.
+        let kept_nothing = matches!(step.op, Op::Copy(_)) && input.is_some() && selection.is_none();
+        let (mut key, mut key_inputs) = cache::key_for_step(step, parent_key.as_ref(), input.as_ref(), &params);
         if matches!(step.op, Op::Source(_)) {
             let mut state = self.execute(id, inputs, number)?;
             state.key = Some(key);
@@ -55,6 +57,17 @@ impl StepRunner {
                 let state = self.state_from_record(inputs.parent.unwrap_or_default(), &record, key)?;
                 return Ok(StepResult { state, cached: true });
             }
+        }
+        let mut selection = selection;
+        if kept_nothing {
+            // The step runs: select again, keeping the entries for the copy and the
+            // record. The key is the same unless the tree changed since.
+            let Ok((input, kept)) = self.source_digest(cache, id, step, &inputs, Selecting::All) else {
+                let state = self.execute(id, inputs, number)?;
+                return Ok(StepResult { state, cached: false });
+            };
+            (key, key_inputs) = cache::key_for_step(step, parent_key.as_ref(), input.as_ref(), &params);
+            selection = kept;
         }
         let identity = StepIdentity::of(&self.graph, id, &cache.dockerfile);
         if cache.explain {
@@ -92,6 +105,7 @@ impl StepRunner {
         id: StepId,
         step: &Step,
         inputs: &StepInputs,
+        selecting: Selecting,
     ) -> Result<(Option<SourceDigest>, Option<Selection>), BuildError> {
         match &step.op {
             Op::Source(Source::Image(reference)) => {
@@ -101,7 +115,13 @@ impl StepRunner {
             Op::Copy(copy) => {
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
                 let rootfs = inputs.copy_from.clone().unwrap_or_default().rootfs();
-                let (digest, selection) = self.digest_sources(cache, copy, self.copy_source(from, &rootfs)?)?;
+                let source = self.copy_source(from, &rootfs)?;
+                if selecting == Selecting::CachedOnly {
+                    if let Some(digest) = self.digest_cached_sources(cache, copy, source)? {
+                        return Ok((Some(digest), None));
+                    }
+                }
+                let (digest, selection) = self.digest_sources(cache, copy, source)?;
                 Ok((Some(digest), Some(selection)))
             }
             Op::Run(run) if !inputs.mounts.is_empty() => Ok((Some(self.mounts_digest(cache, run, inputs)?), None)),
@@ -112,11 +132,13 @@ impl StepRunner {
     /// COPY's selection of `copy` from `from` and its digest, with the stat cache of the tree
     /// it reads: the context's, or the snapshot directory for a stage or an image.
     fn digest_sources(&self, cache: &StepCache, copy: &CopyOp, from: CopyFrom<'_>) -> Result<(SourceDigest, Selection), BuildError> {
-        let tree = match from {
-            CopyFrom::Context(context) => context.root().to_path_buf(),
-            CopyFrom::Image(_) => self.store.root().join("snapshots"),
-        };
-        Ok(cache.with_stat_cache(&tree, |stats| cache::digest_copy_sources(copy, from, stats))?)
+        Ok(cache.with_stat_cache(&stat_tree(&self.store, from), |stats| cache::digest_copy_sources(copy, from, stats))?)
+    }
+
+    /// [`StepRunner::digest_sources`] when every selected file is in the stat cache,
+    /// keeping no entry (`None` otherwise).
+    fn digest_cached_sources(&self, cache: &StepCache, copy: &CopyOp, from: CopyFrom<'_>) -> Result<Option<SourceDigest>, BuildError> {
+        Ok(cache.with_stat_cache(&stat_tree(&self.store, from), |stats| cache::digest_cached_selection(copy, from, stats))?)
     }
 
     /// What a RUN's bind mounts read, as COPY's selection digests of their sources, in one
@@ -182,5 +204,24 @@ impl StepRunner {
             last_used: None,
         };
         cache::record(&cache.index, key, &record, identity, inputs).map_err(BuildError::from)
+    }
+}
+
+/// How much of a COPY's selection to keep while computing its digest.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Selecting {
+    /// Nothing, when the stat cache knows every file (a step that then hits needs no
+    /// more); else as [`Selecting::All`].
+    CachedOnly,
+    /// Every entry, for the copy to write what the key covers.
+    All,
+}
+
+/// The tree whose stat cache covers what `from` reads: the context's, or the snapshot
+/// directory for a stage or an image.
+fn stat_tree(store: &rbuild_store::Store, from: CopyFrom<'_>) -> std::path::PathBuf {
+    match from {
+        CopyFrom::Context(context) => context.root().to_path_buf(),
+        CopyFrom::Image(_) => store.root().join("snapshots"),
     }
 }

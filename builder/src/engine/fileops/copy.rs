@@ -24,7 +24,7 @@ use super::imagepath::ImagePath;
 use super::output::{NewDir, OutputLayer};
 use super::owner::resolve_owner;
 use super::rootfs::Rootfs;
-use super::selection::{select, Item, Selection};
+use super::selection::{select_into, Item, Selection, SelectionSink};
 use super::tree::LayeredTree;
 use super::treecopy::{CopyOptions, CopyStats, TreeCopier};
 
@@ -59,6 +59,14 @@ impl<'a> From<&'a CopyOp> for CopyRequest<'a> {
 /// Selects what `op` copies from `from`, reporting a source that
 /// `.dockerignore` hides as such.
 pub(crate) fn select_sources(op: &CopyOp, from: CopyFrom<'_>) -> Result<Selection> {
+    let mut kept = Selection::default();
+    select_sources_into(op, from, &mut kept)?;
+    Ok(kept)
+}
+
+/// [`select_sources`], giving the entries to `sink` as they are found; false when
+/// the sink stopped the walk.
+pub(crate) fn select_sources_into(op: &CopyOp, from: CopyFrom<'_>, sink: &mut dyn SelectionSink) -> Result<bool> {
     let tree = from.tree();
     let not_found = |spec: &str, e| match (e, from) {
         (FileOpError::SourceNotFound { path }, CopyFrom::Context(ctx)) => match ctx.ignored_source(spec) {
@@ -67,7 +75,7 @@ pub(crate) fn select_sources(op: &CopyOp, from: CopyFrom<'_>) -> Result<Selectio
         },
         (e, _) => e,
     };
-    select(&tree, op, matches!(from, CopyFrom::Context(_)), &not_found)
+    select_into(&tree, op, matches!(from, CopyFrom::Context(_)), &not_found, sink)
 }
 
 impl CopyFrom<'_> {

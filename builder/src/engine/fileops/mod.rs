@@ -41,7 +41,7 @@ mod tests;
 mod testutil;
 
 pub use copy::{copy_into, CopyFrom, CopyRequest};
-pub(crate) use copy::select_sources;
+pub(crate) use copy::{select_sources, select_sources_into};
 pub use error::{FileOpError, Result};
 pub use fsio::EntryKind;
 pub use owner::resolve_owner;

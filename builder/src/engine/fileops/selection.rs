@@ -8,7 +8,7 @@
 //! `--chmod`; the forced owner of context files and `--chown`.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::ops::Range;
 
 use rbuild_frontend::dockerignore::IgnorePatterns;
@@ -82,6 +82,53 @@ pub(crate) fn select(
     owner_forced: bool,
     not_found: &dyn Fn(&str, FileOpError) -> FileOpError,
 ) -> Result<Selection> {
+    let mut kept = Selection::default();
+    select_into(tree, copy, owner_forced, not_found, &mut kept)?;
+    Ok(kept)
+}
+
+/// Where a walk's entries go, in copy order: each item's header, then its entries.
+/// A [`Selection`] keeps them all; the step cache's key hashes them as they come
+/// and keeps none, so that proving a 200,000-file COPY unchanged holds no entry per
+/// file in memory.
+pub(crate) trait SelectionSink {
+    /// The next source; its own entry comes next.
+    fn item(&mut self, spec: &str, name: &OsStr, node: &Node);
+    /// One entry, with its index among all the selection's entries (what a
+    /// [`Content::HardLink`] names). `false` stops the walk.
+    fn entry(&mut self, index: usize, entry: Entry) -> bool;
+}
+
+impl SelectionSink for Selection {
+    fn item(&mut self, spec: &str, name: &OsStr, node: &Node) {
+        let start = self.entries.len();
+        self.items.push(Item {
+            spec: spec.to_string(),
+            node: node.clone(),
+            name: name.to_os_string(),
+            entries: start..start,
+        });
+    }
+
+    fn entry(&mut self, index: usize, entry: Entry) -> bool {
+        debug_assert_eq!(index, self.entries.len());
+        self.entries.push(entry);
+        if let Some(item) = self.items.last_mut() {
+            item.entries.end = self.entries.len();
+        }
+        true
+    }
+}
+
+/// [`select`], giving the entries to `sink` as the walk finds them. Returns
+/// false when the sink stopped the walk.
+pub(crate) fn select_into(
+    tree: &LayeredTree<'_>,
+    copy: &CopyOp,
+    owner_forced: bool,
+    not_found: &dyn Fn(&str, FileOpError) -> FileOpError,
+    sink: &mut dyn SelectionSink,
+) -> Result<bool> {
     let chmod = copy.chmod.as_deref().map(ModeSpec::parse).transpose()?;
     let exclude = compile_excludes(&copy.exclude)?;
     let mut walk = Walk {
@@ -89,29 +136,33 @@ pub(crate) fn select(
         chmod: chmod.as_ref(),
         exclude: exclude.as_ref(),
         owner_forced: owner_forced || copy.chown.is_some(),
-        selection: Selection::default(),
+        sink,
+        given: 0,
+        held: Vec::new(),
+        open_marks: 0,
+        stopped: false,
         inodes: HashMap::new(),
     };
     for spec in &copy.sources {
         let items = expand(tree, spec, copy.parents).map_err(|e| not_found(spec, e))?;
         for item in items {
-            // A whole directory is walked: list it on every core first. With
-            // `--exclude` or a `--parents` pattern the walk may skip most of it.
-            if walk.exclude.is_none() && item.include.is_none() {
-                let listed = tree.prefetch(&item.node, prefetch_threads());
-                walk.selection.entries.reserve(listed + 1);
+            walk.sink.item(&item.spec, &item.name, &item.node);
+            // A whole directory is walked: list it on the other cores ahead of
+            // the walk. With `--exclude` or a `--parents` pattern the walk may
+            // skip most of it.
+            let threads = match walk.exclude.is_none() && item.include.is_none() {
+                true => prefetch_threads(),
+                false => 0,
+            };
+            tree.walk_prefetched(&item.node, threads, || {
+                walk.node(item.node.clone(), &mut Vec::new(), item.include.as_ref())
+            })?;
+            if walk.stopped {
+                return Ok(false);
             }
-            let start = walk.selection.entries.len();
-            walk.node(item.node.clone(), &mut Vec::new(), item.include.as_ref())?;
-            walk.selection.items.push(Item {
-                spec: item.spec,
-                node: item.node,
-                name: item.name,
-                entries: start..walk.selection.entries.len(),
-            });
         }
     }
-    Ok(walk.selection)
+    Ok(true)
 }
 
 /// Threads that list a big source tree ahead of the walk: the stats of
@@ -125,7 +176,15 @@ struct Walk<'a, 't> {
     chmod: Option<&'a ModeSpec>,
     exclude: Option<&'a IgnorePatterns>,
     owner_forced: bool,
-    selection: Selection,
+    sink: &'a mut dyn SelectionSink,
+    /// Entries given to the sink so far.
+    given: usize,
+    /// Entries recorded but not given yet: a pass-through directory waits here
+    /// until something inside it is selected (or is dropped).
+    held: Vec<Entry>,
+    /// Pass-through directories being searched.
+    open_marks: usize,
+    stopped: bool,
     /// First entry of every multiply-linked inode, for the others to link to.
     inodes: HashMap<(u64, u64), usize>,
 }
@@ -134,13 +193,16 @@ impl<'a> Walk<'a, '_> {
     /// `rel` is the path below the copied source, empty at its top, where
     /// nothing is filtered.
     fn node(&mut self, src: Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
         if let Filtered::Skipped { excluded } = self.filter(include).judge(rel) {
             return self.pass_through(src, rel, excluded, include);
         }
-        let is_dir = src.is_dir();
-        let index = self.record(src, false)?;
-        if is_dir {
-            self.children(index, rel, include)?;
+        let dir = src.is_dir().then(|| src.clone());
+        self.record(src, false)?;
+        if let Some(dir) = dir {
+            self.children(&dir, rel, include)?;
         }
         Ok(())
     }
@@ -160,19 +222,39 @@ impl<'a> Walk<'a, '_> {
         if !self.filter(include).may_select_below(rel, excluded) {
             return Ok(());
         }
-        let mark = self.record(src, true)?;
-        self.children(mark, rel, include)?;
-        if self.selection.entries.len() == mark + 1 {
-            self.selection.entries.truncate(mark);
+        let dir = src.clone();
+        self.open_marks += 1;
+        let mark = self.record(src, true);
+        let searched = mark.and_then(|mark| self.children(&dir, rel, include).map(|()| mark));
+        self.open_marks -= 1;
+        let mark = searched?;
+        if self.given + self.held.len() == mark + 1 {
+            // Nothing inside was selected: the directory is not kept.
+            self.held.pop();
         }
+        self.give();
         Ok(())
     }
 
-    /// Walks the children of the directory recorded as entry `dir`.
-    fn children(&mut self, dir: usize, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
+    /// Gives the held entries to the sink, unless a pass-through directory may
+    /// still be dropped.
+    fn give(&mut self) {
+        if self.open_marks > 0 {
+            return;
+        }
+        for entry in self.held.drain(..) {
+            if !self.stopped && !self.sink.entry(self.given, entry) {
+                self.stopped = true;
+            }
+            self.given += 1;
+        }
+    }
+
+    /// Walks the children of the directory `dir`, just recorded.
+    fn children(&mut self, dir: &Node, rel: &mut Vec<String>, include: Option<&IncludePattern>) -> Result<()> {
         let filter = self.filter(include);
         let tree = self.tree;
-        for child in tree.children(&self.selection.entries[dir].node)? {
+        for child in tree.children(dir)? {
             rel.push(filter.rel_name(child.path.file_name().unwrap_or_default()));
             let result = self.node(child, rel, include);
             rel.pop();
@@ -196,7 +278,7 @@ impl<'a> Walk<'a, '_> {
             (kind, Some(spec)) => spec.apply(a.mode, kind == EntryKind::Directory),
         };
         let owner = (!self.owner_forced).then_some((a.uid, a.gid));
-        let index = self.selection.entries.len();
+        let index = self.given + self.held.len();
         let content = match a.kind {
             EntryKind::File if a.nlink > 1 => match self.inodes.get(&(a.dev, a.ino)) {
                 Some(first) => Content::HardLink(*first),
@@ -225,7 +307,8 @@ impl<'a> Walk<'a, '_> {
                 xattrs: self.tree.xattrs(&src).unwrap_or_default(),
             },
         };
-        self.selection.entries.push(Entry { node: src, mode, owner, content, pass_through });
+        self.held.push(Entry { node: src, mode, owner, content, pass_through });
+        self.give();
         Ok(index)
     }
 }

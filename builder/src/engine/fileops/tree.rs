@@ -10,10 +10,10 @@
 //! Lookups walk one component at a time and `lstat` every step, so a symlink in a
 //! layer directory is reported as a symlink and never followed on the host.
 //! Listing a directory stats its entries relative to the open directory, and
-//! [`LayeredTree::prefetch`] lists a whole subtree on several threads ahead of a
-//! walk that needs all of it (hashing a big build context).
+//! [`LayeredTree::walk_prefetched`] lists a subtree on several threads a bounded
+//! window ahead of a walk that needs all of it (hashing a big build context).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -36,7 +36,7 @@ pub(crate) enum Visibility {
 }
 
 /// Decides which paths of a tree can be seen. Shared by the threads of
-/// [`LayeredTree::prefetch`].
+/// [`LayeredTree::walk_prefetched`].
 pub(crate) trait PathFilter: Sync {
     /// `rel` is '/'-separated, relative to the tree's root.
     fn visibility(&self, rel: &str, is_dir: bool) -> Visibility;
@@ -80,9 +80,56 @@ pub(crate) struct LayeredTree<'a> {
     layers: Vec<PathBuf>,
     whiteouts: bool,
     filter: Option<&'a dyn PathFilter>,
-    /// Directory listings made ahead by [`LayeredTree::prefetch`], each taken
-    /// (once) by the walk that asks for it.
-    prefetched: Mutex<HashMap<ImagePath, Vec<Node>>>,
+    /// Directory listings made ahead of a walk by [`LayeredTree::walk_prefetched`],
+    /// each taken (once) by the walk that asks for it.
+    prefetch: Mutex<Prefetch>,
+    wake: Condvar,
+}
+
+/// How many listed entries the listers of [`LayeredTree::walk_prefetched`] may hold
+/// that the walk has not taken yet (an entry is about 170 bytes).
+const PREFETCH_WINDOW: usize = 8192;
+
+/// The shared state of [`LayeredTree::walk_prefetched`].
+#[derive(Default)]
+struct Prefetch {
+    /// Directories to list, the next on top: depth first, in the walk's order.
+    pending: Vec<Node>,
+    /// The paths in `pending` the walk has not claimed.
+    queued: HashSet<ImagePath>,
+    /// Directories in `pending` the walk listed itself: the listers skip them.
+    claimed: HashSet<ImagePath>,
+    /// Directories being listed now.
+    listing: HashSet<ImagePath>,
+    ready: HashMap<ImagePath, Vec<Node>>,
+    /// Entries in `ready`.
+    buffered: usize,
+    /// A walk is running: listers stop when it ends.
+    active: bool,
+}
+
+impl Prefetch {
+    /// Queues the directories among `listed` (sorted by name) so that the first is
+    /// listed first.
+    fn queue(&mut self, listed: &[Node]) {
+        for dir in listed.iter().rev().filter(|n| n.is_dir()) {
+            self.queued.insert(dir.path.clone());
+            self.pending.push(dir.clone());
+        }
+    }
+
+    /// The next directory to list, marked as being listed.
+    fn take_pending(&mut self) -> Option<Node> {
+        while let Some(next) = self.pending.pop() {
+            if self.claimed.remove(&next.path) {
+                continue;
+            }
+            self.queued.remove(&next.path);
+            self.listing.insert(next.path.clone());
+            return Some(next);
+        }
+        None
+    }
 }
 
 /// The open directories of one listing, by layer index: names are looked up
@@ -96,7 +143,8 @@ impl<'a> LayeredTree<'a> {
             layers,
             whiteouts: true,
             filter: None,
-            prefetched: Mutex::default(),
+            prefetch: Mutex::default(),
+            wake: Condvar::new(),
         }
     }
 
@@ -106,7 +154,8 @@ impl<'a> LayeredTree<'a> {
             layers: vec![root],
             whiteouts: false,
             filter: None,
-            prefetched: Mutex::default(),
+            prefetch: Mutex::default(),
+            wake: Condvar::new(),
         }
     }
 
@@ -116,7 +165,8 @@ impl<'a> LayeredTree<'a> {
             layers: vec![root],
             whiteouts: false,
             filter: Some(filter),
-            prefetched: Mutex::default(),
+            prefetch: Mutex::default(),
+            wake: Condvar::new(),
         }
     }
 
@@ -242,15 +292,31 @@ impl<'a> LayeredTree<'a> {
 
     /// The visible entries of a directory, sorted by name.
     pub(crate) fn children(&self, dir: &Node) -> Result<Vec<Node>> {
-        let ready = self
-            .prefetched
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&dir.path);
-        match ready {
-            Some(children) => Ok(children),
-            None => self.list(dir),
+        let mut ahead = self.ahead();
+        loop {
+            if let Some(children) = ahead.ready.remove(&dir.path) {
+                ahead.buffered -= children.len();
+                drop(ahead);
+                self.wake.notify_all();
+                return Ok(children);
+            }
+            if !ahead.listing.contains(&dir.path) {
+                break;
+            }
+            ahead = self.wait(ahead);
         }
+        // Not listed ahead: list it here, and let the listers go on below it.
+        let claimed = ahead.queued.remove(&dir.path);
+        if claimed {
+            ahead.claimed.insert(dir.path.clone());
+        }
+        drop(ahead);
+        let children = self.list(dir)?;
+        if claimed {
+            self.ahead().queue(&children);
+            self.wake.notify_all();
+        }
+        Ok(children)
     }
 
     fn list(&self, dir: &Node) -> Result<Vec<Node>> {
@@ -276,64 +342,67 @@ impl<'a> LayeredTree<'a> {
         Ok(out)
     }
 
-    /// Lists every directory below `dir` on `threads` threads, for the next
-    /// [`LayeredTree::children`] calls to take. Listings are made exactly as
-    /// `children` makes them, so a walk sees the same tree either way; a
-    /// directory that fails to list is left for the walk, to report.
-    /// Returns how many entries the listings hold (0 when nothing was listed).
-    pub(crate) fn prefetch(&self, dir: &Node, threads: usize) -> usize {
-        if !dir.is_dir() || threads < 2 {
-            return 0;
+    /// Runs `walk` (a depth-first walk below `dir` that lists directories with
+    /// [`LayeredTree::children`]) while `threads` listers list the directories
+    /// below `dir` ahead of it, at most [`PREFETCH_WINDOW`] entries ahead. A
+    /// listing is made exactly as `children` makes it, so the walk sees the same
+    /// tree either way; a directory the listers have not reached, or failed to
+    /// list, the walk lists itself (and reports its error).
+    ///
+    /// The window keeps memory flat in the size of the tree: listing a 200,000-file
+    /// context whole before walking it held 34 MB of listings at once.
+    pub(crate) fn walk_prefetched<R>(&self, dir: &Node, threads: usize, walk: impl FnOnce() -> R) -> R {
+        if !dir.is_dir() || threads < 1 {
+            return walk();
         }
-        struct Queue {
-            dirs: Vec<Node>,
-            /// Directories taken and not yet listed: more may follow.
-            busy: usize,
+        {
+            let mut ahead = self.ahead();
+            *ahead = Prefetch { active: true, ..Prefetch::default() };
+            ahead.queue(std::slice::from_ref(dir));
         }
-        let queue = Mutex::new(Queue { dirs: vec![dir.clone()], busy: 0 });
-        let wake = Condvar::new();
-        let worker = || {
-            let mut listed = HashMap::new();
-            loop {
-                let next = {
-                    let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if let Some(next) = q.dirs.pop() {
-                            q.busy += 1;
-                            break Some(next);
-                        }
-                        if q.busy == 0 {
-                            break None;
-                        }
-                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+        let lister = || loop {
+            let next = {
+                let mut ahead = self.ahead();
+                loop {
+                    if !ahead.active {
+                        return;
                     }
-                };
-                let Some(next) = next else {
-                    wake.notify_all();
-                    return listed;
-                };
-                let children = self.list(&next).ok();
-                let mut q = queue.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(children) = children {
-                    q.dirs.extend(children.iter().filter(|c| c.is_dir()).cloned());
-                    listed.insert(next.path, children);
+                    if ahead.buffered < PREFETCH_WINDOW {
+                        if let Some(next) = ahead.take_pending() {
+                            break next;
+                        }
+                    }
+                    ahead = self.wait(ahead);
                 }
-                q.busy -= 1;
-                drop(q);
-                wake.notify_all();
+            };
+            let children = self.list(&next).ok();
+            let mut ahead = self.ahead();
+            ahead.listing.remove(&next.path);
+            if let Some(children) = children {
+                ahead.queue(&children);
+                ahead.buffered += children.len();
+                ahead.ready.insert(next.path, children);
             }
+            drop(ahead);
+            self.wake.notify_all();
         };
-        let listings: Vec<HashMap<ImagePath, Vec<Node>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        let mut prefetched = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
-        let mut entries = 0;
-        for listing in listings {
-            entries += listing.values().map(Vec::len).sum::<usize>();
-            prefetched.extend(listing);
-        }
-        entries
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(lister);
+            }
+            let result = walk();
+            *self.ahead() = Prefetch::default();
+            self.wake.notify_all();
+            result
+        })
+    }
+
+    fn ahead(&self) -> std::sync::MutexGuard<'_, Prefetch> {
+        self.prefetch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'g>(&self, guard: std::sync::MutexGuard<'g, Prefetch>) -> std::sync::MutexGuard<'g, Prefetch> {
+        self.wake.wait(guard).unwrap_or_else(|e| e.into_inner())
     }
 
     /// The target of a symlink entry, as raw bytes.
@@ -471,10 +540,11 @@ mod tests {
         l.dir(1, "d4/sub/deeper/still");
         let plain = walk_all(&l.tree());
         let prefetched = l.tree();
-        let listed = prefetched.prefetch(&prefetched.root().unwrap(), 3);
-        assert_eq!(listed, plain.len(), "the count is of every entry below the root");
-        assert_eq!(walk_all(&prefetched), plain);
-        assert!(prefetched.prefetched.lock().unwrap().is_empty(), "every listing taken once");
+        for threads in [1, 3] {
+            let walked = prefetched.walk_prefetched(&prefetched.root().unwrap(), threads, || walk_all(&prefetched));
+            assert_eq!(walked, plain);
+            assert!(prefetched.ahead().ready.is_empty(), "nothing is held after the walk");
+        }
         assert!(plain.iter().any(|(p, ..)| p == "/d4/sub/deeper/still"));
         assert!(!plain.iter().any(|(p, ..)| p.starts_with("/d3")));
         assert!(!plain.iter().any(|(p, ..)| p.starts_with("/d2/sub")));
@@ -494,8 +564,8 @@ mod tests {
         }
         let plain = walk_all(&LayeredTree::filtered_dir(l.dirs[0].clone(), &Filter));
         let prefetched = LayeredTree::filtered_dir(l.dirs[0].clone(), &Filter);
-        prefetched.prefetch(&prefetched.root().unwrap(), 2);
-        assert_eq!(walk_all(&prefetched), plain);
+        let walked = prefetched.walk_prefetched(&prefetched.root().unwrap(), 2, || walk_all(&prefetched));
+        assert_eq!(walked, plain);
         let paths: Vec<&str> = plain.iter().map(|(p, ..)| p.as_str()).collect();
         assert!(paths.contains(&"/d1/sub/f2"));
         assert!(!paths.contains(&"/d1/sub/f3"));
