@@ -97,7 +97,15 @@ impl Registry {
             connection: &connection,
             looked: self.options.credentials.describe(),
         };
-        let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
+        let mut blobs: Vec<(Digest, u64)> = Vec::new();
+        for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
+            if !blobs.iter().any(|(d, _)| d == digest) {
+                blobs.push((digest.clone(), size));
+            }
+        }
+        let config_size = store.read_blob(&image.config_digest).map_err(store_error)?.len() as u64;
+        blobs.push((image.config_digest.clone(), config_size));
+        let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         // A later push to another repository of this registry mounts them.
         let repository = format!("{}/{}", destination.domain(), destination.path());
         for blob in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest]) {
@@ -108,12 +116,12 @@ impl Registry {
 }
 
 /// One push, run on the registry's runtime.
-struct PushJob<'a> {
-    store: &'a Store,
-    destination: &'a Reference,
-    target: oci_client::Reference,
-    connection: &'a Connection,
-    looked: String,
+pub(super) struct PushJob<'a> {
+    pub(super) store: &'a Store,
+    pub(super) destination: &'a Reference,
+    pub(super) target: oci_client::Reference,
+    pub(super) connection: &'a Connection,
+    pub(super) looked: String,
 }
 
 /// How a blob got to the registry.
@@ -130,26 +138,18 @@ struct BlobFailure {
 }
 
 impl PushJob<'_> {
-    async fn run(
+    /// Gets `blobs` (digest, size) to the registry, then `manifest`, which lists them. A blob
+    /// the store lacks (a layer a remote cache holds, see `metadata::sources`) is fine as long
+    /// as the registry has it or mounts it; else the push fails naming it.
+    pub(super) async fn run(
         &self,
-        image: &StoredImage,
+        blobs: Vec<(Digest, u64)>,
         manifest: Vec<u8>,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
-        let mut blobs: Vec<(Digest, u64)> = Vec::new();
-        for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
-            if !blobs.iter().any(|(d, _)| d == digest) {
-                blobs.push((digest.clone(), size));
-            }
-        }
-        let config_size = self.store.read_blob(&image.config_digest).map_err(|e| self.store_error(e))?.len() as u64;
-        blobs.push((image.config_digest.clone(), config_size));
         let destination = format!("{}/{}", self.destination.domain(), self.destination.path());
         let mut planned = Vec::new();
         for (digest, size) in blobs {
-            if !self.store.has_blob(&digest) {
-                return Err(self.store_error(StoreError::BlobNotFound { digest }));
-            }
             let mount_from = self
                 .store
                 .blob_source(&digest, self.destination.domain())
@@ -329,6 +329,10 @@ impl BlobPush {
             }
         }
         let step = format!("uploading blob {digest}");
+        if !self.path.exists() {
+            let reason = "it is not in the store (a layer known only by its descriptor, from a remote cache) and the registry neither has it nor mounts it";
+            return Err(BlobFailure { step, error: OciDistributionError::GenericError(Some(reason.to_string())) });
+        }
         let upload = Upload {
             http: &self.http,
             base_url: &self.base_url,
