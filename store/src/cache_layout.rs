@@ -42,13 +42,17 @@ pub fn write_cache_layout(store: &Store, dir: &Path, config: &CacheConfig) -> Re
     for (layer, _) in config.layers() {
         let dest = blob_path(dir, &layer.digest);
         if !dest.is_file() {
-            write_file(&blobs, &dest, |out| store.copy_blob_to(&layer.digest, out).map(|_| ()))?;
+            write_file(&blobs, &dest, |out| {
+                store.copy_blob_to(&layer.digest, out).map(|_| ())
+            })?;
         }
         kept.push(layer.digest.hex().to_string());
     }
     for bytes in [&config_json, &manifest] {
         let digest = Digest::of_bytes(bytes);
-        write_file(&blobs, &blob_path(dir, &digest), |out| out.write_all(bytes).at("write", &blobs))?;
+        write_file(&blobs, &blob_path(dir, &digest), |out| {
+            out.write_all(bytes).at("write", &blobs)
+        })?;
         kept.push(digest.hex().to_string());
     }
     let index = serde_json::json!({
@@ -61,9 +65,13 @@ pub fn write_cache_layout(store: &Store, dir: &Path, config: &CacheConfig) -> Re
             "annotations": {"org.opencontainers.image.ref.name": "rbuild-cache"},
         }],
     });
-    write_file(dir, &dir.join("oci-layout"), |out| out.write_all(OCI_LAYOUT).at("write", dir))?;
+    write_file(dir, &dir.join("oci-layout"), |out| {
+        out.write_all(OCI_LAYOUT).at("write", dir)
+    })?;
     let index = serde_json::to_vec(&index).expect("an index always serialises");
-    write_file(dir, &dir.join("index.json"), |out| out.write_all(&index).at("write", dir))?;
+    write_file(dir, &dir.join("index.json"), |out| {
+        out.write_all(&index).at("write", dir)
+    })?;
     for entry in fs::read_dir(&blobs).at("read directory", &blobs)? {
         let entry = entry.at("read directory", &blobs)?;
         let name = entry.file_name().to_string_lossy().to_string();
@@ -76,11 +84,16 @@ pub fn write_cache_layout(store: &Store, dir: &Path, config: &CacheConfig) -> Re
 }
 
 /// Writes `path` whole through a temp file in `tmp_dir`, then renames it in.
-fn write_file(tmp_dir: &Path, path: &Path, fill: impl FnOnce(&mut fs::File) -> Result<()>) -> Result<()> {
+fn write_file(
+    tmp_dir: &Path,
+    path: &Path,
+    fill: impl FnOnce(&mut fs::File) -> Result<()>,
+) -> Result<()> {
     let mut temp = tempfile::NamedTempFile::new_in(tmp_dir).at("create a temp file in", tmp_dir)?;
     fill(temp.as_file_mut())?;
     temp.as_file().sync_all().at("fsync", path)?;
-    temp.persist(path).map_err(|e| StoreError::io("rename into place", path, e.error))?;
+    temp.persist(path)
+        .map_err(|e| StoreError::io("rename into place", path, e.error))?;
     Ok(())
 }
 
@@ -96,8 +109,12 @@ pub fn read_cache_layout<E>(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::io("read", &index_path, e)),
     };
-    let bad = |reason: String| StoreError::Layer { path: index_path.clone(), reason };
-    let index: serde_json::Value = serde_json::from_slice(&index).map_err(|e| bad(format!("not an OCI index: {e}")))?;
+    let bad = |reason: String| StoreError::Layer {
+        path: index_path.clone(),
+        reason,
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&index).map_err(|e| bad(format!("not an OCI index: {e}")))?;
     let digest = index["manifests"][0]["digest"]
         .as_str()
         .ok_or_else(|| bad("it names no manifest".into()))
@@ -116,7 +133,11 @@ fn read_verified(dir: &Path, digest: &Digest) -> Result<Vec<u8>> {
     let bytes = fs::read(&path).at("read", &path)?;
     let actual = Digest::of_bytes(&bytes);
     if &actual != digest {
-        return Err(StoreError::DigestMismatch { what: format!("blob {}", path.display()), expected: digest.clone(), actual });
+        return Err(StoreError::DigestMismatch {
+            what: format!("blob {}", path.display()),
+            expected: digest.clone(),
+            actual,
+        });
     }
     Ok(bytes)
 }
@@ -148,10 +169,21 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let step = |n: u8, bytes: &[u8]| {
             let digest = store.write_blob(bytes).unwrap();
-            let layer = Layer { digest, diff_id: Digest::of_bytes(b"d"), size: bytes.len() as u64, media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into() };
+            let layer = Layer {
+                digest,
+                diff_id: Digest::of_bytes(b"d"),
+                size: bytes.len() as u64,
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            };
             CachedStep {
                 key: Digest::from_sha256([n; 32]),
-                record: CacheRecord { layer: Some(layer), created_by: None, empty_layer: false, created: None, last_used: None },
+                record: CacheRecord {
+                    layer: Some(layer),
+                    created_by: None,
+                    empty_layer: false,
+                    created: None,
+                    last_used: None,
+                },
                 identity: None,
                 inputs: None,
             }
@@ -161,9 +193,15 @@ mod tests {
         let second = CacheConfig::new(vec![step(2, b"two")], vec![]);
         write_cache_layout(&store, out.path(), &second).unwrap();
         let (_, config) = read_cache_layout(out.path(), config_of).unwrap().unwrap();
-        assert_eq!(crate::cache_manifest::parse_config(&config.unwrap()).unwrap(), second);
+        assert_eq!(
+            crate::cache_manifest::parse_config(&config.unwrap()).unwrap(),
+            second
+        );
         let one = Digest::of_bytes(b"one");
-        assert!(!blob_path(out.path(), &one).exists(), "the first export's layer is gone");
+        assert!(
+            !blob_path(out.path(), &one).exists(),
+            "the first export's layer is gone"
+        );
 
         let (_other_dir, other) = temp_store();
         let layer = second.steps[0].record.layer.clone().unwrap();
@@ -174,6 +212,8 @@ mod tests {
         let (_third_dir, third) = temp_store();
         assert!(fetch_layout_blob(&third, out.path(), &layer).is_err());
         assert!(!third.has_blob(&layer.digest));
-        assert!(read_cache_layout(&out.path().join("none"), config_of).unwrap().is_none());
+        assert!(read_cache_layout(&out.path().join("none"), config_of)
+            .unwrap()
+            .is_none());
     }
 }

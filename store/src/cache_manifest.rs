@@ -98,7 +98,11 @@ struct DescriptorJson {
 
 impl CacheConfig {
     pub fn new(steps: Vec<CachedStep>, mounts: Vec<CachedMount>) -> CacheConfig {
-        CacheConfig { version: CACHE_FORMAT_VERSION, steps, mounts }
+        CacheConfig {
+            version: CACHE_FORMAT_VERSION,
+            steps,
+            mounts,
+        }
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -114,7 +118,11 @@ impl CacheConfig {
                 out.push((layer.clone(), None));
             }
         }
-        out.extend(self.mounts.iter().map(|m| (m.layer.clone(), Some(m.id.as_str()))));
+        out.extend(
+            self.mounts
+                .iter()
+                .map(|m| (m.layer.clone(), Some(m.id.as_str()))),
+        );
         out
     }
 
@@ -136,7 +144,9 @@ impl CacheConfig {
                     media_type: layer.media_type,
                     digest: layer.digest,
                     size: layer.size,
-                    annotations: mount.map(|id| [(MOUNT_ID_ANNOTATION.to_string(), id.to_string())].into()).unwrap_or_default(),
+                    annotations: mount
+                        .map(|id| [(MOUNT_ID_ANNOTATION.to_string(), id.to_string())].into())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         };
@@ -147,10 +157,13 @@ impl CacheConfig {
 /// The config descriptor of a cache manifest (`manifest`): its digest and
 /// size, once the media type says it is a cache of a version this rbuild reads.
 pub fn config_of(manifest: &[u8]) -> Result<(Digest, u64), CacheFormatError> {
-    let manifest: ManifestJson =
-        serde_json::from_slice(manifest).map_err(|e| CacheFormatError::NotAManifest(e.to_string()))?;
+    let manifest: ManifestJson = serde_json::from_slice(manifest)
+        .map_err(|e| CacheFormatError::NotAManifest(e.to_string()))?;
     if !manifest.media_type.is_empty() && manifest.media_type != OCI_MANIFEST {
-        return Err(CacheFormatError::NotAManifest(format!("its media type is {}", manifest.media_type)));
+        return Err(CacheFormatError::NotAManifest(format!(
+            "its media type is {}",
+            manifest.media_type
+        )));
     }
     let media_type = manifest.config.media_type;
     if media_type != CACHE_CONFIG_MEDIA_TYPE {
@@ -165,9 +178,13 @@ pub fn config_of(manifest: &[u8]) -> Result<(Digest, u64), CacheFormatError> {
 
 /// Reads a cache config (already checked against its digest).
 pub fn parse_config(bytes: &[u8]) -> Result<CacheConfig, CacheFormatError> {
-    let config: CacheConfig = serde_json::from_slice(bytes).map_err(|e| CacheFormatError::BadConfig(e.to_string()))?;
+    let config: CacheConfig =
+        serde_json::from_slice(bytes).map_err(|e| CacheFormatError::BadConfig(e.to_string()))?;
     if config.version != CACHE_FORMAT_VERSION {
-        return Err(CacheFormatError::UnknownVersion(format!("version {}", config.version)));
+        return Err(CacheFormatError::UnknownVersion(format!(
+            "version {}",
+            config.version
+        )));
     }
     Ok(config)
 }
@@ -188,7 +205,13 @@ mod tests {
     fn step(key: u8, layer: Option<Layer>) -> CachedStep {
         CachedStep {
             key: Digest::from_sha256([key; 32]),
-            record: CacheRecord { layer, created_by: Some("RUN x".into()), empty_layer: false, created: None, last_used: None },
+            record: CacheRecord {
+                layer,
+                created_by: Some("RUN x".into()),
+                empty_layer: false,
+                created: None,
+                last_used: None,
+            },
             identity: None,
             inputs: Some(serde_json::json!({"instruction": "RUN x"})),
         }
@@ -197,8 +220,16 @@ mod tests {
     #[test]
     fn a_cache_round_trips_through_its_manifest() {
         let config = CacheConfig::new(
-            vec![step(1, Some(layer(1))), step(2, None), step(3, Some(layer(1))), step(4, Some(layer(2)))],
-            vec![CachedMount { id: "go-build".into(), layer: layer(3) }],
+            vec![
+                step(1, Some(layer(1))),
+                step(2, None),
+                step(3, Some(layer(1))),
+                step(4, Some(layer(2))),
+            ],
+            vec![CachedMount {
+                id: "go-build".into(),
+                layer: layer(3),
+            }],
         );
         let json = config.to_json();
         let manifest = config.manifest(&json);
@@ -206,7 +237,11 @@ mod tests {
         assert_eq!(value["mediaType"], OCI_MANIFEST);
         assert_eq!(value["config"]["mediaType"], CACHE_CONFIG_MEDIA_TYPE);
         let layers = value["layers"].as_array().unwrap();
-        assert_eq!(layers.len(), 3, "a layer two steps share is listed once: {value}");
+        assert_eq!(
+            layers.len(),
+            3,
+            "a layer two steps share is listed once: {value}"
+        );
         assert_eq!(layers[2]["annotations"][MOUNT_ID_ANNOTATION], "go-build");
         let (digest, size) = config_of(&manifest).unwrap();
         assert_eq!((digest, size), (Digest::of_bytes(&json), json.len() as u64));
@@ -219,10 +254,21 @@ mod tests {
         let json = config.to_json();
         let manifest = String::from_utf8(config.manifest(&json)).unwrap();
         let v2 = manifest.replace("config.v1+json", "config.v2+json");
-        assert!(matches!(config_of(v2.as_bytes()), Err(CacheFormatError::UnknownVersion(_))));
+        assert!(matches!(
+            config_of(v2.as_bytes()),
+            Err(CacheFormatError::UnknownVersion(_))
+        ));
         let image = manifest.replace(CACHE_CONFIG_MEDIA_TYPE, crate::manifest::OCI_CONFIG);
-        assert!(matches!(config_of(image.as_bytes()), Err(CacheFormatError::NotACache(_))));
-        let newer = String::from_utf8(json).unwrap().replace("\"version\":1", "\"version\":2");
-        assert!(matches!(parse_config(newer.as_bytes()), Err(CacheFormatError::UnknownVersion(_))));
+        assert!(matches!(
+            config_of(image.as_bytes()),
+            Err(CacheFormatError::NotACache(_))
+        ));
+        let newer = String::from_utf8(json)
+            .unwrap()
+            .replace("\"version\":1", "\"version\":2");
+        assert!(matches!(
+            parse_config(newer.as_bytes()),
+            Err(CacheFormatError::UnknownVersion(_))
+        ));
     }
 }

@@ -16,6 +16,7 @@ use crate::cli::progress::{finding_text, Finding, PlainProgress, Progress, Quiet
 use crate::cli::progress_tty::TtyProgress;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, OutputSpec};
+use crate::engine::remote_cache::{parse_cache_from, parse_cache_to};
 use crate::engine::pulling::insecure_registries;
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
@@ -205,6 +206,16 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         secrets: Secrets::parse(&args.secrets).map_err(usage)?,
         ssh: SshAgents::parse(&args.ssh).map_err(usage)?,
         cache_mount_dir: args.cache_mount_dir.clone(),
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|spec| parse_cache_to(spec).map_err(|e| usage(format!("invalid --cache-to {spec:?}: {e}"))))
+            .collect::<Result<_, _>>()?,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|spec| parse_cache_from(spec).map_err(|e| usage(format!("invalid --cache-from {spec:?}: {e}"))))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod named_contexts;
 pub mod output;
 pub mod plan;
 pub mod redact;
+pub mod remote_cache;
 pub mod pulling;
 pub mod resolver;
 pub mod secrets;

@@ -12,6 +12,7 @@ use rbuild_store::{Compression, Reference};
 
 use crate::engine::named_contexts::NamedContexts;
 use crate::engine::output::OutputSpec;
+use crate::engine::remote_cache::{CacheExport, CacheImport};
 use crate::engine::resolver::BaseImageOptions;
 use crate::engine::secrets::{Secrets, SshAgents};
 
@@ -65,6 +66,10 @@ pub struct BuildSettings {
     pub ssh: SshAgents,
     /// `--cache-mount-dir`: where cache mounts live instead of the store.
     pub cache_mount_dir: Option<PathBuf>,
+    /// `--cache-to`: where the build's steps are exported as a shared cache.
+    pub cache_to: Vec<CacheExport>,
+    /// `--cache-from`: shared caches whose steps count as hits.
+    pub cache_from: Vec<CacheImport>,
 }
 
 impl BuildSettings {

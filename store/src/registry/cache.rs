@@ -26,7 +26,13 @@ impl Registry {
     ) -> Result<Option<(Vec<u8>, Result<Vec<u8>, E>)>, RegistryError> {
         let connection = self.connection(reference.domain())?;
         let context = self.pull_context(reference, &connection);
-        let job = PullJob { store, reference, connection: &connection, platform: &self.options.platform, context: &context };
+        let job = PullJob {
+            store,
+            reference,
+            connection: &connection,
+            platform: &self.options.platform,
+            context: &context,
+        };
         let top = oci_reference(reference, None);
         self.runtime.block_on(async {
             let manifest = match job.fetch_manifest(&top, reference.digest()).await {
@@ -49,13 +55,24 @@ impl Registry {
 
     /// Downloads `layer`'s blob from `repository` into `store` (verified as it is
     /// written) and records that the blob is in that repository.
-    pub fn fetch_blob(&self, store: &Store, repository: &Reference, layer: &Layer) -> Result<(), RegistryError> {
+    pub fn fetch_blob(
+        &self,
+        store: &Store,
+        repository: &Reference,
+        layer: &Layer,
+    ) -> Result<(), RegistryError> {
         if store.has_blob(&layer.digest) {
             return Ok(());
         }
         let connection = self.connection(repository.domain())?;
         let context = self.pull_context(repository, &connection);
-        let job = PullJob { store, reference: repository, connection: &connection, platform: &self.options.platform, context: &context };
+        let job = PullJob {
+            store,
+            reference: repository,
+            connection: &connection,
+            platform: &self.options.platform,
+            context: &context,
+        };
         let target = oci_reference(repository, None);
         self.runtime.block_on(async {
             job.refresh_access().await?;
@@ -67,10 +84,16 @@ impl Registry {
                 digest: layer.digest.clone(),
                 store: store.clone(),
             };
-            download.run().await.map(|_| ()).map_err(|failure| failure.into_error(&job))
+            download
+                .run()
+                .await
+                .map(|_| ())
+                .map_err(|failure| failure.into_error(&job))
         })?;
         let source = format!("{}/{}", repository.domain(), repository.path());
-        store.record_blob_source(&layer.digest, &source).map_err(|e| job_store_error(repository, e))
+        store
+            .record_blob_source(&layer.digest, &source)
+            .map_err(|e| job_store_error(repository, e))
     }
 
     /// Pushes `blobs` (digest, size; each in the store, or at the registry
@@ -96,7 +119,9 @@ impl Registry {
         let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         let repository = format!("{}/{}", destination.domain(), destination.path());
         for blob in &digests {
-            store.record_blob_source(blob, &repository).map_err(|e| job_store_error(destination, e))?;
+            store
+                .record_blob_source(blob, &repository)
+                .map_err(|e| job_store_error(destination, e))?;
         }
         Ok(pushed)
     }
@@ -114,7 +139,11 @@ impl Registry {
 }
 
 fn job_store_error(reference: &Reference, source: crate::error::StoreError) -> RegistryError {
-    RegistryError::Store { action: Action::Pulling, reference: reference.familiar(), source }
+    RegistryError::Store {
+        action: Action::Pulling,
+        reference: reference.familiar(),
+        source,
+    }
 }
 
 fn descriptor(media_type: String, digest: &Digest, size: u64) -> manifest::Descriptor {
