@@ -102,7 +102,7 @@ fn write_file(
 pub fn read_cache_layout<E>(
     dir: &Path,
     config_of: impl FnOnce(&[u8]) -> std::result::Result<(Digest, u64), E>,
-) -> Result<Option<(Vec<u8>, std::result::Result<Vec<u8>, E>)>> {
+) -> Result<crate::cache_manifest::FetchedCache<E>> {
     let index_path = dir.join("index.json");
     let index = match fs::read(&index_path) {
         Ok(bytes) => bytes,

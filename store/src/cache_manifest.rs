@@ -30,6 +30,10 @@ pub const CACHE_FORMAT_VERSION: u32 = 1;
 /// The annotation naming the cache mount a layer holds.
 pub const MOUNT_ID_ANNOTATION: &str = "dev.rbuild.cache.mount.id";
 
+/// A cache as fetched: its manifest, and its config blob or why the manifest
+/// is not a cache this rbuild reads; `None` when there is no cache there.
+pub type FetchedCache<E> = Option<(Vec<u8>, Result<Vec<u8>, E>)>;
+
 /// The cache record: what each exported step produced, by its cache key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CacheConfig {

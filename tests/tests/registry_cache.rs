@@ -461,3 +461,40 @@ fn bad_cache_specs_are_usage_errors_naming_the_key() {
         out.assert_stderr_contains(says);
     }
 }
+
+#[test]
+fn mounts_true_carries_cache_mounts_to_a_runner_that_has_none() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let base = pushed_base(&registry);
+    let ctx = counting_context(&base);
+    let cache = format!("{host}/e2e/mounts-cache:1");
+    let a = Runner::new("cache-mounts-a");
+    a.build(
+        &ctx,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max,mounts=true,ignore-error=false"),
+        ],
+    )
+    .assert_success();
+    let manifest = registry.manifest("e2e/mounts-cache:1");
+    let annotated: Vec<&serde_json::Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["annotations"]["dev.rbuild.cache.mount.id"] == "counter")
+        .collect();
+    assert_eq!(annotated.len(), 1, "{manifest}");
+
+    // Runner B has no cache mount: it gets A's, and runs nothing.
+    let b = Runner::new("cache-mounts-b");
+    let out = b.build(&ctx, &["--cache-from", &cache]);
+    out.assert_success();
+    out.assert_stderr_contains("restored cache mounts from the cache: counter");
+    assert_eq!(b.runs(), ["first", "second"], "A's cache mount, restored");
+    // A runner with a cache mount of its own keeps it.
+    std::fs::write(&files_named(&b.mounts, "count")[0], "mine\n").unwrap();
+    b.build(&ctx, &["--cache-from", &cache]).assert_success();
+    assert_eq!(b.runs(), ["mine"]);
+}

@@ -18,7 +18,8 @@ use crate::engine::output::{write_output, Destination, OutputSpec};
 use crate::engine::context::BuildContext;
 use crate::engine::plan::{plan_build, Plan};
 use crate::engine::pulling::{open_registry, push_logged};
-use crate::engine::remote_cache::{export_caches, ExportTarget};
+use crate::engine::cache_mounts::CacheMounts;
+use crate::engine::remote_cache::{cache_mount_ids, export_caches, mount_layers, ExportTarget};
 use crate::engine::resolver::BaseImageResolver;
 use crate::engine::settings::BuildSettings;
 
@@ -75,7 +76,7 @@ pub fn build(
             export(store, &built.image, &built.state, settings, output, stdout)?;
         }
     }
-    export_cache(store, settings, &built, progress)?;
+    export_cache(store, settings, &graph, &built, progress)?;
     let image = built_image(store, &described, &settings.tags)?;
     shown().image_built(&image);
     Ok(image)
@@ -284,7 +285,8 @@ fn fetch_for_export(store: &Store, built: &Built, output: &OutputSpec) -> Result
     let Some(remote) = &built.remote else { return Ok(()) };
     let filesystem = matches!(output, OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. });
     for layer in &built.state.layers {
-        if !store.has_blob(&layer.layer.digest) && !(filesystem && store.has_snapshot(&layer.layer.diff_id)) {
+        let present = store.has_blob(&layer.layer.digest) || (filesystem && store.has_snapshot(&layer.layer.diff_id));
+        if !present {
             remote.ensure_blob(&layer.layer)?;
         }
         if filesystem && !store.has_snapshot(&layer.layer.diff_id) {
@@ -296,16 +298,20 @@ fn fetch_for_export(store: &Store, built: &Built, output: &OutputSpec) -> Result
 
 /// Runs every `--cache-to`, each on its own progress line with its time. A failed
 /// export is a warning unless it says `ignore-error=false`.
-fn export_cache(store: &Store, settings: &BuildSettings, built: &Built, progress: &SharedProgress) -> Result<(), BuildError> {
+fn export_cache(store: &Store, settings: &BuildSettings, graph: &BuildGraph, built: &Built, progress: &SharedProgress) -> Result<(), BuildError> {
     if settings.cache_to.is_empty() {
         return Ok(());
     }
     let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mounts = CacheMounts::new(settings.cache_mount_root(store.root()));
+    let ids = cache_mount_ids(graph);
+    let mount_layers = |compression| mount_layers(store, &mounts, &ids, compression);
     let target = ExportTarget {
         store,
         remote: built.remote.as_deref(),
         platform: Platform::host(),
         insecure_registries: settings.insecure_registries.clone(),
+        mount_layers: &mount_layers,
     };
     let started = std::time::Instant::now();
     let results = export_caches(&target, &settings.cache_to, &built.exported, &mut |line| shown().info(&line));

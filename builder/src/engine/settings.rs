@@ -117,6 +117,11 @@ impl BuildSettings {
         path.strip_prefix(&context).unwrap_or(&path).display().to_string()
     }
 
+    /// Where the build's cache mounts live: `--cache-mount-dir`, else the store's.
+    pub fn cache_mount_root(&self, store_root: &std::path::Path) -> PathBuf {
+        self.cache_mount_dir.clone().unwrap_or_else(|| store_root.join("cache-mounts"))
+    }
+
     /// The names an image archive gives the image: the build's tags, then the output's
     /// own `name=`s.
     pub fn archive_names(&self, names: &[Reference]) -> Vec<Reference> {

@@ -23,7 +23,7 @@ impl Registry {
         store: &Store,
         reference: &Reference,
         config_of: impl FnOnce(&[u8]) -> Result<(Digest, u64), E>,
-    ) -> Result<Option<(Vec<u8>, Result<Vec<u8>, E>)>, RegistryError> {
+    ) -> Result<crate::cache_manifest::FetchedCache<E>, RegistryError> {
         let connection = self.connection(reference.domain())?;
         let context = self.pull_context(reference, &connection);
         let job = PullJob {

@@ -23,7 +23,8 @@ pub use state::{FsState, LayerRef};
 pub use step::SharedProgress;
 
 use crate::engine::error::BuildError;
-use crate::engine::remote_cache::{ExportedStep, RemoteCache};
+use crate::engine::cache_mounts::CacheMounts;
+use crate::engine::remote_cache::{restore_mounts, ExportedStep, RemoteCache};
 use crate::engine::settings::BuildSettings;
 use crate::engine::timefmt;
 use step::StepRunner;
@@ -132,6 +133,12 @@ impl Executor {
                 &mut |warning| progress.warning(warning),
             );
             progress.cache_imported(remote.step_count(), started.elapsed());
+            let mounts = CacheMounts::new(settings.cache_mount_root(self.store.root()));
+            match restore_mounts(&self.store, &remote, &mounts) {
+                Ok(ids) if !ids.is_empty() => progress.info(&format!("restored cache mounts from the cache: {}", ids.join(", "))),
+                Ok(_) => {}
+                Err(e) => progress.warning(&format!("{e}: the build starts without them")),
+            }
             cache.remote = Some(Arc::new(remote));
         }
         if !settings.cache_to.is_empty() {

@@ -130,8 +130,7 @@ fn bind(mount: &RunMount, source: PathBuf, readonly: bool) -> SandboxMount {
 
 /// The store's cache mounts, or those of `--cache-mount-dir`.
 fn cache_mounts(inputs: &MountInputs<'_>) -> CacheMounts {
-    let root = inputs.settings.cache_mount_dir.clone().unwrap_or_else(|| inputs.store.root().join("cache-mounts"));
-    CacheMounts::new(root)
+    CacheMounts::new(inputs.settings.cache_mount_root(inputs.store.root()))
 }
 
 /// Copies `source` of `from` into the empty directory `dir` as COPY copies it to `dest`

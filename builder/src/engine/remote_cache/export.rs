@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use rbuild_store::cache_manifest::{CacheConfig, CachedStep};
+use rbuild_store::cache_manifest::{CacheConfig, CachedMount, CachedStep};
 use rbuild_store::registry::PushEvent;
 use rbuild_store::{cache_layout, CacheRecord, Digest, Layer, Store};
 
@@ -43,6 +43,9 @@ pub struct ExportTarget<'a> {
     pub remote: Option<&'a RemoteCache>,
     pub platform: rbuild_store::Platform,
     pub insecure_registries: Vec<String>,
+    /// The build's cache mounts as layers in a compression, for `mounts=true`.
+    pub mount_layers:
+        &'a dyn Fn(rbuild_store::Compression) -> Result<Vec<CachedMount>, RemoteCacheError>,
 }
 
 /// Runs every export in `exports` over `steps`, one after the other; each
@@ -102,7 +105,12 @@ fn export_one(
             inputs: step.inputs.clone(),
         });
     }
-    let config = CacheConfig::new(cached, Vec::new());
+    let mounts = if export.mounts {
+        (target.mount_layers)(export.compression.compression)?
+    } else {
+        Vec::new()
+    };
+    let config = CacheConfig::new(cached, mounts);
     let layers = config.layers().len();
     let steps_count = config.steps.len();
     let sent = match &export.location {
@@ -132,7 +140,7 @@ fn export_one(
             let registry_error = |source| RemoteCacheError::Registry {
                 action: "exporting",
                 location: location.clone(),
-                source,
+                source: Box::new(source),
             };
             let registry =
                 open_registry(target.platform.clone(), target.insecure_registries.clone())

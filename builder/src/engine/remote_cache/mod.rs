@@ -14,6 +14,7 @@
 //! them and downloads nothing.
 
 mod export;
+mod mounts;
 pub mod spec;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use rbuild_store::{
 };
 
 pub use export::{export_caches, ExportReport, ExportTarget, ExportedStep};
+pub use mounts::{cache_mount_ids, mount_layers, restore_mounts};
 pub use spec::{
     parse_cache_from, parse_cache_to, CacheExport, CacheImport, CacheLocation, CacheMode,
 };
@@ -40,8 +42,9 @@ pub enum RemoteCacheError {
     Registry {
         action: &'static str,
         location: String,
+        /// Boxed: a registry error is large, and build errors travel by value.
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("{action} the cache {location}: {source}")]
     Store {
@@ -49,6 +52,12 @@ pub enum RemoteCacheError {
         location: String,
         #[source]
         source: StoreError,
+    },
+    #[error("restoring the cache mount {id:?}: {source}")]
+    MountIo {
+        id: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("the cache {location} is not usable: {reason}")]
     Format { location: String, reason: String },
@@ -128,7 +137,7 @@ impl RemoteCache {
                     .map_err(|source| RemoteCacheError::Registry {
                         action: "reading",
                         location: location.to_string(),
-                        source,
+                        source: Box::new(source),
                     })
             })?,
             CacheLocation::Local(dir) => {
@@ -239,7 +248,7 @@ impl RemoteCache {
                 .map_err(|source| RemoteCacheError::Registry {
                     action: "fetching a layer of",
                     location: reference.full(),
-                    source,
+                    source: Box::new(source),
                 }),
             Some(Origin::Local(dir)) => cache_layout::fetch_layout_blob(&self.store, dir, layer)
                 .map_err(|source| RemoteCacheError::Store {
