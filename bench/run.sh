@@ -7,7 +7,7 @@
 #                     [--runs N] [--tiny] [--dir DIR] [--keep] [--verbose]
 #   --quick      every workload once per builder, no warm-up run, a shorter layer-writing part
 #                (default: 5 runs after 1 warm-up)
-#   --only       workloads: W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c (default all), and LAYER for the layer-writing
+#   --only       workloads: W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c W10 (default all), and LAYER for the layer-writing
 #                comparison alone (it runs by default whenever W5 or W5z does)
 #   --builders   default rbuild,buildkit,buildah
 #   --runs N     timed runs per cell (overrides --quick's 1)
@@ -48,14 +48,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ALL=(W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c)
-declare -A CONTEXT=([W1]=w1 [W2]=w2 [W3]=w2 [W4]=w2 [W5]=w5r [W5z]=w5z [W6]=w6 [W7]=w7 [W8]=w8 [W8c]=w8)
+ALL=(W1 W2 W3 W4 W5 W5z W6 W7 W8 W8c W10)
+declare -A CONTEXT=([W1]=w1 [W2]=w2 [W3]=w2 [W4]=w2 [W5]=w5r [W5z]=w5z [W6]=w6 [W7]=w7 [W8]=w8 [W8c]=w8 [W10]=w10)
 # cold: nothing cached; nochange: all cached, nothing changed; edit: all cached, one small file
 # rewritten before each run; export: cold, build + archive timed; pull: base removed, pull timed;
 # carried: a cold runner that gets the cache mounts of an earlier build (the builder's `stash`),
 # restoring them timed (`carried`).
 declare -A MODE=([W1]=cold [W2]=cold [W3]=nochange [W4]=edit [W5]=export [W5z]=export [W6]=cold [W7]=pull
-                 [W8]=edit [W8c]=carried)
+                 [W8]=edit [W8c]=carried [W10]=seeded)
+# seeded (W10): the builder's `seed` builds once and leaves its cache in the local registry
+# (untimed); each timed run is a cold runner building from that cache (`fromcache`).
 # the file that edit mode rewrites, per context
 declare -A EDIT=([w2]=d00/s0/f00000.bin [w8]=src/d00/s0/f00000.bin)
 if [ "$only" = all ]; then workloads=("${ALL[@]}") layer=1
@@ -85,6 +87,7 @@ declare -A PKG=([hyperfine]=hyperfine [/usr/bin/time]=time [busybox]=busybox-sta
                 [buildah]=buildah [dockerd]=docker.io)
 want=(hyperfine /usr/bin/time busybox pigz python3)
 has W7 "${workloads[@]}" && want+=(skopeo docker-registry)
+has W10 "${workloads[@]}" && want+=(docker-registry)
 has buildah "${builders[@]}" && want+=(buildah)
 has buildkit "${builders[@]}" && want+=(dockerd)
 missing=()
@@ -161,8 +164,8 @@ log "bases (built by rbuild) and workloads in $WORK"
 "$here/make-workloads.sh" "$WORK" "$small" "$big" "$w5" "$w8files" "$w8mib" >&2
 
 # ---- local registry for W7 --------------------------------------------------------------------
-PULL_REF=
-if has W7 "${workloads[@]}"; then
+PULL_REF= W10_REF=
+if has W7 "${workloads[@]}" || has W10 "${workloads[@]}"; then
   port=${W7_PORT:-5077}
   while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
   mkdir -p "$WORK/registry/data"
@@ -171,11 +174,22 @@ if has W7 "${workloads[@]}"; then
   setsid docker-registry serve "$WORK/registry/config.yml" >"$WORK/registry/log" 2>&1 </dev/null &
   registry_pid=$!
   for _ in $(seq 40); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.25; done
-  PULL_REF=127.0.0.1:$port/rbuild-bench/pull:1
-  skopeo copy -q --dest-tls-verify=false "oci-archive:$BASES/pull.oci.tar" "docker://$PULL_REF" >&2
-  printf 'FROM %s\n' "$PULL_REF" > "$WORK/w7/Dockerfile"
+  if has W7 "${workloads[@]}"; then
+    PULL_REF=127.0.0.1:$port/rbuild-bench/pull:1
+    skopeo copy -q --dest-tls-verify=false "oci-archive:$BASES/pull.oci.tar" "docker://$PULL_REF" >&2
+    printf 'FROM %s\n' "$PULL_REF" > "$WORK/w7/Dockerfile"
+  fi
+  W10_REF=127.0.0.1:$port/rbuild-bench/w10   # each builder's cache: $W10_REF-BUILDER:cache
 fi
-export PULL_REF
+export PULL_REF W10_REF
+
+# ---- W10: W2's context + 10 RUN steps (a copy: W4 edits w2 in place) -------------------------
+if has W10 "${workloads[@]}"; then
+  rm -rf "$WORK/w10" && cp -a "$WORK/w2" "$WORK/w10"
+  { printf 'FROM rbuild-bench/busybox:1\nCOPY . /ctx\n'
+    for i in $(seq 10); do printf 'RUN head -c 1048576 /dev/urandom > /step%d && ls /ctx | wc -l > /count%d\n' "$i" "$i"; done
+  } > "$WORK/w10/Dockerfile"
+fi
 
 # ---- machine ----------------------------------------------------------------------------------
 {
@@ -242,6 +256,9 @@ bench_cell() { # WORKLOAD BUILDER
       if [ $mode = edit ]; then
         prep=(--prepare "$B untag $sink; date +%s%N | dd of=$(q "$CTX/${EDIT[${CONTEXT[$w]}]}") conv=notrunc status=none")
       fi ;;
+    seeded)    # W10: one build leaves the builder's cache in the registry; each run: a cold runner
+      "$B" cold >>"$logf" 2>&1 && "$B" seed >>"$logf" 2>&1 || return 1
+      prep=(--prepare "$B cold $sink"); verb=fromcache ;;
     carried)   # one build fills the cache mounts, the builder puts them aside; each run: a cold runner
       "$B" cold >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && "$B" stash >>"$logf" 2>&1 || return 1
       prep=(--prepare "$B runner $sink"); verb=carried ;;
@@ -293,6 +310,21 @@ if has W7 "${workloads[@]}" && has rbuild "${ready[@]}"; then
     printf 'W7\tskopeo\tfailed\n' >> "$res/cells.tsv"
   fi
   rm -rf "$dest"
+fi
+
+# ---- W10 reference: rbuild's own cold build of the same context, no cache ---------------------
+if has W10 "${workloads[@]}" && has rbuild "${ready[@]}"; then
+  log "W10 rbuild-cold (reference: rbuild's cold build without --cache-from)"
+  export STATE=$WORK/state/rbuild CTX=$WORK/w10 TAG=rbuild-bench/w10-rbuild:latest
+  B=$(q "$here/builders/rbuild.sh")
+  if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W10-rbuild-cold \
+       --prepare "$B cold >>$(q "$res/W10-rbuild-cold.log") 2>&1" --export-json "$res/W10-rbuild-cold.json" \
+       "/usr/bin/time -a -o $(q "$res/W10-rbuild-cold.rss") -f %M $B build >>$(q "$res/W10-rbuild-cold.log") 2>&1" >&2; then
+    printf 'W10\trbuild-cold\tok\n' >> "$res/cells.tsv"
+  else
+    printf 'W10\trbuild-cold\tfailed\n' >> "$res/cells.tsv"
+  fi
+  "$B" cold >/dev/null 2>&1 || true
 fi
 
 # ---- layer writing: rbuild's writer against tar | pigz on W5's data ----------------------------

@@ -7,7 +7,10 @@
 #   stash, runner, carried (W8c): BuildKit cannot hand its cache mounts to another runner (they
 #           are not in any cache export, and this `docker build` has no --cache-to anyway), so
 #           stash does nothing, runner is cold and carried is a plain cold build
-# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|stash|runner|carried|cleanup|daemons
+#   seed:   (W10) what Docker 20.10 offers for a shared cache: a build with
+#           BUILDKIT_INLINE_CACHE=1, pushed as $W10_REF-buildkit:cache, then removed locally
+#   fromcache: (W10) a cold daemon's build with --cache-from that image
+# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|stash|runner|carried|seed|fromcache|cleanup|daemons
 set -euo pipefail
 DOCKER=${DOCKER:-docker}
 build() { DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none -t "$TAG" "$1"; }
@@ -25,6 +28,12 @@ case $1 in
   stash)   echo "BuildKit cannot carry its cache mounts to another runner: W8c is a cold build" ;;
   runner)  "$0" cold ;;
   carried) build "$CTX" ;;
+  seed)    DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none --build-arg BUILDKIT_INLINE_CACHE=1 \
+             -t "$W10_REF-buildkit:cache" "$CTX"
+           "$DOCKER" push -q "$W10_REF-buildkit:cache"
+           "$DOCKER" rmi -f "$W10_REF-buildkit:cache" >/dev/null ;;
+  fromcache) DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none --cache-from "$W10_REF-buildkit:cache" \
+             -t "$TAG" "$CTX" ;;
   cleanup) "$0" cold
            ids=$("$DOCKER" images -q 'rbuild-bench/*' | sort -u)
            [ -z "$ids" ] || "$DOCKER" rmi -f $ids >/dev/null 2>&1 || true
