@@ -47,6 +47,8 @@ def labels(p, res):
         "W8": f"one-file-edit rebuild, RUN reading a warm cache mount of {w8}",
         "W8c": f"cold runner given W8's cache mount ({w8}) by the last build "
                "(BuildKit cannot: a plain cold build)",
+        "W10": f"cold runner building W2's context + 10 RUN steps from a registry cache "
+               "(BuildKit: --cache-from an inline-cache image; rbuild-cold: no cache)",
     }
 
 

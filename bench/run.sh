@@ -9,7 +9,7 @@
 #        bench/run.sh --compare RESULTS_A RESULTS_B
 #   --quick      every workload once per builder, no warm-up run, a shorter layer-writing part
 #                (default: 5 runs after 1 warm-up)
-#   --only       workloads: W1 W2 W3 W4 W9 W5 W5z W6 W7 W8 W8c W11 W11n W11e (default all;
+#   --only       workloads: W1 W2 W3 W4 W9 W5 W5z W6 W7 W8 W8c W10 W11 W11n W11e (default all;
 #                --quick leaves W11* out unless --only ALL), and LAYER for the layer-writing
 #                comparison alone (it runs by default whenever W5 or W5z does)
 #   --builders   default rbuild,buildkit,buildah
@@ -88,6 +88,8 @@ case $disk in host|fresh) disks=("$disk") ;; both) disks=(host fresh) ;; *) echo
 #   push      cold build (untimed), an empty local registry; push of the built image
 #   carried   a cold runner given the cache mounts of an earlier build (the builder's `stash`);
 #             restoring them + build
+#   seeded    one build (the builder's `seed`, untimed) leaves its cache in the local registry;
+#             each run: a cold runner building from that cache (`fromcache`)
 ALL=()
 declare -A CONTEXT=() MODE=() LABEL=()
 workload() { ALL+=("$1"); MODE[$1]=$2 CONTEXT[$1]=$3 LABEL[$1]=$4; }
@@ -105,6 +107,7 @@ if [ $scaling = 0 ]; then
   workload W7   pull     w7   "pull of a $pull MiB-payload base from a local registry"
   workload W8   edit     w8   "one-file-edit rebuild, RUN reading a warm cache mount of $w8files files + $w8mib MiB"
   workload W8c  carried  w8   "cold runner given W8's cache mount by the last build (BuildKit cannot: a plain cold build)"
+  workload W10  seeded   w10  "cold runner building W2's context + 10 RUN steps from a registry cache (BuildKit: --cache-from an inline-cache image; rbuild-cold: no cache)"
   workload W11  cold     w11  "an application: Debian + apt-get from a file: repo + venv + pip wheels + $w11app-file app, cold"
   workload W11n nochange w11  "no-op rebuild of W11"
   workload W11e edit     w11  "W11 after a one-file application edit"
@@ -119,10 +122,10 @@ else   # --scaling: the sizes of make-scaling.sh
   done
   for n in "${scale_runs[@]}"; do workload "W1x$n" cold "r$n" "$n RUN steps, cold"; done
 fi
-# --quick leaves out what would take it past 5 minutes on 2 cores: W9 (a cold W2 build before
-# each push) and W11 (an apt-get, a venv and pip, about 20 s a builder, each cold); --only names
+# --quick leaves out what would take it past 5 minutes on 2 cores: W9 and W10 (cold W2 builds before
+# each timed run or its seed) and W11 (an apt-get, a venv and pip, about 20 s a builder, each cold); --only names
 # them, or --only ALL times every workload.
-QUICK_SKIP=(W9 W11 W11n W11e)
+QUICK_SKIP=(W9 W10 W11 W11n W11e)
 if [ "$only" = all ] || [ "${only^^}" = ALL ]; then
   workloads=() layer=$((1 - scaling))
   for w in "${ALL[@]}"; do
@@ -155,7 +158,7 @@ declare -A PKG=([hyperfine]=hyperfine [/usr/bin/time]=time [busybox]=busybox-sta
                 [buildah]=buildah [dockerd]=docker.io [mkfs.ext4]=e2fsprogs [losetup]=mount
                 [debootstrap]=debootstrap [dpkg-scanpackages]=dpkg-dev)
 want=(hyperfine /usr/bin/time busybox pigz python3)
-if has W7 "${workloads[@]}" || has push "${modes[@]}"; then want+=(skopeo docker-registry); fi
+if has W7 "${workloads[@]}" || has W10 "${workloads[@]}" || has push "${modes[@]}"; then want+=(skopeo docker-registry); fi
 has buildah "${builders[@]}" && want+=(buildah)
 has buildkit "${builders[@]}" && want+=(dockerd)
 has fresh "${disks[@]}" && want+=(mkfs.ext4 losetup)
@@ -267,21 +270,32 @@ if has w11 "${contexts[@]}"; then
 fi
 bases_for() { case $1 in w11) echo "$BUSYBOX_BASE $DEBIAN_BASE" ;; *) echo "$BUSYBOX_BASE" ;; esac; }
 
-# ---- local registries: W7 pulls from one, W9 pushes to a new one per run --------------------
-PULL_REF='' PUSH_REF=''
-if has W7 "${workloads[@]}"; then
+# ---- local registries: W7 pulls from one (W10 keeps its caches there), W9 pushes to a new one per run
+PULL_REF='' PUSH_REF='' W10_REF=''
+if has W7 "${workloads[@]}" || has W10 "${workloads[@]}"; then
   port=$("$here/registry.sh" port "${W7_PORT:-5077}")
   "$here/registry.sh" start "$WORK/registry" "$port"
-  PULL_REF=127.0.0.1:$port/rbuild-bench/pull:1
-  skopeo copy -q --dest-tls-verify=false "oci-archive:$BASES/pull.oci.tar" "docker://$PULL_REF" >&2
-  printf 'FROM %s\n' "$PULL_REF" > "$WORK/w7/Dockerfile"
+  if has W7 "${workloads[@]}"; then
+    PULL_REF=127.0.0.1:$port/rbuild-bench/pull:1
+    skopeo copy -q --dest-tls-verify=false "oci-archive:$BASES/pull.oci.tar" "docker://$PULL_REF" >&2
+    printf 'FROM %s\n' "$PULL_REF" > "$WORK/w7/Dockerfile"
+  fi
+  W10_REF=127.0.0.1:$port/rbuild-bench/w10   # each builder's cache: $W10_REF-BUILDER:cache
 fi
 if has push "${modes[@]}"; then
   port=$("$here/registry.sh" port $(( ${port:-${W7_PORT:-5077}} + 1 )))
   PUSH_REF=127.0.0.1:$port/rbuild-bench/push:1
   mkdir -p "$WORK/push-registry"
 fi
-export PULL_REF PUSH_REF
+export PULL_REF PUSH_REF W10_REF
+
+# ---- W10: W2's context + 10 RUN steps (a copy: W4 edits w2 in place) -------------------------
+if has W10 "${workloads[@]}"; then
+  rm -rf "$WORK/w10" && cp -a "$WORK/w2" "$WORK/w10"
+  { printf 'FROM rbuild-bench/busybox:1\nCOPY . /ctx\n'
+    for i in $(seq 10); do printf 'RUN head -c 1048576 /dev/urandom > /step%d && ls /ctx | wc -l > /count%d\n' "$i" "$i"; done
+  } > "$WORK/w10/Dockerfile"
+fi
 
 # ---- machine ----------------------------------------------------------------------------------
 {
@@ -366,6 +380,9 @@ bench_cell() { # WORKLOAD BUILDER DISK
       if [ "$mode" = edit ]; then
         prep=(--prepare "$B untag $sink; date +%s%N | dd of=$(q "$CTX/${EDIT[${CONTEXT[$w]}]}") conv=notrunc status=none")
       fi ;;
+    seeded)    # W10: one build leaves the builder's cache in the registry; each run: a cold runner
+      bash -c "$cold" >>"$logf" 2>&1 && "$B" seed >>"$logf" 2>&1 || return 1
+      prep=(--prepare "$cold"); verb=fromcache ;;
     carried)   # one build fills the cache mounts, the builder puts them aside; each run: a cold runner
       bash -c "$cold" >>"$logf" 2>&1 && "$B" build >>"$logf" 2>&1 && "$B" stash >>"$logf" 2>&1 || return 1
       prep=(--prepare "$B runner $sink"); verb=carried
@@ -390,6 +407,8 @@ for w in "${workloads[@]}"; do
   for d in "${disks[@]}"; do
     for b in "${builders[@]}"; do
       if ! has "$b/$d" "${ready[@]}"; then status=setup-failed
+      elif [ "${MODE[$w]}" = seeded ] && [ "$b" = buildah ]; then
+        status=not-timed   # W10: this suite gives buildah no registry-cache verbs (seed, fromcache)
       else
         log "$w $b (${MODE[$w]}, $d disk)"
         if bench_cell "$w" "$b" "$d"; then status=ok
@@ -455,6 +474,22 @@ if [ "$only" = all ] && has rbuild "${ready[@]}"; then
   else status=failed; tail -n 5 "$res/W12.log" >&2 || true
   fi
   printf 'W12\trbuild\t%s\t-\nW12\trbuild-2x\t%s\t-\n' "$status" "$status" >> "$res/cells.tsv"
+fi
+
+# ---- W10 reference: rbuild's own cold build of the same context, no cache ---------------------
+if has W10 "${workloads[@]}" && has rbuild "${ready[@]}"; then
+  log "W10 rbuild-cold (reference: rbuild's cold build without --cache-from)"
+  use_state rbuild host
+  export CTX=$WORK/w10 TAG=rbuild-bench/w10-rbuild:latest
+  B=$(q "$here/builders/rbuild.sh")
+  if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W10-rbuild-cold \
+       --prepare "$B cold >>$(q "$res/W10-rbuild-cold.log") 2>&1" --export-json "$res/W10-rbuild-cold.json" \
+       "/usr/bin/time -a -o $(q "$res/W10-rbuild-cold.rss") -f %M $B build >>$(q "$res/W10-rbuild-cold.log") 2>&1" >&2; then
+    printf 'W10\trbuild-cold\tok\t-\n' >> "$res/cells.tsv"
+  else
+    printf 'W10\trbuild-cold\tfailed\t-\n' >> "$res/cells.tsv"
+  fi
+  "$B" cold >/dev/null 2>&1 || true
 fi
 
 # ---- layer writing: rbuild's writer against tar | pigz on W5's data ----------------------------

@@ -14,8 +14,11 @@
 #   stash, runner, carried (W8c): BuildKit cannot hand its cache mounts to another runner (they
 #           are not in any cache export, and this `docker build` has no --cache-to anyway), so
 #           stash does nothing, runner is cold and carried is a plain cold build
+#   seed:   (W10) what Docker 20.10 offers for a shared cache: a build with
+#           BUILDKIT_INLINE_CACHE=1, pushed as $W10_REF-buildkit:cache, then removed locally
+#   fromcache: (W10) a cold daemon's build with --cache-from that image
 #   release: (fresh) stop the daemon, so that its filesystem can be replaced
-# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|push|stash|runner|carried|release|cleanup|daemons
+# usage: buildkit.sh setup|version|build|export|cold|untag|pull|unpull|push|stash|runner|carried|seed|fromcache|release|cleanup|daemons
 set -euo pipefail
 DOCKER=${DOCKER:-docker}
 DATA=${DATA:-$STATE}
@@ -57,6 +60,12 @@ case $1 in
   stash)   echo "BuildKit cannot carry its cache mounts to another runner: W8c is a cold build" ;;
   runner)  "$0" cold ;;
   carried) build "$CTX" ;;
+  seed)    DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none --build-arg BUILDKIT_INLINE_CACHE=1 \
+             -t "$W10_REF-buildkit:cache" "$CTX"
+           "$DOCKER" push -q "$W10_REF-buildkit:cache"
+           "$DOCKER" rmi -f "$W10_REF-buildkit:cache" >/dev/null ;;
+  fromcache) DOCKER_BUILDKIT=1 "$DOCKER" build --progress plain --network none --cache-from "$W10_REF-buildkit:cache" \
+             -t "$TAG" "$CTX" ;;
   release) [ $own = 0 ] || stop_daemon ;;
   cleanup) if [ $own = 1 ]; then stop_daemon; exit 0; fi
            "$0" cold

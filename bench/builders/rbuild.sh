@@ -10,10 +10,12 @@
 #           for a new runner: `rbuild cache-mount export` (RBUILD_W8C=dir: a tar of the
 #           --cache-mount-dir)
 #   runner: a cold store, the stash kept
+#   seed:   (W10) a build that exports every step to the registry cache $W10_REF-rbuild:cache
+#   fromcache: (W10) the build of a cold runner with --cache-from that cache
 #   carried: the cold runner's build with the stash: `rbuild cache-mount import` + build
 #           (RBUILD_W8C=dir: `tar -x` into the --cache-mount-dir + build with it)
 #   release: nothing to do (no process outlives a command, nothing stays mounted)
-# usage: rbuild.sh setup|version|build|export|cold|untag|pull|unpull|push|stash|runner|carried|release|cleanup
+# usage: rbuild.sh setup|version|build|export|cold|untag|pull|unpull|push|stash|runner|carried|seed|fromcache|release|cleanup
 # env: see ../run.sh; RBUILD_W8C=import (default) or dir: how W8c carries the cache mounts
 set -euo pipefail
 RBUILD=${RBUILD:-rbuild}
@@ -41,6 +43,8 @@ case $1 in
   carried) if [ ${#mounts[@]} = 0 ]; then "$RBUILD" cache-mount import "$STATE/stash.tar"
            else mkdir -p "$DATA/cache-mounts" && tar -xf "$STATE/stash.tar" -C "$DATA/cache-mounts"; fi
            rb -t "$TAG" "$CTX" ;;
+  seed)    rb -t "$TAG" --cache-to "type=registry,ref=$W10_REF-rbuild:cache,mode=max,ignore-error=false" "$CTX" ;;
+  fromcache) rb -t "$TAG" --cache-from "$W10_REF-rbuild:cache" "$CTX" ;;
   release) : ;;
   cleanup) rm -rf "$RBUILD_ROOT" "$DATA/cache-mounts" "$STATE/stash.tar" ;;
   *) echo "unknown verb $1" >&2; exit 2 ;;

@@ -45,6 +45,8 @@ mod metadata;
 mod store;
 
 pub mod archive;
+pub mod cache_layout;
+pub mod cache_manifest;
 pub mod compress;
 pub mod config;
 mod convert;

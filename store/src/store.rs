@@ -271,6 +271,18 @@ impl Store {
         self.images.put_image(config, layers)
     }
 
+    /// Stores an image as [`Store::put_image`] does, where a layer whose blob is
+    /// not here is allowed if a registry it can be fetched from (or mounted
+    /// from, by a push there) is recorded (see `metadata::sources`): a build
+    /// whose steps were hits in a registry cache. Such an image is complete in
+    /// manifest and config; what reads its layers' bytes fetches them first
+    /// or reports the blob missing, and a pull of it downloads what is missing.
+    pub fn put_image_by_descriptor(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
+        self.images.put_image_by_descriptor(config, layers, &|layer| {
+            self.blobs.has_blob(&layer.digest) || self.sources.any_source(&layer.digest).unwrap_or(false)
+        })
+    }
+
     /// Records an image whose config blob came from elsewhere (a registry, an
     /// archive) and is kept byte for byte, so the image id stays the one its
     /// source gave it.

@@ -162,6 +162,14 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", env = "RBUILD_CACHE_MOUNT_DIR")]
     pub cache_mount_dir: Option<PathBuf>,
 
+    /// Export the build cache: type=registry,ref=REG/REPO:TAG or type=local,dest=DIR [,mode=min|max][,ignore-error=true|false][,compression=gzip|zstd][,compression-level=N][,mounts=true]; repeatable
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
+
+    /// Use a shared build cache: type=registry,ref=REF, type=local,src=DIR, or REF; repeatable
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+
     /// Reach this registry over plain HTTP (loopback registries always are); repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,

@@ -17,6 +17,7 @@ use crate::cli::progress_tty::TtyProgress;
 use crate::engine::debug_shell::ShellTarget;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, Destination, OutputSpec};
+use crate::engine::remote_cache::{parse_cache_from, parse_cache_to};
 use crate::engine::pulling::insecure_registries;
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
@@ -237,6 +238,16 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         cache_mount_dir: args.cache_mount_dir.clone(),
         keep_failures: args.on_error != OnErrorArg::Discard,
         isolation_reason,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|spec| parse_cache_to(spec).map_err(|e| usage(format!("invalid --cache-to {spec:?}: {e}"))))
+            .collect::<Result<_, _>>()?,
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|spec| parse_cache_from(spec).map_err(|e| usage(format!("invalid --cache-from {spec:?}: {e}"))))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -12,11 +12,13 @@ use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, Sto
 
 use crate::engine::error::BuildError;
 use crate::engine::events::{BuiltImage, Finding};
-use crate::engine::execute::{Executor, FsState, SharedProgress, StepTiming};
+use crate::engine::events::CacheExportDone;
+use crate::engine::execute::{Built, Executor, FsState, SharedProgress, StepTiming};
 use crate::engine::output::{write_output, Destination, OutputSpec};
 use crate::engine::context::BuildContext;
 use crate::engine::plan::{plan_build, Plan};
 use crate::engine::pulling::{open_registry, push_logged};
+use crate::engine::remote_cache::{cache_mount_ids, export_caches, mount_layers, ExportTarget};
 use crate::engine::resolver::BaseImageResolver;
 use crate::engine::settings::BuildSettings;
 
@@ -65,11 +67,17 @@ pub fn build(
     let log = |line: &str| shown().info(line);
     for output in &settings.outputs {
         if let OutputSpec::Registry { names, compression } = output {
+            let names = if names.is_empty() { &settings.tags[..] } else { names };
+            for name in names {
+                fetch_for_push(store, &built, name, *compression)?;
+            }
             described = push(store, &built.image, settings, names, *compression, &log)?;
         } else {
+            fetch_for_export(store, &built, output)?;
             export(store, &built.image, &built.state, settings, output, stdout)?;
         }
     }
+    export_cache(store, settings, &graph, &built, progress)?;
     let image = built_image(store, &described, &settings.tags)?;
     shown().image_built(&image);
     Ok(image)
@@ -280,4 +288,96 @@ fn push(
 /// Writes the image's final filesystem into `dir`; `action` says what for, in an error.
 fn materialize(state: &FsState, dir: &std::path::Path, action: String) -> Result<(), BuildError> {
     state.rootfs().materialize(dir).map_err(|e| BuildError::Finish { action, source: e.into() })
+}
+
+/// Fetches the layers a push of the image as `name` cannot do without: those only
+/// an imported cache holds that the destination's registry neither has nor can
+/// mount (no source recorded there), and those the push must recompress. A fully
+/// cached build pushed to the cache's registry fetches nothing.
+fn fetch_for_push(store: &Store, built: &Built, name: &Reference, compression: rbuild_store::Codec) -> Result<(), BuildError> {
+    let Some(remote) = &built.remote else { return Ok(()) };
+    for layer in built.image.layers.iter().filter(|l| !store.has_blob(&l.digest)) {
+        let reachable = store.blob_source(&layer.digest, name.domain())?.is_some();
+        if !reachable || layer.compression() != Some(compression.compression) {
+            remote.ensure_blob(layer)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches what an archive or filesystem output reads: every layer's blob, and
+/// for a filesystem its snapshot.
+fn fetch_for_export(store: &Store, built: &Built, output: &OutputSpec) -> Result<(), BuildError> {
+    let Some(remote) = &built.remote else { return Ok(()) };
+    let filesystem = matches!(output, OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. });
+    for layer in &built.state.layers {
+        let present = store.has_blob(&layer.layer.digest) || (filesystem && store.has_snapshot(&layer.layer.diff_id));
+        if !present {
+            remote.ensure_blob(&layer.layer)?;
+        }
+        if filesystem && !store.has_snapshot(&layer.layer.diff_id) {
+            store.ensure_snapshot(&layer.layer)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every `--cache-to`, each on its own progress line with its time. A failed
+/// export is a warning unless it says `ignore-error=false`.
+fn export_cache(store: &Store, settings: &BuildSettings, graph: &BuildGraph, built: &Built, progress: &SharedProgress) -> Result<(), BuildError> {
+    if settings.cache_to.is_empty() {
+        return Ok(());
+    }
+    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mounts = settings.cache_mounts(store.root());
+    let ids = cache_mount_ids(graph);
+    let mount_layers = |compression| mount_layers(store, &mounts, &ids, compression);
+    let target = ExportTarget {
+        store,
+        remote: built.remote.as_deref(),
+        platform: Platform::host(),
+        insecure_registries: settings.insecure_registries.clone(),
+        mount_layers: &mount_layers,
+    };
+    let started = std::time::Instant::now();
+    let results = export_caches(&target, &settings.cache_to, &built.exported, &mut |line| shown().info(&line));
+    for (export, result) in settings.cache_to.iter().zip(results) {
+        let done = match &result {
+            Ok(report) => CacheExportDone {
+                location: report.location.clone(),
+                steps: report.steps,
+                layers: report.layers,
+                sent: report.sent,
+                elapsed: report.elapsed,
+                error: None,
+            },
+            Err(e) => CacheExportDone {
+                location: export.location.to_string(),
+                steps: 0,
+                layers: 0,
+                sent: 0,
+                elapsed: started.elapsed(),
+                error: Some(error_chain(e)),
+            },
+        };
+        shown().cache_exported(&done);
+        if let Err(e) = result {
+            if !export.ignore_error {
+                return Err(e.into());
+            }
+            shown().warning(&format!("exporting the cache to {} failed (ignore-error=true): {}", export.location, error_chain(&e)));
+        }
+    }
+    Ok(())
+}
+
+/// An error with its sources, as one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(&format!(": {e}"));
+        source = e.source();
+    }
+    text
 }

@@ -59,6 +59,11 @@ impl CacheMounts {
         CacheMounts { root }
     }
 
+    /// The cache mounts of `--cache-mount-dir` (`dir`), else those of the store at `store_root`.
+    pub fn of(dir: Option<&Path>, store_root: &Path) -> CacheMounts {
+        CacheMounts::new(dir.map_or_else(|| store_root.join("cache-mounts"), Path::to_path_buf))
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

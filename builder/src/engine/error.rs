@@ -43,6 +43,10 @@ pub enum BuildError {
     #[error(transparent)]
     Cache(#[from] crate::engine::cache::CacheError),
 
+    /// A cache shared through a registry or a directory could not give what a step needs.
+    #[error(transparent)]
+    RemoteCache(#[from] crate::engine::remote_cache::RemoteCacheError),
+
     /// The scheduler itself failed (a step panicked, a task was lost).
     #[error("{0}")]
     Internal(String),

@@ -33,6 +33,22 @@ pub trait Progress {
     fn step_cached(&mut self, number: usize);
     /// Why the step missed the cache (`--explain-cache`).
     fn explain(&mut self, number: usize, explanation: &str);
+    /// The `--cache-from` caches were read (manifests and configs only): they record
+    /// `steps` steps.
+    fn cache_imported(&mut self, steps: usize, elapsed: Duration) {
+        self.info(&format!("importing cache manifests: {steps} steps recorded ({:.1}s)", elapsed.as_secs_f64()));
+    }
+    /// A `--cache-to` export ended: its own progress line, with its time.
+    fn cache_exported(&mut self, export: &CacheExportDone) {
+        let what = match &export.error {
+            None => format!(
+                "{} steps, {} layers, {} sent",
+                export.steps, export.layers, export.sent
+            ),
+            Some(error) => format!("failed: {error}"),
+        };
+        self.info(&format!("exporting cache to {}: {what} ({:.1}s)", export.location, export.elapsed.as_secs_f64()));
+    }
     /// The build failed with `message` (already printed on stderr as text;
     /// tools reading rawjson get it as an event too).
     fn error(&mut self, message: &str) {
@@ -93,3 +109,16 @@ impl BuiltImage {
     }
 }
 
+
+/// One `--cache-to` export, as progress shows it.
+#[derive(Debug, Clone)]
+pub struct CacheExportDone {
+    pub location: String,
+    pub steps: usize,
+    pub layers: usize,
+    /// Blobs sent (uploaded, or copied into the directory).
+    pub sent: usize,
+    pub elapsed: Duration,
+    /// Why it failed, when it did (a warning unless `ignore-error=false`).
+    pub error: Option<String>,
+}

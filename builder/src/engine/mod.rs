@@ -18,6 +18,7 @@ pub mod output;
 pub mod plan;
 pub mod platforms;
 pub mod redact;
+pub mod remote_cache;
 pub mod pulling;
 pub mod resolver;
 pub mod secrets;

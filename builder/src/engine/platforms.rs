@@ -48,7 +48,7 @@ pub fn build_platforms(
     for platform in &settings.platforms {
         planned.push((platform.clone(), plan_checked(settings, store, progress, platform)?));
     }
-    let cache = Arc::new(step_cache(settings, store, &settings.platforms[0])?);
+    let cache = Arc::new(step_cache(settings, store, &settings.platforms[0], progress)?);
     let numbers = Arc::new(Mutex::new(StepNumbers::default()));
     let results: Vec<(Platform, Result<PlatformBuilt, BuildError>)> =
         std::thread::scope(|scope| {

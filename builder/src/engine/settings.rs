@@ -12,6 +12,7 @@ use rbuild_store::{Compression, Reference};
 
 use crate::engine::named_contexts::NamedContexts;
 use crate::engine::output::OutputSpec;
+use crate::engine::remote_cache::{CacheExport, CacheImport};
 use crate::engine::resolver::BaseImageOptions;
 use crate::engine::secrets::{Secrets, SshAgents};
 
@@ -71,6 +72,10 @@ pub struct BuildSettings {
     pub cache_mount_dir: Option<PathBuf>,
     /// `--on-error=keep|shell`: a RUN that fails is kept in the store for `rbuild debug`.
     pub keep_failures: bool,
+    /// `--cache-to`: where the build's steps are exported as a shared cache.
+    pub cache_to: Vec<CacheExport>,
+    /// `--cache-from`: shared caches whose steps count as hits.
+    pub cache_from: Vec<CacheImport>,
 }
 
 impl BuildSettings {
@@ -120,6 +125,11 @@ impl BuildSettings {
         let context = self.context.canonicalize().unwrap_or_else(|_| self.context.clone());
         let path = path.canonicalize().unwrap_or_else(|_| path.clone());
         path.strip_prefix(&context).unwrap_or(&path).display().to_string()
+    }
+
+    /// Where the build's cache mounts live: `--cache-mount-dir`, else the store's.
+    pub fn cache_mounts(&self, store_root: &std::path::Path) -> crate::engine::cache_mounts::CacheMounts {
+        crate::engine::cache_mounts::CacheMounts::of(self.cache_mount_dir.as_deref(), store_root)
     }
 
     /// The names an image archive gives the image: the build's tags, then the output's

@@ -60,7 +60,21 @@ impl Images {
     /// must already be in the store). The config's `rootfs` is set from the
     /// layers, so it always matches them.
     pub(crate) fn put_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
-        let image = self.put_manifest(config, layers)?;
+        let image = self.put_manifest(config, layers, &|l| self.blobs.has_blob(&l.digest))?;
+        self.record_image(&image)?;
+        Ok(image)
+    }
+
+    /// Like [`Images::put_image`], for an image some of whose layers are known
+    /// only by descriptor: `available` says whether a layer is in the store or
+    /// can be fetched from where it is recorded to be.
+    pub(crate) fn put_image_by_descriptor(
+        &self,
+        config: &ImageConfig,
+        layers: &[Layer],
+        available: &dyn Fn(&Layer) -> bool,
+    ) -> Result<StoredImage> {
+        let image = self.put_manifest(config, layers, available)?;
         self.record_image(&image)?;
         Ok(image)
     }
@@ -103,12 +117,12 @@ impl Images {
 
     /// Writes the config and manifest blobs without recording the image as
     /// one that can be looked up by id.
-    fn put_manifest(&self, config: &ImageConfig, layers: &[Layer]) -> Result<StoredImage> {
+    fn put_manifest(&self, config: &ImageConfig, layers: &[Layer], available: &dyn Fn(&Layer) -> bool) -> Result<StoredImage> {
         let mut config = config.clone();
         config.rootfs.kind = "layers".to_string();
         config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
         let config_digest = self.blobs.write_blob(&config.to_json())?;
-        let manifest_digest = self.write_manifest(&config_digest, layers)?;
+        let manifest_digest = self.write_manifest_checked(&config_digest, layers, available)?;
         Ok(StoredImage {
             manifest_digest,
             config_digest,
@@ -124,8 +138,12 @@ impl Images {
         config_digest: &Digest,
         layers: &[Layer],
     ) -> Result<Digest> {
+        self.write_manifest_checked(config_digest, layers, &|l| self.blobs.has_blob(&l.digest))
+    }
+
+    fn write_manifest_checked(&self, config_digest: &Digest, layers: &[Layer], available: &dyn Fn(&Layer) -> bool) -> Result<Digest> {
         for layer in layers {
-            if !self.blobs.has_blob(&layer.digest) {
+            if !available(layer) {
                 return Err(StoreError::BlobNotFound {
                     digest: layer.digest.clone(),
                 });

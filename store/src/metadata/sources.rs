@@ -40,6 +40,11 @@ impl Sources {
         Ok(self.read(blob)?.into_iter().find(|r| registry_of(r) == registry))
     }
 
+    /// Whether `blob` is recorded in any repository.
+    pub(crate) fn any_source(&self, blob: &Digest) -> Result<bool> {
+        Ok(!self.read(blob)?.is_empty())
+    }
+
     fn read(&self, blob: &Digest) -> Result<Vec<String>> {
         let path = self.dir.join(blob.hex());
         match fs::read_to_string(&path) {

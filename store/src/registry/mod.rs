@@ -17,6 +17,7 @@
 //! HTTPS with the system's roots.
 
 mod auth;
+mod cache;
 mod error;
 mod oauth;
 mod oci_errors;

@@ -92,7 +92,8 @@ impl Registry {
             connection: &connection,
             looked: self.options.credentials.describe(),
         };
-        let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
+        let blobs = image_blobs(store, &image).map_err(store_error)?;
+        let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         record_sources(store, &image, destination).map_err(store_error)?;
         Ok(pushed)
     }
@@ -125,7 +126,8 @@ impl Registry {
                 connection: &connection,
                 looked: looked.clone(),
             };
-            let pushed = self.runtime.block_on(job.run(&image, manifest, on_event))?;
+            let blobs = image_blobs(store, &image).map_err(store_error)?;
+            let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
             record_sources(store, &image, destination).map_err(store_error)?;
             total.uploaded += pushed.uploaded;
             total.mounted += pushed.mounted;
@@ -158,6 +160,19 @@ fn refuse_digest(destination: &Reference) -> Result<(), RegistryError> {
 
 /// Remembers that `image`'s blobs are in `destination`'s repository: a later
 /// push to another repository of this registry mounts them.
+/// The blobs an image's manifest names, each once: its layers, then its config.
+fn image_blobs(store: &Store, image: &StoredImage) -> Result<Vec<(Digest, u64)>, StoreError> {
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
+        if !blobs.iter().any(|(d, _)| d == digest) {
+            blobs.push((digest.clone(), size));
+        }
+    }
+    let config_size = store.read_blob(&image.config_digest)?.len() as u64;
+    blobs.push((image.config_digest.clone(), config_size));
+    Ok(blobs)
+}
+
 fn record_sources(store: &Store, image: &StoredImage, destination: &Reference) -> Result<(), StoreError> {
     let repository = format!("{}/{}", destination.domain(), destination.path());
     for blob in image.layers.iter().map(|l| &l.digest).chain([&image.config_digest]) {
@@ -167,12 +182,12 @@ fn record_sources(store: &Store, image: &StoredImage, destination: &Reference) -
 }
 
 /// One push, run on the registry's runtime.
-struct PushJob<'a> {
-    store: &'a Store,
-    destination: &'a Reference,
-    target: oci_client::Reference,
-    connection: &'a Connection,
-    looked: String,
+pub(super) struct PushJob<'a> {
+    pub(super) store: &'a Store,
+    pub(super) destination: &'a Reference,
+    pub(super) target: oci_client::Reference,
+    pub(super) connection: &'a Connection,
+    pub(super) looked: String,
 }
 
 /// How a blob got to the registry.
@@ -189,26 +204,18 @@ struct BlobFailure {
 }
 
 impl PushJob<'_> {
-    async fn run(
+    /// Gets `blobs` (digest, size) to the registry, then `manifest`, which lists them. A blob
+    /// the store lacks (a layer a remote cache holds, see `metadata::sources`) is fine as long
+    /// as the registry has it or mounts it; else the push fails naming it.
+    pub(super) async fn run(
         &self,
-        image: &StoredImage,
+        blobs: Vec<(Digest, u64)>,
         manifest: Vec<u8>,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
-        let mut blobs: Vec<(Digest, u64)> = Vec::new();
-        for (digest, size) in image.layers.iter().map(|l| (&l.digest, l.size)) {
-            if !blobs.iter().any(|(d, _)| d == digest) {
-                blobs.push((digest.clone(), size));
-            }
-        }
-        let config_size = self.store.read_blob(&image.config_digest).map_err(|e| self.store_error(e))?.len() as u64;
-        blobs.push((image.config_digest.clone(), config_size));
         let destination = format!("{}/{}", self.destination.domain(), self.destination.path());
         let mut planned = Vec::new();
         for (digest, size) in blobs {
-            if !self.store.has_blob(&digest) {
-                return Err(self.store_error(StoreError::BlobNotFound { digest }));
-            }
             let mount_from = self
                 .store
                 .blob_source(&digest, self.destination.domain())
@@ -400,6 +407,10 @@ impl BlobPush {
             }
         }
         let step = format!("uploading blob {digest}");
+        if !self.path.exists() {
+            let reason = "it is not in the store (a layer known only by its descriptor, from a remote cache) and the registry neither has it nor mounts it";
+            return Err(BlobFailure { step, error: OciDistributionError::GenericError(Some(reason.to_string())) });
+        }
         let upload = Upload {
             http: &self.http,
             base_url: &self.base_url,

@@ -78,7 +78,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
         | CacheMountCommand::Import { place, .. }
         | CacheMountCommand::Rm { place, .. } => place,
     };
-    let mounts = CacheMounts::new(place.cache_mount_dir.clone().unwrap_or_else(|| store.root().join("cache-mounts")));
+    let mounts = CacheMounts::of(place.cache_mount_dir.as_deref(), store.root());
     let failed = |e: io::Error| Failure::Build(anyhow::Error::new(e));
     match &args.command {
         CacheMountCommand::Ls { quiet, .. } => {

@@ -54,7 +54,18 @@ impl StepRunner {
         if cache.may_use(&self.graph, step) {
             let record = cache::lookup(&cache.index, &key).map_err(BuildError::from)?;
             if let Some(record) = record {
+                if cache.exported.is_some() {
+                    let identity = StepIdentity::of(&self.graph, id, &cache.dockerfile).map(|i| i.digest());
+                    cache.note_for_export(id, &key, &record, identity, serde_json::to_value(&key_inputs).ok());
+                }
                 let state = self.state_from_record(inputs.parent.unwrap_or_default(), &record, key)?;
+                return Ok(StepResult { state, cached: true });
+            }
+            // A hit in an imported cache: its layer is used by descriptor, fetched
+            // only when something needs its bytes (see `ensure_present`).
+            if let Some(remote) = cache.remote.as_ref().and_then(|r| r.get(key.digest())) {
+                cache.note_for_export(id, &key, &remote.record, remote.identity.clone(), remote.inputs.clone());
+                let state = self.state_from_record(inputs.parent.unwrap_or_default(), &remote.record, key)?;
                 return Ok(StepResult { state, cached: true });
             }
         }
@@ -83,7 +94,8 @@ impl StepRunner {
             inputs.selection = selection;
         }
         let mut state = self.execute(id, inputs, number)?;
-        self.record(cache, &key, &key_inputs, identity.as_ref(), &state, layers_before)?;
+        let record = self.record(cache, &key, &key_inputs, identity.as_ref(), &state, layers_before)?;
+        cache.note_for_export(id, &key, &record, identity.map(|i| i.digest()), serde_json::to_value(&key_inputs).ok());
         state.key = Some(key);
         Ok(StepResult { state, cached: false })
     }
@@ -114,6 +126,7 @@ impl StepRunner {
             }
             Op::Copy(copy) => {
                 let from = self.graph.copy_from(id).expect("lowering gives every COPY an input");
+                self.ensure_present(inputs.copy_from.as_ref())?;
                 let rootfs = inputs.copy_from.clone().unwrap_or_default().rootfs();
                 let source = self.copy_source(from, &rootfs)?;
                 if selecting == Selecting::CachedOnly {
@@ -150,6 +163,7 @@ impl StepRunner {
         let mut kind = SourceKind::Context;
         for input in &inputs.mounts {
             let MountKind::Bind { source, .. } = &run.mounts[input.index].kind else { continue };
+            self.ensure_present(input.state.as_ref())?;
             let copy = CopyOp::plain(&[source.as_str()], "/m");
             let rootfs = input.state.clone().unwrap_or_default().rootfs();
             let (digest, _) = self.digest_sources(cache, &copy, self.copy_source(input.source, &rootfs)?)?;
@@ -167,7 +181,12 @@ impl StepRunner {
 
     fn state_from_record(&self, mut state: FsState, record: &CacheRecord, key: CacheKey) -> Result<FsState, BuildError> {
         if let Some(layer) = &record.layer {
-            let snapshot = self.store.ensure_snapshot(layer)?;
+            // A layer only an imported cache has stays there until its bytes are needed.
+            let snapshot = if self.store.has_blob(&layer.digest) || self.store.has_snapshot(&layer.diff_id) {
+                self.store.ensure_snapshot(layer)?
+            } else {
+                self.store.snapshot_path(&layer.diff_id)
+            };
             state.layers.push(LayerRef { layer: layer.clone(), snapshot });
         }
         if let Some(created_by) = &record.created_by {
@@ -193,7 +212,7 @@ impl StepRunner {
         identity: Option<&StepIdentity>,
         state: &FsState,
         layers_before: usize,
-    ) -> Result<(), BuildError> {
+    ) -> Result<CacheRecord, BuildError> {
         let layer = (state.layers.len() > layers_before).then(|| state.layers[state.layers.len() - 1].layer.clone());
         let history = state.history.last();
         let record = CacheRecord {
@@ -203,7 +222,34 @@ impl StepRunner {
             created: history.and_then(|h| h.created.clone()),
             last_used: None,
         };
-        cache::record(&cache.index, key, &record, identity, inputs).map_err(BuildError::from)
+        cache::record(&cache.index, key, &record, identity, inputs).map_err(BuildError::from)?;
+        Ok(record)
+    }
+
+    /// Makes every layer of `state` present: blob and snapshot. A layer a hit
+    /// in an imported cache left known only by descriptor is fetched now,
+    /// because a step is about to read its files.
+    pub(super) fn ensure_present(&self, state: Option<&FsState>) -> Result<(), BuildError> {
+        let Some(state) = state else { return Ok(()) };
+        for layer in &state.layers {
+            self.ensure_layer_blob(&layer.layer)?;
+            if !self.store.has_snapshot(&layer.layer.diff_id) {
+                self.store.ensure_snapshot(&layer.layer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the store has `layer`'s blob, fetching it from the imported cache
+    /// that holds it.
+    pub(super) fn ensure_layer_blob(&self, layer: &rbuild_store::Layer) -> Result<(), BuildError> {
+        if self.store.has_blob(&layer.digest) || self.store.has_snapshot(&layer.diff_id) {
+            return Ok(());
+        }
+        match self.cache.as_ref().and_then(|c| c.remote.as_ref()) {
+            Some(remote) => Ok(remote.ensure_blob(layer)?),
+            None => Err(rbuild_store::StoreError::BlobNotFound { digest: layer.digest.clone() }.into()),
+        }
     }
 }
 

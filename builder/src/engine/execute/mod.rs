@@ -24,6 +24,7 @@ pub use step::SharedProgress;
 pub use step_cache::StepCache;
 
 use crate::engine::error::BuildError;
+use crate::engine::remote_cache::{restore_mounts, ExportedStep, RemoteCache};
 use crate::engine::settings::BuildSettings;
 use crate::engine::timefmt;
 use step::StepRunner;
@@ -44,11 +45,15 @@ pub struct Built {
     pub image: StoredImage,
     pub state: FsState,
     pub timings: Vec<StepTiming>,
+    /// The steps `--cache-to` exports (empty when there is none).
+    pub exported: Vec<ExportedStep>,
+    /// The caches `--cache-from` imported, which fetch what the image's layers lack.
+    pub remote: Option<Arc<RemoteCache>>,
 }
 
 impl Executor {
     pub fn run(self) -> Result<Built, BuildError> {
-        let cache = Arc::new(step_cache(&self.settings, &self.store, &self.graph.platform)?);
+        let cache = Arc::new(step_cache(&self.settings, &self.store, &self.graph.platform, &self.progress)?);
         self.run_with_cache(cache)
     }
 
@@ -99,20 +104,81 @@ impl Executor {
         config.history = state.history.iter().cloned().collect();
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.layer.diff_id.clone()).collect();
         let layers: Vec<Layer> = state.layers.iter().map(|l| l.layer.clone()).collect();
-        let image = self.store.put_image(&config, &layers)?;
-        Ok(Built { image, state, timings: outcome.timings })
+        let remote = runner.cache.as_ref().and_then(|c| c.remote.clone());
+        let image = self.put_image(&config, &layers, remote.as_deref())?;
+        let exported = runner.cache.as_ref().map(|c| exported_steps(c, &self.graph, target.last)).unwrap_or_default();
+        Ok(Built { image, state, timings: outcome.timings, exported, remote })
+    }
+
+    /// Stores the image. Its layers that hits in an imported cache left known only by
+    /// descriptor stay so when they came from a registry (recorded as their source, see
+    /// `Store::put_image_by_descriptor`); those of a cache directory are copied in.
+    fn put_image(&self, config: &ImageConfig, layers: &[Layer], remote: Option<&RemoteCache>) -> Result<StoredImage, BuildError> {
+        let Some(remote) = remote else { return Ok(self.store.put_image(config, layers)?) };
+        for layer in layers.iter().filter(|l| !self.store.has_blob(&l.digest) && remote.from_directory(l)) {
+            remote.ensure_blob(layer)?;
+        }
+        Ok(self.store.put_image_by_descriptor(config, layers)?)
     }
 }
 
 /// A step cache for the builds of `settings`; `platform` is the build's (each
-/// step's key names its own stage's platform).
-pub fn step_cache(settings: &BuildSettings, store: &Store, platform: &rbuild_frontend::graph::Platform) -> Result<StepCache, BuildError> {
+/// step's key names its own stage's platform). With `--cache-from`, the shared
+/// caches are read into it (their warnings and timing go to `progress`).
+pub fn step_cache(
+    settings: &BuildSettings,
+    store: &Store,
+    platform: &rbuild_frontend::graph::Platform,
+    progress: &SharedProgress,
+) -> Result<StepCache, BuildError> {
     let params = crate::engine::cache::KeyParams {
         platform: platform.clone(),
         source_date_epoch: settings.source_date_epoch,
         default_network: settings.network,
     };
-    StepCache::new(store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())
+    let mut cache = StepCache::new(store, params, settings.cache_policy.clone(), settings.explain_cache, settings.dockerfile_identity())?;
+    if !settings.cache_from.is_empty() {
+        let mut progress = progress.lock().unwrap_or_else(|p| p.into_inner());
+        let started = std::time::Instant::now();
+        let remote = RemoteCache::import(
+            store,
+            &cache.index,
+            &settings.cache_from,
+            platform.clone(),
+            settings.insecure_registries.clone(),
+            &mut |warning| progress.warning(warning),
+        );
+        progress.cache_imported(remote.step_count(), started.elapsed());
+        let mounts = settings.cache_mounts(store.root());
+        match restore_mounts(store, &remote, &mounts) {
+            Ok(ids) if !ids.is_empty() => progress.info(&format!("restored cache mounts from the cache: {}", ids.join(", "))),
+            Ok(_) => {}
+            Err(e) => progress.warning(&format!("{e}: the build starts without them")),
+        }
+        cache.remote = Some(Arc::new(remote));
+    }
+    if !settings.cache_to.is_empty() {
+        cache.exported = Some(Default::default());
+    }
+    Ok(cache)
+}
+
+/// The steps the build noted for `--cache-to`, each once, marked when they are in the
+/// chain of `last` (the final image's step), which `mode=min` exports.
+fn exported_steps(cache: &step_cache::StepCache, graph: &BuildGraph, last: StepId) -> Vec<ExportedStep> {
+    let Some(noted) = &cache.exported else { return Vec::new() };
+    let mut chain = HashSet::new();
+    let mut at = Some(last);
+    while let Some(id) = at {
+        chain.insert(id);
+        at = graph.parent(id);
+    }
+    let mut noted = std::mem::take(&mut *noted.lock().unwrap_or_else(|p| p.into_inner()));
+    noted.sort_by_key(|(id, _)| id.index());
+    noted
+        .into_iter()
+        .map(|(id, step)| ExportedStep { in_final_chain: chain.contains(&id), ..step })
+        .collect()
 }
 
 /// The steps progress shows (`#1`, `#2`, …): the Dockerfile's instructions

@@ -158,8 +158,7 @@ fn bind(mount: &RunMount, source: PathBuf, readonly: bool) -> SandboxMount {
 
 /// The store's cache mounts, or those of `--cache-mount-dir`.
 fn cache_mounts(inputs: &MountInputs<'_>) -> CacheMounts {
-    let root = inputs.cache_mount_dir.map_or_else(|| inputs.store.root().join("cache-mounts"), Path::to_path_buf);
-    CacheMounts::new(root)
+    CacheMounts::of(inputs.cache_mount_dir, inputs.store.root())
 }
 
 /// Copies `source` of `from` into the empty directory `dir` as COPY copies it to `dest`

@@ -99,6 +99,14 @@ impl StepRunner {
     /// Runs step `id` on its inputs; `number` is its progress number.
     pub fn execute(&self, id: StepId, inputs: StepInputs, number: Option<usize>) -> Result<FsState, BuildError> {
         let step = self.graph.step(id);
+        if !matches!(step.op, Op::Source(_) | Op::Config) {
+            // Files are read: layers known only by descriptor are fetched now.
+            self.ensure_present(inputs.parent.as_ref())?;
+            self.ensure_present(inputs.copy_from.as_ref())?;
+            for mount in &inputs.mounts {
+                self.ensure_present(mount.state.as_ref())?;
+            }
+        }
         let parent = inputs.parent;
         match &step.op {
             Op::Source(source) => self.source_state(source, step),

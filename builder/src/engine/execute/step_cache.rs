@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rbuild_frontend::graph::{BuildGraph, Step};
-use rbuild_store::{CacheIndex, Digest, StatCache, Store};
+use rbuild_frontend::graph::{BuildGraph, Step, StepId};
+use rbuild_store::{CacheIndex, CacheRecord, Digest, StatCache, Store};
 
 use super::state::FsState;
 use crate::engine::cache::{CacheKey, KeyParams};
 use crate::engine::error::BuildError;
+use crate::engine::remote_cache::{ExportedStep, RemoteCache};
 use crate::engine::settings::CachePolicy;
 
 /// The cache of one build.
@@ -28,6 +29,11 @@ pub struct StepCache {
     /// Keys being computed right now: identical steps of two stages wait for
     /// one another, so the second finds the first's record instead of running.
     pub(super) in_flight: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
+    /// The caches `--cache-from` imported.
+    pub(super) remote: Option<Arc<RemoteCache>>,
+    /// The steps this build ran or found cached, by step, kept for `--cache-to`
+    /// (`None` when nothing is exported).
+    pub(super) exported: Option<Mutex<Vec<(StepId, ExportedStep)>>>,
 }
 
 /// What a step turned into, and whether it came from the cache.
@@ -47,7 +53,16 @@ impl StepCache {
             dockerfile,
             stat_caches: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            remote: None,
+            exported: None,
         })
+    }
+
+    /// Notes what step `id` left under `key`, for `--cache-to`.
+    pub(super) fn note_for_export(&self, id: StepId, key: &CacheKey, record: &CacheRecord, identity: Option<Digest>, inputs: Option<serde_json::Value>) {
+        let Some(exported) = &self.exported else { return };
+        let step = ExportedStep { key: key.digest().clone(), record: record.clone(), identity, inputs, in_final_chain: false };
+        exported.lock().unwrap_or_else(|p| p.into_inner()).push((id, step));
     }
 
     /// Saves the stat caches, so the next build does not re-read unchanged
