@@ -96,6 +96,34 @@ fn gitlab_invocation_pushes_and_writes_the_digest_files() {
     assert_eq!(run_pushed(&destination).trim(), "built");
 }
 
+/// How many RUN steps the plain progress of `run` shows as `CACHED` (`#N [...] RUN …`, then
+/// `#N CACHED`).
+fn cached_runs(run: &RunOutput) -> usize {
+    let text = run.stderr_text();
+    let runs: Vec<&str> = text.lines().filter(|l| l.contains("] RUN ")).filter_map(|l| l.split_whitespace().next()).collect();
+    runs.iter().filter(|n| text.lines().any(|l| l.trim() == format!("{n} CACHED"))).count()
+}
+
+#[test]
+fn a_second_run_with_cache_hits_the_registry_cache() {
+    let registry = Registry::start();
+    let ctx = app_context();
+    let repository = format!("group/cached-{}", unique_suffix());
+    let destination = format!("{}/{repository}:v1", registry.host());
+    let args = ["--context", "/workspace", "--destination", destination.as_str(), "--cache=true"];
+    // Each run is a fresh container, so a fresh store: only the registry carries the cache.
+    let first = in_container(&["-v", &volume(ctx.path(), "/workspace")], &args);
+    first.assert_success();
+    assert!(registry.manifest_digest(&format!("{repository}/cache:buildcache")).starts_with("sha256:"));
+    let first_digest = registry.manifest_digest(&format!("{repository}:v1"));
+    assert_eq!(cached_runs(&first), 0, "the first run has no cache:\n{}", first.stderr_text());
+    let second = in_container(&["-v", &volume(ctx.path(), "/workspace")], &args);
+    second.assert_success();
+    assert_eq!(cached_runs(&second), 1, "the second run's RUN must come from the registry cache:\n{}", second.stderr_text());
+    assert_eq!(registry.manifest_digest(&format!("{repository}:v1")), first_digest);
+    assert_eq!(run_pushed(&destination).trim(), "built");
+}
+
 #[test]
 fn no_push_tar_path_loads_in_docker() {
     let ctx = app_context();
@@ -220,15 +248,12 @@ fn strings(value: &serde_json::Value) -> Vec<String> {
 }
 
 /// What a template's build must have done: pushed `repository:tag`, whose digest is `digest`
-/// when given, with the registry cache when this rbuild has one.
+/// when given, with its registry cache (`--cache=true`) beside it.
 fn check_pushed(registry: &Registry, repository_and_tag: &str, digest: Option<String>, run: &RunOutput) {
     run.assert_success();
     let pushed = registry.manifest_digest(repository_and_tag);
     if let Some(digest) = digest {
         assert_eq!(digest.trim(), pushed);
-    }
-    if run.stderr_text().contains("has no registry cache") {
-        return;
     }
     let cache = repository_and_tag.split(':').next().unwrap().to_string() + "/cache:buildcache";
     assert!(registry.manifest_digest(&cache).starts_with("sha256:"), "no registry cache at {cache}");

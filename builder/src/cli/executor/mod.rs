@@ -88,24 +88,13 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let dockerfile = find_dockerfile(options.dockerfile.as_deref().unwrap_or("Dockerfile"), context.dir())
         .map_err(ExecutorError::into_failure)?;
     let metadata = tempfile::NamedTempFile::new().map_err(|e| Failure::Build(anyhow::Error::new(e).context("creating the build's metadata file")))?;
-    let registry_cache = has_registry_cache();
-    if options.cache && !registry_cache {
-        eprintln!("rbuild executor: warning: --cache=true: this rbuild has no registry cache (--cache-to/--cache-from); building without it");
-    }
     let build_args = options
-        .build_args(context.dir(), &dockerfile, metadata.path(), registry_cache)
+        .build_args(context.dir(), &dockerfile, metadata.path())
         .map_err(ExecutorError::into_failure)?;
     let matches = BuildArgs::command().try_get_matches_from(build_args);
     let parsed = matches.and_then(|m| BuildArgs::from_arg_matches(&m)).map_err(|e| Failure::from_clap(e).unwrap_or(Failure::Usage(String::new())))?;
     build_command::run(parsed)?;
     write_digest_files(&options, metadata.path()).map_err(ExecutorError::into_failure)
-}
-
-/// Whether `rbuild build` has the registry cache's flags.
-fn has_registry_cache() -> bool {
-    let command = BuildArgs::command();
-    let has = |name: &str| command.get_arguments().any(|a| a.get_long() == Some(name));
-    has("cache-to") && has("cache-from")
 }
 
 /// The context directory: the one given, or one in a temporary directory a tar was unpacked

@@ -131,9 +131,8 @@ impl KanikoOptions {
     }
 
     /// The `rbuild build` arguments (program name first) for a build of `context` with the
-    /// Dockerfile `dockerfile`, writing its result to `metadata_file`. `registry_cache` says
-    /// whether this rbuild has the registry cache flags (`--cache-to`, `--cache-from`).
-    pub fn build_args(&self, context: &Path, dockerfile: &Path, metadata_file: &Path, registry_cache: bool) -> Result<Vec<String>, ExecutorError> {
+    /// Dockerfile `dockerfile`, writing its result to `metadata_file`.
+    pub fn build_args(&self, context: &Path, dockerfile: &Path, metadata_file: &Path) -> Result<Vec<String>, ExecutorError> {
         let destinations = self.destinations()?;
         if destinations.is_empty() && !self.no_push {
             return Err(ExecutorError::NoDestination);
@@ -176,7 +175,7 @@ impl KanikoOptions {
         for registry in self.insecure_hosts(&destinations)? {
             flag("--insecure-registry", &registry);
         }
-        for (name, value) in self.cache_flags(&destinations, registry_cache)? {
+        for (name, value) in self.cache_flags(&destinations)? {
             flag(name, &value);
         }
         if !self.no_push {
@@ -241,16 +240,12 @@ impl KanikoOptions {
     }
 
     /// `--cache=true` as rbuild's registry cache: read it, and write every step to it
-    /// (kaniko caches each RUN layer; a failed cache upload is a warning, as in kaniko).
-    /// Without the registry cache in this rbuild, none (the caller warns; kaniko too
-    /// builds on when its cache cannot be used).
-    fn cache_flags(&self, destinations: &[Reference], registry_cache: bool) -> Result<Vec<(&'static str, String)>, ExecutorError> {
+    /// (kaniko caches each RUN layer; a failed cache upload is a warning, as in kaniko, and
+    /// a missing cache is a warning too).
+    fn cache_flags(&self, destinations: &[Reference]) -> Result<Vec<(&'static str, String)>, ExecutorError> {
         let Some(cache) = self.cache_ref(destinations)? else {
             return Ok(Vec::new());
         };
-        if !registry_cache {
-            return Ok(Vec::new());
-        }
         let reference = cache.full();
         let mut flags = vec![("--cache-from", format!("type=registry,ref={reference}"))];
         if !self.no_push_cache {
@@ -318,7 +313,7 @@ mod tests {
     }
 
     fn build_args(args: &[&str]) -> Result<Vec<String>, ExecutorError> {
-        options(args).build_args(Path::new("/ctx"), Path::new("/ctx/Dockerfile"), Path::new("/tmp/meta.json"), true)
+        options(args).build_args(Path::new("/ctx"), Path::new("/ctx/Dockerfile"), Path::new("/tmp/meta.json"))
     }
 
     fn value_of<'a>(args: &'a [String], flag: &str) -> Vec<&'a str> {
@@ -371,16 +366,6 @@ mod tests {
         assert!(build_args(&["--no-push", "--cache"]).unwrap_err().to_string().contains("--cache-repo"));
         // No cache flags without --cache.
         assert!(value_of(&build_args(&["-d", "reg:5000/app:1"]).unwrap(), "--cache-from").is_empty());
-    }
-
-    #[test]
-    fn cache_without_the_registry_cache_builds_without_it() {
-        let o = options(&["-d", "reg:5000/app:1", "--cache"]);
-        let args = o.build_args(Path::new("/c"), Path::new("/c/Dockerfile"), Path::new("/m"), false).unwrap();
-        assert!(value_of(&args, "--cache-from").is_empty() && value_of(&args, "--cache-to").is_empty());
-        // The repository is still checked.
-        let o = options(&["--no-push", "--cache"]);
-        assert!(matches!(o.build_args(Path::new("/c"), Path::new("/c/Dockerfile"), Path::new("/m"), false), Err(ExecutorError::CacheRepoNeeded)));
     }
 
     #[test]
