@@ -65,7 +65,7 @@ fn build(args: &BuildArgs, settings: &Arc<BuildSettings>) -> Result<(), Failure>
     clean_up_on_signals(&store)?;
     let progress: SharedProgress = Arc::new(Mutex::new(progress));
     let result = if args.check {
-        crate::engine::build::check(settings, &store, &progress)
+        crate::engine::plan::check(settings, &store, &progress)
             .map_err(|error| Failure::located(error, &settings.dockerfile.text))
             .and_then(|(findings, error)| {
                 let reported = report_findings(args, settings, &progress, &findings);

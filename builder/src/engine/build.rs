@@ -1,25 +1,22 @@
 //! One build from settings to a stored, named and exported image: plan the Dockerfile,
 //! execute the graph, tag the result and write every `-o` output.
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use rbuild_frontend::graph::{BuildGraph, Op, Source};
+use rbuild_frontend::graph::BuildGraph;
 use rbuild_store::registry::RegistryError;
-use rbuild_store::{write_archive, ArchiveFormat, Platform, Reference, Store, StoredImage};
+use rbuild_store::{Platform, Reference, Store, StoredImage};
 
 use crate::engine::error::BuildError;
-use crate::engine::events::{BuiltImage, Finding};
+use crate::engine::events::BuiltImage;
 use crate::engine::events::CacheExportDone;
-use crate::engine::execute::{Built, Executor, FsState, SharedProgress, StepTiming};
-use crate::engine::output::{write_output, Destination, OutputSpec};
-use crate::engine::context::BuildContext;
-use crate::engine::plan::{plan_build, Plan};
+use crate::engine::execute::{Built, Executor, SharedProgress};
+use crate::engine::finish::{export, record_timings};
+use crate::engine::output::OutputSpec;
+use crate::engine::plan::plan_checked;
 use crate::engine::pulling::{open_registry, push_logged};
 use crate::engine::remote_cache::{cache_mount_ids, export_caches, mount_layers, ExportTarget};
-use crate::engine::resolver::BaseImageResolver;
 use crate::engine::settings::BuildSettings;
 
 /// Builds what `settings` asks for in `store`, reporting to `progress`. An output that
@@ -83,99 +80,6 @@ pub fn build(
     Ok(image)
 }
 
-/// `rbuild build --check`: what the build checks find in the Dockerfile of
-/// `settings`, planned as a build would be but not run (for its first
-/// platform), and the error that would stop the build before it runs, if any.
-pub fn check(settings: &BuildSettings, store: &Store, progress: &SharedProgress) -> Result<(Vec<Finding>, Option<BuildError>), BuildError> {
-    let (plan, _) = plan(settings, store, progress, &settings.platforms[0])?;
-    Ok((plan.findings, plan.graph.err()))
-}
-
-/// The graph of the Dockerfile of `settings` for `platform`, its check findings
-/// reported (and failing the build when `check=error=true` says so), with the
-/// `--build-context` directories it named.
-pub(crate) fn plan_checked(
-    settings: &BuildSettings,
-    store: &Store,
-    progress: &SharedProgress,
-    platform: &Platform,
-) -> Result<(BuildGraph, BTreeMap<String, PathBuf>), BuildError> {
-    let (plan, named_directories) = plan(settings, store, progress, platform)?;
-    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for finding in &plan.findings {
-        shown().check(&settings.dockerfile.name, finding);
-    }
-    if plan.findings_fail && !plan.findings.is_empty() {
-        return Err(checks_failed(&plan.findings));
-    }
-    Ok((plan.graph?, named_directories))
-}
-
-/// Plans the Dockerfile of `settings` for `platform` (base images from the
-/// store, else their registries), with the `--build-context` directories it named.
-fn plan(
-    settings: &BuildSettings,
-    store: &Store,
-    progress: &SharedProgress,
-    platform: &Platform,
-) -> Result<(Plan, BTreeMap<String, PathBuf>), BuildError> {
-    let shown = || progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let log = |line: &str| shown().info(line);
-    let resolver = BaseImageResolver::new(store, settings.base_images(), &log);
-    let dockerfile = &settings.dockerfile;
-    let mut plan = plan_build(&dockerfile.name, &dockerfile.text, &settings.lower_options(platform), &resolver, &mut |warning| {
-        shown().warning(warning)
-    })?;
-    if let Ok(graph) = &plan.graph {
-        let found = context_findings(graph, settings);
-        plan.add_findings(found);
-    }
-    Ok((plan, resolver.named_directories()))
-}
-
-/// The checks that need the build context: a COPY/ADD source its `.dockerignore` leaves out
-/// (CopyIgnoredFile), and `COPY .` of a context with `.git` or `node_modules` and no
-/// `.dockerignore` (rbuild's ContextWithoutDockerignore). A context that cannot be opened
-/// gives none: the build reports that itself.
-fn context_findings(graph: &BuildGraph, settings: &BuildSettings) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let Ok(context) = BuildContext::open(&settings.context, settings.dockerfile.path.as_deref()) else {
-        return findings;
-    };
-    for id in graph.graph.node_indices() {
-        let step = graph.step(id);
-        let (Op::Copy(copy), Some(location)) = (&step.op, step.location) else { continue };
-        let reads_context = graph.copy_from(id).is_some_and(|from| matches!(graph.step(from).op, Op::Source(Source::Context)));
-        if !reads_context {
-            continue;
-        }
-        for source in &copy.sources {
-            if let Some((pattern, file)) = context.ignored_source(source) {
-                let message = format!("{source} is left out of the build context by {pattern:?} in {}", file.display());
-                findings.push(Finding::new("CopyIgnoredFile", location.start_line, message));
-            }
-            let whole = matches!(source.trim_end_matches('/'), "." | "" | "./.");
-            if whole && context.ignore_file().is_none() {
-                for heavy in [".git", "node_modules"] {
-                    if settings.context.join(heavy).exists() {
-                        let message = format!("{source} copies the context's {heavy}, and no .dockerignore leaves it out");
-                        findings.push(Finding::new("ContextWithoutDockerignore", location.start_line, message));
-                    }
-                }
-            }
-        }
-    }
-    findings
-}
-
-/// The error of a build whose checks found something under `check=error=true`.
-fn checks_failed(findings: &[Finding]) -> BuildError {
-    let mut rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
-    rules.sort_unstable();
-    rules.dedup();
-    BuildError::Checks { count: findings.len(), rules: rules.join(", ") }
-}
-
 /// What the build made, for `--metadata-file` and the rawjson progress.
 fn built_image(store: &Store, image: &StoredImage, tags: &[Reference]) -> Result<BuiltImage, BuildError> {
     let manifest = &image.manifest_digest;
@@ -191,70 +95,6 @@ fn built_image(store: &Store, image: &StoredImage, tags: &[Reference]) -> Result
         manifest_size: bytes.len() as u64,
         tags: tags.iter().map(|t| t.full()).collect(),
     })
-}
-
-/// Records how long each step took, for `rbuild graph --timings`. A failure to record is
-/// only a warning: the image is built.
-pub(crate) fn record_timings(
-    store: &Store,
-    graph: &BuildGraph,
-    settings: &BuildSettings,
-    timings: &[StepTiming],
-    warn: &mut dyn FnMut(&str),
-) {
-    let Some(path) = &settings.dockerfile.path else { return };
-    let steps = timings
-        .iter()
-        .map(|t| crate::engine::timings::StepTiming::new(graph.step(t.step), t.cached, t.seconds))
-        .collect();
-    if let Err(e) = crate::engine::timings::write_timings(store.root(), path, steps) {
-        warn(&format!("could not record the build's timings: {e}"));
-    }
-}
-
-pub(crate) fn export(
-    store: &Store,
-    image: &StoredImage,
-    state: &FsState,
-    settings: &BuildSettings,
-    output: &OutputSpec,
-    stdout: &mut dyn Write,
-) -> Result<(), BuildError> {
-    let archive = |format: ArchiveFormat, names: &[Reference]| {
-        let images = [(image.clone(), settings.archive_names(names))];
-        move |w: &mut dyn Write| write_archive(store, &images, &format, w).map_err(BuildError::from)
-    };
-    fn writing(dest: &Destination) -> impl FnOnce(BuildError) -> BuildError + '_ {
-        move |e| BuildError::Finish { action: format!("writing {dest}"), source: e.into() }
-    }
-    match output {
-        OutputSpec::Docker { dest, gzip, names } => {
-            write_output(dest, *gzip, stdout, archive(ArchiveFormat::Docker, names)).map_err(writing(dest))
-        }
-        OutputSpec::Oci { dest, compression, names } => {
-            write_output(dest, false, stdout, archive(ArchiveFormat::Oci { compression: *compression }, names))
-                .map_err(writing(dest))
-        }
-        OutputSpec::RootfsTar { dest } => {
-            let staging = store.tempdir()?;
-            materialize(state, staging.path(), "assembling the image's filesystem".into())?;
-            write_output(dest, false, stdout, |w| {
-                rbuild_store::write_layer_tar(staging.path(), settings.source_date_epoch, w)
-                    .map(|_| ())
-                    .map_err(BuildError::from)
-            })
-            .map_err(writing(dest))
-        }
-        // Pushed by `push`, which `build` calls for it.
-        OutputSpec::Registry { .. } => Ok(()),
-        OutputSpec::Local { dir } => {
-            std::fs::create_dir_all(dir).map_err(|e| BuildError::Finish {
-                action: format!("creating {}", dir.display()),
-                source: e.into(),
-            })?;
-            materialize(state, dir, format!("writing the image's filesystem to {}", dir.display()))
-        }
-    }
 }
 
 /// Pushes `image` as each of `names` (the build's tags when there are none); returns the
@@ -283,11 +123,6 @@ fn push(
     }
     // The conversion is remembered: this costs a lookup.
     store.convert_image(image, compression).map_err(BuildError::from)
-}
-
-/// Writes the image's final filesystem into `dir`; `action` says what for, in an error.
-fn materialize(state: &FsState, dir: &std::path::Path, action: String) -> Result<(), BuildError> {
-    state.rootfs().materialize(dir).map_err(|e| BuildError::Finish { action, source: e.into() })
 }
 
 /// Fetches the layers a push of the image as `name` cannot do without: those only

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod execute;
 pub mod fileops;
+pub mod finish;
 pub mod kept_failure;
 pub mod named_contexts;
 pub mod output;

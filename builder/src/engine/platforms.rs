@@ -24,7 +24,8 @@ use std::time::Duration;
 use rbuild_frontend::graph::{BuildGraph, Platform};
 use rbuild_store::{write_platforms_archive, Reference, Store, StoredImage};
 
-use crate::engine::build::{export, plan_checked, record_timings};
+use crate::engine::finish::{export, record_timings};
+use crate::engine::plan::plan_checked;
 use crate::engine::error::BuildError;
 use crate::engine::events::{BuiltImage, EmulatedRun, Finding, Progress};
 use crate::engine::execute::{step_cache, Built, Executor, SharedProgress};

@@ -5,8 +5,8 @@
 
 use super::error::Action;
 use super::oci_errors::ErrorContext;
-use super::push::{PushEvent, PushJob, Pushed};
-use super::{oci_reference, BlobDownload, PullJob, Registry, RegistryError};
+use super::push::{PushEvent, Pushed};
+use super::{oci_reference, BlobDownload, Registry, RegistryError};
 use crate::content::layer::Layer;
 use crate::digest::Digest;
 use crate::manifest;
@@ -26,13 +26,7 @@ impl Registry {
     ) -> Result<crate::cache_manifest::FetchedCache<E>, RegistryError> {
         let connection = self.connection(reference.domain())?;
         let context = self.pull_context(reference, &connection);
-        let job = PullJob {
-            store,
-            reference,
-            connection: &connection,
-            platform: &self.options.platform,
-            context: &context,
-        };
+        let job = self.pull_job(store, reference, &connection, &context);
         let top = oci_reference(reference, None);
         self.runtime.block_on(async {
             let manifest = match job.fetch_manifest(&top, reference.digest()).await {
@@ -66,13 +60,7 @@ impl Registry {
         }
         let connection = self.connection(repository.domain())?;
         let context = self.pull_context(repository, &connection);
-        let job = PullJob {
-            store,
-            reference: repository,
-            connection: &connection,
-            platform: &self.options.platform,
-            context: &context,
-        };
+        let job = self.pull_job(store, repository, &connection, &context);
         let target = oci_reference(repository, None);
         self.runtime.block_on(async {
             job.refresh_access().await?;
@@ -108,13 +96,7 @@ impl Registry {
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
         let connection = self.connection(destination.domain())?;
-        let job = PushJob {
-            store,
-            destination,
-            target: oci_reference(destination, None),
-            connection: &connection,
-            looked: self.options.credentials.describe(),
-        };
+        let job = self.push_job(store, destination, None, &connection);
         let digests: Vec<Digest> = blobs.iter().map(|(d, _)| d.clone()).collect();
         let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         let repository = format!("{}/{}", destination.domain(), destination.path());

@@ -178,13 +178,7 @@ impl Registry {
             sent: connection.sent.clone(),
             looked: self.options.credentials.describe(),
         };
-        let job = PullJob {
-            store,
-            reference,
-            connection: &connection,
-            platform: &self.options.platform,
-            context: &context,
-        };
+        let job = self.pull_job(store, reference, &connection, &context);
         let pulled = self.runtime.block_on(job.run(on_event));
         // Said whether the pull worked or not: a rotated identity token that
         // could not be stored matters either way.
@@ -306,6 +300,19 @@ fn oci_reference(reference: &Reference, digest: Option<&Digest>) -> oci_client::
 }
 
 /// One pull, run on the registry's runtime.
+impl Registry {
+    /// A pull of `reference` over `connection`, for this registry's platform.
+    fn pull_job<'a>(
+        &'a self,
+        store: &'a Store,
+        reference: &'a Reference,
+        connection: &'a Connection,
+        context: &'a ErrorContext,
+    ) -> PullJob<'a> {
+        PullJob { store, reference, connection, platform: &self.options.platform, context }
+    }
+}
+
 struct PullJob<'a> {
     store: &'a Store,
     reference: &'a Reference,

@@ -70,6 +70,24 @@ pub struct Pushed {
 }
 
 impl Registry {
+    /// A push to `destination` over `connection`: of the manifest `digest` names (by
+    /// digest), or of the tag's.
+    pub(super) fn push_job<'a>(
+        &self,
+        store: &'a Store,
+        destination: &'a Reference,
+        digest: Option<&Digest>,
+        connection: &'a Connection,
+    ) -> PushJob<'a> {
+        PushJob {
+            store,
+            destination,
+            target: oci_reference(destination, digest),
+            connection,
+            looked: self.options.credentials.describe(),
+        }
+    }
+
     /// Pushes `image` from `store` to `destination` (a tag; `latest` if it
     /// names none), its layers compressed with `compression` (at its level).
     pub fn push(
@@ -85,13 +103,7 @@ impl Registry {
         let image = store.convert_image(image, compression).map_err(store_error)?;
         let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
         let connection = self.connection(destination.domain())?;
-        let job = PushJob {
-            store,
-            destination,
-            target: oci_reference(destination, None),
-            connection: &connection,
-            looked: self.options.credentials.describe(),
-        };
+        let job = self.push_job(store, destination, None, &connection);
         let blobs = image_blobs(store, &image).map_err(store_error)?;
         let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         record_sources(store, &image, destination).map_err(store_error)?;
@@ -113,19 +125,12 @@ impl Registry {
         let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
         refuse_digest(destination)?;
         let connection = self.connection(destination.domain())?;
-        let looked = self.options.credentials.describe();
         let mut total = Pushed { digest: Digest::of_bytes(b""), uploaded: 0, mounted: 0, existing: 0 };
         let mut pushed_images = Vec::with_capacity(images.len());
         for image in images {
             let image = store.convert_image(image, compression).map_err(store_error)?;
             let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
-            let job = PushJob {
-                store,
-                destination,
-                target: oci_reference(destination, Some(&image.manifest_digest)),
-                connection: &connection,
-                looked: looked.clone(),
-            };
+            let job = self.push_job(store, destination, Some(&image.manifest_digest), &connection);
             let blobs = image_blobs(store, &image).map_err(store_error)?;
             let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
             record_sources(store, &image, destination).map_err(store_error)?;
@@ -136,7 +141,7 @@ impl Registry {
         }
         let index_digest = store.put_index(&pushed_images).map_err(store_error)?;
         let index = store.read_blob(&index_digest).map_err(store_error)?;
-        let job = PushJob { store, destination, target: oci_reference(destination, None), connection: &connection, looked };
+        let job = self.push_job(store, destination, None, &connection);
         self.runtime.block_on(async {
             // Authorizes the client for the tag (the images were pushed by digest).
             job.authorize(&[]).await?;
