@@ -179,13 +179,14 @@ fn host_platform_is_accepted() {
 }
 
 #[test]
-fn malformed_platforms_and_a_multi_platform_archive_on_stdout_are_usage_errors() {
+fn malformed_platforms_and_what_a_multi_platform_build_cannot_do_are_usage_errors() {
     let env = TestEnv::new("platform-usage");
     let ctx = echo_context("arm64");
     for (args, message) in [
         (vec!["--platform", "linux/amd64,"], "empty platform"),
         (vec!["--platform", "arm64"], "expected os/arch"),
         (vec!["--platform", "linux/amd64,linux/arm64", "-o", "-"], "cannot go to stdout"),
+        (vec!["--platform", "linux/amd64,linux/arm64", "--cache-from", "type=local,src=/nonexistent"], "work with one platform"),
     ] {
         let out = env.rbuild().arg("build").args(&args).arg(ctx.path()).run();
         out.assert_code(2).assert_stderr_contains(message);

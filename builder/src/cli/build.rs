@@ -196,6 +196,13 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
                 .into(),
         ));
     }
+    if platforms.len() > 1 && !(args.cache_to.is_empty() && args.cache_from.is_empty()) {
+        // The shared cache is read and written per build graph; a multi-platform build has one
+        // per platform, which the cache format does not tell apart yet.
+        return Err(usage(
+            "--cache-to and --cache-from work with one platform: build each platform with its own --platform and cache ref".into(),
+        ));
+    }
     let source_date_epoch = source_date_epoch(&build_args).map_err(usage)?;
     let cache_policy = if args.no_cache {
         CachePolicy::Ignore
