@@ -247,8 +247,9 @@ fn an_interactive_shell_runs_typed_commands_and_gets_ctrl_c() {
     let tmux = Tmux::start(env.path("tmux.sock"), "120x30", &format!("sh '{}'", script.display()));
     let limit = Duration::from_secs(30);
     tmux.wait_for("the shell's announcement", limit, |s| s.contains("a shell in kept failure"));
-    tmux.run(&["send-keys", "echo typed-$((6*7)); cat /work/written; test -t 0 && echo on-a-tty", "Enter"]);
-    let screen = tmux.wait_for("the command's output", limit, |s| s.contains("typed-42") && s.contains("on-a-tty"));
+    // The markers are computed, so that the echoed command line does not match them.
+    tmux.run(&["send-keys", "echo typed-$((6*7)); cat /work/written; test -t 0 && echo on-a-tty-$((1+1))", "Enter"]);
+    let screen = tmux.wait_for("the command's output", limit, |s| s.contains("typed-42") && s.contains("on-a-tty-2"));
     assert!(screen.contains("step-wrote"), "{screen}");
 
     // The window size is the terminal's, and follows it when it changes (SIGWINCH).
