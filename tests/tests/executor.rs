@@ -96,6 +96,13 @@ fn gitlab_invocation_pushes_and_writes_the_digest_files() {
     assert_eq!(run_pushed(&destination).trim(), "built");
 }
 
+/// `repository:tag` in `registry` is an rbuild build cache: an OCI manifest whose config is
+/// the cache record (skopeo inspects only its raw form: it is not an image).
+fn assert_is_cache(registry: &Registry, repository_and_tag: &str) {
+    let manifest = registry.manifest(repository_and_tag);
+    assert_eq!(manifest["config"]["mediaType"], "application/vnd.rbuild.cache.config.v1+json", "no registry cache at {repository_and_tag}: {manifest}");
+}
+
 /// How many RUN steps the plain progress of `run` shows as `CACHED` (`#N [...] RUN …`, then
 /// `#N CACHED`).
 fn cached_runs(run: &RunOutput) -> usize {
@@ -114,7 +121,7 @@ fn a_second_run_with_cache_hits_the_registry_cache() {
     // Each run is a fresh container, so a fresh store: only the registry carries the cache.
     let first = in_container(&["-v", &volume(ctx.path(), "/workspace")], &args);
     first.assert_success();
-    assert!(registry.manifest_digest(&format!("{repository}/cache:buildcache")).starts_with("sha256:"));
+    assert_is_cache(&registry, &format!("{repository}/cache:buildcache"));
     let first_digest = registry.manifest_digest(&format!("{repository}:v1"));
     assert_eq!(cached_runs(&first), 0, "the first run has no cache:\n{}", first.stderr_text());
     let second = in_container(&["-v", &volume(ctx.path(), "/workspace")], &args);
@@ -256,7 +263,7 @@ fn check_pushed(registry: &Registry, repository_and_tag: &str, digest: Option<St
         assert_eq!(digest.trim(), pushed);
     }
     let cache = repository_and_tag.split(':').next().unwrap().to_string() + "/cache:buildcache";
-    assert!(registry.manifest_digest(&cache).starts_with("sha256:"), "no registry cache at {cache}");
+    assert_is_cache(registry, &cache);
 }
 
 #[test]
