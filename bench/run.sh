@@ -468,7 +468,7 @@ fi
 # ---- W12: a two-platform build against two single-platform builds (bench/platforms.sh) -------
 # rbuild only (BuildKit 0.8 of Docker 20.10 has no multi-platform build without buildx); with
 # every workload, or alone with bench/platforms.sh.
-if [ "$only" = all ] && has rbuild "${ready[@]}"; then
+if [ "$only" = all ] && has "rbuild/${disks[0]}" "${ready[@]}"; then
   log "W12 rbuild (two platforms in one build against two builds)"
   if RUNS=$runs WARMUP=$warmup "$here/platforms.sh" "$res" >>"$res/W12.log" 2>&1; then status=ok
   else status=failed; tail -n 5 "$res/W12.log" >&2 || true
@@ -477,9 +477,9 @@ if [ "$only" = all ] && has rbuild "${ready[@]}"; then
 fi
 
 # ---- W10 reference: rbuild's own cold build of the same context, no cache ---------------------
-if has W10 "${workloads[@]}" && has rbuild "${ready[@]}"; then
-  log "W10 rbuild-cold (reference: rbuild's cold build without --cache-from)"
-  use_state rbuild host
+if has W10 "${workloads[@]}" && has "rbuild/${disks[0]}" "${ready[@]}"; then
+  log "W10 rbuild-cold (reference: rbuild's cold build without --cache-from, ${disks[0]} disk's state)"
+  use_state rbuild "${disks[0]}"
   export CTX=$WORK/w10 TAG=rbuild-bench/w10-rbuild:latest
   B=$(q "$here/builders/rbuild.sh")
   if hyperfine --shell=bash --style basic --runs "$runs" --warmup "$warmup" -n W10-rbuild-cold \
