@@ -217,7 +217,23 @@ fn a_shell_in_an_image_and_on_error_shell_without_a_terminal() {
     let out = debug(&env, &["--image", &reference, "--", "sh", "-c", "pwd; cat file"]);
     assert_eq!(out.stdout_text(), "/app\nin-image\n", "{}", out.describe());
     debug(&env, &["--image", "no-such-image:1", "--", "true"]).assert_code(1).assert_stderr_contains("not in the store");
-    debug(&env, &["--target", "build"]).assert_code(2).assert_stderr_contains("rbuild debug --image");
+
+    // --target builds the stage (and not the stages after it), then opens the shell there.
+    let staged = Context::with_busybox();
+    staged.dockerfile(&[
+        "FROM scratch AS build",
+        "COPY busybox /bin/busybox",
+        r#"RUN ["/bin/busybox","--install","-s","/bin"]"#,
+        "ARG WHO=nobody",
+        "WORKDIR /src",
+        "RUN echo \"stage-built-for-$WHO\" > out",
+        "FROM build AS final",
+        "RUN exit 9",
+    ]);
+    let path = staged.path().display().to_string();
+    let out = debug(&env, &["--target", "build", "--build-arg", "WHO=tester", &path, "--", "sh", "-c", "pwd; cat out"]);
+    assert_eq!(out.stdout_text(), "/src\nstage-built-for-tester\n", "{}", out.describe());
+    debug(&env, &["--target", "no-such-stage", &path, "--", "true"]).assert_code(1).assert_stderr_contains("no-such-stage");
 
     let failing = failing_step();
     let out = env.rbuild().args(["build", "--progress=plain", "--on-error=shell"]).arg(failing.path()).run();

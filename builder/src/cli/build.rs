@@ -22,6 +22,18 @@ use crate::engine::pulling::insecure_registries;
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
 
+/// Runs `rbuild build` from an argument list (the first item names the command), parsed by
+/// the same definitions as the command line: the way other commands build (`rbuild executor`
+/// from kaniko's flags, `rbuild debug --target`).
+pub fn run_argv(argv: Vec<String>) -> Result<(), Failure> {
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = BuildArgs::command()
+        .try_get_matches_from(argv)
+        .and_then(|m| BuildArgs::from_arg_matches(&m))
+        .map_err(|e| Failure::from_clap(e).unwrap_or(Failure::Usage(String::new())))?;
+    run(parsed)
+}
+
 pub fn run(args: BuildArgs) -> Result<(), Failure> {
     let settings = Arc::new(settings_from_args(&args)?);
     let result = build(&args, &settings);

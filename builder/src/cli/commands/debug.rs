@@ -21,10 +21,11 @@ use crate::engine::kept_failure;
 #[derive(Debug, Parser)]
 #[command(
     name = "rbuild debug",
-    override_usage = "rbuild debug [BUILD|last] [--initial] [-- CMD…]\n       rbuild debug --image IMAGE [-- CMD…]\n       rbuild debug --list"
+    override_usage = "rbuild debug [BUILD|last] [--initial] [-- CMD…]\n       rbuild debug --image IMAGE [-- CMD…]\n       rbuild debug --target STAGE [-f FILE] [--build-arg K=V…] [PATH] [-- CMD…]\n       rbuild debug --list"
 )]
 pub struct DebugArgs {
-    /// The kept failure: its id (or the start of it), or `last`, the newest
+    /// The kept failure: its id (or the start of it), or `last`, the newest; with --target,
+    /// the build context (default `.`)
     #[arg(value_name = "BUILD")]
     pub failure: Option<String>,
 
@@ -36,12 +37,21 @@ pub struct DebugArgs {
     #[arg(long, value_name = "IMAGE", conflicts_with_all = ["failure", "initial", "list"])]
     pub image: Option<String>,
 
-    /// Not supported: build the stage with `rbuild build --target STAGE -t NAME PATH`, then `rbuild debug --image NAME`
-    #[arg(long, value_name = "STAGE", hide = true)]
+    /// Build the context's Dockerfile up to this stage, then open the shell in the result
+    /// (buildx's --invoke)
+    #[arg(long, value_name = "STAGE", conflicts_with_all = ["image", "initial", "list"])]
     pub target: Option<String>,
 
-    /// Isolation of the shell in --image (a kept failure's shell runs as its step did)
-    #[arg(long, value_enum, requires = "image")]
+    /// With --target: the Dockerfile (as `rbuild build -f`)
+    #[arg(short = 'f', long = "file", value_name = "FILE", requires = "target")]
+    pub file: Option<String>,
+
+    /// With --target: a build argument (as `rbuild build --build-arg`)
+    #[arg(long = "build-arg", value_name = "K[=V]", requires = "target")]
+    pub build_args: Vec<String>,
+
+    /// Isolation of the shell in --image or --target (a kept failure's shell runs as its step did)
+    #[arg(long, value_enum)]
     pub isolation: Option<IsolationArg>,
 
     /// List the kept failures: id, when, step, Dockerfile:line, command
@@ -57,28 +67,47 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let Some(args) = parse_args::<DebugArgs>(args)? else {
         return Ok(());
     };
-    if args.target.is_some() {
-        return Err(Failure::Usage(
-            "rbuild debug --target is not supported: build the stage with `rbuild build --target STAGE -t NAME PATH`, \
-             then open it with `rbuild debug --image NAME`"
-                .into(),
-        ));
+    if args.isolation.is_some() && args.image.is_none() && args.target.is_none() {
+        return Err(Failure::Usage("--isolation needs --image or --target (a kept failure's shell runs as its step did)".into()));
     }
+    let isolation = match args.isolation {
+        Some(IsolationArg::Chroot) => Isolation::Chroot,
+        _ => Isolation::Namespaces,
+    };
+    let image = match &args.target {
+        Some(stage) => Some(build_stage(stage, &args)?),
+        None => args.image.clone(),
+    };
     let store = open_store()?;
     if args.list {
         return list(&store);
     }
-    let target = match args.image {
-        Some(reference) => {
-            let isolation = match args.isolation {
-                Some(IsolationArg::Chroot) => Isolation::Chroot,
-                _ => Isolation::Namespaces,
-            };
-            ShellTarget::Image { reference, isolation }
-        }
+    let target = match image {
+        Some(reference) => ShellTarget::Image { reference, isolation },
         None => ShellTarget::Failure { id: args.failure.unwrap_or_else(|| "last".into()), initial: args.initial },
     };
     open_shell(&store, &target, (!args.command.is_empty()).then_some(args.command))
+}
+
+/// `--target STAGE`: builds the stage as `rbuild build --target STAGE` would (same flags, same
+/// cache, progress on stderr) and returns the built image's id, which the shell opens.
+fn build_stage(stage: &str, args: &DebugArgs) -> Result<String, Failure> {
+    let iidfile = tempfile::NamedTempFile::new().map_err(|e| Failure::Build(anyhow::Error::new(e).context("creating the build's image id file")))?;
+    let mut argv = vec!["rbuild build".to_string(), "--target".into(), stage.into(), "--iidfile".into()];
+    argv.push(iidfile.path().display().to_string());
+    if let Some(file) = &args.file {
+        argv.extend(["--file".into(), file.clone()]);
+    }
+    for build_arg in &args.build_args {
+        argv.extend(["--build-arg".into(), build_arg.clone()]);
+    }
+    if let Some(IsolationArg::Chroot) = args.isolation {
+        argv.extend(["--isolation".into(), "chroot".into()]);
+    }
+    argv.push(args.failure.clone().unwrap_or_else(|| ".".into()));
+    crate::cli::build::run_argv(argv)?;
+    let id = std::fs::read_to_string(iidfile.path()).map_err(|e| Failure::Build(anyhow::Error::new(e).context("reading the built image's id")))?;
+    Ok(id.trim().to_string())
 }
 
 /// Opens the shell over `target` on rbuild's terminal (or stdio) and waits for it; a shell

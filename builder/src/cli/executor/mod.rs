@@ -16,9 +16,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::args::BuildArgs;
 use crate::cli::build as build_command;
 use crate::cli::failure::Failure;
 use flags::{CommandLine, FlagError};
@@ -91,9 +89,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let build_args = options
         .build_args(context.dir(), &dockerfile, metadata.path())
         .map_err(ExecutorError::into_failure)?;
-    let matches = BuildArgs::command().try_get_matches_from(build_args);
-    let parsed = matches.and_then(|m| BuildArgs::from_arg_matches(&m)).map_err(|e| Failure::from_clap(e).unwrap_or(Failure::Usage(String::new())))?;
-    build_command::run(parsed)?;
+    build_command::run_argv(build_args)?;
     write_digest_files(&options, metadata.path()).map_err(ExecutorError::into_failure)
 }
 
