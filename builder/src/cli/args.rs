@@ -174,6 +174,14 @@ pub struct BuildArgs {
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
 
+    /// Reach this registry over HTTPS without verifying its certificate (self-signed or expired ones pass); repeatable
+    #[arg(long = "skip-tls-verify", value_name = "HOST[:PORT]")]
+    pub skip_tls_verify: Vec<String>,
+
+    /// Pull base images without verifying any registry's certificate
+    #[arg(long = "skip-tls-verify-pull")]
+    pub skip_tls_verify_pull: bool,
+
     /// Network for RUN steps that do not set --network themselves
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, Result};
 use rbuild_frontend::graph::Platform;
 use rbuild_sandbox::{Isolation, NetworkMode};
+use rbuild_store::registry::RegistryAccess;
 use rbuild_store::{Compression, Reference, Store};
 
 use crate::cli::args::{key_values, BuildArgs, IsolationArg, NetworkArg, OnErrorArg, ProgressMode};
@@ -18,7 +19,7 @@ use crate::engine::debug_shell::ShellTarget;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, Destination, OutputSpec};
 use crate::engine::remote_cache::{parse_cache_from, parse_cache_to};
-use crate::engine::pulling::insecure_registries;
+use crate::engine::pulling::{insecure_registries, unverified_tls_registries};
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
 
@@ -244,7 +245,12 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
         cache_policy,
         explain_cache: args.explain_cache,
         always_pull: args.pull,
-        insecure_registries: insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?,
+        registry_access: RegistryAccess {
+            insecure: insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?,
+            unverified_tls: unverified_tls_registries(&args.skip_tls_verify).map_err(Failure::Usage)?,
+            unverified_tls_everywhere: false,
+        },
+        skip_tls_verify_pull: args.skip_tls_verify_pull,
         named_contexts,
         network: match args.network {
             NetworkArg::None => NetworkMode::None,

@@ -115,7 +115,7 @@ fn push(
             source: "no name to push it as: name one with -t or name=".into(),
         });
     }
-    let registry = open_registry(Platform::host(), settings.insecure_registries.clone())
+    let registry = open_registry(Platform::host(), settings.registry_access.clone())
         .map_err(failed("pushing the image".into()))?;
     for name in names {
         push_logged(&registry, store, image, name, compression, &mut |line| log(&line))
@@ -171,7 +171,7 @@ fn export_cache(store: &Store, settings: &BuildSettings, graph: &BuildGraph, bui
         store,
         remote: built.remote.as_deref(),
         platform: Platform::host(),
-        insecure_registries: settings.insecure_registries.clone(),
+        registry_access: settings.registry_access.clone(),
         mount_layers: &mount_layers,
     };
     let started = std::time::Instant::now();

@@ -139,7 +139,7 @@ fn write_platforms_output(
                     source: "no name to push it as: name one with -t or name=".into(),
                 });
             }
-            let registry = open_registry(Platform::host(), settings.insecure_registries.clone())
+            let registry = open_registry(Platform::host(), settings.registry_access.clone())
                 .map_err(|e| BuildError::Finish { action: "pushing the image".into(), source: e.into() })?;
             let mut digest = None;
             for name in names {

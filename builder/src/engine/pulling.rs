@@ -2,7 +2,7 @@
 //! push`: which registries are spoken to over plain HTTP, and progress lines.
 
 use rbuild_store::registry::{
-    CredentialSource, PullEvent, PullOptions, Pulled, PushEvent, Pushed, Registry, RegistryError,
+    CredentialSource, PullEvent, PullOptions, Pulled, PushEvent, Pushed, Registry, RegistryAccess, RegistryError,
 };
 use rbuild_store::{Codec, Platform, Reference, Store, StoredImage};
 
@@ -13,10 +13,15 @@ pub const INSECURE_REGISTRIES_VAR: &str = "RBUILD_INSECURE_REGISTRIES";
 /// The registries named by `--insecure-registry` and the environment, each
 /// checked to be `host[:port]`.
 pub fn insecure_registries(flags: &[String]) -> Result<Vec<String>, String> {
-    named_registries(flags, &std::env::var(INSECURE_REGISTRIES_VAR).unwrap_or_default())
+    named_registries(flags, &std::env::var(INSECURE_REGISTRIES_VAR).unwrap_or_default(), "insecure registry")
 }
 
-fn named_registries(flags: &[String], from_env: &str) -> Result<Vec<String>, String> {
+/// The registries named by `--skip-tls-verify`, each checked to be `host[:port]`.
+pub fn unverified_tls_registries(flags: &[String]) -> Result<Vec<String>, String> {
+    named_registries(flags, "", "registry to skip TLS verification for")
+}
+
+fn named_registries(flags: &[String], from_env: &str, what: &str) -> Result<Vec<String>, String> {
     let mut all = Vec::new();
     for name in flags.iter().map(String::as_str).chain(from_env.split([',', ' ', '\n', '\t'])) {
         let name = name.trim();
@@ -28,17 +33,17 @@ fn named_registries(flags: &[String], from_env: &str) -> Result<Vec<String>, Str
         let probe = format!("{host}/probe");
         match Reference::parse(&probe) {
             Ok(r) if r.domain() == host => all.push(host.to_string()),
-            _ => return Err(format!("invalid insecure registry {name:?}: expected HOST or HOST:PORT")),
+            _ => return Err(format!("invalid {what} {name:?}: expected HOST or HOST:PORT")),
         }
     }
     Ok(all)
 }
 
 /// A registry client for pulls for `platform`, with Docker's credentials.
-pub fn open_registry(platform: Platform, insecure: Vec<String>) -> Result<Registry, RegistryError> {
+pub fn open_registry(platform: Platform, access: RegistryAccess) -> Result<Registry, RegistryError> {
     Registry::new(PullOptions {
         platform,
-        insecure_registries: insecure,
+        access,
         credentials: CredentialSource::from_env(),
     })
 }
@@ -145,11 +150,11 @@ mod tests {
     #[test]
     fn insecure_registry_names_are_checked() {
         let from_env = "a.example:5000, b.example\nhttp://c.example:80/";
-        let names = named_registries(&["127.0.0.1:5001".to_string()], from_env).unwrap();
+        let names = named_registries(&["127.0.0.1:5001".to_string()], from_env, "insecure registry").unwrap();
         assert_eq!(names, ["127.0.0.1:5001", "a.example:5000", "b.example", "c.example:80"]);
         for bad in ["host:port", "a/b", "-x.example"] {
-            assert!(named_registries(&[bad.to_string()], "").is_err(), "{bad}");
-            assert!(named_registries(&[], bad).is_err(), "{bad}");
+            assert!(named_registries(&[bad.to_string()], "", "insecure registry").is_err(), "{bad}");
+            assert!(named_registries(&[], bad, "insecure registry").is_err(), "{bad}");
         }
     }
 

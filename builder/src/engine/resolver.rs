@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use rbuild_frontend::graph::ImageMeta;
 use rbuild_frontend::lower::ImageResolver;
-use rbuild_store::registry::Registry;
+use rbuild_store::registry::{Registry, RegistryAccess};
 use rbuild_store::{ImportedImage, Platform, Reference, Store, StoredImage};
 
 use crate::engine::named_contexts::{ContextSource, NamedContext, NamedContexts};
@@ -25,8 +25,8 @@ use crate::engine::pulling::{open_registry, pull_logged};
 pub struct BaseImageOptions {
     /// `--pull`: resolve every tag at its registry again.
     pub always_pull: bool,
-    /// Registries spoken to over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
+    /// Registries spoken to over plain HTTP or unverified HTTPS.
+    pub registry_access: RegistryAccess,
     pub contexts: NamedContexts,
 }
 
@@ -35,7 +35,7 @@ impl BaseImageOptions {
     pub fn for_host() -> BaseImageOptions {
         BaseImageOptions {
             always_pull: false,
-            insecure_registries: Vec::new(),
+            registry_access: RegistryAccess::default(),
             contexts: NamedContexts::default(),
         }
     }
@@ -133,7 +133,7 @@ impl<'a> BaseImageResolver<'a> {
     fn registry(&self, platform: &Platform) -> Result<Rc<Result<Registry, String>>, String> {
         let mut registries = self.registries.borrow_mut();
         let registry = registries.entry(platform.clone()).or_insert_with(|| {
-            Rc::new(open_registry(platform.clone(), self.options.insecure_registries.clone()).map_err(|e| e.to_string()))
+            Rc::new(open_registry(platform.clone(), self.options.registry_access.clone()).map_err(|e| e.to_string()))
         });
         Ok(registry.clone())
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use rbuild_frontend::graph::Platform;
 use rbuild_frontend::lower::LowerOptions;
 use rbuild_sandbox::{Isolation, NetworkMode};
+use rbuild_store::registry::RegistryAccess;
 use rbuild_store::{Compression, Reference};
 
 use crate::engine::named_contexts::NamedContexts;
@@ -53,8 +54,10 @@ pub struct BuildSettings {
     pub explain_cache: bool,
     /// `--pull`: resolve every base image tag at its registry again.
     pub always_pull: bool,
-    /// Registries spoken to over plain HTTP besides loopback ones.
-    pub insecure_registries: Vec<String>,
+    /// Registries spoken to over plain HTTP or unverified HTTPS.
+    pub registry_access: RegistryAccess,
+    /// `--skip-tls-verify-pull`: base images are pulled without verifying certificates.
+    pub skip_tls_verify_pull: bool,
     /// `--build-context NAME=VALUE`.
     pub named_contexts: NamedContexts,
     /// The network of a RUN that does not say (`--network`).
@@ -93,7 +96,10 @@ impl BuildSettings {
     pub fn base_images(&self) -> BaseImageOptions {
         BaseImageOptions {
             always_pull: self.always_pull,
-            insecure_registries: self.insecure_registries.clone(),
+            registry_access: RegistryAccess {
+                unverified_tls_everywhere: self.skip_tls_verify_pull,
+                ..self.registry_access.clone()
+            },
             contexts: self.named_contexts.clone(),
         }
     }

@@ -13,8 +13,9 @@
 //! A digest the store already pinned downloads nothing.
 //!
 //! Plain HTTP is used only for loopback registries (as Docker does) and for
-//! the ones [`PullOptions::insecure_registries`] names; everything else is
-//! HTTPS with the system's roots.
+//! the ones [`RegistryAccess::insecure`] names; everything else is HTTPS with
+//! the system's roots, unverified only for the registries
+//! [`RegistryAccess::unverified_tls`] names.
 
 mod auth;
 mod cache;
@@ -66,10 +67,22 @@ const READ_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct PullOptions {
     /// The platform whose manifest is taken from an index.
     pub platform: Platform,
-    /// Registries (`host` or `host:port`) reached over plain HTTP, besides
-    /// loopback ones.
-    pub insecure_registries: Vec<String>,
+    pub access: RegistryAccess,
     pub credentials: CredentialSource,
+}
+
+/// The registries (`host` or `host:port`) reached other than by HTTPS with
+/// verified certificates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// Reached over plain HTTP, besides loopback ones.
+    pub insecure: Vec<String>,
+    /// Reached over HTTPS without verifying their certificates (kaniko's
+    /// `--skip-tls-verify`): self-signed or expired certificates are accepted.
+    pub unverified_tls: Vec<String>,
+    /// Every registry's certificate goes unverified (kaniko's
+    /// `--skip-tls-verify-pull`, given to the client that pulls base images).
+    pub unverified_tls_everywhere: bool,
 }
 
 impl PullOptions {
@@ -78,7 +91,7 @@ impl PullOptions {
     pub fn for_host() -> PullOptions {
         PullOptions {
             platform: Platform::host(),
-            insecure_registries: Vec::new(),
+            access: RegistryAccess::default(),
             credentials: CredentialSource::from_env(),
         }
     }
@@ -159,7 +172,12 @@ impl Registry {
 
     /// Whether `registry` (`host[:port]`) is spoken to over plain HTTP.
     pub fn is_insecure(&self, registry: &str) -> bool {
-        is_insecure(registry, &self.options.insecure_registries)
+        is_insecure(registry, &self.options.access.insecure)
+    }
+
+    /// Whether `registry`'s certificate goes unverified.
+    fn skips_tls_verification(&self, registry: &str) -> bool {
+        self.options.access.unverified_tls_everywhere || names_registry(registry, &self.options.access.unverified_tls)
     }
 
     /// Pulls `reference` into `store` and tags it (unless it names a digest).
@@ -210,6 +228,7 @@ impl Registry {
             None => (None, None),
         };
         let insecure = self.is_insecure(registry);
+        let unverified = !insecure && self.skips_tls_verification(registry);
         let scheme = if insecure { "http" } else { "https" };
         let base_url = format!("{scheme}://{}", api_host(registry));
         let setup_failed = |what: &str, e: reqwest::Error| RegistryError::Protocol {
@@ -230,6 +249,7 @@ impl Registry {
             .user_agent(USER_AGENT)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
+            .danger_accept_invalid_certs(unverified)
             .build()
             .map_err(|e| setup_failed("the HTTP client", e))?;
         let config = ClientConfig {
@@ -242,6 +262,7 @@ impl Registry {
             // A blob goes up in one `PUT` (the store knows its size): one
             // request a blob, and one thing to retry when it breaks.
             use_monolithic_push: true,
+            accept_invalid_certificates: unverified,
             ..ClientConfig::default()
         };
         let connection = Arc::new(Connection {
@@ -265,7 +286,13 @@ impl Registry {
 fn is_insecure(registry: &str, named: &[String]) -> bool {
     let host = host_of(registry);
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    loopback || named.iter().any(|n| n == registry || n == host)
+    loopback || names_registry(registry, named)
+}
+
+/// Whether `registry` is among `named`, with or without its port.
+fn names_registry(registry: &str, named: &[String]) -> bool {
+    let host = host_of(registry);
+    named.iter().any(|n| n == registry || n == host)
 }
 
 /// The host that serves `registry`'s API, as oci-client resolves it

@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use rbuild_store::registry::RegistryAccess;
 use rbuild_store::{Platform, Reference, Store};
 
 use crate::cli::failure::Failure;
@@ -48,7 +49,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
 
     let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
-    let registry = open_registry(platform, insecure).map_err(|e| Failure::Build(e.into()))?;
+    let registry = open_registry(platform, RegistryAccess { insecure, ..RegistryAccess::default() }).map_err(|e| Failure::Build(e.into()))?;
     let quiet = args.quiet;
     let outcome = pull_logged(&registry, &store, &reference, &mut |line| {
         if !quiet {

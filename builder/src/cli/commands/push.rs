@@ -4,6 +4,7 @@
 //! (an index) is pushed whole: each platform's image, then the index.
 
 use clap::Parser;
+use rbuild_store::registry::RegistryAccess;
 use rbuild_store::{Codec, Platform, Reference, Store, StoredImage};
 
 use super::common::{find_image, open_store, parse_args};
@@ -60,7 +61,7 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
     let store = open_store()?;
     let platform_images = multi_platform_images(&store, &args.image).map_err(Failure::Build)?;
-    let registry = open_registry(Platform::host(), insecure).map_err(|e| Failure::Build(e.into()))?;
+    let registry = open_registry(Platform::host(), RegistryAccess { insecure, ..RegistryAccess::default() }).map_err(|e| Failure::Build(e.into()))?;
     let quiet = args.quiet;
     let mut log = |line: String| {
         if !quiet {

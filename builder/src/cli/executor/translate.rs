@@ -38,6 +38,9 @@ pub struct KanikoOptions {
     pub reproducible: bool,
     pub insecure: bool,
     pub insecure_registries: Vec<String>,
+    pub skip_tls_verify: bool,
+    pub skip_tls_verify_pull: bool,
+    pub skip_tls_verify_registries: Vec<String>,
     pub custom_platform: Option<String>,
     pub verbosity: Option<String>,
     /// What rbuild says about flags it accepts but does not need, one line each.
@@ -74,6 +77,9 @@ impl KanikoOptions {
                 "reproducible" => o.reproducible = on,
                 "insecure" => o.insecure = on,
                 "insecure-registry" => o.insecure_registries.push(value),
+                "skip-tls-verify" => o.skip_tls_verify = on,
+                "skip-tls-verify-pull" => o.skip_tls_verify_pull = on,
+                "skip-tls-verify-registry" => o.skip_tls_verify_registries.push(value),
                 "custom-platform" => o.custom_platform = Some(value),
                 "verbosity" => o.verbosity = Some(value),
                 _ if value == "false" => {}
@@ -95,9 +101,6 @@ impl KanikoOptions {
             "kaniko-dir" => "not needed: rbuild keeps its state in its store (--cache-dir or RBUILD_ROOT)",
             "cleanup" => "not needed: rbuild never unpacks images over the container's own filesystem, so there is nothing to clean",
             "insecure-pull" => "rbuild reaches loopback registries over plain HTTP; name any other with --insecure-registry HOST",
-            "skip-tls-verify" | "skip-tls-verify-pull" | "skip-tls-verify-registry" => {
-                "TLS stays verified: add the registry's CA to the trusted roots (SSL_CERT_FILE) instead"
-            }
             "registry-mirror" => "not supported yet: base images are pulled from their own registries",
             "single-snapshot" => "not supported yet: each step stays a layer of its own",
             "cache-copy-layers" | "cache-run-layers" => "not needed: the registry cache keeps every step (mode=max)",
@@ -172,11 +175,17 @@ impl KanikoOptions {
         }
         flag("--metadata-file", &metadata_file.to_string_lossy());
         flag("--progress", self.progress()?);
-        for registry in self.insecure_hosts(&destinations)? {
+        for registry in self.pushed_hosts(&self.insecure_registries, self.insecure, &destinations)? {
             flag("--insecure-registry", &registry);
+        }
+        for registry in self.pushed_hosts(&self.skip_tls_verify_registries, self.skip_tls_verify, &destinations)? {
+            flag("--skip-tls-verify", &registry);
         }
         for (name, value) in self.cache_flags(&destinations)? {
             flag(name, &value);
+        }
+        if self.skip_tls_verify_pull {
+            args.push("--skip-tls-verify-pull".to_string());
         }
         if !self.no_push {
             args.push("--push".to_string());
@@ -206,11 +215,12 @@ impl KanikoOptions {
         }
     }
 
-    /// Plain-HTTP registries: `--insecure-registry`s, and with `--insecure` the registries
-    /// pushed to (the destinations' and the cache's).
-    fn insecure_hosts(&self, destinations: &[Reference]) -> Result<Vec<String>, ExecutorError> {
-        let mut hosts = self.insecure_registries.clone();
-        if self.insecure {
+    /// The registries `named`, and with `pushing` the registries pushed to (the destinations'
+    /// and the cache's): what kaniko's `--insecure` and `--skip-tls-verify` add to their
+    /// per-registry flags.
+    fn pushed_hosts(&self, named: &[String], pushing: bool, destinations: &[Reference]) -> Result<Vec<String>, ExecutorError> {
+        let mut hosts = named.to_vec();
+        if pushing {
             hosts.extend(destinations.iter().map(|d| d.domain().to_string()));
             if let Some(cache) = self.cache_ref(destinations)? {
                 hosts.push(cache.domain().to_string());
@@ -372,6 +382,20 @@ mod tests {
     fn insecure_names_the_registries_pushed_to() {
         let args = build_args(&["-d", "plain.example:5000/app:1", "--insecure", "--cache", "--cache-repo", "cache.example/c", "--insecure-registry", "pull.example"]).unwrap();
         assert_eq!(value_of(&args, "--insecure-registry"), ["cache.example", "plain.example:5000", "pull.example"]);
+    }
+
+    #[test]
+    fn skip_tls_verify_names_the_registries_pushed_to() {
+        let args = build_args(&["-d", "self-signed.example/app:1", "--skip-tls-verify", "--cache", "--skip-tls-verify-registry=mirror.example:8443"]).unwrap();
+        assert_eq!(value_of(&args, "--skip-tls-verify"), ["mirror.example:8443", "self-signed.example"]);
+        assert!(value_of(&args, "--insecure-registry").is_empty());
+        assert!(!args.contains(&"--skip-tls-verify-pull".to_string()));
+        // Per registry only, and pulls everywhere.
+        let args = build_args(&["-d", "verified.example/app:1", "--skip-tls-verify-registry", "pull.example", "--skip-tls-verify-pull"]).unwrap();
+        assert_eq!(value_of(&args, "--skip-tls-verify"), ["pull.example"]);
+        assert!(args.contains(&"--skip-tls-verify-pull".to_string()));
+        // A false boolean asks for nothing.
+        assert!(value_of(&build_args(&["-d", "r.example/a:1", "--skip-tls-verify=false"]).unwrap(), "--skip-tls-verify").is_empty());
     }
 
     #[test]

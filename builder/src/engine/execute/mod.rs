@@ -145,7 +145,7 @@ pub fn step_cache(
             &cache.index,
             &settings.cache_from,
             platform.clone(),
-            settings.insecure_registries.clone(),
+            settings.registry_access.clone(),
             &mut |warning| progress.warning(warning),
         );
         progress.cache_imported(remote.step_count(), started.elapsed());

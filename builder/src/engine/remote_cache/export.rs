@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use rbuild_store::cache_manifest::{CacheConfig, CachedMount, CachedStep};
-use rbuild_store::registry::PushEvent;
+use rbuild_store::registry::{PushEvent, RegistryAccess};
 use rbuild_store::{cache_layout, CacheRecord, Digest, Layer, Store};
 
 use super::{CacheExport, CacheLocation, CacheMode, RemoteCache, RemoteCacheError};
@@ -42,7 +42,7 @@ pub struct ExportTarget<'a> {
     pub store: &'a Store,
     pub remote: Option<&'a RemoteCache>,
     pub platform: rbuild_store::Platform,
-    pub insecure_registries: Vec<String>,
+    pub registry_access: RegistryAccess,
     /// The build's cache mounts as layers in a compression, for `mounts=true`.
     pub mount_layers:
         &'a dyn Fn(rbuild_store::Compression) -> Result<Vec<CachedMount>, RemoteCacheError>,
@@ -143,7 +143,7 @@ fn export_one(
                 source: Box::new(source),
             };
             let registry =
-                open_registry(target.platform.clone(), target.insecure_registries.clone())
+                open_registry(target.platform.clone(), target.registry_access.clone())
                     .map_err(registry_error)?;
             let pushed =
                 registry

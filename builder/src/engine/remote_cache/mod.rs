@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rbuild_store::cache_manifest::{self, CacheConfig, CachedMount, CachedStep};
-use rbuild_store::registry::{Registry, RegistryError};
+use rbuild_store::registry::{Registry, RegistryAccess, RegistryError};
 use rbuild_store::{
     cache_layout, CacheIndex, Digest, Layer, Platform, Reference, Store, StoreError,
 };
@@ -76,7 +76,7 @@ enum Origin {
 pub struct RemoteCache {
     store: Store,
     platform: Platform,
-    insecure_registries: Vec<String>,
+    registry_access: RegistryAccess,
     /// Step records by key, with the cache each came from.
     steps: HashMap<Digest, (CachedStep, usize)>,
     /// Cache mounts by id, with the cache each came from.
@@ -99,13 +99,13 @@ impl RemoteCache {
         index: &CacheIndex,
         imports: &[CacheImport],
         platform: Platform,
-        insecure_registries: Vec<String>,
+        registry_access: RegistryAccess,
         warn: &mut dyn FnMut(&str),
     ) -> RemoteCache {
         let mut cache = RemoteCache {
             store: store.clone(),
             platform,
-            insecure_registries,
+            registry_access,
             steps: HashMap::new(),
             mounts: Vec::new(),
             origins: Vec::new(),
@@ -198,7 +198,7 @@ impl RemoteCache {
 
     fn registry(&self) -> Result<&Registry, RemoteCacheError> {
         let opened = self.registry.get_or_init(|| {
-            open_registry(self.platform.clone(), self.insecure_registries.clone())
+            open_registry(self.platform.clone(), self.registry_access.clone())
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
         });
