@@ -182,6 +182,10 @@ pub struct BuildArgs {
     #[arg(long = "skip-tls-verify-pull")]
     pub skip_tls_verify_pull: bool,
 
+    /// Look for Docker Hub base images at this registry (HOST[:PORT][/PATH]) first, then at Docker Hub; repeatable, tried in order
+    #[arg(long = "registry-mirror", value_name = "HOST[/PATH]")]
+    pub registry_mirrors: Vec<String>,
+
     /// Network for RUN steps that do not set --network themselves
     #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
     pub network: NetworkArg,

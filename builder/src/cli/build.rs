@@ -19,7 +19,7 @@ use crate::engine::debug_shell::ShellTarget;
 use crate::engine::execute::SharedProgress;
 use crate::engine::output::{parse_output, Destination, OutputSpec};
 use crate::engine::remote_cache::{parse_cache_from, parse_cache_to};
-use crate::engine::pulling::{insecure_registries, unverified_tls_registries};
+use crate::engine::pulling::{insecure_registries, registry_mirrors, unverified_tls_registries};
 use crate::engine::secrets::{Secrets, SshAgents};
 use crate::engine::settings::{default_jobs, source_date_epoch, BuildSettings, CachePolicy, Limits};
 
@@ -251,6 +251,7 @@ fn settings_from_args(args: &BuildArgs) -> Result<BuildSettings, Failure> {
             unverified_tls_everywhere: false,
         },
         skip_tls_verify_pull: args.skip_tls_verify_pull,
+        registry_mirrors: registry_mirrors(&args.registry_mirrors).map_err(Failure::Usage)?,
         named_contexts,
         network: match args.network {
             NetworkArg::None => NetworkMode::None,

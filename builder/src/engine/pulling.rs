@@ -21,6 +21,22 @@ pub fn unverified_tls_registries(flags: &[String]) -> Result<Vec<String>, String
     named_registries(flags, "", "registry to skip TLS verification for")
 }
 
+/// The registry mirrors named by `--registry-mirror`, each checked to be `host[:port][/path]`
+/// (kaniko's form; a `https://` in front is dropped, as kaniko drops it).
+pub fn registry_mirrors(flags: &[String]) -> Result<Vec<String>, String> {
+    flags
+        .iter()
+        .map(|mirror| {
+            let bare = mirror.trim_start_matches("https://").trim_end_matches('/');
+            match Reference::parse(&format!("{bare}/library/probe")) {
+                // A bare word would be a Docker Hub repository, not a host.
+                Ok(r) if bare == r.domain() || bare.starts_with(&format!("{}/", r.domain())) => Ok(bare.to_string()),
+                _ => Err(format!("invalid registry mirror {mirror:?}: expected HOST[:PORT][/PATH]")),
+            }
+        })
+        .collect()
+}
+
 fn named_registries(flags: &[String], from_env: &str, what: &str) -> Result<Vec<String>, String> {
     let mut all = Vec::new();
     for name in flags.iter().map(String::as_str).chain(from_env.split([',', ' ', '\n', '\t'])) {
@@ -146,6 +162,15 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_mirrors_are_checked() {
+        let given = |m: &[&str]| registry_mirrors(&m.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(given(&["mirror.gcr.io", "https://127.0.0.1:5000/hub/"]).unwrap(), ["mirror.gcr.io", "127.0.0.1:5000/hub"]);
+        for bad in ["Bad Mirror", "mirror", ""] {
+            assert!(given(&[bad]).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn insecure_registry_names_are_checked() {

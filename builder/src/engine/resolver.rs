@@ -27,6 +27,9 @@ pub struct BaseImageOptions {
     pub always_pull: bool,
     /// Registries spoken to over plain HTTP or unverified HTTPS.
     pub registry_access: RegistryAccess,
+    /// `--registry-mirror`: registries (`host[:port][/path]`) tried in order for Docker Hub
+    /// images before Docker Hub itself.
+    pub registry_mirrors: Vec<String>,
     pub contexts: NamedContexts,
 }
 
@@ -36,6 +39,7 @@ impl BaseImageOptions {
         BaseImageOptions {
             always_pull: false,
             registry_access: RegistryAccess::default(),
+            registry_mirrors: Vec::new(),
             contexts: NamedContexts::default(),
         }
     }
@@ -125,9 +129,36 @@ impl<'a> BaseImageResolver<'a> {
         }
         let registry = self.registry(platform)?;
         let registry = registry.as_ref().as_ref().map_err(Clone::clone)?;
+        if let Some(image) = self.pull_from_mirror(registry, reference)? {
+            return Ok(image);
+        }
         pull_logged(registry, self.store, reference, &mut |line| (self.log)(&line))
             .map(|pulled| pulled.image)
             .map_err(|e| e.to_string())
+    }
+
+    /// A Docker Hub image from the first mirror that has it, tagged under its Docker Hub
+    /// name; `None` when no mirror has it (or it is not a Docker Hub image), as kaniko then
+    /// falls back to Docker Hub.
+    fn pull_from_mirror(&self, registry: &Registry, reference: &Reference) -> Result<Option<StoredImage>, String> {
+        if reference.domain() != DOCKER_HUB {
+            return Ok(None);
+        }
+        for mirror in &self.options.registry_mirrors {
+            let mirrored = mirrored_reference(mirror, reference)?;
+            match pull_logged(registry, self.store, &mirrored, &mut |line| (self.log)(&line)) {
+                Ok(pulled) => {
+                    if reference.digest().is_none() && reference.tag().is_some() {
+                        self.store
+                            .tag_platform(reference, &pulled.image)
+                            .map_err(|e| format!("tagging {}: {e}", reference.familiar()))?;
+                    }
+                    return Ok(Some(pulled.image));
+                }
+                Err(e) => (self.log)(&format!("registry mirror {mirror} cannot give {}: {e}", reference.familiar())),
+            }
+        }
+        Ok(None)
     }
 
     fn registry(&self, platform: &Platform) -> Result<Rc<Result<Registry, String>>, String> {
@@ -159,6 +190,21 @@ impl<'a> BaseImageResolver<'a> {
             }
         }
     }
+}
+
+/// Docker Hub's registry name in references.
+const DOCKER_HUB: &str = "docker.io";
+
+/// `reference` (a Docker Hub image) at `mirror`: the same repository path (`library/NAME` for
+/// official images) under the mirror's host and path, with the same tag or digest.
+fn mirrored_reference(mirror: &str, reference: &Reference) -> Result<Reference, String> {
+    let name = format!("{}/{}", mirror.trim_end_matches('/'), reference.path());
+    let text = match (reference.digest(), reference.tag()) {
+        (Some(digest), _) => format!("{name}@{digest}"),
+        (None, Some(tag)) => format!("{name}:{tag}"),
+        (None, None) => name,
+    };
+    Reference::parse(&text).map_err(|e| format!("invalid registry mirror {mirror:?}: {e}"))
 }
 
 /// Whether a stored image was made for `platform` (an image pulled for
@@ -268,6 +314,16 @@ mod tests {
         let mut config = ImageConfig::new("linux", architecture);
         config.config.set_env("ARCH", architecture);
         store.put_image(&config, &[layer]).unwrap()
+    }
+
+    #[test]
+    fn docker_hub_names_map_onto_the_mirror() {
+        let at = |mirror: &str, name: &str| mirrored_reference(mirror, &Reference::parse(name).unwrap()).unwrap().full();
+        assert_eq!(at("mirror.example:5000", "alpine:3.20"), "mirror.example:5000/library/alpine:3.20");
+        assert_eq!(at("mirror.example/hub/", "docker.io/team/app"), "mirror.example/hub/team/app:latest");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(at("m.example", &format!("busybox@{digest}")), format!("m.example/library/busybox@{digest}"));
+        assert!(mirrored_reference("Bad Mirror", &Reference::parse("alpine").unwrap()).is_err());
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct BuildSettings {
     pub registry_access: RegistryAccess,
     /// `--skip-tls-verify-pull`: base images are pulled without verifying certificates.
     pub skip_tls_verify_pull: bool,
+    /// `--registry-mirror`: where Docker Hub images are looked for first.
+    pub registry_mirrors: Vec<String>,
     /// `--build-context NAME=VALUE`.
     pub named_contexts: NamedContexts,
     /// The network of a RUN that does not say (`--network`).
@@ -100,6 +102,7 @@ impl BuildSettings {
                 unverified_tls_everywhere: self.skip_tls_verify_pull,
                 ..self.registry_access.clone()
             },
+            registry_mirrors: self.registry_mirrors.clone(),
             contexts: self.named_contexts.clone(),
         }
     }

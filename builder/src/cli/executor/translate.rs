@@ -41,6 +41,7 @@ pub struct KanikoOptions {
     pub skip_tls_verify: bool,
     pub skip_tls_verify_pull: bool,
     pub skip_tls_verify_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
     pub custom_platform: Option<String>,
     pub verbosity: Option<String>,
     /// What rbuild says about flags it accepts but does not need, one line each.
@@ -80,6 +81,7 @@ impl KanikoOptions {
                 "skip-tls-verify" => o.skip_tls_verify = on,
                 "skip-tls-verify-pull" => o.skip_tls_verify_pull = on,
                 "skip-tls-verify-registry" => o.skip_tls_verify_registries.push(value),
+                "registry-mirror" => o.registry_mirrors.push(value),
                 "custom-platform" => o.custom_platform = Some(value),
                 "verbosity" => o.verbosity = Some(value),
                 _ if value == "false" => {}
@@ -101,7 +103,6 @@ impl KanikoOptions {
             "kaniko-dir" => "not needed: rbuild keeps its state in its store (--cache-dir or RBUILD_ROOT)",
             "cleanup" => "not needed: rbuild never unpacks images over the container's own filesystem, so there is nothing to clean",
             "insecure-pull" => "rbuild reaches loopback registries over plain HTTP; name any other with --insecure-registry HOST",
-            "registry-mirror" => "not supported yet: base images are pulled from their own registries",
             "single-snapshot" => "not supported yet: each step stays a layer of its own",
             "cache-copy-layers" | "cache-run-layers" => "not needed: the registry cache keeps every step (mode=max)",
             "log-format" | "log-timestamp" => "not needed: rbuild's progress is plain text in CI logs",
@@ -183,6 +184,9 @@ impl KanikoOptions {
         }
         for (name, value) in self.cache_flags(&destinations)? {
             flag(name, &value);
+        }
+        for mirror in &self.registry_mirrors {
+            flag("--registry-mirror", mirror);
         }
         if self.skip_tls_verify_pull {
             args.push("--skip-tls-verify-pull".to_string());
@@ -394,6 +398,9 @@ mod tests {
         let args = build_args(&["-d", "verified.example/app:1", "--skip-tls-verify-registry", "pull.example", "--skip-tls-verify-pull"]).unwrap();
         assert_eq!(value_of(&args, "--skip-tls-verify"), ["pull.example"]);
         assert!(args.contains(&"--skip-tls-verify-pull".to_string()));
+        // Mirrors keep their order.
+        let args = build_args(&["--no-push", "--registry-mirror", "m1.example", "--registry-mirror=m2.example/hub"]).unwrap();
+        assert_eq!(value_of(&args, "--registry-mirror"), ["m1.example", "m2.example/hub"]);
         // A false boolean asks for nothing.
         assert!(value_of(&build_args(&["-d", "r.example/a:1", "--skip-tls-verify=false"]).unwrap(), "--skip-tls-verify").is_empty());
     }
