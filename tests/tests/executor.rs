@@ -15,7 +15,7 @@ use rbuild_e2e::docker::Docker;
 use rbuild_e2e::env::{rbuild_bin, unique_suffix, TestEnv};
 use rbuild_e2e::image::{build_archive, rbuild_image};
 use rbuild_e2e::process::{self, RunOutput};
-use rbuild_e2e::registry::Registry;
+use rbuild_e2e::registry::{build_base, Registry};
 
 /// A context whose build runs a RUN step: the image says `built` when run.
 fn app_context() -> Context {
@@ -214,6 +214,36 @@ fn unknown_flags_are_errors_naming_the_flag() {
     let run = env.rbuild().args(["executor", "--no-push", "--cache", "true"]).run();
     run.assert_code(2);
     run.assert_stderr_contains("unexpected argument \"true\"");
+}
+
+#[test]
+fn registry_mirror_serves_docker_hub_bases_in_order() {
+    // Docker Hub is unreachable here: the base can only come from the second mirror, after the
+    // first (empty) one says it lacks it.
+    let producer = TestEnv::new("executor-mirror-producer");
+    let base = build_base(&producer, "mirrored");
+    let name = format!("rbuild-e2e-mirror-{}", unique_suffix());
+    let empty = Registry::start();
+    let mirror = Registry::start();
+    mirror.push_archive(&base.archive, &format!("library/{name}:1"));
+    let ctx = Context::new();
+    ctx.dockerfile(&[&format!("FROM docker.io/library/{name}:1"), "RUN cat /marker"]);
+    let env = TestEnv::new("executor-mirror");
+    let context = ctx.path().to_string_lossy().into_owned();
+    let run = env
+        .rbuild()
+        .args(["executor", "--no-push", "--context", &context, "--registry-mirror", &empty.host()])
+        .args(["--registry-mirror", &mirror.host()])
+        .run();
+    run.assert_code(0);
+    run.assert_stderr_contains(&format!("registry mirror {} cannot give {name}:1", empty.host()));
+    run.assert_stderr_contains(&format!("pulling {}/library/{name}:1", mirror.host()));
+    run.assert_stderr_contains("mirrored");
+    // The base is stored under its Docker Hub name: a second build needs no registry.
+    drop(mirror);
+    let again = env.rbuild().args(["executor", "--no-push", "--context", &context]).run();
+    again.assert_code(0);
+    assert!(!again.stderr_text().contains("pulling"), "{}", again.stderr_text());
 }
 
 #[test]
