@@ -25,7 +25,7 @@ use std::path::Path;
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, SCHEMA_VERSION};
 use serde::Serialize;
 
-use crate::compress::Compression;
+use crate::compress::{Codec, Compression};
 use crate::digest::{copy_hashed, Digest};
 use crate::error::{IoContext, Result, StoreError};
 use crate::metadata::image::{to_json, StoredImage};
@@ -44,8 +44,10 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ArchiveFormat {
     /// Docker 25+ `docker save` shape: `manifest.json` + `repositories` + an
-    /// OCI layout, with gzip layers shared by both.
-    Docker,
+    /// OCI layout, with layers shared by both, compressed as `compression` says
+    /// (gzip by default; plain too, which `docker save` writes; zstd only for
+    /// Docker 23+, which is why rbuild's `-o type=docker` refuses it).
+    Docker { compression: Codec },
     /// The [`ArchiveFormat::Docker`] shape with each image as it is stored:
     /// its manifest and layers as they are, so loading the archive gives the
     /// same manifest digest. Plain and gzip layers, which every client reads,
@@ -54,13 +56,13 @@ pub enum ArchiveFormat {
     DockerAsStored,
     /// An OCI layout only, with layers compressed as asked (re-compressed when
     /// they are stored otherwise).
-    Oci { compression: Compression },
+    Oci { compression: Codec },
 }
 
 impl ArchiveFormat {
     /// Whether the archive has Docker's `manifest.json` and `repositories`.
     fn is_docker(&self) -> bool {
-        matches!(self, ArchiveFormat::Docker | ArchiveFormat::DockerAsStored)
+        matches!(self, ArchiveFormat::Docker { .. } | ArchiveFormat::DockerAsStored)
     }
 }
 
@@ -84,9 +86,10 @@ pub fn write_platforms_archive<W: Write>(
     store: &Store,
     images: &[StoredImage],
     names: &[Reference],
-    compression: Compression,
+    compression: impl Into<Codec>,
     out: W,
 ) -> Result<()> {
+    let compression = compression.into();
     let mut blobs = BTreeSet::new();
     let mut converted = Vec::with_capacity(images.len());
     for image in images {
@@ -170,10 +173,10 @@ fn tagged_names(names: &[Reference]) -> Result<Vec<(&Reference, &str)>> {
 pub fn write_oci_dir(
     store: &Store,
     images: &[(StoredImage, Vec<Reference>)],
-    compression: Compression,
+    compression: impl Into<Codec>,
     dir: &Path,
 ) -> Result<()> {
-    let plan = ExportPlan::new(store, images, &ArchiveFormat::Oci { compression })?;
+    let plan = ExportPlan::new(store, images, &ArchiveFormat::Oci { compression: compression.into() })?;
     let blobs_dir = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs_dir).at("create directory", &blobs_dir)?;
     for digest in &plan.blobs {
@@ -230,9 +233,8 @@ impl ExportPlan {
 
         for (image, names) in images {
             let image = match format {
-                // Docker reads plain, gzip and (from 23.0) zstd layers; the
-                // archive carries gzip, which every client reads.
-                ArchiveFormat::Docker => store.convert_image(image, Compression::Gzip)?,
+                // Docker reads plain, gzip and (from 23.0) zstd layers.
+                ArchiveFormat::Docker { compression } => store.convert_image(image, *compression)?,
                 ArchiveFormat::DockerAsStored => {
                     let readable = |c| matches!(c, Some(Compression::None | Compression::Gzip));
                     match image.layers.iter().all(|l| readable(l.compression())) {

@@ -92,7 +92,7 @@ fn docker_archive_has_both_layouts_pointing_at_shared_blobs() {
     let bytes = export(
         &store,
         &[(image.clone(), refs(&["app:1.0", "app:latest"]))],
-        ArchiveFormat::Docker,
+        ArchiveFormat::Docker { compression: Compression::Gzip.into() },
     );
     let (order, members) = read_archive(&bytes);
     check_blobs_and_headers(&members);
@@ -184,10 +184,8 @@ fn exports_are_byte_identical() {
     let image = one_layer_image(&store, "same");
     let images = [(image, refs(&["b:1", "a:2", "localhost:5000/x/y:z"]))];
     for format in [
-        ArchiveFormat::Docker,
-        ArchiveFormat::Oci {
-            compression: Compression::Zstd,
-        },
+        ArchiveFormat::Docker { compression: Compression::Gzip.into() },
+        ArchiveFormat::Oci { compression: Compression::Zstd.into() },
     ] {
         assert!(
             export(&store, &images, format) == export(&store, &images, format),
@@ -210,7 +208,7 @@ fn images_sharing_a_layer_store_it_once() {
             (base.clone(), refs(&["one"])),
             (other.clone(), refs(&["rbuild-test/two:1"])),
         ],
-        ArchiveFormat::Docker,
+        ArchiveFormat::Docker { compression: Compression::Gzip.into() },
     );
     let (order, members) = read_archive(&bytes);
     let layer = format!("blobs/sha256/{}", base.layers[0].digest.hex());
@@ -236,9 +234,7 @@ fn oci_zstd_archive_recompresses_layers_and_keeps_the_image_id() {
     let bytes = export(
         &store,
         &[(image.clone(), refs(&["app:z"]))],
-        ArchiveFormat::Oci {
-            compression: Compression::Zstd,
-        },
+        ArchiveFormat::Oci { compression: Compression::Zstd.into() },
     );
     let (_, members) = read_archive(&bytes);
     check_blobs_and_headers(&members);
@@ -289,9 +285,7 @@ fn oci_gzip_archive_keeps_the_stored_manifest() {
     let bytes = export(
         &store,
         &[(image.clone(), refs(&["app"]))],
-        ArchiveFormat::Oci {
-            compression: Compression::Gzip,
-        },
+        ArchiveFormat::Oci { compression: Compression::Gzip.into() },
     );
     let (_, members) = read_archive(&bytes);
     let index = json(&members, "index.json");
@@ -321,7 +315,7 @@ fn zstd_layers_are_converted_to_gzip_for_docker() {
     let bytes = export(
         &store,
         &[(image.clone(), refs(&["z:1"]))],
-        ArchiveFormat::Docker,
+        ArchiveFormat::Docker { compression: Compression::Gzip.into() },
     );
     let (_, members) = read_archive(&bytes);
     let manifest = json(&members, "manifest.json");
@@ -368,7 +362,7 @@ fn docker_as_stored_keeps_plain_layers_and_converts_only_zstd() {
 fn untagged_images_get_an_unnamed_entry() {
     let (_d, store) = temp_store();
     let image = one_layer_image(&store, "anon");
-    let (_, members) = read_archive(&export(&store, &[(image, vec![])], ArchiveFormat::Docker));
+    let (_, members) = read_archive(&export(&store, &[(image, vec![])], ArchiveFormat::Docker { compression: Compression::Gzip.into() }));
     let index = json(&members, "index.json");
     assert!(index["manifests"][0].get("annotations").is_none());
     assert_eq!(
@@ -386,7 +380,7 @@ fn a_reference_without_tag_is_refused() {
     let err = write_archive(
         &store,
         &[(image, vec![pinned])],
-        &ArchiveFormat::Docker,
+        &ArchiveFormat::Docker { compression: Compression::Gzip.into() },
         Vec::new(),
     )
     .unwrap_err();
@@ -405,7 +399,7 @@ fn a_corrupt_blob_fails_the_export() {
     let err = write_archive(
         &store,
         &[(image, refs(&["a"]))],
-        &ArchiveFormat::Docker,
+        &ArchiveFormat::Docker { compression: Compression::Gzip.into() },
         Vec::new(),
     )
     .unwrap_err();

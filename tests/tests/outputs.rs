@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use rbuild_e2e::archive::{
-    decompress, sha256_hex, skopeo_inspect, skopeo_inspect_config, tar_entries, umoci_unpack,
+    decompress, is_gzip, is_zstd, sha256_hex, skopeo_inspect, skopeo_inspect_config, tar_entries, umoci_unpack,
 };
 use rbuild_e2e::{Archive, Context, Docker, EntryKind, RunOutput, TestEnv, SCRATCH_BUSYBOX};
 
@@ -277,6 +277,88 @@ fn type_oci_with_zstd_compression() {
     assert!(files.contains(&"etc/message.txt".to_string()), "{files:?}");
 }
 
+/// The OCI manifest's layers of `archive`: each of `media_type`, its bytes `compressed`
+/// (gzip or zstd, by magic) or a plain tar, and its uncompressed bytes the config's diff_id.
+/// Returns the layer digests.
+fn assert_layers(archive: &Archive, media_type: &str, is_compressed: fn(&[u8]) -> bool) -> Vec<String> {
+    let diff_ids = rbuild_e2e::strings(&archive.config()["rootfs"]["diff_ids"]);
+    let layers = archive.oci_manifest()["layers"].as_array().unwrap().clone();
+    assert_eq!(layers.len(), diff_ids.len());
+    let mut digests = Vec::new();
+    for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+        assert_eq!(layer["mediaType"], media_type, "{layer}");
+        let digest = layer["digest"].as_str().unwrap();
+        let bytes = archive.blob(digest);
+        assert!(is_compressed(bytes), "layer {digest} is not in the asked compression");
+        assert_eq!(format!("sha256:{}", sha256_hex(&decompress(bytes))), *diff_id, "layer {digest}");
+        digests.push(digest.to_string());
+    }
+    digests
+}
+
+/// `compression=` and `compression-level=` on an OCI archive, read as a push reads them: a
+/// level is a conversion of its own, made once and kept, so the same export again
+/// compresses nothing.
+#[test]
+fn type_oci_takes_a_zstd_level_and_compresses_once_per_level() {
+    let env = TestEnv::new("out-oci-zstd-level");
+    let reference = env.image_ref();
+    let ctx = app_context();
+    let export = |file: &str, level: u32| {
+        let path = env.path(file);
+        build_to(&env, &ctx, &reference, &format!("type=oci,dest={},compression=zstd,compression-level={level}", path.display()));
+        let archive = Archive::open(&path);
+        assert!(!archive.has("manifest.json"), "type=oci must write only the OCI layout");
+        assert_oci_layout(&archive);
+        assert_sound_layers(&archive);
+        let inspected = skopeo_inspect(&format!("oci-archive:{}", path.display()));
+        assert_eq!(inspected["Labels"]["purpose"], "outputs", "{inspected}");
+        let digests = assert_layers(&archive, "application/vnd.oci.image.layer.v1.tar+zstd", is_zstd);
+        (fs::read(&path).unwrap(), digests)
+    };
+    // Level 12 first: the build stores its layers plain, the export converts them.
+    let (first, at_12) = export("zstd12.oci.tar", 12);
+    let records = env.store().join("conversions/zstd-12");
+    let stamps = || -> Vec<_> {
+        let mut entries: Vec<_> = fs::read_dir(&records)
+            .unwrap_or_else(|e| panic!("{}: {e}", records.display()))
+            .map(|e| e.unwrap())
+            .map(|e| (e.file_name(), e.metadata().unwrap().modified().unwrap()))
+            .collect();
+        entries.sort();
+        entries
+    };
+    let before = stamps();
+    assert_eq!(before.len(), at_12.len(), "one kept conversion per layer: {before:?}");
+    let (second, again) = export("zstd12-again.oci.tar", 12);
+    assert_eq!(again, at_12);
+    assert_eq!(first, second, "the same export gives the same archive");
+    assert_eq!(stamps(), before, "the second export compressed again instead of taking the kept conversion");
+    // Level 3 (zstd's default) is another conversion, with other bytes.
+    let (_, at_3) = export("zstd3.oci.tar", 3);
+    assert_ne!(at_3, at_12, "level 3 wrote level 12's layers");
+}
+
+/// `docker save`'s own shape: plain layers, which Docker 20.10 loads and runs.
+#[test]
+fn type_docker_uncompressed_writes_plain_layers_that_load() {
+    let env = TestEnv::new("out-docker-plain");
+    let reference = env.image_ref();
+    let path = env.path("plain.tar");
+    build_to(&env, &app_context(), &reference, &format!("type=docker,dest={},compression=uncompressed", path.display()));
+    let archive = Archive::open(&path);
+    assert!(!archive.gzipped);
+    assert_docker_archive(&archive, &reference);
+    assert_oci_layout(&archive);
+    assert_sound_layers(&archive);
+    let digests = assert_layers(&archive, "application/vnd.oci.image.layer.v1.tar", |b| !is_gzip(b) && !is_zstd(b));
+    // The Docker side names the same plain blobs.
+    let docker_layers = rbuild_e2e::strings(&archive.docker_manifest()["Layers"]);
+    let named: Vec<String> = digests.iter().map(|d| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"))).collect();
+    assert_eq!(docker_layers, named);
+    assert_eq!(Docker::get().load_as(&path, &reference).run(&[]), "output check\n");
+}
+
 #[test]
 fn type_tar_writes_the_final_rootfs() {
     let env = TestEnv::new("out-type-tar");
@@ -394,7 +476,9 @@ fn output_names_and_unsupported_attributes() {
     assert_eq!(image.run(&[]), "named\n");
 
     for (output, reason) in [
-        ("type=docker,dest=x.tar,compression-level=9", "compression-level= is not supported yet"),
+        ("type=docker,dest=x.tar,compression=zstd", "docker load before Docker 23.0"),
+        ("type=oci,dest=x.tar,compression=zstd,compression-level=20", "out of range for zstd (1–19)"),
+        ("type=docker,dest=x.tar,compression=uncompressed,compression-level=1", "no compression level"),
         ("type=docker,dest=x.tar,oci-mediatypes=true", "use type=oci"),
     ] {
         let out = env.rbuild().args(["build", "-o", output]).arg(ctx.path()).run();

@@ -46,7 +46,7 @@ pub fn run(args: BuildArgs) -> Result<(), Failure> {
                 failure.report();
                 let store = Store::open(Store::default_root()).context("opening rbuild's store")?;
                 let target = ShellTarget::Failure { id: id.to_string(), initial: false };
-                match crate::cli::commands::debug::open_shell(&store, &target, None) {
+                match crate::cli::shell::open_shell(&store, &target, None) {
                     Ok(()) | Err(Failure::Status(_)) => {}
                     Err(other) => other.report(),
                 }

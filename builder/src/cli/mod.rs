@@ -12,5 +12,6 @@ pub mod executor;
 pub mod failure;
 pub mod progress;
 pub mod progress_tty;
+pub mod shell;
 pub mod snippet;
 pub mod terminal;

@@ -48,8 +48,9 @@ pub fn export(
         move |e| BuildError::Finish { action: format!("writing {dest}"), source: e.into() }
     }
     match output {
-        OutputSpec::Docker { dest, gzip, names } => {
-            write_output(dest, *gzip, stdout, archive(ArchiveFormat::Docker, names)).map_err(writing(dest))
+        OutputSpec::Docker { dest, gzip, names, compression } => {
+            write_output(dest, *gzip, stdout, archive(ArchiveFormat::Docker { compression: *compression }, names))
+                .map_err(writing(dest))
         }
         OutputSpec::Oci { dest, compression, names } => {
             write_output(dest, false, stdout, archive(ArchiveFormat::Oci { compression: *compression }, names))

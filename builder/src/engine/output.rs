@@ -19,10 +19,11 @@ pub enum Destination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputSpec {
     /// The `docker save` archive (with an OCI layout inside), optionally gzipped whole;
-    /// `names` (`name=`) name the image in it besides the build's tags.
-    Docker { dest: Destination, gzip: bool, names: Vec<Reference> },
-    /// An OCI image layout archive only.
-    Oci { dest: Destination, compression: Compression, names: Vec<Reference> },
+    /// `names` (`name=`) name the image in it besides the build's tags; its layers
+    /// compressed with `compression` (gzip or uncompressed: Docker 20.10 reads no zstd).
+    Docker { dest: Destination, gzip: bool, names: Vec<Reference>, compression: Codec },
+    /// An OCI image layout archive only, its layers compressed with `compression`.
+    Oci { dest: Destination, compression: Codec, names: Vec<Reference> },
     /// A tar of the final root filesystem.
     RootfsTar { dest: Destination },
     /// The final root filesystem written into a directory.
@@ -124,13 +125,18 @@ fn write_file<E: From<io::Error>>(
 }
 
 /// Parses one `-o` value: `FILE.tar`, `FILE.tar.gz`, `-`, or
-/// `type=docker|oci|tar|local,dest=PATH[,compression=gzip|zstd]`.
+/// `type=docker|oci|tar|local,dest=PATH[,compression=gzip|zstd|uncompressed][,compression-level=N]`.
 pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
     if !text.contains('=') {
         if text.is_empty() {
             return Err("empty --output".into());
         }
-        return Ok(OutputSpec::Docker { dest: destination(text), gzip: is_gzip_name(text), names: Vec::new() });
+        return Ok(OutputSpec::Docker {
+            dest: destination(text),
+            gzip: is_gzip_name(text),
+            names: Vec::new(),
+            compression: Codec::default(),
+        });
     }
     let mut kind = None;
     let mut dest = None;
@@ -158,18 +164,17 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
                 }
             }
             "push" => push = boolean("push", value)?,
-            "compression-level" => {
-                level = Some(value.parse::<u32>().map_err(|_| format!("compression-level={value:?}: expected a number"))?)
-            }
+            "compression-level" => level = Some(value.to_string()),
             other => return Err(format!("unknown --output attribute {other:?}")),
         }
     }
     let kind = kind.unwrap_or_else(|| "local".into());
-    if matches!(kind.as_str(), "registry" | "image") {
-        return registry_output(&kind, push, dest, compression, level, names, oci_mediatypes);
+    if matches!(kind.as_str(), "tar" | "local") && (compression.is_some() || level.is_some()) {
+        return Err(format!("compression= and compression-level= apply to image outputs (type=docker, oci, registry or image), not type={kind}"));
     }
-    if level.is_some() {
-        return Err(format!("compression-level= is not supported yet for type={kind}: only pushes (type=registry, type=image) take it; archives use gzip level 1, zstd level 3"));
+    let codec = layer_codec(compression.as_deref(), level.as_deref())?;
+    if matches!(kind.as_str(), "registry" | "image") {
+        return registry_output(&kind, push, dest, codec, names, oci_mediatypes);
     }
     if push {
         return Err(format!("push=true applies to type=image, not type={kind}"));
@@ -186,16 +191,15 @@ pub fn parse_output(text: &str) -> Result<OutputSpec, String> {
         return Err(format!("name= applies to image outputs (type=docker or type=oci), not type={kind}"));
     }
     let dest = dest.ok_or_else(|| format!("--output type={kind} needs dest=PATH"))?;
-    let compression = compression_named(compression.as_deref())?;
     match kind.as_str() {
         "docker" => {
-            if compression == Compression::Zstd {
-                return Err("type=docker archives use gzip layers (docker load cannot read zstd); use type=oci for zstd".into());
+            if codec.compression == Compression::Zstd {
+                return Err("compression=zstd is not supported for type=docker: docker load before Docker 23.0 (Debian's 20.10 included) cannot read zstd layers; use compression=gzip or uncompressed, or type=oci for zstd".into());
             }
             let gzip = is_gzip_name(&dest);
-            Ok(OutputSpec::Docker { dest: destination(&dest), gzip, names })
+            Ok(OutputSpec::Docker { dest: destination(&dest), gzip, names, compression: codec })
         }
-        "oci" => Ok(OutputSpec::Oci { dest: destination(&dest), compression, names }),
+        "oci" => Ok(OutputSpec::Oci { dest: destination(&dest), compression: codec, names }),
         "tar" => Ok(OutputSpec::RootfsTar { dest: destination(&dest) }),
         "local" => {
             if dest == "-" {
@@ -213,8 +217,7 @@ fn registry_output(
     kind: &str,
     push: bool,
     dest: Option<String>,
-    compression: Option<String>,
-    level: Option<u32>,
+    compression: Codec,
     names: Vec<Reference>,
     oci_mediatypes: Option<bool>,
 ) -> Result<OutputSpec, String> {
@@ -230,16 +233,27 @@ fn registry_output(
     if let Some(name) = names.iter().find(|n| n.digest().is_some()) {
         return Err(format!("name={} names a digest; a push names a tag (the registry computes the digest)", name.familiar()));
     }
-    Ok(OutputSpec::Registry { names, compression: Codec::new(compression_named(compression.as_deref())?, level)? })
+    if compression.compression == Compression::None {
+        return Err(format!("compression=uncompressed applies to archives (type=oci, type=docker), not type={kind}: a push sends gzip or zstd layers"));
+    }
+    Ok(OutputSpec::Registry { names, compression })
 }
 
-/// The layer compression `compression=` names; gzip by default.
-pub fn compression_named(value: Option<&str>) -> Result<Compression, String> {
-    match value {
-        None | Some("gzip") => Ok(Compression::Gzip),
-        Some("zstd") => Ok(Compression::Zstd),
-        Some(other) => Err(format!("unsupported compression {other:?} (gzip or zstd)")),
-    }
+/// The layer codec of `compression=` and `compression-level=`, the one reading of them for
+/// every output and cache export: gzip by default, each algorithm's level range checked
+/// ([`Codec::new`]). `uncompressed` is a codec too; the outputs that cannot send plain
+/// layers refuse it themselves.
+pub fn layer_codec(compression: Option<&str>, level: Option<&str>) -> Result<Codec, String> {
+    let algorithm = match compression {
+        None | Some("gzip") => Compression::Gzip,
+        Some("zstd") => Compression::Zstd,
+        Some("uncompressed") => Compression::None,
+        Some(other) => return Err(format!("unsupported compression {other:?} (gzip, zstd or uncompressed)")),
+    };
+    let level = level
+        .map(|value| value.parse::<u32>().map_err(|_| format!("compression-level={value:?}: expected a number")))
+        .transpose()?;
+    Codec::new(algorithm, level)
 }
 
 /// `true`/`false` of an `--output` attribute.
@@ -259,27 +273,27 @@ mod tests {
     fn short_forms() {
         assert_eq!(
             parse_output("app.tar").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("app.tar".into()), gzip: false, names: vec![] }
+            OutputSpec::Docker { dest: Destination::File("app.tar".into()), gzip: false, names: vec![], compression: Codec::default() }
         );
         assert_eq!(
             parse_output("app.tar.gz").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("app.tar.gz".into()), gzip: true, names: vec![] }
+            OutputSpec::Docker { dest: Destination::File("app.tar.gz".into()), gzip: true, names: vec![], compression: Codec::default() }
         );
-        assert_eq!(parse_output("app.tgz").unwrap(), OutputSpec::Docker { dest: Destination::File("app.tgz".into()), gzip: true, names: vec![] });
-        assert_eq!(parse_output("-").unwrap(), OutputSpec::Docker { dest: Destination::Stdout, gzip: false, names: vec![] });
+        assert_eq!(parse_output("app.tgz").unwrap(), OutputSpec::Docker { dest: Destination::File("app.tgz".into()), gzip: true, names: vec![], compression: Codec::default() });
+        assert_eq!(parse_output("-").unwrap(), OutputSpec::Docker { dest: Destination::Stdout, gzip: false, names: vec![], compression: Codec::default() });
     }
 
     #[test]
     fn long_forms() {
         assert_eq!(
             parse_output("type=oci,dest=x.tar,compression=zstd").unwrap(),
-            OutputSpec::Oci { dest: Destination::File("x.tar".into()), compression: Compression::Zstd, names: vec![] }
+            OutputSpec::Oci { dest: Destination::File("x.tar".into()), compression: Compression::Zstd.into(), names: vec![] }
         );
         assert_eq!(parse_output("type=tar,dest=-").unwrap(), OutputSpec::RootfsTar { dest: Destination::Stdout });
         assert_eq!(parse_output("type=local,dest=out").unwrap(), OutputSpec::Local { dir: "out".into() });
         assert_eq!(
             parse_output("type=docker,dest=a.tar.gz").unwrap(),
-            OutputSpec::Docker { dest: Destination::File("a.tar.gz".into()), gzip: true, names: vec![] }
+            OutputSpec::Docker { dest: Destination::File("a.tar.gz".into()), gzip: true, names: vec![], compression: Codec::default() }
         );
     }
 
@@ -317,6 +331,47 @@ mod tests {
     }
 
     #[test]
+    fn archives_take_the_push_forms_compression() {
+        let oci = parse_output("type=oci,dest=x.tar,compression=zstd,compression-level=3").unwrap();
+        assert_eq!(oci, OutputSpec::Oci { dest: Destination::File("x.tar".into()), compression: Compression::Zstd.into(), names: vec![] });
+        let OutputSpec::Oci { compression, .. } = parse_output("type=oci,dest=x.tar,compression=zstd,compression-level=12").unwrap() else { panic!() };
+        assert_eq!(compression, Codec::new(Compression::Zstd, Some(12)).unwrap());
+        assert_eq!(compression.explicit_level(), Some(12));
+        let OutputSpec::Oci { compression, .. } = parse_output("type=oci,dest=x.tar,compression=uncompressed").unwrap() else { panic!() };
+        assert_eq!(compression, Compression::None.into());
+        let docker = parse_output("type=docker,dest=a.tar,compression=uncompressed").unwrap();
+        let OutputSpec::Docker { compression, gzip: false, .. } = docker else { panic!("{docker:?}") };
+        assert_eq!(compression, Compression::None.into());
+        let OutputSpec::Docker { compression, .. } = parse_output("type=docker,dest=a.tar,compression-level=9").unwrap() else { panic!() };
+        assert_eq!(compression, Codec::new(Compression::Gzip, Some(9)).unwrap());
+        // The one parser serves pushes and archives alike: the same text, the same codec.
+        let OutputSpec::Registry { compression: pushed, .. } = parse_output("type=registry,compression=zstd,compression-level=7").unwrap() else { panic!() };
+        let OutputSpec::Oci { compression: archived, .. } = parse_output("type=oci,dest=x,compression=zstd,compression-level=7").unwrap() else { panic!() };
+        assert_eq!(pushed, archived);
+        assert_eq!(layer_codec(Some("zstd"), Some("7")), Ok(pushed));
+    }
+
+    #[test]
+    fn compression_settings_are_refused_clearly() {
+        for (value, expected) in [
+            ("type=docker,dest=a.tar,compression=zstd", "docker load before Docker 23.0"),
+            ("type=oci,dest=a.tar,compression=gzip,compression-level=10", "out of range for gzip (0–9)"),
+            ("type=docker,dest=a.tar,compression-level=10", "out of range for gzip (0–9)"),
+            ("type=oci,dest=a.tar,compression=zstd,compression-level=0", "out of range for zstd (1–19)"),
+            ("type=oci,dest=a.tar,compression=zstd,compression-level=22", "out of range for zstd (1–19)"),
+            ("type=oci,dest=a.tar,compression=uncompressed,compression-level=1", "no compression level"),
+            ("type=oci,dest=a.tar,compression-level=fast", "expected a number"),
+            ("type=oci,dest=a.tar,compression=lz4", "gzip, zstd or uncompressed"),
+            ("type=registry,name=r/app:1,compression=uncompressed", "applies to archives"),
+            ("type=tar,dest=a.tar,compression=gzip", "apply to image outputs"),
+            ("type=local,dest=d,compression-level=3", "apply to image outputs"),
+        ] {
+            let err = parse_output(value).unwrap_err();
+            assert!(err.contains(expected), "{value}: {err}");
+        }
+    }
+
+    #[test]
     fn buildkit_attributes_work_or_are_refused_clearly() {
         let named = parse_output("type=docker,dest=a.tar,name=app:1,name=registry.example.com/app:1").unwrap();
         let OutputSpec::Docker { names, .. } = named else { panic!("{named:?}") };
@@ -327,7 +382,6 @@ mod tests {
             ("type=docker,dest=a.tar,oci-mediatypes=true", "use type=oci"),
             ("type=oci,dest=a.tar,oci-mediatypes=false", "use type=docker"),
             ("type=oci,dest=a.tar,oci-mediatypes=maybe", "expected true or false"),
-            ("type=docker,dest=a.tar,compression-level=9", "compression-level= is not supported yet"),
             ("type=oci,dest=a.tar,force-compression=false", "force-compression=false is not supported"),
             ("type=local,dest=d,name=app:1", "name= applies to image outputs"),
             ("type=docker,dest=a.tar,name=UPPER:1", "invalid name="),

@@ -163,9 +163,12 @@ fn write_platforms_output(
             for (platform, built) in builds {
                 let file = platform_file(path, platform);
                 let single = match output {
-                    OutputSpec::Docker { gzip, names, .. } => {
-                        OutputSpec::Docker { dest: Destination::File(file.clone()), gzip: *gzip, names: names.clone() }
-                    }
+                    OutputSpec::Docker { gzip, names, compression, .. } => OutputSpec::Docker {
+                        dest: Destination::File(file.clone()),
+                        gzip: *gzip,
+                        names: names.clone(),
+                        compression: *compression,
+                    },
                     _ => OutputSpec::RootfsTar { dest: Destination::File(file.clone()) },
                 };
                 export(store, &built.image, &built.state, settings, &single, stdout)?;

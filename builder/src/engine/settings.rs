@@ -9,7 +9,7 @@ use rbuild_frontend::graph::Platform;
 use rbuild_frontend::lower::LowerOptions;
 use rbuild_sandbox::{Isolation, NetworkMode};
 use rbuild_store::registry::RegistryAccess;
-use rbuild_store::{Compression, Reference};
+use rbuild_store::{Codec, Compression, Reference};
 
 use crate::engine::named_contexts::NamedContexts;
 use crate::engine::output::OutputSpec;
@@ -111,16 +111,19 @@ impl BuildSettings {
     /// stores its image: compressing is the slowest part of making a layer, and an export
     /// or `rbuild save` compresses once, when an archive is written (remembered, so the
     /// next export is free). A build that writes an archive stores them as the archive
-    /// wants them. A push at a level of its own (`compression-level=`) stores them plain
-    /// too, so that the push compresses them once, at that level.
+    /// wants them. An output at a level of its own (`compression-level=`) stores them
+    /// plain too, so that it compresses them once, at that level.
     pub fn layer_compression(&self) -> Compression {
+        let stored_for = |codec: &Codec| match codec.explicit_level() {
+            Some(_) => Compression::None,
+            None => codec.compression,
+        };
         self.outputs
             .iter()
             .find_map(|output| match output {
-                OutputSpec::Docker { .. } => Some(Compression::Gzip),
-                OutputSpec::Oci { compression, .. } => Some(*compression),
-                OutputSpec::Registry { compression, .. } if compression.explicit_level().is_some() => Some(Compression::None),
-                OutputSpec::Registry { compression, .. } => Some(compression.compression),
+                OutputSpec::Docker { compression, .. }
+                | OutputSpec::Oci { compression, .. }
+                | OutputSpec::Registry { compression, .. } => Some(stored_for(compression)),
                 OutputSpec::RootfsTar { .. } | OutputSpec::Local { .. } => None,
             })
             .unwrap_or(Compression::None)

@@ -62,7 +62,7 @@ fn write_tar(path: &Path, members: &[(&str, Vec<u8>)]) {
 fn docker_archive_round_trips_plain_and_gzipped() {
     let (dir, source) = temp_store();
     let image = one_layer_image(&source, "imported");
-    let archive = exported(&source, &image, &["app:1", "registry.example/team/app:2"], ArchiveFormat::Docker, dir.path());
+    let archive = exported(&source, &image, &["app:1", "registry.example/team/app:2"], ArchiveFormat::Docker { compression: Compression::Gzip.into() }, dir.path());
 
     let (_dir2, store) = temp_store();
     let imported = store.import_archive(&archive).unwrap();
@@ -120,7 +120,7 @@ fn oci_archive_with_zstd_layers_and_oci_layout_selectors() {
         &source,
         &image,
         &["app:1"],
-        ArchiveFormat::Oci { compression: Compression::Zstd },
+        ArchiveFormat::Oci { compression: Compression::Zstd.into() },
         dir.path(),
     );
     let (_d, store) = temp_store();
@@ -161,7 +161,7 @@ fn oci_archive_with_zstd_layers_and_oci_layout_selectors() {
 fn a_blob_that_does_not_match_its_name_is_refused() {
     let (dir, source) = temp_store();
     let image = one_layer_image(&source, "honest");
-    let archive = exported(&source, &image, &["app:1"], ArchiveFormat::Docker, dir.path());
+    let archive = exported(&source, &image, &["app:1"], ArchiveFormat::Docker { compression: Compression::Gzip.into() }, dir.path());
     let layer_name = format!("blobs/sha256/{}", image.layers[0].digest.hex());
     let tampered: Vec<(String, Vec<u8>)> = members(&archive)
         .into_iter()

@@ -2,10 +2,9 @@
 //! [`kept_failure`](crate::engine::kept_failure)) or in a stored image, and `--list` of the
 //! kept failures. The shell's exit status is rbuild's.
 
-use std::io::IsTerminal;
 
 use clap::Parser;
-use rbuild_sandbox::{ExitKind, Isolation};
+use rbuild_sandbox::Isolation;
 use rbuild_store::Store;
 
 use super::common::{open_store, parse_args};
@@ -13,8 +12,8 @@ use super::human;
 use super::table::Table;
 use crate::cli::args::IsolationArg;
 use crate::cli::failure::Failure;
-use crate::cli::terminal::with_shell_stdio;
-use crate::engine::debug_shell::{DebugShell, ShellTarget};
+use crate::cli::shell::open_shell;
+use crate::engine::debug_shell::ShellTarget;
 use crate::engine::kept_failure;
 
 /// Open a shell where a RUN failed, or in an image of the store.
@@ -110,25 +109,6 @@ fn build_stage(stage: &str, args: &DebugArgs) -> Result<String, Failure> {
     Ok(id.trim().to_string())
 }
 
-/// Opens the shell over `target` on rbuild's terminal (or stdio) and waits for it; a shell
-/// that exits non-zero is [`Failure::Status`] with its status.
-pub fn open_shell(store: &Store, target: &ShellTarget, command: Option<Vec<String>>) -> Result<(), Failure> {
-    let shell = DebugShell::open(store, target, command).map_err(|e| Failure::Build(e.into()))?;
-    for note in &shell.notes {
-        eprintln!("note: {note}");
-    }
-    if std::io::stdin().is_terminal() {
-        eprintln!("rbuild: a shell in {}; exit it to return", shell.description);
-    }
-    let exit = with_shell_stdio(|stdio| shell.run(stdio))
-        .map_err(|e| Failure::Build(anyhow::Error::new(e).context("setting up the shell's terminal")))?
-        .map_err(|e| Failure::Build(e.into()))?;
-    match exit {
-        ExitKind::Code(0) => Ok(()),
-        ExitKind::Code(code) => Err(Failure::Status(code.clamp(1, 255) as u8)),
-        ExitKind::Signal(signal) => Err(Failure::Status((128 + signal).clamp(1, 255) as u8)),
-    }
-}
 
 fn list(store: &Store) -> Result<(), Failure> {
     let kept = kept_failure::list(store).map_err(|e| Failure::Build(e.into()))?;

@@ -5,11 +5,11 @@
 
 use clap::Parser;
 use rbuild_store::registry::RegistryAccess;
-use rbuild_store::{Codec, Platform, Reference, Store, StoredImage};
+use rbuild_store::{Compression, Platform, Reference, Store, StoredImage};
 
 use super::common::{find_image, open_store, parse_args};
 use crate::cli::failure::Failure;
-use crate::engine::output::compression_named;
+use crate::engine::output::layer_codec;
 use crate::engine::pulling::{insecure_registries, open_registry, push_index_logged, push_logged};
 
 /// Push an image from rbuild's store to a registry.
@@ -35,7 +35,7 @@ pub struct PushArgs {
     /// Compression level of the layers the push compresses: gzip 0–9, zstd 1–19 (layers
     /// already stored in that compression are pushed as they are)
     #[arg(long = "compression-level", value_name = "N")]
-    pub compression_level: Option<u32>,
+    pub compression_level: Option<String>,
 
     /// Reach this registry over plain HTTP (loopback registries always are); repeatable
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
@@ -55,9 +55,10 @@ pub fn run(args: Vec<String>) -> Result<(), Failure> {
     if destination.digest().is_some() {
         return Err(Failure::Usage(format!("cannot push to {name}: a push names a tag, not a digest")));
     }
-    let compression = compression_named(Some(&args.compression))
-        .and_then(|c| Codec::new(c, args.compression_level))
-        .map_err(Failure::Usage)?;
+    let compression = layer_codec(Some(&args.compression), args.compression_level.as_deref()).map_err(Failure::Usage)?;
+    if compression.compression == Compression::None {
+        return Err(Failure::Usage("--compression=uncompressed is for archives; a push sends gzip or zstd layers".into()));
+    }
     let insecure = insecure_registries(&args.insecure_registries).map_err(Failure::Usage)?;
     let store = open_store()?;
     let platform_images = multi_platform_images(&store, &args.image).map_err(Failure::Build)?;

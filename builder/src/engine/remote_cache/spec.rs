@@ -9,9 +9,9 @@
 
 use std::path::PathBuf;
 
-use rbuild_store::{Codec, Reference};
+use rbuild_store::{Codec, Compression, Reference};
 
-use crate::engine::output::compression_named;
+use crate::engine::output::layer_codec;
 
 /// Where a cache is exported to or imported from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,13 +116,7 @@ pub fn parse_cache_to(text: &str) -> Result<CacheExport, String> {
             }
             "ignore-error" => ignore_error = boolean(key, value)?,
             "compression" => compression = Some(value),
-            "compression-level" => {
-                level = Some(
-                    value
-                        .parse::<u32>()
-                        .map_err(|_| format!("compression-level={value:?}: expected a number"))?,
-                )
-            }
+            "compression-level" => level = Some(value),
             "mounts" => mounts = boolean(key, value)?,
             // What BuildKit's registry cache takes and rbuild's format makes moot.
             "oci-mediatypes" | "image-manifest" => {
@@ -156,7 +150,10 @@ pub fn parse_cache_to(text: &str) -> Result<CacheExport, String> {
         Some(other) => return Err(format!("unknown cache type {other:?} (registry or local)")),
         None => return Err("type= is missing (registry or local)".into()),
     };
-    let compression = Codec::new(compression_named(compression)?, level)?;
+    let compression = layer_codec(compression, level)?;
+    if compression.compression == Compression::None {
+        return Err("compression=uncompressed is not supported for a cache export: its layers are sent gzip or zstd".into());
+    }
     Ok(CacheExport {
         location,
         mode,
