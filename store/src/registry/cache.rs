@@ -4,7 +4,6 @@
 //! pushing a cache's blobs and manifest the way an image is pushed (`push`).
 
 use super::error::Action;
-use super::oci_errors::ErrorContext;
 use super::push::{PushEvent, Pushed};
 use super::{oci_reference, BlobDownload, Registry, RegistryError};
 use crate::content::layer::Layer;
@@ -106,17 +105,6 @@ impl Registry {
                 .map_err(|e| job_store_error(destination, e))?;
         }
         Ok(pushed)
-    }
-
-    fn pull_context(&self, reference: &Reference, connection: &super::Connection) -> ErrorContext {
-        ErrorContext {
-            action: Action::Pulling,
-            registry: reference.domain().to_string(),
-            reference: reference.familiar(),
-            scheme: connection.scheme,
-            sent: connection.sent.clone(),
-            looked: self.options.credentials.describe(),
-        }
     }
 }
 

@@ -188,14 +188,7 @@ impl Registry {
         on_event: &mut dyn FnMut(PullEvent),
     ) -> Result<Pulled, RegistryError> {
         let connection = self.connection(reference.domain())?;
-        let context = ErrorContext {
-            action: Action::Pulling,
-            registry: reference.domain().to_string(),
-            reference: reference.familiar(),
-            scheme: connection.scheme,
-            sent: connection.sent.clone(),
-            looked: self.options.credentials.describe(),
-        };
+        let context = self.pull_context(reference, &connection);
         let job = self.pull_job(store, reference, &connection, &context);
         let pulled = self.runtime.block_on(job.run(on_event));
         // Said whether the pull worked or not: a rotated identity token that
@@ -328,6 +321,18 @@ fn oci_reference(reference: &Reference, digest: Option<&Digest>) -> oci_client::
 
 /// One pull, run on the registry's runtime.
 impl Registry {
+    /// What an error of a pull of `reference` over `connection` says about it.
+    fn pull_context(&self, reference: &Reference, connection: &Connection) -> ErrorContext {
+        ErrorContext {
+            action: Action::Pulling,
+            registry: reference.domain().to_string(),
+            reference: reference.familiar(),
+            scheme: connection.scheme,
+            sent: connection.sent.clone(),
+            looked: self.options.credentials.describe(),
+        }
+    }
+
     /// A pull of `reference` over `connection`, for this registry's platform.
     fn pull_job<'a>(
         &'a self,

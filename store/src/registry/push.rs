@@ -98,16 +98,35 @@ impl Registry {
         compression: Codec,
         on_event: &mut dyn FnMut(PushEvent),
     ) -> Result<Pushed, RegistryError> {
-        let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
         refuse_digest(destination)?;
+        let connection = self.connection(destination.domain())?;
+        let (_, pushed) = self.push_image(store, image, destination, false, compression, &connection, on_event)?;
+        Ok(pushed)
+    }
+
+    /// Pushes one image's blobs and manifest over `connection`, under the tag of
+    /// `destination` or, `by_digest`, under the manifest's digest; records the
+    /// repository as its blobs' source. Returns the image as pushed (its layers
+    /// converted to `compression`).
+    #[allow(clippy::too_many_arguments)]
+    fn push_image(
+        &self,
+        store: &Store,
+        image: &StoredImage,
+        destination: &Reference,
+        by_digest: bool,
+        compression: Codec,
+        connection: &Connection,
+        on_event: &mut dyn FnMut(PushEvent),
+    ) -> Result<(StoredImage, Pushed), RegistryError> {
+        let store_error = |source| RegistryError::Store { action: Action::Pushing, reference: destination.familiar(), source };
         let image = store.convert_image(image, compression).map_err(store_error)?;
         let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
-        let connection = self.connection(destination.domain())?;
-        let job = self.push_job(store, destination, None, &connection);
+        let job = self.push_job(store, destination, by_digest.then_some(&image.manifest_digest), connection);
         let blobs = image_blobs(store, &image).map_err(store_error)?;
         let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
         record_sources(store, &image, destination).map_err(store_error)?;
-        Ok(pushed)
+        Ok((image, pushed))
     }
 
     /// Pushes the multi-platform image `images` (one per platform) as
@@ -128,12 +147,7 @@ impl Registry {
         let mut total = Pushed { digest: Digest::of_bytes(b""), uploaded: 0, mounted: 0, existing: 0 };
         let mut pushed_images = Vec::with_capacity(images.len());
         for image in images {
-            let image = store.convert_image(image, compression).map_err(store_error)?;
-            let manifest = store.read_blob(&image.manifest_digest).map_err(store_error)?;
-            let job = self.push_job(store, destination, Some(&image.manifest_digest), &connection);
-            let blobs = image_blobs(store, &image).map_err(store_error)?;
-            let pushed = self.runtime.block_on(job.run(blobs, manifest, on_event))?;
-            record_sources(store, &image, destination).map_err(store_error)?;
+            let (image, pushed) = self.push_image(store, image, destination, true, compression, &connection, on_event)?;
             total.uploaded += pushed.uploaded;
             total.mounted += pushed.mounted;
             total.existing += pushed.existing;
